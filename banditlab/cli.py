@@ -1,0 +1,178 @@
+"""The `banditlab` command line. Thin: every command resolves options into a config and calls the library.
+
+Options left unset fall back to `--config FILE.toml`, then to the dataclass defaults, so a TOML file and the
+command line can be mixed. Bad input ends with one line on stderr naming the option, and exit code 2.
+Heavy libraries (pandas, matplotlib, transformers) are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+from typing import List, Optional
+
+import typer
+
+from .errors import UsageError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Controlled experiments on off-policy REINFORCE (AsymRE, TOPR, REC).")
+
+# ----------------------------------------------------------------------------------------- shared options
+O = typer.Option
+BaselineOpt = O(None, "--baseline", help="START:STOP[:NUM] (NUM default 21), a comma list, or one value; "
+                                         "offsets δV from V^μ unless --absolute [default: -0.5:0.5]")
+AbsoluteOpt = O(None, "--absolute/--offset", help="read --baseline as raw V rather than offsets δV")
+BanditOpt = O(None, "--bandit", help="'paper' (default) or a TOML bandit file")
+ArmsOpt = O(None, "--arms", help="arms of the random paper-style bandit [default: 100]")
+ContextsOpt = O(None, "--contexts", help="contexts, each with its own rewards and V^μ(x) [default: 1]")
+BanditSeedOpt = O(None, "--bandit-seed", help="seed of the random mean rewards [default: 357, see README]")
+RewardsOpt = O(None, "--rewards", help="explicit mean rewards, e.g. 0,0.8,1")
+MuOpt = O(None, "--mu", help="explicit behaviour probabilities, e.g. 0.3,0.6,0.1")
+NoiseOpt = O(None, "--noise", help="reward noise: none | bernoulli | gaussian [default: bernoulli]")
+ConfigOpt = O(None, "--config", help="a TOML file with any of these options (command line wins)")
+
+
+def _config(cls, config: Optional[str], **cli):
+    """Merge CLI values (when given) over the TOML file's over the defaults."""
+    from .sweep import load_toml
+
+    base = load_toml(config) if config else {}
+    names = {f.name for f in fields(cls)}
+    merged = {k: v for k, v in base.items() if k in names}
+    merged.update({k: v for k, v in cli.items() if v is not None and k in names})
+    try:
+        return cls(**merged)
+    except TypeError as err:
+        raise UsageError(f"--config: {err}") from None
+
+
+@app.command()
+def sweep(
+    baseline: Optional[str] = BaselineOpt,
+    absolute: Optional[bool] = AbsoluteOpt,
+    baseline_ref: Optional[str] = O(None, help="offsets from: vmu (exact V^μ) | group (sampled group mean)"),
+    algo: Optional[str] = O(None, help="objective from `banditlab algos` [default: asymre]"),
+    algo_args: Optional[List[str]] = O(None, "--algo-arg", help="objective parameter key=value (repeatable)"),
+    bandit: Optional[str] = BanditOpt, arms: Optional[int] = ArmsOpt, contexts: Optional[int] = ContextsOpt,
+    bandit_seed: Optional[int] = BanditSeedOpt, rewards: Optional[str] = RewardsOpt, mu: Optional[str] = MuOpt,
+    noise: Optional[str] = NoiseOpt,
+    low: Optional[float] = O(None, help="Bernoulli low reward [default: 0]"),
+    high: Optional[float] = O(None, help="Bernoulli high reward [default: 1]"),
+    sigma: Optional[float] = O(None, help="Gaussian noise scale [default: 0.1]"),
+    mode: Optional[str] = O(None, help="exact (expected update) | sampled [default: sampled]"),
+    seeds: Optional[int] = O(None, help="replicas per baseline [default: 8]"),
+    steps: Optional[int] = O(None, help="SGD steps [default: 3000]"),
+    batch: Optional[int] = O(None, help="pulls per group per step, sampled mode [default: 64]"),
+    lr: Optional[float] = O(None, help="SGD learning rate on the logits [default: 1]"),
+    behavior: Optional[str] = O(None, help="fixed | on-policy | lag:N | delay:K | mix:A[:init|uniform], "
+                                           "comma-combined [default: fixed]"),
+    seed: Optional[int] = O(None, help="simulation seed [default: 0]"),
+    log_every: Optional[int] = O(None, help="metrics every N steps [default: steps/200]"),
+    support_eps: Optional[float] = O(None, help="π(a) ≥ this counts as support [default: 1e-3]"),
+    dtype: Optional[str] = O(None, help="float64 | float32"),
+    device: Optional[str] = O(None, help="cpu | cuda"),
+    out: Optional[str] = O(None, help="run folder; rerun with the same folder to resume"),
+    config: Optional[str] = ConfigOpt,
+    progress: bool = O(True, "--progress/--no-progress", help="show a progress bar"),
+):
+    """Sweep the baseline of an off-policy objective on a bandit; print the table, write tidy files and a figure."""
+    from .sweep import SweepConfig, format_table, run_sweep
+
+    cfg = _config(SweepConfig, config, **{k: v for k, v in locals().items() if k not in ("config", "progress")})
+    folder = run_sweep(cfg, progress=progress and sys.stderr.isatty())
+    typer.echo(format_table(folder))
+
+
+@app.command()
+def theory(
+    baseline: Optional[str] = BaselineOpt, absolute: Optional[bool] = AbsoluteOpt,
+    bandit: Optional[str] = BanditOpt, arms: Optional[int] = ArmsOpt, contexts: Optional[int] = ContextsOpt,
+    bandit_seed: Optional[int] = BanditSeedOpt, rewards: Optional[str] = RewardsOpt, mu: Optional[str] = MuOpt,
+    noise: Optional[str] = NoiseOpt, config: Optional[str] = ConfigOpt,
+):
+    """Print the closed-form limit (Theorem 4.2) for a bandit and baseline range, instantly, without simulating."""
+    import numpy as np
+
+    from . import theory as T
+    from .sweep import SweepConfig, make_bandit, parse_range
+
+    cfg = _config(SweepConfig, config, **{k: v for k, v in locals().items() if k != "config"})
+    b = make_bandit(cfg)
+    values = parse_range(cfg.baseline)
+    typer.echo(f"bandit {b.name}: {b.contexts} context(s) × {b.arms} arms, V^μ = {b.v_mu_total:.4f}, "
+               f"best arm J = {float(b.context_probs @ b.means.max(-1)):.4f}")
+    for x in range(b.contexts):
+        m, r = b.mu[x], b.means[x]
+        a = m * (r - T.v_mu(m, r))
+        typer.echo(f"  context {x}: V^μ = {T.v_mu(m, r):.4f}; at V = V^μ π concentrates on arm {int(a.argmax())} "
+                   f"(r = {r[a.argmax()]:.4f}); best arm {int(r.argmax())} (r = {r.max():.4f})")
+    typer.echo(f"{'δV':>7} {'V':>7} {'J(π*)':>8} {'support':>8} {'entropy':>8}  improves on V^μ")
+    for v in values:
+        rows = []
+        for x in range(b.contexts):
+            m, r = b.mu[x], b.means[x]
+            V = v if cfg.absolute else T.v_mu(m, r) + v
+            rows.append(T.limit_summary(m, r, V))
+        J = float(np.dot(b.context_probs, [s["theory_expected_reward"] for s in rows]))
+        sup = float(np.mean([s["theory_support_size"] for s in rows]))
+        ent = float(np.dot(b.context_probs, [s["theory_entropy"] for s in rows]))
+        off = v - b.v_mu_total if cfg.absolute else v
+        V = v if cfg.absolute else b.v_mu_total + v
+        if np.isnan(J):
+            typer.echo(f"{off:>+7.3f} {V:>7.4f} {'—':>8} {'—':>8} {'—':>8}  depends on π₀ (V > V^μ): simulate")
+        else:
+            typer.echo(f"{off:>+7.3f} {V:>7.4f} {J:>8.4f} {sup:>8.1f} {ent:>8.3f}  {'yes' if J > b.v_mu_total else 'no'}")
+
+
+@app.command()
+def plot(run: str = typer.Argument(..., help="a sweep run folder")):
+    """Redraw a sweep's figure from its files, without rerunning."""
+    from pathlib import Path
+
+    from .plots import plot_sweep
+
+    p = Path(run)
+    if not (p / "summary.csv").exists():
+        raise UsageError(f"RUN: {run} is not a finished sweep folder (no summary.csv)")
+    for f in plot_sweep(p):
+        typer.echo(f)
+
+
+@app.command()
+def algos():
+    """List the objective registry with each objective's parameters."""
+    from .objectives import OBJECTIVES
+
+    for o in OBJECTIVES.values():
+        typer.echo(f"{o.name:<11} {o.summary}")
+        typer.echo(" " * 12 + ", ".join(f"{k}={v}" for k, v in o.params.items()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import click
+
+    from .sweep import Interrupted
+
+    cmd = typer.main.get_command(app)
+    try:
+        code = cmd.main(args=argv, prog_name="banditlab", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.exceptions.NoArgsIsHelpError as e:  # pragma: no cover - click ≥ 8.2
+        typer.echo(e.format_message(), err=True)
+        code = 2
+    except click.ClickException as e:
+        typer.echo(f"banditlab: error: {e.format_message()}".replace("\n", " "), err=True)
+        code = 2
+    except UsageError as e:
+        typer.echo(f"banditlab: error: {e}", err=True)
+        code = 2
+    except (Interrupted, click.exceptions.Abort, KeyboardInterrupt) as e:
+        typer.echo(f"banditlab: {e or 'interrupted'}", err=True)
+        code = 130
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

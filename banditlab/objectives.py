@@ -1,0 +1,388 @@
+"""The objective registry: every off-policy REINFORCE loss of the three papers, written once.
+
+Both the bandit simulator (`banditlab.simulate`) and the LLM trainer (`llm.train`) build a `Batch` and call
+an objective from `OBJECTIVES`; no other file holds a policy-gradient formula.
+
+Data contract (`Batch`):
+    logp      log π(y)   differentiable; shape [..., N] (one action per sample) or [..., N, T] (tokens, with mask)
+    logp_old  log μ(y)   behaviour log-probs, same shape as logp, never differentiated
+    reward    r          [..., N] (or [N], broadcast over the leading "run" dimensions)
+    group     [N] long   group ids (prompt / context); samples of one group share a baseline
+    weight    [..., N]   optional sample weights; the exact bandit update passes probabilities μ(a)·P(r|a)
+    mask      [..., N, T] token mask (1 = real token); absent for one-action samples
+    v_mu      [..., N]   optional exact V^μ of each sample's group (known in the bandit, not in an LLM)
+
+Every objective returns a loss with the batch's leading shape (`[...]`, a scalar for an LLM batch):
+minimising it by gradient descent follows the paper's estimator exactly. Leading dimensions are independent
+runs: the simulator sums their losses so each run receives its own gradient.
+
+Notation as in ../shared/PAPERS.md: A advantage, ρ = π/μ (detached unless stated), sg = stop-gradient.
+Parameters may be floats or tensors broadcastable to [..., N] (one value per run), so a sweep over a
+parameter is one vectorised call.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+BASELINES = ("none", "group", "vmu", "absolute")
+AGGREGATIONS = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+RATIO_LEVELS = ("token", "sequence", "sequence-mean")
+
+
+@dataclass
+class Batch:
+    logp: Tensor
+    logp_old: Tensor
+    reward: Tensor
+    group: Tensor | None = None
+    weight: Tensor | None = None
+    mask: Tensor | None = None
+    v_mu: Tensor | None = None
+    generator: torch.Generator | None = None  # randomness for RED-Drop's random dropping
+
+    @property
+    def tokens(self) -> bool:
+        return self.mask is not None
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _per_token(x: Tensor, batch: Batch) -> Tensor:
+    """Broadcast a per-sample quantity [..., N] to the shape of logp."""
+    return x.unsqueeze(-1) if batch.tokens else x
+
+
+def _group_matrix(batch: Batch, n: int, like: Tensor) -> Tensor:
+    group = batch.group if batch.group is not None else torch.zeros(n, dtype=torch.long, device=like.device)
+    return torch.nn.functional.one_hot(group, int(group.max()) + 1).to(like.dtype)  # [N, G]
+
+
+def _group_mean(x: Tensor, w: Tensor, onehot: Tensor) -> Tensor:
+    """Weighted mean of x over each sample's group, returned per sample: Σ_g w x / Σ_g w."""
+    total = (w * x) @ onehot
+    count = (w * torch.ones_like(x)) @ onehot
+    return (total / count.clamp_min(torch.finfo(x.dtype).tiny)) @ onehot.T
+
+
+def _red_drop_keep(r: Tensor, w: Tensor, onehot: Tensor, batch: Batch) -> Tensor:
+    """RED-Drop (REC paper): where a group has more negatives (r < mean) than positives, drop random negatives
+    until balanced. With probability weights (exact bandit mode) negatives keep the fraction n₊/n₋ of their
+    weight, the expectation of random dropping; otherwise exactly n₋ − n₊ negatives are dropped at random."""
+    mean = _group_mean(r, w, onehot)
+    pos, neg = (r > mean).to(r.dtype), (r < mean).to(r.dtype)
+    n_pos, n_neg = (w * pos) @ onehot @ onehot.T, (w * neg) @ onehot @ onehot.T
+    excess = n_neg > n_pos
+    if batch.weight is not None:
+        frac = torch.where(excess, n_pos / n_neg.clamp_min(1e-300), torch.ones_like(n_pos))
+        return torch.where(neg.bool(), frac, torch.ones_like(r))
+    u = torch.rand(r.shape, generator=batch.generator, device=r.device, dtype=r.dtype)
+    same = onehot @ onehot.T  # [N, N] same-group indicator
+    # rank of each negative among the negatives of its group, by a random key
+    rank = ((u.unsqueeze(-2) < u.unsqueeze(-1)) * same * neg.unsqueeze(-2)).sum(-1)
+    drop = neg.bool() & excess & (rank >= n_pos)
+    return (~drop).to(r.dtype)
+
+
+def advantage(batch: Batch, baseline: str = "group", offset: Any = 0.0, std_norm: bool = False,
+              red_drop: bool = False) -> Tensor:
+    """Per-sample advantage A = (r − b) / (σ_g if std_norm), shape [..., N].
+
+    baseline   "none": b = 0 · "absolute": b = offset (a fixed V) · "group": b = group mean + offset (AsymRE's
+               δV; GRPO/REC with offset 0) · "vmu": b = V^μ(x) + offset, the behaviour's exact expected reward.
+    With probability weights the group mean is Σ w r / Σ w, i.e. exactly V^μ in the bandit's exact mode.
+    red_drop   drop surplus negatives first (see `_red_drop_keep`); dropped samples get A = 0 and the mean
+               is recomputed on the kept ones.
+    """
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
+    r = batch.reward.to(batch.logp.dtype)
+    n = r.shape[-1]
+    lead = batch.logp.shape[:-1] if not batch.tokens else batch.logp.shape[:-2]
+    r = r.expand(*lead, n)
+    if baseline == "absolute":
+        a = r - torch.as_tensor(offset, dtype=r.dtype, device=r.device)
+    elif baseline == "vmu" and not (std_norm or red_drop):  # the bandit's fast path: no group statistics
+        if batch.v_mu is None:
+            raise ValueError("baseline='vmu' needs the batch's exact V^μ (only the bandit simulator knows it)")
+        a = r - (batch.v_mu.to(r.dtype) + offset)
+    elif baseline == "none":
+        a = r
+    else:
+        a = None
+    if a is not None and not (std_norm or red_drop):
+        return a
+    w = batch.weight if batch.weight is not None else torch.ones_like(r)
+    onehot = _group_matrix(batch, n, r)
+    keep = _red_drop_keep(r, w, onehot, batch) if red_drop else None
+    wk = w * keep if red_drop else w
+    if a is None:
+        if baseline == "group":
+            a = r - (_group_mean(r, wk, onehot) + offset)
+        else:
+            if batch.v_mu is None:
+                raise ValueError("baseline='vmu' needs the batch's exact V^μ (only the bandit simulator knows it)")
+            a = r - (batch.v_mu.to(r.dtype) + offset)
+    if std_norm:
+        var = _group_mean((r - _group_mean(r, wk, onehot)) ** 2, wk, onehot)
+        a = a / (var.sqrt() + 1e-6)
+    return a * keep if red_drop else a
+
+
+def ratio(batch: Batch, level: str = "token", differentiable: bool = False) -> Tensor:
+    """Importance ratio ρ = π/μ in log space, shaped like logp.
+
+    token: ρ_t = exp(log π_t − log μ_t) · sequence: exp(Σ_t (log π_t − log μ_t)) (the trajectory ratio of TOPR)
+    · sequence-mean: exp(mean_t(...)) (length-normalised). One-action samples: all three are π(y)/μ(y).
+    """
+    if level not in RATIO_LEVELS:
+        raise ValueError(f"ratio level must be one of {RATIO_LEVELS}, got {level!r}")
+    logp = batch.logp if differentiable else batch.logp.detach()
+    diff = logp - batch.logp_old.detach()
+    if batch.tokens and level != "token":
+        m = batch.mask.to(diff.dtype)
+        s = (diff * m).sum(-1, keepdim=True)
+        if level == "sequence-mean":
+            s = s / m.sum(-1, keepdim=True).clamp_min(1)
+        diff = s.expand_as(diff)
+    return torch.exp(diff)
+
+
+def aggregate(loss: Tensor, batch: Batch, mode: str = "token-mean") -> Tensor:
+    """Reduce a per-sample [..., N] or per-token [..., N, T] loss to the leading shape.
+
+    One-action samples: Σ_i w_i ℓ_i / Σ_i w_i (a plain mean without weights), so the exact mode's loss is
+    the expectation E_μ[ℓ]. Tokens (mask m, weights w broadcast per sequence):
+      token-mean               Σ_{i,t} w m ℓ / Σ_{i,t} w m
+      seq-mean-token-mean      Σ_i w_i (Σ_t m ℓ / Σ_t m) / Σ_i w_i
+      seq-mean-token-sum       Σ_i w_i Σ_t m ℓ / Σ_i w_i
+      seq-mean-token-sum-norm  as seq-mean-token-sum, divided by T (a constant length, as Dr. GRPO)
+    """
+    w = batch.weight if batch.weight is not None else torch.ones(loss.shape[:-1] if batch.tokens else loss.shape,
+                                                                  dtype=loss.dtype, device=loss.device)
+    if not batch.tokens:
+        if batch.weight is None:
+            return loss.mean(-1)
+        w = w.expand_as(loss)
+        return (w * loss).sum(-1) / w.sum(-1)
+    if mode not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {mode!r}")
+    m = batch.mask.to(loss.dtype)
+    w = w.expand(loss.shape[:-1])
+    if mode == "token-mean":
+        wm = w.unsqueeze(-1) * m
+        return (wm * loss).sum((-1, -2)) / wm.sum((-1, -2)).clamp_min(1e-12)
+    per_seq = (loss * m).sum(-1)
+    if mode == "seq-mean-token-mean":
+        per_seq = per_seq / m.sum(-1).clamp_min(1)
+    elif mode == "seq-mean-token-sum-norm":
+        per_seq = per_seq / loss.shape[-1]
+    return (w * per_seq).sum(-1) / w.sum(-1)
+
+
+def _clip_window(rho: Tensor, lo: Any, hi: Any) -> Tensor:
+    lo = torch.as_tensor(lo, dtype=rho.dtype, device=rho.device)
+    hi = torch.as_tensor(hi, dtype=rho.dtype, device=rho.device)
+    return torch.minimum(torch.maximum(rho, lo), hi)
+
+
+# -------------------------------------------------------------------------------------------- objectives
+def reinforce(batch: Batch, baseline: str = "group", offset: Any = 0.0, std_norm: bool = False,
+              red_drop: bool = False, agg: str = "token-mean") -> Tensor:
+    """Off-policy REINFORCE, no importance ratio (naive when μ ≠ π).
+
+        ℓ = −A · log π(y),   A = r − b        ∇J = E_μ[(r − b) ∇ log π(y)]
+
+    AsymRE (arXiv 2506.20520, eq. 2) is this with b = V (absolute) or b = group mean + δV (its LLM version).
+    """
+    a = advantage(batch, baseline, offset, std_norm, red_drop)
+    return aggregate(-_per_token(a, batch) * batch.logp, batch, agg)
+
+
+def tapered(batch: Batch, a_pos: Any = 1.0, b_pos: Any = 1.0, a_neg: Any = 0.0, b_neg: Any = 1.0,
+            ratio_level: str = "sequence", baseline: str = "none", offset: Any = 0.0, std_norm: bool = False,
+            agg: str = "token-mean") -> Tensor:
+    """Tapered off-policy REINFORCE (TOPR, arXiv 2503.14286, eq. 8) and the importance-sampling family.
+
+        ℓ = −sg(clip(ρ, a±, b±)) · A · log π(y),   window [a+, b+] where A ≥ 0, [a−, b−] where A < 0
+
+    It is the gradient of E_μ[T(ρ, a, b) A] since ∇T = clip(ρ, a, b) ∇ log π. Canonical TOPR: [1,1]/[0,1];
+    full IS: [0,∞]/[0,∞]; truncated IS: [0,1]/[0,1]; naive REINFORCE: [1,1]/[1,1]. TOPR uses no baseline
+    (rewards ±1); with a baseline c the split is on the sign of A = r − c.
+    """
+    a = _per_token(advantage(batch, baseline, offset, std_norm), batch)
+    rho = ratio(batch, ratio_level)
+    w = torch.where(a >= 0, _clip_window(rho, a_pos, b_pos), _clip_window(rho, a_neg, b_neg))
+    return aggregate(-w * a * batch.logp, batch, agg)
+
+
+def ppo(batch: Batch, eps_low: Any = 0.2, eps_high: Any = 0.2, ratio_level: str = "token",
+        baseline: str = "group", offset: Any = 0.0, std_norm: bool = False, agg: str = "token-mean") -> Tensor:
+    """PPO's clipped surrogate with a group-mean advantage (GRPO when std_norm, arXiv 2402.03300).
+
+        ℓ = −min(ρ A, clip(ρ, 1 − ε_low, 1 + ε_high) A),   ρ = exp(log π − log μ) differentiable
+    """
+    a = _per_token(advantage(batch, baseline, offset, std_norm), batch)
+    rho = ratio(batch, ratio_level, differentiable=True)
+    return aggregate(-torch.minimum(rho * a, _clip_window(rho, 1 - eps_low, 1 + eps_high) * a), batch, agg)
+
+
+def rec_mask(rho: Tensor, a: Tensor, clip: str, eps_low: Any, eps_high: Any, eps_low_ring: Any,
+             eps_high_ring: Any) -> Tensor:
+    """REC's token mask M (arXiv 2509.24203, Table 1): which tokens keep their gradient."""
+    lo, hi = 1 - torch.as_tensor(eps_low), 1 + torch.as_tensor(eps_high)
+    if clip == "none":
+        return torch.ones_like(rho)
+    two = (rho >= lo) & (rho <= hi)
+    if clip == "two-side":
+        return two.to(rho.dtype)
+    if clip == "one-side":
+        return (((a >= 0) & (rho <= hi)) | ((a <= 0) & (rho >= lo))).to(rho.dtype)
+    if clip == "ring":
+        ring_lo, ring_hi = 1 - torch.as_tensor(eps_low_ring), 1 + torch.as_tensor(eps_high_ring)
+        return (two | ((a >= 0) & (rho <= ring_lo)) | ((a <= 0) & (rho >= ring_hi))).to(rho.dtype)
+    raise ValueError(f"clip must be one of none, one-side, two-side, ring; got {clip!r}")
+
+
+def rec(batch: Batch, clip: str = "one-side", weight: str = "none", reg: str = "none", eps_low: Any = 0.2,
+        eps_high: Any = 0.2, eps_low_ring: Any = 0.6, eps_high_ring: Any = 2.0, coef: Any = 0.1,
+        temp: Any = 1.0, ratio_level: str = "token", baseline: str = "group", offset: Any = 0.0,
+        std_norm: bool = False, red_drop: bool = False, agg: str = "token-mean") -> Tensor:
+    """REINFORCE with clipping and regularisation (REC / REP, arXiv 2509.24203, §4).
+
+        ℓ = −w · A' · M · log π(y)  +  reg
+        M       clip mask (none / one-side / two-side / ring on ρ = π/μ, detached), see `rec_mask`
+        w       1 ("none", NoIS) or sg(ρ) ("is")
+        A'      A, or RED-Weight's A · exp(A / temp) (weight="red-weight")
+        reg     "k2":  (coef/2)(log π − log μ)²  (OPMD, Kimi k1.5)
+                "fkl": −coef · log π             (AsymRE as REP: coef = β = −δV)
+    one-side + IS + std_norm has the gradient of PPO-clip, i.e. GRPO.
+    """
+    a = _per_token(advantage(batch, baseline, offset, std_norm, red_drop), batch)
+    rho = ratio(batch, ratio_level)
+    m = rec_mask(rho, a, clip, eps_low, eps_high, eps_low_ring, eps_high_ring)
+    if weight == "none":
+        w = torch.ones_like(rho)
+    elif weight == "is":
+        w = rho
+    elif weight == "red-weight":
+        w = torch.ones_like(rho)
+        a = a * torch.exp(a / torch.as_tensor(temp, dtype=a.dtype))
+    else:
+        raise ValueError(f"weight must be one of none, is, red-weight; got {weight!r}")
+    loss = -w * a * m * batch.logp
+    if reg == "k2":
+        loss = loss + 0.5 * coef * (batch.logp - batch.logp_old.detach()) ** 2
+    elif reg == "fkl":
+        loss = loss - coef * batch.logp
+    elif reg != "none":
+        raise ValueError(f"reg must be one of none, k2, fkl; got {reg!r}")
+    return aggregate(loss, batch, agg)
+
+
+def sft(batch: Batch, threshold: Any = 0.0, agg: str = "token-mean") -> Tensor:
+    """Supervised fine-tuning on the positive samples only (rejection-sampling SFT).
+
+        ℓ = −1[r > threshold] · log π(y)     averaged over all samples (negatives contribute zero)
+    """
+    pos = (batch.reward > threshold).to(batch.logp.dtype)
+    pos = pos.expand(batch.logp.shape[:-1] if batch.tokens else batch.logp.shape)
+    return aggregate(-_per_token(pos, batch) * batch.logp, batch, agg)
+
+
+# ----------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Objective:
+    """A registry entry: a loss function and the defaults that make it the named algorithm."""
+
+    name: str
+    fn: Callable[..., Tensor]
+    defaults: dict
+    summary: str
+
+    @property
+    def params(self) -> dict:
+        sig = inspect.signature(self.fn)
+        out = {k: p.default for k, p in sig.parameters.items() if k != "batch"}
+        out.update(self.defaults)
+        return out
+
+    def with_params(self, **overrides) -> "Objective":
+        unknown = sorted(set(overrides) - set(self.params))
+        if unknown:
+            raise ValueError(f"algorithm {self.name!r} has no parameter {unknown[0]!r} "
+                             f"(it has: {', '.join(self.params)})")
+        return replace(self, defaults={**self.defaults, **overrides})
+
+    def __call__(self, batch: Batch, **overrides) -> Tensor:
+        return self.fn(batch, **{**self.defaults, **overrides})
+
+
+def _entry(name: str, fn: Callable, summary: str, **defaults) -> Objective:
+    return Objective(name, fn, defaults, summary)
+
+
+OBJECTIVES: dict[str, Objective] = {o.name: o for o in [
+    _entry("reinforce", reinforce, "REINFORCE, A = r − b, no ratio (naive off-policy)"),
+    _entry("asymre", reinforce, "Asymmetric REINFORCE, A = r − (group mean + δV)", offset=-0.1),
+    _entry("topr", tapered, "TOPR: ratio tapered to [1,1] on A ≥ 0, [0,1] on A < 0"),
+    _entry("is", tapered, "full importance sampling, windows [0,∞]/[0,∞]", a_pos=0.0, b_pos=float("inf"),
+           a_neg=0.0, b_neg=float("inf"), baseline="group"),
+    _entry("tis", tapered, "truncated importance sampling, windows [0,1]/[0,1]", a_pos=0.0, b_pos=1.0,
+           a_neg=0.0, b_neg=1.0, baseline="group"),
+    _entry("ppo", ppo, "PPO clipped surrogate with group-mean advantage"),
+    _entry("grpo", ppo, "GRPO: PPO clip with group-std-normalised advantage", std_norm=True),
+    _entry("rec", rec, "REC: REINFORCE with token clipping (one-side by default)"),
+    _entry("rec-ring", rec, "REC with ring clipping", clip="ring"),
+    _entry("red-drop", rec, "RED-Drop: balance negatives per group, no clip", clip="none", red_drop=True),
+    _entry("red-weight", rec, "RED-Weight: A·exp(A/temp), no clip", clip="none", weight="red-weight"),
+    _entry("opmd", rec, "OPMD: REINFORCE + (τ/2)(log π − log μ)²", clip="none", reg="k2"),
+    _entry("rep-asymre", rec, "AsymRE as REP: REINFORCE − β log π", clip="none", reg="fkl"),
+    _entry("sft", sft, "SFT on positive samples only"),
+]}
+
+
+def get_objective(name: str, **overrides) -> Objective:
+    """Look up a registry entry by name and apply parameter overrides (unknown names raise ValueError)."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown algorithm {name!r} (choose from: {', '.join(OBJECTIVES)})")
+    return OBJECTIVES[name].with_params(**overrides)
+
+
+def parse_value(text: str, default: Any) -> Any:
+    """Parse a CLI value to the type of the parameter's default ('inf' allowed for floats)."""
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {text!r}")
+    if isinstance(default, (int, float)):
+        value = float(text)
+        if value != value:
+            raise ValueError("NaN is not a valid value")
+        return value
+    return text
+
+
+def parse_algo_args(name: str, args: list[str]) -> Objective:
+    """Build an objective from `--algo NAME --algo-arg key=value ...`."""
+    obj = get_objective(name)
+    overrides = {}
+    for item in args:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"--algo-arg {item!r}: expected key=value")
+        if key not in obj.params:
+            raise ValueError(f"--algo-arg {key!r}: algorithm {name!r} has no such parameter "
+                             f"(it has: {', '.join(obj.params)})")
+        try:
+            overrides[key] = parse_value(text.strip(), obj.params[key])
+        except ValueError as err:
+            raise ValueError(f"--algo-arg {key}: {err}") from None
+    return obj.with_params(**overrides)

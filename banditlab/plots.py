@@ -1,0 +1,128 @@
+"""Figures drawn from a run folder's files (config.json, summary.csv, steps.parquet): never from live objects,
+so any figure can be redrawn without rerunning (`banditlab plot RUN_DIR`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def style(seaborn: bool = False):
+    """Slide-readable defaults. seaborn's theme when asked (the reproduce figures); the sweep figure uses
+    matplotlib's copy of the same whitegrid look, because importing seaborn costs ~2 s of the sweep's budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if seaborn:
+        import seaborn as sns
+
+        sns.set_theme(context="talk", style="whitegrid", font_scale=0.8)
+    else:
+        plt.style.use("seaborn-v0_8-whitegrid")
+        plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11})
+    return plt
+
+
+def save(fig, path: Path) -> list[Path]:
+    """Write PNG (for the README and the file viewer) and PDF (for papers and slides)."""
+    path = Path(path)
+    fig.savefig(path.with_suffix(".png"), dpi=130, bbox_inches="tight")
+    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
+    return [path.with_suffix(".png"), path.with_suffix(".pdf")]
+
+
+def offset_colors(offsets):
+    """A diverging colour per δV, centred on the transition δV = 0 (blue below V^μ, red above)."""
+    import matplotlib as mpl
+
+    lim = max(1e-9, float(np.max(np.abs(offsets))))
+    norm = mpl.colors.TwoSlopeNorm(vcenter=0.0, vmin=-lim, vmax=lim)
+    cmap = mpl.colormaps["coolwarm"]
+    return {o: cmap(norm(o)) for o in offsets}, mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
+
+
+def theory_curve(rec: dict, offsets, num: int = 400):
+    """Dense (δV, J*) of the closed form for a run's bandit and config (its config.json as a dict),
+    over the run's offsets below 0, or None where the theorem does not apply."""
+    from .bandits import Bandit
+    from .objectives import get_objective
+    from .sweep import SweepConfig, theory_for
+
+    cfg = SweepConfig(**rec["sweep"])
+    bandit = Bandit(**rec["bandit"])
+    keep = {k: v for k, v in rec["objective"]["params"].items() if k in ("std_norm", "red_drop")}
+    obj = get_objective(rec["objective"]["name"]).with_params(**keep)
+    lo, hi = float(np.min(offsets)), min(float(np.max(offsets)), 0.0)
+    if lo >= hi:
+        return None
+    xs = np.linspace(lo, hi - 1e-9, num)
+    vmu = bandit.v_mu_total
+    ys = np.array([theory_for(bandit, cfg, obj, (x + vmu) if cfg.absolute else x)["theory_expected_reward"]
+                   for x in xs])
+    return (xs, ys) if np.isfinite(ys).any() else None
+
+
+def plot_sweep(run: str | Path) -> list[Path]:
+    """Final J(π_T) and support size versus δV with the V^μ line and the closed form, next to J(π_t) curves."""
+    import pandas as pd
+
+    from .stats import summarise
+
+    run = Path(run)
+    plt = style()
+    rec = json.loads((run / "config.json").read_text())
+    summary = pd.read_csv(run / "summary.csv")
+    steps = pd.read_parquet(run / "steps.parquet")
+    vmu = float(summary["v_mu"].iloc[0])
+    best = float(np.dot(rec["bandit"]["context_probs"], np.max(rec["bandit"]["means"], -1)))
+    table = summarise(summary, ["baseline_offset"], "final_expected_reward")
+    offsets = table["baseline_offset"].to_numpy()
+    colors, mappable = offset_colors(offsets)
+
+    fig, (ax, axs, ax2) = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1.15, 0.8, 1]})
+    ax.scatter(summary["baseline_offset"], summary["final_expected_reward"], s=8, color="0.6", alpha=0.5,
+               label="one seed", zorder=2)
+    err = np.vstack([table["mean"] - table["ci_low"], table["ci_high"] - table["mean"]])
+    ax.errorbar(offsets, table["mean"], yerr=np.nan_to_num(err), fmt="o", color="C0", ms=5, capsize=3,
+                label=f"simulation: mean, 95% CI ({int(table['n'].iloc[0])} seeds)", zorder=3)
+    curve = theory_curve(rec, offsets)
+    if curve is not None:
+        ax.plot(*curve, color="k", lw=1.8, label=r"Theorem 4.2: $J(\pi^*)$", zorder=4)
+    ax.axhline(vmu, color="C3", ls="--", lw=1.2, label=rf"$V^\mu$ = {vmu:.3f} (behaviour)")
+    ax.axhline(best, color="C2", ls=":", lw=1.2, label=f"best arm = {best:.3f}")
+    for a in (ax, axs):
+        a.axvline(0.0, color="0.3", ls=":", lw=1)
+        a.set_xlabel(r"baseline offset $\delta V = V - V^\mu$")
+    ax.set_ylabel(r"final expected reward $J(\pi_T)$")
+    ax.set_title(r"Improvement below $V^\mu$, collapse above")
+    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 0.07), frameon=True)
+
+    sup = summarise(summary, ["baseline_offset"], "support_size")
+    axs.errorbar(sup["baseline_offset"], sup["mean"], fmt="o", color="C0", ms=5, label="simulation")
+    th = summary.groupby("baseline_offset")["theory_support_size"].first()
+    if th.notna().any():
+        axs.plot(th.index, th.to_numpy(), "k_", ms=14, mew=2, label=r"theory, $\pi^*$")
+    axs.set_yscale("log")
+    axs.set_ylabel(rf"support size $|\{{a: \pi(a) \geq {rec['sweep']['support_eps']:g}\}}|$")
+    axs.set_title("Support shrinks to one arm")
+    axs.legend(fontsize=8)
+
+    mean = steps.groupby(["baseline_offset", "step"])["expected_reward"].mean().reset_index()
+    for off, g in mean.groupby("baseline_offset"):
+        ax2.plot(g["step"], g["expected_reward"], color=colors[off], lw=1.2)
+    ax2.axhline(vmu, color="C3", ls="--", lw=1.2)
+    ax2.set_xlabel("step $t$")
+    ax2.set_ylabel(r"$J(\pi_t)$, mean over seeds")
+    ax2.set_title(r"Learning curves, coloured by $\delta V$")
+    fig.colorbar(mappable, ax=ax2, label=r"$\delta V$")
+    s = rec["sweep"]
+    fig.suptitle(f"{rec['objective']['name']} on the {rec['bandit']['name']} bandit: "
+                 f"{s['mode']} mode, behaviour {s['behavior']}, η = {s['lr']:g}, {s['steps']} steps", fontsize=13)
+    fig.tight_layout()
+    fig.savefig(run / "sweep.png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return [run / "sweep.png"]

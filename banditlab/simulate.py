@@ -1,0 +1,290 @@
+"""Vectorised simulation of off-policy policy gradient on tabular softmax bandits.
+
+All runs (seeds × baselines × any swept objective parameter) live in one tensor of logits [R, C, K]
+(runs × contexts × arms) and take one step together: a step is one call of a registry objective
+(`banditlab.objectives`) on a `Batch`, one backward pass, and plain SGD on the logits, l ← l − η ∇ℓ.
+
+Two update modes:
+    exact    the expected (infinite-batch) update: every (context, arm, reward outcome) is one sample with
+             weight p(x) μ(a|x) P(r|a), so the loss is E_μ[ℓ] exactly. A group-mean baseline therefore becomes
+             V^μ(x) here, and RED-Drop keeps the expected fraction of negatives (see objectives.advantage).
+             With AsymRE this is Δl(y) = η(a_y − b π(y)) of theory.py.
+    sampled  each step draws C groups (a context x ~ p(x) each) of B pulls a ~ μ(·|x) and rewards from the
+             noise model; one group plays the part of one prompt's G samples in an LLM batch.
+
+Behaviour policy μ (`Behavior`, parsed from strings such as "fixed", "lag:10", "lag:1,mix:0.2:uniform"):
+    fixed       μ = π₀ forever (fully offline)             lag:N    μ ← π every N steps (lag:1 = on-policy)
+    delay:K     the copied policy is the one K steps old   mix:α[:init|uniform]  μ = (1−α) μ_lag + α π_ref
+Exact tracking, every `log_every` steps and at the end (context-averaged with p(x)): J(π_t) = Σ π r̄, V^μ_t,
+entropy H(π_t), support size #{a: π(a) ≥ support_eps}, KL(μ‖π), P(best arm), min logit (after centring, max = 0)
+and the loss value. Runs whose logits stop being finite are frozen at their last good state and flagged.
+
+Deliberately left out: optimisers other than SGD (the theorems are about SGD), per-run learning rates, and
+per-run random streams (one torch.Generator serves the whole grid: a run's numbers depend on --seed and the grid).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .bandits import Bandit
+from .objectives import Batch, Objective
+
+METRICS = ("expected_reward", "v_mu", "entropy", "support_size", "kl_mu_pi", "p_best", "min_logit", "loss")
+
+
+@dataclass(frozen=True)
+class Behavior:
+    lag: int | None = None     # None: fixed behaviour μ = π₀
+    delay: int = 0
+    mix: float = 0.0
+    mix_ref: str = "init"      # init (π₀) | uniform
+
+    @staticmethod
+    def parse(text: str) -> "Behavior":
+        """Parse 'fixed', 'on-policy', 'lag:N', 'delay:K', 'mix:A[:init|uniform]', comma-combined."""
+        out = {"lag": None, "delay": 0, "mix": 0.0, "mix_ref": "init"}
+        err = f"--behavior {text!r}: expected fixed, on-policy, lag:N, delay:K or mix:A[:init|uniform], comma-separated"
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, _, rest = part.partition(":")
+            try:
+                if name == "fixed" and not rest:
+                    out["lag"] = None
+                elif name == "on-policy" and not rest:
+                    out["lag"] = 1
+                elif name == "lag":
+                    out["lag"] = int(rest)
+                    if out["lag"] < 1:
+                        raise ValueError
+                elif name == "delay":
+                    out["delay"] = int(rest)
+                    if out["delay"] < 0:
+                        raise ValueError
+                elif name == "mix":
+                    alpha, _, ref = rest.partition(":")
+                    out["mix"], out["mix_ref"] = float(alpha), ref or "init"
+                    if not 0.0 <= out["mix"] <= 1.0 or out["mix_ref"] not in ("init", "uniform"):
+                        raise ValueError
+                else:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(err) from None
+        if out["delay"] and out["lag"] is None:
+            raise ValueError(f"--behavior {text!r}: delay:K needs lag:N (a fixed behaviour never refreshes)")
+        return Behavior(**out)
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.lag is None
+
+
+@dataclass
+class SimConfig:
+    mode: str = "sampled"          # exact | sampled
+    steps: int = 3000              # SGD steps
+    batch: int = 64                # pulls per group per step (sampled mode); G in the LLM papers
+    lr: float = 1.0                # η, plain SGD on the logits (the Python API also takes one value per run)
+    behavior: str = "fixed"        # see Behavior.parse
+    log_every: int = 25            # record the exact metrics every this many steps
+    support_eps: float = 1e-3      # an arm is in the support when π(a) ≥ this
+    gauss_nodes: int = 8           # Gauss–Hermite nodes for Gaussian noise in exact mode
+    dtype: str = "float64"
+    device: str = "cpu"
+
+
+@dataclass
+class SimState:
+    """Everything that changes during a simulation: enough to resume bit-for-bit."""
+
+    step: int
+    logits: torch.Tensor           # [R, C, K]
+    snapshot: torch.Tensor         # behaviour logits (the lagged copy of π)
+    history: list                  # the last `delay` logits, oldest first
+    diverged: torch.Tensor         # [R] bool
+    good: torch.Tensor             # last finite logits, restored into diverged runs
+    rng: torch.Tensor              # generator state
+    log_steps: list = field(default_factory=list)
+    log_values: list = field(default_factory=list)   # each [R, len(METRICS)]
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Simulator:
+    """One objective on one bandit for R runs whose objective parameters may differ (`run_params`)."""
+
+    def __init__(self, bandit: Bandit, objective: Objective, run_params: dict[str, np.ndarray], cfg: SimConfig,
+                 seed: int = 0):
+        self.bandit, self.objective, self.cfg, self.seed = bandit, objective, cfg, seed
+        self.behavior = Behavior.parse(cfg.behavior)
+        if cfg.mode not in ("exact", "sampled"):
+            raise ValueError(f"--mode: expected exact or sampled, got {cfg.mode!r}")
+        self.dtype = getattr(torch, cfg.dtype)
+        self.device = torch.device(cfg.device)
+        sizes = {len(np.atleast_1d(v)) for v in run_params.values()} or {1}
+        if len(sizes) != 1:
+            raise ValueError("all per-run parameters must have the same length")
+        self.runs = sizes.pop()
+        t = lambda x: torch.as_tensor(np.asarray(x, dtype=float), dtype=self.dtype, device=self.device)
+        # per-run parameters become [R, 1] tensors that broadcast against the samples
+        self.params = {k: (t(v).reshape(-1, 1) if np.ndim(v) else v) for k, v in run_params.items()}
+        self.lr = t(cfg.lr).reshape(-1, 1, 1) if np.ndim(cfg.lr) else cfg.lr
+        C, K = bandit.contexts, bandit.arms
+        self.means = t(bandit.means)                                   # [C, K]
+        self.p_ctx = t(bandit.context_probs)                           # [C]
+        self.logits0 = t(bandit.logits).expand(self.runs, C, K).clone()
+        self.best = self.means.argmax(-1)                              # [C]
+        ref = bandit.logits if self.behavior.mix_ref == "init" else np.zeros_like(bandit.logits)
+        self.log_ref = torch.log_softmax(t(ref), -1)
+        vals, probs = bandit.outcomes(cfg.gauss_nodes)
+        self.out_vals, self.out_probs = t(vals), t(probs)              # [C, K, O]
+        O = vals.shape[-1]
+        self.exact_group = torch.arange(C, device=self.device).repeat_interleave(K * O)
+        self.sample_group = torch.arange(C, device=self.device).repeat_interleave(cfg.batch)
+        self._cached_mu: tuple | None = None
+
+    # ------------------------------------------------------------------------------------------ state
+    def initial_state(self) -> SimState:
+        g = torch.Generator(device=self.device).manual_seed(self.seed)
+        z = self.logits0
+        return SimState(0, z.clone(), z.clone(), [], torch.zeros(self.runs, dtype=torch.bool, device=self.device),
+                        z.clone(), g.get_state())
+
+    def behaviour_logp(self, snapshot: torch.Tensor) -> torch.Tensor:
+        """log μ = log((1 − α) softmax(snapshot) + α π_ref), in log space."""
+        lp = torch.log_softmax(snapshot, -1)
+        a = self.behavior.mix
+        if a == 0.0:
+            return lp
+        if a == 1.0:
+            return self.log_ref.expand_as(lp)
+        return torch.logaddexp(lp + math.log1p(-a), self.log_ref + math.log(a))
+
+    def _behaviour(self, snapshot: torch.Tensor):
+        """log μ, μ and V^μ(x) for the current snapshot, cached while the snapshot does not change."""
+        if self._cached_mu is None or self._cached_mu[0] is not snapshot:
+            logmu = self.behaviour_logp(snapshot)
+            mu = logmu.exp()
+            self._cached_mu = (snapshot, logmu, mu, (mu * self.means).sum(-1), {})
+        return self._cached_mu[1:]
+
+    # ------------------------------------------------------------------------------------------ batches
+    def exact_batch(self, logp: torch.Tensor, snapshot: torch.Tensor) -> Batch:
+        logmu, mu, vmu, cache = self._behaviour(snapshot)
+        R, C, K = logp.shape
+        O = self.out_vals.shape[-1]
+        if "exact" not in cache:  # everything that depends only on μ
+            w = self.p_ctx[:, None, None] * mu[..., None] * self.out_probs
+            cache["exact"] = (logmu[..., None].expand(R, C, K, O).reshape(R, -1), w.reshape(R, -1),
+                              vmu[..., None, None].expand(R, C, K, O).reshape(R, -1))
+        logp_old, weight, v = cache["exact"]
+        return Batch(logp[..., None].expand(R, C, K, O).reshape(R, -1), logp_old, self.out_vals.reshape(-1),
+                     group=self.exact_group, weight=weight, v_mu=v)
+
+    def sampled_batch(self, logp: torch.Tensor, snapshot: torch.Tensor, g: torch.Generator) -> Batch:
+        logmu, mu, vmu, cache = self._behaviour(snapshot)
+        R, C, K = logp.shape
+        B, b = self.cfg.batch, self.bandit
+        if "cdf" not in cache:
+            cdf = mu.cumsum(-1)
+            cache["cdf"] = (cdf / cdf[..., -1:]).contiguous()
+        rand = lambda *shape: torch.rand(shape, generator=g, device=self.device, dtype=self.dtype)
+        if C == 1:  # one group per step, no context draw
+            ctx = torch.zeros(R, 1, dtype=torch.long, device=self.device)
+            pick = lambda x: x
+        else:  # each of the C groups of a step draws its context from p(x)
+            ctx = torch.searchsorted(self.p_ctx.cumsum(0).expand(R, C).contiguous(), rand(R, C)).clamp_max(C - 1)
+            pick = lambda x: x.gather(1, ctx[..., None].expand(R, C, x.shape[-1]))
+        # inverse-CDF sampling of B arms per group: a = min{a : F_μ(a) ≥ u}
+        arms = torch.searchsorted(pick(cache["cdf"]), rand(R, C, B)).clamp_max(K - 1)
+        means = pick(self.means.expand(R, C, K)).gather(-1, arms)
+        if b.noise == "bernoulli":
+            hit = rand(R, C, B) < (means - b.low) / (b.high - b.low)
+            reward = b.low + (b.high - b.low) * hit.to(self.dtype)
+        elif b.noise == "gaussian":
+            reward = means + b.sigma * torch.randn(means.shape, generator=g, device=self.device, dtype=self.dtype)
+        else:
+            reward = means
+        v = vmu.gather(1, ctx)[..., None].expand(R, C, B)
+        return Batch(pick(logp).gather(-1, arms).reshape(R, -1), pick(logmu).gather(-1, arms).reshape(R, -1),
+                     reward.reshape(R, -1), group=self.sample_group, v_mu=v.reshape(R, -1), generator=g)
+
+    # ------------------------------------------------------------------------------------------ metrics
+    def metrics(self, logits: torch.Tensor, snapshot: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
+        """[R, len(METRICS)] exact metrics of π = softmax(logits), context-averaged with p(x)."""
+        logp = torch.log_softmax(logits, -1)
+        pi = logp.exp()
+        logmu, mu, vmu, _ = self._behaviour(snapshot)
+        avg = lambda x: (x * self.p_ctx).sum(-1)
+        J = avg((pi * self.means).sum(-1))
+        ent = avg(-(pi * logp).sum(-1))
+        support = avg((pi >= self.cfg.support_eps).to(self.dtype).sum(-1))
+        kl = avg((mu * (logmu - logp)).sum(-1))
+        pbest = avg(pi.gather(-1, self.best.expand(pi.shape[0], -1)[..., None])[..., 0])
+        min_logit = (logits - logits.amax(-1, keepdim=True)).amin(-1).amin(-1)
+        return torch.stack([J, avg(vmu), ent, support, kl, pbest, min_logit, loss], -1)
+
+    # ------------------------------------------------------------------------------------------ loop
+    def run(self, state: SimState, until: int | None = None, on_step: Callable[[SimState], bool] | None = None
+            ) -> SimState:
+        """Advance `state` to step `until` (default cfg.steps). `on_step(state)` runs after every step and may
+        return True to stop early at that step boundary (used for checkpoints and Ctrl-C)."""
+        cfg, beh = self.cfg, self.behavior
+        until = cfg.steps if until is None else until
+        g = torch.Generator(device=self.device)
+        g.set_state(state.rng)
+        if state.step == 0 and not state.log_steps:
+            self._log(state, torch.full((self.runs,), float("nan"), dtype=self.dtype, device=self.device))
+        any_bad = bool(state.diverged.any())
+        while state.step < until:
+            t = state.step
+            if beh.lag is not None:
+                if beh.delay:
+                    state.history.append(state.logits)
+                    state.history = state.history[-(beh.delay + 1):]
+                if t % beh.lag == 0:
+                    state.snapshot = state.history[0] if (beh.delay and t >= beh.delay) else (
+                        self.logits0 if beh.delay else state.logits)
+            leaf = state.logits.detach().requires_grad_(True)
+            logp = torch.log_softmax(leaf, -1)
+            batch = (self.exact_batch(logp, state.snapshot) if cfg.mode == "exact"
+                     else self.sampled_batch(logp, state.snapshot, g))
+            loss = self.objective(batch, **self.params)
+            (grad,) = torch.autograd.grad(loss.sum(), leaf)
+            step = state.logits - self.lr * grad
+            state.logits = torch.where(state.diverged[:, None, None], state.logits, step) if any_bad else step
+            state.step = t + 1
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                state.rng = g.get_state()
+                self._log(state, loss.detach())
+                any_bad = bool(state.diverged.any())
+            if on_step is not None and on_step(state):
+                break
+        state.rng = g.get_state()
+        return state
+
+    def _log(self, state: SimState, loss: torch.Tensor) -> None:
+        bad = ~torch.isfinite(state.logits).all(-1).all(-1)
+        if bad.any():
+            state.diverged = state.diverged | bad
+            state.logits = torch.where(state.diverged[:, None, None], state.good, state.logits)
+        # centre the logits (softmax is shift invariant) so they stay bounded above; keep a good copy
+        state.logits = state.logits - state.logits.amax(-1, keepdim=True)
+        state.good = state.logits.clone()
+        state.log_steps.append(state.step)
+        state.log_values.append(self.metrics(state.logits, state.snapshot, loss).cpu())
+
+
+def log_frame(sim: Simulator, state: SimState):
+    """The per-step metrics as a long numpy structure: (steps [S], values [S, R, M])."""
+    return np.asarray(state.log_steps), torch.stack(state.log_values).numpy()
+
+
+def final_policy(state: SimState) -> np.ndarray:
+    """π_T = softmax(logits) as numpy, [R, C, K]."""
+    return torch.softmax(state.logits, -1).cpu().numpy()

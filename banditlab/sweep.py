@@ -1,0 +1,405 @@
+"""`banditlab sweep`: one objective, one bandit, a grid of baselines × seeds, run as one vectorised simulation.
+
+Data flow (Spinning Up style): SweepConfig → Simulator → tidy files in the run folder → table and figure.
+    config.json      the resolved config and the bandit itself: enough to rerun
+    steps.parquet    one row per (run, logged step): baseline_offset, baseline, seed, step, the METRICS
+    summary.csv      one row per (baseline, seed): final metrics, the closed-form prediction where it applies
+    table.csv        one row per baseline: mean and 95 % bootstrap CI over seeds
+    sweep.png/.pdf   drawn from the files above by banditlab.plots
+    state.pt         the simulator state (a checkpoint while running; the final policies afterwards)
+
+Baselines: values are offsets δV from the behaviour's V^μ (`baseline_ref = "vmu"`), from the sampled group mean
+(`"group"`), or raw V (`absolute = true`). The theorem's prediction is filled in for REINFORCE-type objectives
+(reinforce, asymre) on a fixed behaviour, per context; for a sampled group mean with G pulls the effective offset
+is δV·G/(G−1) (theory.group_baseline_offset).
+
+Interruption: SIGINT/SIGTERM set a flag; the loop stops at the next step boundary, writes state.pt and exits 130.
+A checkpoint is also written every `checkpoint_seconds`. The same command on the same folder resumes from it and
+ends with results identical to an uninterrupted run (the generator state is part of the checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+
+from . import bandits as B
+from . import theory
+from .errors import UsageError
+
+
+@dataclass
+class SweepConfig:
+    baseline: str = "-0.5:0.5"        # START:STOP[:NUM] (NUM default 21), or a comma list, or one value
+    absolute: bool = False            # baseline values are raw V instead of offsets δV
+    baseline_ref: str = "vmu"         # offsets from: vmu (exact V^μ of the behaviour) | group (sampled group mean)
+    algo: str = "asymre"              # a name from banditlab.objectives.OBJECTIVES
+    algo_args: list = field(default_factory=list)  # ["key=value", ...] parameter overrides
+    bandit: str = "paper"             # "paper" or a TOML bandit file
+    arms: int = 100                   # arms of the paper-style random bandit
+    contexts: int = 1                 # contexts of the paper-style random bandit
+    bandit_seed: int = B.PAPER_SEED   # seed of the random mean rewards
+    rewards: str = ""                 # explicit mean rewards "0,0.8,1" (overrides the random draw)
+    mu: str = ""                      # explicit behaviour probabilities "0.3,0.6,0.1"
+    noise: str = "bernoulli"          # none | bernoulli | gaussian
+    low: float = 0.0                  # Bernoulli reward values {low, high}
+    high: float = 1.0
+    sigma: float = 0.1                # Gaussian noise scale
+    mode: str = "sampled"             # exact | sampled
+    seeds: int = 8                    # replicas per baseline (exact mode with no randomness: use 1)
+    steps: int = 3000                 # SGD steps
+    batch: int = 64                   # pulls per group per step (sampled mode)
+    lr: float = 1.0                   # SGD learning rate on the logits (the paper's is 1)
+    behavior: str = "fixed"           # fixed | on-policy | lag:N | delay:K | mix:A[:init|uniform], comma-combined
+    seed: int = 0                     # seed of the simulation's random stream
+    log_every: int = 0                # record metrics every this many steps (0: steps // 200)
+    support_eps: float = 1e-3         # π(a) ≥ this counts as support
+    dtype: str = "float64"            # float64 | float32
+    device: str = "cpu"               # cpu | cuda
+    checkpoint_seconds: float = 10.0  # write state.pt at most this often while running
+    out: str = ""                     # run folder (default runs/sweep-<algo>-<time>)
+
+    def identity(self) -> dict:
+        """The fields that determine the numbers (everything but where and how often to save)."""
+        d = asdict(self)
+        for k in ("out", "checkpoint_seconds", "device"):
+            d.pop(k)
+        return d
+
+
+# ------------------------------------------------------------------------------------------ parsing
+def parse_floats(text: str, option: str) -> list[float]:
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{option}: expected comma-separated numbers, got {text!r}") from None
+    if not vals or any(not np.isfinite(v) for v in vals):
+        raise UsageError(f"{option}: expected finite numbers, got {text!r}")
+    return vals
+
+
+def parse_range(text: str, option: str = "--baseline", default_num: int = 21) -> np.ndarray:
+    """START:STOP[:NUM] (inclusive, NUM points), a comma list, or one number."""
+    if ":" not in text:
+        return np.array(parse_floats(text, option))
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        start, stop = float(parts[0]), float(parts[1])
+        num = int(parts[2]) if len(parts) == 3 else default_num
+    except ValueError:
+        raise UsageError(f"{option}: expected START:STOP[:NUM], got {text!r}") from None
+    if not (np.isfinite(start) and np.isfinite(stop)):
+        raise UsageError(f"{option}: range ends must be finite, got {text!r}")
+    if start > stop:
+        raise UsageError(f"{option}: range is reversed ({start} > {stop})")
+    if num < 1 or (num == 1 and start != stop):
+        raise UsageError(f"{option}: NUM must be ≥ 2 for a range, got {num}")
+    return np.round(np.linspace(start, stop, num), 10)
+
+
+def make_bandit(cfg: SweepConfig) -> B.Bandit:
+    """The bandit the config names: a TOML file, explicit lists, or the paper-style random draw."""
+    try:
+        if cfg.bandit != "paper":
+            return B.from_toml(cfg.bandit)
+        if cfg.rewards:
+            mu = parse_floats(cfg.mu, "--mu") if cfg.mu else None
+            return B.from_lists(parse_floats(cfg.rewards, "--rewards"), mu, noise=cfg.noise, low=cfg.low,
+                                high=cfg.high, sigma=cfg.sigma)
+        if cfg.mu:
+            raise UsageError("--mu: needs --rewards (behaviour probabilities of explicit arms)")
+        if cfg.arms < 2:
+            raise UsageError(f"--arms: a bandit needs at least 2 arms, got {cfg.arms}")
+        if cfg.contexts < 1:
+            raise UsageError(f"--contexts: must be ≥ 1, got {cfg.contexts}")
+        b = B.paper(cfg.arms, cfg.contexts, cfg.bandit_seed, noise=cfg.noise)
+        b.low, b.high, b.sigma = cfg.low, cfg.high, cfg.sigma
+        b.means = b.low + (b.high - b.low) * b.means
+        b.validate()
+        return b
+    except B.BanditError as err:
+        raise UsageError(str(err)) from None
+
+
+def validate(cfg: SweepConfig) -> None:
+    for name in ("steps", "seeds", "batch"):
+        if getattr(cfg, name) < 1:
+            raise UsageError(f"--{name}: must be a positive integer, got {getattr(cfg, name)}")
+    if not (np.isfinite(cfg.lr) and cfg.lr > 0):
+        raise UsageError(f"--lr: must be a positive finite number, got {cfg.lr}")
+    if cfg.mode not in ("exact", "sampled"):
+        raise UsageError(f"--mode: expected exact or sampled, got {cfg.mode!r}")
+    if cfg.baseline_ref not in ("vmu", "group"):
+        raise UsageError(f"--baseline-ref: expected vmu or group, got {cfg.baseline_ref!r}")
+    if cfg.dtype not in ("float64", "float32"):
+        raise UsageError(f"--dtype: expected float64 or float32, got {cfg.dtype!r}")
+    if cfg.log_every < 0:
+        raise UsageError(f"--log-every: must be ≥ 0, got {cfg.log_every}")
+    if cfg.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device: {cfg.device} requested but torch sees no CUDA device")
+    elif cfg.device != "cpu":
+        raise UsageError(f"--device: expected cpu or cuda[:N], got {cfg.device!r}")
+
+
+def load_toml(path: str) -> dict:
+    """Read a sweep config file: keys are SweepConfig fields (dashes or underscores); [algo_args] is a table."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"--config: file not found: {path}") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise UsageError(f"--config: cannot read {path}: {err}") from None
+    data = {k.replace("-", "_"): v for k, v in data.get("sweep", data).items()}
+    known = {f.name for f in fields(SweepConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"--config: {path}: unknown key {unknown[0]!r}")
+    if isinstance(data.get("algo_args"), dict):
+        data["algo_args"] = [f"{k}={v}" for k, v in data["algo_args"].items()]
+    if isinstance(data.get("baseline"), (int, float)):
+        data["baseline"] = str(data["baseline"])
+    return data
+
+
+# ------------------------------------------------------------------------------------------ running
+class Interrupted(Exception):
+    pass
+
+
+def _install_stop_flag() -> tuple[dict, dict]:
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        flag["stop"] = True
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread
+            pass
+    return flag, old
+
+
+def build(cfg: SweepConfig):
+    """Resolve a config into (bandit, objective, grid, simulator)."""
+    import torch
+
+    from .objectives import parse_algo_args
+    from .simulate import SimConfig, Simulator
+
+    validate(cfg)
+    bandit = make_bandit(cfg)
+    values = parse_range(cfg.baseline)
+    try:
+        objective = parse_algo_args(cfg.algo, cfg.algo_args)
+    except ValueError as err:
+        raise UsageError(f"--algo: {err}" if "algo-arg" not in str(err) else str(err)) from None
+    if "offset" not in objective.params:
+        raise UsageError(f"--baseline: algorithm {cfg.algo!r} has no baseline to sweep")
+    mode = "absolute" if cfg.absolute else cfg.baseline_ref
+    objective = objective.with_params(baseline=mode)
+    grid = {"baseline_offset": np.repeat(values, cfg.seeds), "seed": np.tile(np.arange(cfg.seeds), len(values))}
+    log_every = cfg.log_every or max(1, cfg.steps // 200)
+    sim_cfg = SimConfig(mode=cfg.mode, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, behavior=cfg.behavior,
+                        log_every=log_every, support_eps=cfg.support_eps, dtype=cfg.dtype, device=cfg.device)
+    try:
+        sim = Simulator(bandit, objective, {"offset": grid["baseline_offset"]}, sim_cfg, seed=cfg.seed)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return bandit, objective, grid, sim
+
+
+def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> Path:
+    """Run (or resume) a sweep into cfg.out and write every output file. Returns the run folder."""
+    import torch
+
+    bandit, objective, grid, sim = build(cfg)
+    out = Path(cfg.out or f"runs/sweep-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+    out.mkdir(parents=True, exist_ok=True)
+    config_file, state_file = out / "config.json", out / "state.pt"
+    record = {"sweep": asdict(cfg), "identity": cfg.identity(), "bandit": bandit.to_dict(),
+              "objective": {"name": objective.name, "params": {k: v for k, v in objective.params.items()}}}
+    if config_file.exists():
+        old = json.loads(config_file.read_text())
+        if old.get("identity") != record["identity"]:
+            diff = sorted(k for k in record["identity"] if old.get("identity", {}).get(k) != record["identity"][k])
+            raise UsageError(f"--out: {out} holds a different run (differs in: {', '.join(diff)}); "
+                             "choose another --out")
+    _atomic_write(config_file, json.dumps(_jsonable(record), indent=2))
+
+    state = sim.initial_state()
+    if state_file.exists():
+        saved = torch.load(state_file, weights_only=False)
+        state = type(state)(**saved)
+    flag, old_handlers = _install_stop_flag()
+    last = [time.monotonic()]
+
+    def on_step(st) -> bool:
+        if bar is not None:
+            bar.update(task, completed=st.step)
+        if flag["stop"]:
+            return True
+        if time.monotonic() - last[0] > cfg.checkpoint_seconds:
+            _save_state(state_file, st)
+            last[0] = time.monotonic()
+        return False
+
+    bar = None
+    try:
+        if state.step < cfg.steps:
+            if progress:
+                from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+                bar = Progress(TextColumn(f"{cfg.algo} {cfg.mode} {sim.runs} runs"), BarColumn(),
+                               TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(),
+                               transient=True)
+                bar.start()
+                task = bar.add_task("sweep", total=cfg.steps, completed=state.step)
+            state = sim.run(state, on_step=on_step)
+    finally:
+        if bar is not None:
+            bar.stop()
+        for sig, h in old_handlers.items():
+            signal.signal(sig, h)
+    _save_state(state_file, state)
+    if state.step < cfg.steps:
+        raise Interrupted(f"interrupted at step {state.step}/{cfg.steps}; state saved in {out}; "
+                          "run the same command again to resume")
+    write_outputs(out, cfg, bandit, objective, grid, sim, state)
+    return out
+
+
+def _save_state(path: Path, state) -> None:
+    import torch
+
+    tmp = path.with_suffix(".tmp")
+    torch.save(state.to_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return str(x)
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+# ------------------------------------------------------------------------------------------ outputs
+def theory_for(bandit: B.Bandit, cfg: SweepConfig, objective, offset: float) -> dict:
+    """The closed-form limit for one baseline value, per context, averaged with p(x); NaN where it does not apply."""
+    nan = {"theory_expected_reward": np.nan, "theory_support_size": np.nan, "theory_entropy": np.nan}
+    from .objectives import reinforce
+    from .simulate import Behavior
+
+    p = objective.params
+    beh = Behavior.parse(cfg.behavior)
+    if objective.fn is not reinforce or p["std_norm"] or p["red_drop"] or not beh.is_fixed:
+        return nan
+    ref = np.zeros_like(bandit.logits) if beh.mix_ref == "uniform" else bandit.logits
+    mu = (1 - beh.mix) * bandit.mu + beh.mix * np.exp(ref - ref.max(-1, keepdims=True)) / np.exp(
+        ref - ref.max(-1, keepdims=True)).sum(-1, keepdims=True)
+    rows = []
+    for x in range(bandit.contexts):
+        vmu = theory.v_mu(mu[x], bandit.means[x])
+        if cfg.absolute:
+            V = offset
+        elif cfg.baseline_ref == "group" and cfg.mode == "sampled":
+            V = vmu + theory.group_baseline_offset(offset, cfg.batch)
+        else:
+            V = vmu + offset
+        rows.append(theory.limit_summary(mu[x], bandit.means[x], V, cfg.support_eps))
+    return {k: float(np.dot(bandit.context_probs, [r[k] for r in rows])) for k in nan}
+
+
+def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, state) -> None:
+    import pandas as pd
+
+    from .simulate import METRICS
+    from .stats import summarise
+
+    steps = np.asarray(state.log_steps)
+    values = np.stack([v.numpy() for v in state.log_values])  # [S, R, M]
+    S, R, M = values.shape
+    v_mu0 = bandit.v_mu_total
+    offs = grid["baseline_offset"]
+    base = offs if cfg.absolute else v_mu0 + offs
+    tidy = pd.DataFrame({"run": np.tile(np.arange(R), S), "step": np.repeat(steps, R),
+                         "baseline_offset": np.tile(offs - (v_mu0 if cfg.absolute else 0), S),
+                         "baseline": np.tile(base, S), "seed": np.tile(grid["seed"], S)})
+    for i, m in enumerate(METRICS):
+        tidy[m] = values[:, :, i].reshape(-1)
+    tidy.to_parquet(out / "steps.parquet", index=False)
+
+    final = values[-1]
+    summary = pd.DataFrame({"baseline_offset": offs - (v_mu0 if cfg.absolute else 0), "baseline": base,
+                            "v_mu": v_mu0, "seed": grid["seed"]})
+    rename = {"expected_reward": "final_expected_reward", "v_mu": "v_mu_final", "loss": "final_loss"}
+    for i, m in enumerate(METRICS):
+        summary[rename.get(m, m)] = final[:, i]
+    th = {o: theory_for(bandit, cfg, objective, o) for o in np.unique(offs)}
+    for k in ("theory_expected_reward", "theory_support_size", "theory_entropy"):
+        summary[k] = [th[o][k] for o in offs]
+    summary["improved"] = summary["final_expected_reward"] > v_mu0
+    summary["diverged"] = state.diverged.cpu().numpy()
+    cols = ["baseline_offset", "baseline", "v_mu", "seed", "final_expected_reward", "theory_expected_reward",
+            "support_size", "theory_support_size", "entropy", "theory_entropy", "kl_mu_pi", "p_best", "min_logit",
+            "final_loss", "v_mu_final", "improved", "diverged"]
+    summary[cols].to_csv(out / "summary.csv", index=False)
+
+    table = summarise(summary, ["baseline_offset"], "final_expected_reward")
+    extra = summary.groupby("baseline_offset").agg(
+        baseline=("baseline", "first"), theory=("theory_expected_reward", "first"),
+        support=("support_size", "mean"), entropy=("entropy", "mean"), improved=("improved", "mean"),
+        diverged=("diverged", "sum")).reset_index()
+    table = table.merge(extra, on="baseline_offset")
+    table.to_csv(out / "table.csv", index=False)
+    from .plots import plot_sweep
+
+    plot_sweep(out)
+
+
+def format_table(out: Path) -> str:
+    """The end-of-run table as plain text (also used by `banditlab sweep` on a finished folder)."""
+    import pandas as pd
+
+    t = pd.read_csv(out / "table.csv")
+    cfg = json.loads((out / "config.json").read_text())
+    v = pd.read_csv(out / "summary.csv")["v_mu"].iloc[0]
+    lines = [f"{cfg['objective']['name']} on {cfg['bandit']['name']} bandit, V^μ = {v:.4f}, "
+             f"{cfg['sweep']['mode']} mode, {int(t['n'].iloc[0])} seed(s), {cfg['sweep']['steps']} steps",
+             f"{'δV':>7} {'V':>7} {'J(π_T)':>8} {'95% CI':>17} {'theory':>7} {'support':>8} {'entropy':>8}"
+             f" {'improved':>9}"]
+    for _, r in t.iterrows():
+        ci = "" if np.isnan(r.ci_low) else f"[{r.ci_low:.4f}, {r.ci_high:.4f}]"
+        th = "" if np.isnan(r.theory) else f"{r.theory:.4f}"
+        lines.append(f"{r.baseline_offset:>+7.3f} {r.baseline:>7.4f} {r['mean']:>8.4f} {ci:>17} {th:>7} "
+                     f"{r.support:>8.1f} {r.entropy:>8.3f} {r.improved:>8.0%}" + (
+                         f"  {int(r.diverged)} diverged" if r.diverged else ""))
+    lines.append(f"files: {out}/summary.csv, steps.parquet, table.csv, sweep.png")
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""Closed-form theory of off-policy REINFORCE on a tabular softmax bandit (numpy, no simulation).
+
+Notation (../shared/PAPERS.md §1): behaviour μ, mean rewards r, baseline V, V^μ = Σ μ r,
+a_y = μ(y)(r(y) − V), b = Σ a = V^μ − V. The expected (infinite-batch) update of the logits is
+
+    Δl(y) = η (a_y − b π(y))                                                      [derived]
+
+Theorem 4.2 of AsymRE (arXiv 2506.20520): for V < V^μ the dynamics converge, whatever π₀, to
+
+    π*(y) = (a_y − τ)₊ / b,     τ the unique scalar with Σ_y (a_y − τ)₊ = b.
+
+τ is found exactly by sorting a (the simplex-projection algorithm): no bisection, no tolerance.
+At V = V^μ, l(y) = l₀(y) + η t a_y and π concentrates on argmax a. Above V^μ the limit depends on π₀:
+no closed form, `limit_policy` raises `TheoremDoesNotApply`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class TheoremDoesNotApply(ValueError):
+    """V > V^μ: the limit depends on π₀ and has no closed form; simulate instead."""
+
+
+def v_mu(mu: np.ndarray, rewards: np.ndarray) -> float:
+    """V^μ = Σ_y μ(y) r(y), the behaviour policy's expected reward."""
+    return float(np.dot(mu, rewards))
+
+
+def expected_reward(pi: np.ndarray, rewards: np.ndarray) -> float:
+    """J(π) = Σ_y π(y) r(y), the exact expected reward of a policy."""
+    return float(np.dot(pi, rewards))
+
+
+def entropy(pi: np.ndarray) -> float:
+    """H(π) = −Σ π log π in nats (0 log 0 = 0)."""
+    p = np.asarray(pi, dtype=float)
+    p = p[p > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def support_size(pi: np.ndarray, eps: float = 0.0) -> int:
+    """Number of arms with π(y) > eps."""
+    return int((np.asarray(pi) > eps).sum())
+
+
+def expected_logit_drift(mu: np.ndarray, rewards: np.ndarray, V: float, pi: np.ndarray | None = None) -> np.ndarray:
+    """Expected logit change per unit learning rate, a_y − b π(y) (π = μ if not given).
+
+    At π = μ this is μ(y)(r(y) − V^μ) for every V: on-policy, the baseline only changes the variance.
+    """
+    mu, r = np.asarray(mu, float), np.asarray(rewards, float)
+    a = mu * (r - V)
+    return a - a.sum() * (mu if pi is None else np.asarray(pi, float))
+
+
+def _tau(a: np.ndarray, b: float) -> float:
+    """The unique τ with Σ (a − τ)₊ = b > 0, by sorting a in decreasing order."""
+    s = np.sort(a)[::-1]
+    cums = np.cumsum(s) - b
+    k = np.arange(1, len(s) + 1)
+    taus = cums / k
+    valid = s > taus  # the support is the largest prefix with s_k > τ_k
+    kmax = int(np.nonzero(valid)[0].max())
+    return float(taus[kmax])
+
+
+def limit_policy(mu: np.ndarray, rewards: np.ndarray, V: float, pi0: np.ndarray | None = None) -> np.ndarray:
+    """Limit of the expected off-policy REINFORCE dynamics with baseline V on fixed behaviour μ.
+
+    V < V^μ : π* = (a − τ)₊ / (V^μ − V)  (Theorem 4.2; independent of π₀)
+    V = V^μ : π* uniform over argmax_y μ(y)(r(y) − V^μ), weighted by π₀ on ties (generically one arm)
+    V > V^μ : raises TheoremDoesNotApply.
+    """
+    mu, r = np.asarray(mu, dtype=float), np.asarray(rewards, dtype=float)
+    if mu.shape != r.shape or mu.ndim != 1:
+        raise ValueError(f"mu and rewards must be 1-d of equal length, got {mu.shape} and {r.shape}")
+    a = mu * (r - V)
+    b = float(a.sum())
+    scale = max(1.0, float(np.abs(a).max()))
+    if b > 1e-12 * scale:
+        pi = np.clip(a - _tau(a, b), 0.0, None) / b
+        return pi / pi.sum()
+    if b >= -1e-12 * scale:
+        top = np.isclose(a, a.max(), rtol=0, atol=1e-12 * scale)
+        w = top * (mu if pi0 is None else np.asarray(pi0, float))
+        return w / w.sum()
+    raise TheoremDoesNotApply(f"V = {V:.4g} > V^μ = {b + V:.4g}: the limit depends on π₀; simulate it")
+
+
+def limit_summary(mu: np.ndarray, rewards: np.ndarray, V: float, eps: float = 0.0) -> dict:
+    """Expected reward, support size and entropy of the limit policy; NaNs where the theorem does not apply."""
+    try:
+        pi = limit_policy(mu, rewards, V)
+    except TheoremDoesNotApply:
+        return {"theory_expected_reward": np.nan, "theory_support_size": np.nan, "theory_entropy": np.nan}
+    return {"theory_expected_reward": expected_reward(pi, rewards),
+            "theory_support_size": support_size(pi, eps), "theory_entropy": entropy(pi)}
+
+
+def policy_iteration(mu: np.ndarray, rewards: np.ndarray, V: float, iterations: int) -> list[np.ndarray]:
+    """Theorem 4.3: run to the limit, set μ ← π*, repeat. Returns [μ₀, π*₁, π*₂, ...].
+
+    The prediction exists only while V < V^μ_k (then J strictly increases and the support shrinks); at V = V^μ_k
+    the next policy is the single arm argmax a; when V > V^μ_k the sequence stops (the theorem is silent).
+    """
+    out = [np.asarray(mu, dtype=float)]
+    for _ in range(iterations):
+        try:
+            out.append(limit_policy(out[-1], rewards, V))
+        except TheoremDoesNotApply:
+            break
+    return out
+
+
+def group_baseline_offset(offset: float, group_size: int) -> float:
+    """Effective V − V^μ of a sampled group-mean baseline r̄_G + δV with G pulls per group [derived].
+
+    E[(r_i − r̄_G − δV) ∇log π(y_i)] = (1 − 1/G) E_μ[(r − V^μ − δV·G/(G−1)) ∇log π(y)], because r̄_G contains
+    r_i itself. So its limit is that of the fixed baseline V = V^μ + δV·G/(G − 1) (lr scaled by 1 − 1/G).
+    """
+    if group_size < 2:
+        raise ValueError("a group-mean baseline needs at least 2 samples per group")
+    return offset * group_size / (group_size - 1)
+
+
+def effective_positive_share(p: float | np.ndarray, c: float | np.ndarray) -> np.ndarray:
+    """TOPR §4: with ±1 rewards and baseline c, positives weigh (1 − c) and negatives (1 + c), so the
+    effective share of positives is p̃ = p(1 − c) / (1 + c(1 − 2p))."""
+    p, c = np.asarray(p, float), np.asarray(c, float)
+    return p * (1 - c) / (1 + c * (1 - 2 * p))
+
+
+def baseline_for_share(p: float, share: float) -> float:
+    """Inverse of `effective_positive_share` in c: the baseline that gives effective positive share p̃."""
+    # p̃ (1 + c(1 − 2p)) = p (1 − c)  ⇒  c = (p − p̃) / (p̃ (1 − 2p) + p)
+    return float((p - share) / (share * (1 - 2 * p) + p))

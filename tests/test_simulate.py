@@ -1,0 +1,168 @@
+"""The simulator against the theory: convergence, collapse, on-policy invariance, sampled-vs-exact, resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from banditlab import bandits, theory
+from banditlab.objectives import get_objective
+from banditlab.simulate import METRICS, Behavior, SimConfig, Simulator, final_policy
+
+J = METRICS.index("expected_reward")
+
+
+def sim(bandit, offsets, algo="asymre", steps=200, **kw):
+    obj = get_objective(algo).with_params(baseline=kw.pop("baseline", "vmu"))
+    cfg = SimConfig(**{"mode": "exact", "steps": steps, "log_every": max(1, steps // 10), **kw})
+    s = Simulator(bandit, obj, {"offset": np.asarray(offsets, float)}, cfg, seed=kw.get("seed", 0))
+    return s, s.run(s.initial_state())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_mode_converges_to_the_closed_form_limit(seed):
+    rng = np.random.default_rng(seed)
+    b = bandits.from_lists(rng.uniform(0, 1, 5), rng.dirichlet(np.ones(5) * 2))
+    mu, r = b.mu[0], b.means[0]
+    offsets = [-1.0, -0.5, -0.2, -0.1]
+    limits = [theory.limit_policy(mu, r, theory.v_mu(mu, r) + d) for d in offsets]
+    # a per-run step size with η b max π* = 1 keeps the discrete map contracting (it must stay below 2)
+    lr = np.array([1.0 / (-d * p.max()) for d, p in zip(offsets, limits)])
+    _, state = sim(b, offsets, steps=3000, lr=lr)
+    pi = final_policy(state)[:, 0]
+    for i in range(len(offsets)):
+        assert np.abs(pi[i] - limits[i]).sum() < 1e-6
+
+
+def test_one_arm_left_at_and_above_v_mu_and_improvement_below():
+    b = bandits.paper(arms=20, noise="none")
+    _, state = sim(b, [-0.3, -0.05, 0.0, 0.1, 0.3], steps=6000, lr=10.0)
+    final = state.log_values[-1]
+    support = final[:, METRICS.index("support_size")].numpy()
+    assert (support[2:] == 1).all() and (support[:2] > 1).all()
+    assert (final[:2, J].numpy() > b.v_mu_total).all()
+
+
+def test_rec_counterexample_ends_on_the_suboptimal_arm():
+    b = bandits.from_lists([0.0, 0.8, 1.0], [0.3, 0.6, 0.1])
+    s, state = sim(b, [0.0], algo="reinforce", steps=1, lr=1.0, baseline="group")
+    drift = (state.logits - s.logits0)[0, 0].numpy()
+    drift -= drift.mean() - np.mean([-0.174, 0.132, 0.042])  # logits are centred after logging
+    assert np.allclose(drift, [-0.174, 0.132, 0.042])
+    _, state = sim(b, [0.0], algo="reinforce", steps=3000, lr=1.0, baseline="group")
+    assert final_policy(state)[0, 0].argmax() == 1 and final_policy(state)[0, 0, 1] > 0.99
+
+
+def test_on_policy_expected_updates_do_not_depend_on_the_baseline():
+    b = bandits.paper(arms=10, noise="none")
+    _, state = sim(b, [-0.5, -0.1, 0.0, 0.2, 0.5], steps=300, behavior="lag:1")
+    pi = final_policy(state)[:, 0]
+    assert np.abs(pi - pi[0]).max() < 1e-12
+    _, fixed = sim(b, [-0.5, 0.5], steps=300)  # off-policy: the baseline matters
+    assert np.abs(final_policy(fixed)[0] - final_policy(fixed)[1]).max() > 1e-2
+
+
+@pytest.mark.parametrize("algo", ["asymre", "topr", "grpo"])
+def test_sampled_mean_update_matches_exact_within_standard_error(algo):
+    b = bandits.paper(arms=6, noise="bernoulli")
+    b.low = -1.0
+    b.means = 2 * b.means - 1
+    replicas = 4000
+    kw = dict(baseline="group") if algo != "topr" else dict(baseline="none")
+    exact = Simulator(b, get_objective(algo, **kw), {"offset": np.zeros(1)}, SimConfig(mode="exact"))
+    samp = Simulator(b, get_objective(algo, **kw), {"offset": np.zeros(replicas)},
+                     SimConfig(mode="sampled", batch=64))
+    # a policy away from μ, so the ratio-based objectives are really off-policy
+    logits = torch.log_softmax(torch.tensor(b.logits) + torch.linspace(-1, 1, 6), -1)[None].double()
+
+    def grad(s, runs):
+        leaf = logits.expand(runs, 1, 6).clone().requires_grad_(True)
+        lp = torch.log_softmax(leaf, -1)
+        snap = torch.tensor(b.logits)[None].expand(runs, 1, 6)
+        batch = s.exact_batch(lp, snap) if s.cfg.mode == "exact" else s.sampled_batch(
+            lp, snap, torch.Generator().manual_seed(0))
+        if algo == "grpo":  # GRPO's std normalisation is not linear: compare the sampled mean with itself
+            pass
+        return torch.autograd.grad(s.objective(batch, **s.params).sum(), leaf)[0][:, 0]
+
+    g_s = grad(samp, replicas)
+    mean, se = g_s.mean(0), g_s.std(0) / replicas ** 0.5
+    g_e = grad(exact, 1)[0]
+    if algo == "grpo":
+        # a finite group's std normaliser is biased relative to the population std: only the sign pattern holds
+        assert torch.equal(torch.sign(mean[mean.abs() > 4 * se]), torch.sign(g_e[mean.abs() > 4 * se]))
+    else:
+        # group-mean baseline over G pulls: E = (1 − 1/G) × exact (theory.group_baseline_offset)
+        scale = (1 - 1 / 64) if kw["baseline"] == "group" else 1.0
+        assert ((mean - scale * g_e).abs() < 4 * se + 1e-12).all()
+
+
+def test_contextual_bandit_reaches_each_context_limit():
+    b = bandits.paper(arms=4, contexts=3, noise="none")
+    _, state = sim(b, [-0.2], steps=4000, lr=3 * 5.0)  # p(x) = 1/3 scales each context's step
+    pi = final_policy(state)[0]
+    for x in range(3):
+        target = theory.limit_policy(b.mu[x], b.means[x], b.v_mu[x] - 0.2)
+        assert np.abs(pi[x] - target).sum() < 1e-5
+
+
+@pytest.mark.parametrize("mode", ["exact", "sampled"])
+def test_extreme_baselines_and_learning_rates_stay_finite(mode):
+    b = bandits.paper(arms=30)
+    for algo in ("asymre", "is", "reinforce"):
+        s, state = sim(b, [-10.0, -1.0, 0.0, 1.0, 10.0], algo=algo, steps=300, lr=100.0, mode=mode,
+                       baseline="absolute")
+        vals = torch.stack(state.log_values)
+        assert torch.isfinite(vals[1:, :, :-1]).all() and not state.diverged.any()
+
+
+def test_behaviour_lag_refreshes_exactly_every_n_steps():
+    b = bandits.paper(arms=10, noise="none")
+    s, state = sim(b, [-0.1], steps=100, behavior="lag:7", log_every=1)
+    vmu = torch.stack(state.log_values)[:, 0, METRICS.index("v_mu")].numpy()
+    changed = np.nonzero(np.abs(np.diff(vmu)) > 1e-12)[0] + 1  # logged step index where μ changed
+    steps = np.asarray(state.log_steps)[changed]
+    assert list(steps) == list(range(8, 101, 7))  # the refresh at step t=7k is first visible after its update
+
+
+def test_behaviour_parsing_and_mixing():
+    assert Behavior.parse("lag:10,mix:0.2:uniform") == Behavior(lag=10, mix=0.2, mix_ref="uniform")
+    for bad in ("lag:0", "mix:1.5", "delay:3", "later", "lag:x"):
+        with pytest.raises(ValueError, match="--behavior"):
+            Behavior.parse(bad)
+    b = bandits.paper(arms=5)
+    s = Simulator(b, get_objective("asymre"), {"offset": np.zeros(1)}, SimConfig(behavior="mix:0.25:uniform"))
+    mu = s.behaviour_logp(torch.tensor(b.logits)[None]).exp()[0, 0].numpy()
+    assert np.allclose(mu, 0.75 * b.mu[0] + 0.25 / 5)
+
+
+def test_delay_uses_the_policy_k_steps_old():
+    b = bandits.paper(arms=6, noise="none")
+    cfg = SimConfig(mode="exact", steps=30, behavior="lag:1,delay:5", log_every=1)
+    s = Simulator(b, get_objective("asymre", baseline="vmu"), {"offset": np.zeros(1)}, cfg)
+    st = s.initial_state()
+    history = []
+
+    def keep(state):
+        history.append(torch.softmax(state.logits, -1).clone())
+        return False
+
+    s.run(st, on_step=keep)
+    # the batch of step t comes from π_{t−5}; history[i] is π_{i+1}, and the last step is t = 29
+    assert torch.allclose(torch.softmax(st.snapshot, -1), history[29 - 5 - 1])
+    assert not torch.allclose(torch.softmax(st.snapshot, -1), history[29 - 4 - 1])
+
+
+def test_resume_is_bit_identical():
+    b = bandits.paper(arms=12)
+    cfg = SimConfig(mode="sampled", steps=120, log_every=10, behavior="lag:9")
+    mk = lambda: Simulator(b, get_objective("red-drop"), {"offset": np.zeros(3)}, cfg, seed=5)
+    full = mk().run(mk().initial_state())
+    s = mk()
+    part = s.run(s.initial_state(), on_step=lambda st: st.step == 37)
+    assert part.step == 37
+    saved = {k: (v.clone() if torch.is_tensor(v) else list(v) if isinstance(v, list) else v)
+             for k, v in part.to_dict().items()}
+    resumed = mk().run(type(part)(**saved))
+    assert torch.equal(resumed.logits, full.logits)
+    torch.testing.assert_close(torch.stack(resumed.log_values), torch.stack(full.log_values), rtol=0, atol=0,
+                               equal_nan=True)  # the step-0 loss is NaN (no update yet)
