@@ -149,28 +149,39 @@ def algos():
         typer.echo(" " * 12 + ", ".join(f"{k}={v}" for k, v in o.params.items()))
 
 
-def main(argv: list[str] | None = None) -> None:
-    import click
+def _click_errors() -> tuple:
+    """Typer ≥ 0.29 vendors click (typer.TyperException); older releases raise click's own exceptions."""
+    errors = [typer.TyperException] if hasattr(typer, "TyperException") else []
+    try:
+        import click
 
+        errors.append(click.ClickException)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def main(argv: list[str] | None = None) -> None:
     from .sweep import Interrupted
 
     cmd = typer.main.get_command(app)
     try:
         code = cmd.main(args=argv, prog_name="banditlab", standalone_mode=False)
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         code = e.exit_code
-    except click.exceptions.NoArgsIsHelpError as e:  # pragma: no cover - click ≥ 8.2
-        typer.echo(e.format_message(), err=True)
-        code = 2
-    except click.ClickException as e:
-        typer.echo(f"banditlab: error: {e.format_message()}".replace("\n", " "), err=True)
-        code = 2
+    except (Interrupted, typer.Abort, KeyboardInterrupt) as e:
+        typer.echo(f"banditlab: {e or 'interrupted'}", err=True)
+        code = 130
     except UsageError as e:
         typer.echo(f"banditlab: error: {e}", err=True)
         code = 2
-    except (Interrupted, click.exceptions.Abort, KeyboardInterrupt) as e:
-        typer.echo(f"banditlab: {e or 'interrupted'}", err=True)
-        code = 130
+    except _click_errors() as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
+            code = 2
+        else:
+            msg = e.format_message() if hasattr(e, "format_message") else str(e)
+            typer.echo(f"banditlab: error: {' '.join(msg.split())}", err=True)
+            code = 2
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -102,7 +102,7 @@ def parse_range(text: str, option: str = "--baseline", default_num: int = 21) ->
         raise UsageError(f"{option}: range is reversed ({start} > {stop})")
     if num < 1 or (num == 1 and start != stop):
         raise UsageError(f"{option}: NUM must be ≥ 2 for a range, got {num}")
-    return np.round(np.linspace(start, stop, num), 10)
+    return np.round(np.linspace(start, stop, num), 10) + 0.0  # no "-0.0"
 
 
 def make_bandit(cfg: SweepConfig) -> B.Bandit:

@@ -37,7 +37,7 @@ def entropy(pi: np.ndarray) -> float:
     """H(π) = −Σ π log π in nats (0 log 0 = 0)."""
     p = np.asarray(pi, dtype=float)
     p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
+    return float(-(p * np.log(p)).sum()) + 0.0  # no "-0.0" for a one-arm policy
 
 
 def support_size(pi: np.ndarray, eps: float = 0.0) -> int:

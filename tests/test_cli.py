@@ -1,0 +1,139 @@
+"""The command line: every malformed option gives one line naming it and exit code 2; Ctrl-C keeps the work and
+the same command resumes to identical results; `theory` prints the closed form."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from banditlab.cli import main
+
+SMALL = ["--arms", "8", "--steps", "40", "--seeds", "2", "--baseline", "-0.2:0.2:3", "--no-progress"]
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+@pytest.fixture
+def toml_files(tmp_path):
+    files = {
+        "bad_syntax": "means = [0.1, 0.2\n",
+        "no_means": "mu = [0.5, 0.5]\n",
+        "lengths": "means = [0.1, 0.2, 0.3]\nmu = [0.5, 0.5]\n",
+        "one_arm": "means = [0.1]\n",
+        "range": "means = [0.1, 1.5]\nnoise = 'bernoulli'\n",
+    }
+    for name, text in files.items():
+        (tmp_path / f"{name}.toml").write_text(text)
+    return tmp_path
+
+
+BAD = [
+    (["--baseline", "0.5:-0.5"], "--baseline"),
+    (["--baseline", "a:b"], "--baseline"),
+    (["--baseline", "0:1:x"], "--baseline"),
+    (["--baseline", "0:1:2:3"], "--baseline"),
+    (["--arms", "1"], "--arms"),
+    (["--steps", "0"], "--steps"),
+    (["--steps", "abc"], "--steps"),
+    (["--batch", "-3"], "--batch"),
+    (["--seeds", "0"], "--seeds"),
+    (["--lr", "0"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "-1"], "--lr"),
+    (["--algo", "reinforce++"], "--algo"),
+    (["--algo", "sft"], "--baseline"),
+    (["--algo-arg", "nope=1"], "--algo-arg"),
+    (["--algo", "topr", "--algo-arg", "a_neg=x"], "--algo-arg"),
+    (["--behavior", "sometimes"], "--behavior"),
+    (["--behavior", "lag:0"], "--behavior"),
+    (["--mode", "fast"], "--mode"),
+    (["--rewards", "0,1", "--mu", "0.5,0.3,0.2"], "mu"),
+    (["--rewards", "0,x"], "--rewards"),
+    (["--mu", "0.5,0.5"], "--mu"),
+    (["--bandit", "/nonexistent/bandit.toml"], "--bandit"),
+    (["--config", "/nonexistent/sweep.toml"], "--config"),
+    (["--device", "tpu"], "--device"),
+]
+
+
+@pytest.mark.parametrize("args,option", BAD, ids=[" ".join(a) for a, _ in BAD])
+def test_bad_options_give_one_line_and_exit_2(args, option, capsys, tmp_path):
+    code, out, err = run_cli(["sweep", *SMALL, "--out", str(tmp_path / "run"), *args], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0] and "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing written for a refused command
+
+
+@pytest.mark.parametrize("name,field", [("bad_syntax", "TOML"), ("no_means", "means"), ("lengths", "lengths"),
+                                        ("one_arm", "2 arms"), ("range", "Bernoulli")])
+def test_malformed_bandit_files(name, field, toml_files, capsys):
+    code, _, err = run_cli(["theory", "--bandit", str(toml_files / f"{name}.toml")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--bandit" in err and field in err
+
+
+def test_theory_prints_the_closed_form(capsys):
+    code, out, _ = run_cli(["theory", "--rewards", "0,0.8,1", "--mu", "0.3,0.6,0.1", "--baseline", "-0.2,0,0.1"],
+                           capsys)
+    assert code == 0
+    assert "V^μ = 0.5800" in out and "arm 1" in out and "depends on π₀" in out
+
+
+def test_sweep_writes_the_tidy_files_and_refuses_a_different_run_in_the_same_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, text, _ = run_cli(["sweep", *SMALL, "--out", str(out)], capsys)
+    assert code == 0 and "δV" in text
+    s = pd.read_csv(out / "summary.csv")
+    needed = ["baseline_offset", "baseline", "v_mu", "seed", "final_expected_reward", "theory_expected_reward",
+              "support_size", "entropy", "improved", "diverged"]
+    assert set(needed) <= set(s.columns) and len(s) == 6
+    assert s.loc[s.baseline_offset > 0, "theory_expected_reward"].isna().all()
+    assert s.loc[s.baseline_offset < 0, "theory_expected_reward"].notna().all()
+    steps = pd.read_parquet(out / "steps.parquet")
+    assert steps["step"].max() == 40 and (out / "sweep.png").exists() and (out / "config.json").exists()
+    code, _, err = run_cli(["sweep", *SMALL, "--out", str(out), "--lr", "2"], capsys)
+    assert code == 2 and "lr" in err and "different run" in err
+
+
+def test_config_file_and_command_line_combine(tmp_path, capsys):
+    cfg = tmp_path / "sweep.toml"
+    cfg.write_text('algo = "topr"\nsteps = 30\nseeds = 1\nbaseline = "-0.1"\narms = 5\n[algo_args]\na_neg = 0.5\n')
+    code, text, _ = run_cli(["sweep", "--config", str(cfg), "--steps", "20", "--out", str(tmp_path / "r"),
+                             "--no-progress"], capsys)
+    assert code == 0 and "topr" in text and "20 steps" in text
+
+
+def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("checkpoint_seconds = 0.02\n")
+    args = ["sweep", "--arms", "50", "--steps", "6000", "--seeds", "3", "--baseline", "-0.3:0.3:3",
+            "--behavior", "lag:50", "--config", str(cfg), "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "a")]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while not (tmp_path / "a" / "state.pt").exists() and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "resume" in err and "Traceback" not in err
+    assert not (tmp_path / "a" / "summary.csv").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    straight = subprocess.run([sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "b")],
+                              capture_output=True, text=True, env=env, timeout=120)
+    assert straight.returncode == 0
+    a, b = pd.read_csv(tmp_path / "a" / "summary.csv"), pd.read_csv(tmp_path / "b" / "summary.csv")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / "steps.parquet"),
+                                  pd.read_parquet(tmp_path / "b" / "steps.parquet"), check_exact=True)
