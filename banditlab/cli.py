@@ -140,6 +140,49 @@ def plot(run: str = typer.Argument(..., help="a sweep run folder")):
 
 
 @app.command()
+def reproduce(
+    ids: Optional[List[str]] = typer.Argument(None, help="experiment IDs (see --list)"),
+    all_: bool = O(False, "--all", help="every experiment"),
+    list_: bool = O(False, "--list", help="list the experiments and exit"),
+    force: bool = O(False, "--force", help="rerun even if the data exist"),
+    plot_only: bool = O(False, "--plot-only", help="only redraw from existing data"),
+    figures: str = O("figures", help="output folder: ID.png/.pdf, data in data/"),
+    configs: Optional[str] = O(None, help="folder of ID.toml configs [default: experiments/reproduce]"),
+    progress: bool = O(True, "--progress/--no-progress"),
+):
+    """Reproduce the papers' bandit figures from experiments/reproduce/*.toml into figures/."""
+    from pathlib import Path
+
+    from .reproduce import CONFIGS, EXPERIMENTS, reproduce as run
+
+    if list_:
+        for k, e in EXPERIMENTS.items():
+            typer.echo(f"{k:<25} {e.title}")
+        return
+    if not ids and not all_:
+        raise UsageError("ID: name an experiment (banditlab reproduce --list) or pass --all")
+    run(list(EXPERIMENTS) if all_ else list(ids), Path(figures), force=force, plot_only=plot_only,
+        progress=progress and sys.stderr.isatty(), echo=typer.echo, configs=Path(configs) if configs else CONFIGS)
+
+
+@app.command()
+def demo(
+    rewards: str = O("0,0.8,1", help="mean rewards of the 3 arms"),
+    mu: str = O("0.3,0.6,0.1", help="behaviour probabilities"),
+    below: Optional[float] = O(None, help="a V below V^μ [default: V^μ − 0.28]"),
+    above: Optional[float] = O(None, help="a V above V^μ [default: V^μ + 0.12]"),
+    steps: int = O(3000, help="exact-update steps per path"),
+    lr: float = O(1.0, help="learning rate"),
+    out: str = O("figures/demo", help="figure path without extension (.png and .pdf are written)"),
+    interactive: bool = O(False, "--interactive", help="a window with a slider for V (needs a display)"),
+):
+    """The classroom demo: the V-versus-V^μ phase transition on a 3-armed bandit, explained with numbers."""
+    from .demo import run_demo
+
+    run_demo(rewards, mu, below, above, steps, lr, out, interactive, echo=typer.echo)
+
+
+@app.command()
 def algos():
     """List the objective registry with each objective's parameters."""
     from .objectives import OBJECTIVES

@@ -220,6 +220,21 @@ def tapered(batch: Batch, a_pos: Any = 1.0, b_pos: Any = 1.0, a_neg: Any = 0.0, 
     return aggregate(-w * a * batch.logp, batch, agg)
 
 
+def taper(rho: Tensor, a: Any, b: Any) -> Tensor:
+    """TOPR's tapered ratio T(ρ, a, b) (arXiv 2503.14286, eq. 7), whose gradient is clip(ρ, a, b) ∇ log π:
+
+        T = a (1 + log(ρ/a))  for ρ < a;     ρ  for a ≤ ρ ≤ b;     b (1 + log(ρ/b))  for ρ > b.
+    The objective `tapered` optimises is E_μ[T(ρ, a±, b±) A]; `b = inf` gives ρ above a, `a = 0` gives ρ below b.
+    """
+    rho = torch.as_tensor(rho)
+    a = torch.as_tensor(a, dtype=rho.dtype)
+    b = torch.as_tensor(b, dtype=rho.dtype)
+    safe = lambda c: torch.where((c > 0) & torch.isfinite(c), c, torch.ones_like(c))  # unused branches stay finite
+    low = safe(a) * (1 + torch.log(rho / safe(a)))
+    high = safe(b) * (1 + torch.log(rho / safe(b)))
+    return torch.where(rho < a, low, torch.where(rho > b, high, rho))
+
+
 def ppo(batch: Batch, eps_low: Any = 0.2, eps_high: Any = 0.2, ratio_level: str = "token",
         baseline: str = "group", offset: Any = 0.0, std_norm: bool = False, agg: str = "token-mean") -> Tensor:
     """PPO's clipped surrogate with a group-mean advantage (GRPO when std_norm, arXiv 2402.03300).

@@ -119,14 +119,14 @@ class Simulator:
     """One objective on one bandit for R runs whose objective parameters may differ (`run_params`)."""
 
     def __init__(self, bandit: Bandit, objective: Objective, run_params: dict[str, np.ndarray], cfg: SimConfig,
-                 seed: int = 0):
+                 seed: int = 0, runs: int | None = None):
         self.bandit, self.objective, self.cfg, self.seed = bandit, objective, cfg, seed
         self.behavior = Behavior.parse(cfg.behavior)
         if cfg.mode not in ("exact", "sampled"):
             raise ValueError(f"--mode: expected exact or sampled, got {cfg.mode!r}")
         self.dtype = getattr(torch, cfg.dtype)
         self.device = torch.device(cfg.device)
-        sizes = {len(np.atleast_1d(v)) for v in run_params.values()} or {1}
+        sizes = {len(np.atleast_1d(v)) for v in run_params.values()} or {runs or 1}
         if len(sizes) != 1:
             raise ValueError("all per-run parameters must have the same length")
         self.runs = sizes.pop()
@@ -149,11 +149,13 @@ class Simulator:
         self._cached_mu: tuple | None = None
 
     # ------------------------------------------------------------------------------------------ state
-    def initial_state(self) -> SimState:
+    def initial_state(self, logits: np.ndarray | None = None) -> SimState:
+        """π₀ = the bandit's policy, or `logits` [R, C, K] (a different start on the same fixed behaviour μ)."""
         g = torch.Generator(device=self.device).manual_seed(self.seed)
         z = self.logits0
-        return SimState(0, z.clone(), z.clone(), [], torch.zeros(self.runs, dtype=torch.bool, device=self.device),
-                        z.clone(), g.get_state())
+        pi0 = z.clone() if logits is None else torch.as_tensor(logits, dtype=self.dtype, device=self.device).clone()
+        return SimState(0, pi0, z.clone(), [], torch.zeros(self.runs, dtype=torch.bool, device=self.device),
+                        pi0.clone(), g.get_state())
 
     def behaviour_logp(self, snapshot: torch.Tensor) -> torch.Tensor:
         """log μ = log((1 − α) softmax(snapshot) + α π_ref), in log space."""
@@ -280,9 +282,19 @@ class Simulator:
         state.log_values.append(self.metrics(state.logits, state.snapshot, loss).cpu())
 
 
-def log_frame(sim: Simulator, state: SimState):
-    """The per-step metrics as a long numpy structure: (steps [S], values [S, R, M])."""
-    return np.asarray(state.log_steps), torch.stack(state.log_values).numpy()
+def tidy_frame(state: SimState, columns: dict):
+    """The logged metrics as a tidy pandas frame: one row per (run, logged step), with per-run `columns`."""
+    import pandas as pd
+
+    steps = np.asarray(state.log_steps)
+    values = torch.stack(state.log_values).numpy()  # [S, R, M]
+    S, R, _ = values.shape
+    df = pd.DataFrame({"run": np.tile(np.arange(R), S), "step": np.repeat(steps, R)})
+    for k, v in columns.items():
+        df[k] = np.tile(np.broadcast_to(np.asarray(v), (R,)), S)
+    for i, m in enumerate(METRICS):
+        df[m] = values[:, :, i].reshape(-1)
+    return df
 
 
 def final_policy(state: SimState) -> np.ndarray:

@@ -343,17 +343,14 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
     from .simulate import METRICS
     from .stats import summarise
 
-    steps = np.asarray(state.log_steps)
+    from .simulate import tidy_frame
+
     values = np.stack([v.numpy() for v in state.log_values])  # [S, R, M]
-    S, R, M = values.shape
     v_mu0 = bandit.v_mu_total
     offs = grid["baseline_offset"]
     base = offs if cfg.absolute else v_mu0 + offs
-    tidy = pd.DataFrame({"run": np.tile(np.arange(R), S), "step": np.repeat(steps, R),
-                         "baseline_offset": np.tile(offs - (v_mu0 if cfg.absolute else 0), S),
-                         "baseline": np.tile(base, S), "seed": np.tile(grid["seed"], S)})
-    for i, m in enumerate(METRICS):
-        tidy[m] = values[:, :, i].reshape(-1)
+    tidy = tidy_frame(state, {"baseline_offset": offs - (v_mu0 if cfg.absolute else 0), "baseline": base,
+                              "seed": grid["seed"]})
     tidy.to_parquet(out / "steps.parquet", index=False)
 
     final = values[-1]

@@ -174,3 +174,14 @@ def test_registry_names_and_parameter_errors():
             parse_algo_args("topr", bad)
     with pytest.raises(ValueError, match="unknown algorithm"):
         get_objective("reinforce++")
+
+
+def test_taper_is_the_antiderivative_of_the_clipped_ratio():
+    from banditlab.objectives import taper
+
+    for a, b in [(1.0, 1.0), (0.0, 1.0), (0.5, 2.0), (0.0, math.inf)]:
+        logp = torch.linspace(-3, 2, 41, dtype=torch.float64).requires_grad_(True)
+        t = taper(torch.exp(logp), a, b)
+        (g,) = torch.autograd.grad(t.sum(), logp)
+        assert torch.allclose(g, torch.exp(logp).clamp(a, b))  # dT/dlog π = clip(ρ, a, b) (μ = 1 here)
+        assert torch.isfinite(t).all()

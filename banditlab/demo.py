@@ -1,0 +1,184 @@
+"""`banditlab demo`: the phase transition at V = V^μ on a 3-armed bandit, for a lecture.
+
+A 3-armed policy is a point of the probability simplex (a triangle), so the whole dynamics is visible. The
+expected off-policy REINFORCE update with baseline V on a fixed behaviour μ, started from several π₀:
+  * V < V^μ: every start converges to the same interior-or-face point π* of Theorem 4.2, and J(π*) > V^μ;
+  * V > V^μ: each start runs to a vertex (one arm), and which vertex depends on π₀; it can be a bad one.
+The default bandit is REC's counterexample (μ = [0.3, 0.6, 0.1], r = [0, 0.8, 1], V^μ = 0.58).
+
+Deliberately simple: exact (infinite-batch) updates only; sampling noise is the subject of `banditlab sweep`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import bandits as B
+from . import theory
+from .errors import UsageError
+
+SQ3 = np.sqrt(3) / 2
+
+
+def to_xy(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Barycentric → Cartesian: arm 1 at (0, 0), arm 2 at (1, 0), arm 3 at (1/2, √3/2)."""
+    return p[..., 1] + p[..., 2] / 2, p[..., 2] * SQ3
+
+
+def starts(mu: np.ndarray, n: int = 6, seed: int = 0) -> np.ndarray:
+    """π₀ = μ plus n − 1 spread-out random starts, as logits [n, 1, K]."""
+    rng = np.random.default_rng(seed)
+    p = np.vstack([mu, rng.dirichlet(np.ones(len(mu)) * 0.7, size=n - 1)])
+    return np.log(np.clip(p, 1e-4, None))[:, None, :]
+
+
+def paths(bandit: B.Bandit, Vs, steps: int, lr: float, n_starts: int = 6) -> np.ndarray:
+    """π_t for each V and start, one vectorised run: [S, len(Vs), n_starts, K] (exact update, fixed μ)."""
+    from .objectives import get_objective
+    from .reproduce import simulate
+
+    Vs = np.atleast_1d(Vs)
+    init = np.tile(starts(bandit.mu[0], n_starts), (len(Vs), 1, 1))
+    _, traj = simulate(bandit, get_objective("asymre", baseline="absolute"), np.repeat(Vs, n_starts), steps=steps,
+                       lr=lr, record_every=max(1, steps // 400), init_logits=init)
+    return traj[:, :, 0].reshape(len(traj), len(Vs), n_starts, -1)
+
+
+def explain(bandit: B.Bandit, below: float, above: float) -> str:
+    mu, r = bandit.mu[0], bandit.means[0]
+    vmu = theory.v_mu(mu, r)
+    pi = theory.limit_policy(mu, r, below)
+    a = mu * (r - vmu)
+    fmt = lambda x: "[" + ", ".join(f"{v:.3f}" for v in x) + "]"
+    return "\n".join([
+        f"Three arms with mean rewards r = {fmt(r)}; the data come from a fixed behaviour μ = {fmt(mu)}.",
+        f"Its expected reward is V^μ = Σ μ r = {vmu:.3f}. We train π with the expected update of",
+        "off-policy REINFORCE with baseline V (no importance ratio): Δl(y) = η μ(y)(r(y) − V) − η b π(y), b = V^μ − V.",
+        f"  V = {below:.3f} < V^μ: every start converges to π* = {fmt(pi)} (Theorem 4.2),",
+        f"      J(π*) = {theory.expected_reward(pi, r):.3f} > V^μ = {vmu:.3f}: off-policy training improves on μ.",
+        f"  V = V^μ = {vmu:.3f}: π concentrates on argmax μ(r − V^μ) = arm {int(a.argmax()) + 1} "
+        f"(r = {r[a.argmax()]:.3f}); the best arm is arm {int(r.argmax()) + 1} (r = {r.max():.3f}).",
+        f"  V = {above:.3f} > V^μ: rich-get-richer dynamics; each start ends on one arm, which one depends on π₀.",
+        "The transition at V = V^μ is where the policy loses its diversity (support → one arm).",
+    ])
+
+
+def draw(bandit: B.Bandit, below: float, above: float, steps: int, lr: float, plt, fig=None):
+    mu, r = bandit.mu[0], bandit.means[0]
+    vmu = theory.v_mu(mu, r)
+    if fig is None:
+        fig = plt.figure(figsize=(16, 5.2))
+    fig.clf()
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.15]})
+    for ax, V, title in [(axes[0], below, "below"), (axes[1], above, "above")]:
+        tr = paths(bandit, V, steps, lr)[:, 0]
+        ax.plot(*to_xy(np.eye(3)[[0, 1, 2, 0]]), color="0.3", lw=1)
+        for k, name in enumerate(["arm 1", "arm 2", "arm 3"]):
+            x, y = to_xy(np.eye(3)[k])
+            ax.annotate(f"{name}\nr = {r[k]:g}", (x, y), ha="center", va="top" if k < 2 else "bottom",
+                        xytext=(0, -6 if k < 2 else 6), textcoords="offset points", fontsize=10)
+        for j in range(tr.shape[1]):
+            x, y = to_xy(tr[:, j])
+            ax.plot(x, y, color=f"C{j}", lw=1.6)
+            ax.plot(x[0], y[0], "o", color=f"C{j}", ms=5)
+            ax.plot(x[-1], y[-1], "X", color=f"C{j}", ms=9, mec="k")
+        ax.plot(*to_xy(mu), "*", color="k", ms=15, label=r"$\mu$ (behaviour) $= \pi_0$ of path 1")
+        if V < vmu:
+            ax.plot(*to_xy(theory.limit_policy(mu, r, V)), "s", mfc="none", mec="k", ms=14, mew=2,
+                    label=r"Theorem 4.2 $\pi^*$")
+        ax.set_title(rf"$V$ = {V:.2f} {title} $V^\mu$ = {vmu:.2f}: " +
+                     ("all starts meet at π*" if V < vmu else "starts split between arms"), fontsize=11)
+        ax.set_aspect("equal")
+        ax.set_xlim(-0.12, 1.12)
+        ax.set_ylim(-0.14, 1.0)
+        ax.axis("off")
+        ax.legend(loc="upper right", fontsize=8, frameon=False, bbox_to_anchor=(1.08, 1.02))
+    ax = axes[2]
+    Vs = np.linspace(min(below, vmu) - 0.3, vmu, 300)
+    ax.plot(Vs, [theory.expected_reward(theory.limit_policy(mu, r, v), r) for v in Vs], "k", lw=2,
+            label=r"$J(\pi^*)$, Theorem 4.2 ($V \leq V^\mu$)")
+    Va = np.linspace(vmu + 1e-3, max(above, vmu) + 0.2, 12)
+    ends = paths(bandit, Va, steps, lr)[-1] @ r  # [len(Va), starts]
+    for j in range(1, ends.shape[1]):
+        ax.plot(Va, ends[:, j], "o", color=f"C{j}", ms=4, alpha=0.7)
+    ax.plot([], [], "o", color="0.5", ms=4, label=r"simulated from the other starts $\pi_0$")
+    ax.plot(Va, ends[:, 0], "o", color="C0", ms=8, label=r"simulated from $\pi_0 = \mu$ ($V > V^\mu$)")
+    ax.axvline(vmu, color="C3", ls="--", lw=1.2, label=rf"$V = V^\mu$ = {vmu:.2f}")
+    ax.axhline(vmu, color="0.5", ls=":", lw=1.2, label=r"$J = V^\mu$ (behaviour)")
+    ax.set_xlabel(r"baseline $V$")
+    ax.set_ylabel(r"expected reward of the limit $J(\pi_\infty)$")
+    ax.set_title(r"Improvement below $V^\mu$, one arm above (which one depends on $\pi_0$)", fontsize=11)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.suptitle("Off-policy REINFORCE with baseline V on a fixed behaviour μ: paths on the simplex "
+                 "(o start, X end)", fontsize=13)
+    fig.tight_layout()
+    return fig
+
+
+def has_display() -> bool:
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def run_demo(rewards: str, mu: str, below: float | None, above: float | None, steps: int, lr: float, out: str,
+             interactive: bool, echo=print) -> Path:
+    from .plots import style
+    from .sweep import parse_floats
+
+    bandit = B.from_lists(parse_floats(rewards, "--rewards"), parse_floats(mu, "--mu"))
+    if bandit.arms != 3:
+        raise UsageError(f"--rewards: the simplex picture needs exactly 3 arms, got {bandit.arms}")
+    if steps < 1 or not lr > 0:
+        raise UsageError("--steps and --lr must be positive")
+    vmu = bandit.v_mu_total
+    below = vmu - 0.28 if below is None else below
+    above = vmu + 0.12 if above is None else above
+    if not below < vmu:
+        raise UsageError(f"--below: must be below V^μ = {vmu:.3f}, got {below}")
+    if not above > vmu:
+        raise UsageError(f"--above: must be above V^μ = {vmu:.3f}, got {above}")
+    echo(explain(bandit, below, above))
+    if interactive and not has_display():
+        echo("--interactive: no display here (DISPLAY is unset), so no window can open; "
+             "writing the static figure instead.")
+        interactive = False
+    if interactive:
+        import matplotlib
+
+        matplotlib.use("TkAgg" if sys.platform.startswith("linux") else matplotlib.get_backend())
+        import matplotlib.pyplot as plt
+        from matplotlib.widgets import Slider
+
+        fig = plt.figure(figsize=(16, 6))
+        state = {"below": below, "above": above}
+
+        def redraw(v):
+            if v < vmu:
+                state["below"] = v
+            elif v > vmu:
+                state["above"] = v
+            draw(bandit, state["below"], state["above"], steps, lr, plt, fig)
+            fig.subplots_adjust(bottom=0.18)
+            sl_ax = fig.add_axes([0.25, 0.03, 0.5, 0.03])
+            s = Slider(sl_ax, "V", vmu - 0.6, vmu + 0.4, valinit=v)
+            s.on_changed(redraw)
+            fig._slider = s  # keep a reference
+            fig.canvas.draw_idle()
+
+        redraw(below)
+        plt.show()
+    from .plots import save
+
+    plt = style(seaborn=True)
+    fig = draw(bandit, below, above, steps, lr, plt)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save(fig, out)
+    plt.close(fig)
+    echo(f"figure: {out.with_suffix('.png')}")
+    return out.with_suffix(".png")
