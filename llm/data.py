@@ -1,0 +1,147 @@
+"""Problems for LLM training: GSM8K, MATH, and a synthetic arithmetic task for CPU experiments.
+
+A `Problem` is a question and a gold final answer (a string math-verify can parse). Sources:
+    gsm8k       hub `openai/gsm8k` (config main), or a local JSONL with `question` and `answer` ending in `#### N`
+    math        hub `HuggingFaceH4/MATH-500` (test) or `DigitalLearningGmbH/MATH-lighteval` (train), or a local
+                JSONL with `problem` and `answer` (or `solution` with a \\boxed{} answer)
+    arithmetic  generated in code: sums and products of random integers, `difficulty` = number of operands
+Prompts use the tokenizer's chat template when it has one and ask for the final answer in \\boxed{}.
+Hub loading needs the `datasets` package and network access; tests use the local copies in ../shared/data.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+INSTRUCTION = "Solve the problem step by step, then give the final answer in \\boxed{}."
+
+
+class DataError(ValueError):
+    """A missing or malformed dataset file; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    answer: str
+
+
+def gsm8k_gold(solution: str) -> str:
+    """The final answer of a GSM8K worked solution: the text after '####', without thousands separators."""
+    if "####" not in solution:
+        raise DataError("GSM8K answer has no '#### N' final line")
+    return solution.split("####")[-1].strip().replace(",", "")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}) in text, with nested braces; None if absent or unclosed."""
+    for tag in ("\\boxed", "\\fbox"):
+        start = text.rfind(tag + "{")
+        if start >= 0:
+            i, depth = start + len(tag) + 1, 1
+            for j in range(i, len(text)):
+                depth += {"{": 1, "}": -1}.get(text[j], 0)
+                if depth == 0:
+                    return text[i:j]
+            return None
+    return None
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"--data-path: file not found: {path}")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"--data-path: {path} line {n} is not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"--data-path: {path} line {n} is not a JSON object")
+            rows.append(row)
+    if not rows:
+        raise DataError(f"--data-path: {path} holds no rows")
+    return rows
+
+
+def _from_rows(rows: list[dict], dataset: str, where: str) -> list[Problem]:
+    out = []
+    for n, row in enumerate(rows, 1):
+        try:
+            if dataset == "gsm8k":
+                out.append(Problem(str(row.get("id", n)), row["question"], gsm8k_gold(row["answer"])))
+            else:
+                ans = row.get("answer") or last_boxed(row.get("solution", ""))
+                if not ans:
+                    raise DataError("no 'answer' field and no \\boxed{} in 'solution'")
+                out.append(Problem(str(row.get("unique_id", row.get("id", n))), row["problem"], str(ans)))
+        except KeyError as err:
+            raise DataError(f"{where} row {n}: missing field {err.args[0]!r}") from None
+        except DataError as err:
+            raise DataError(f"{where} row {n}: {err}") from None
+    return out
+
+
+HUB = {("gsm8k", "train"): ("openai/gsm8k", "main", "train"), ("gsm8k", "test"): ("openai/gsm8k", "main", "test"),
+       ("math", "train"): ("DigitalLearningGmbH/MATH-lighteval", "default", "train"),
+       ("math", "test"): ("HuggingFaceH4/MATH-500", None, "test")}
+
+
+def arithmetic(n: int, difficulty: int = 2, seed: int = 0, max_value: int = 20) -> list[Problem]:
+    """Synthetic problems: `difficulty` operands (≥ 2) in [1, max_value], joined by + and ×; exact integer gold."""
+    if difficulty < 2:
+        raise DataError(f"--difficulty: needs at least 2 operands, got {difficulty}")
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        nums = [rng.randint(1, max_value) for _ in range(difficulty)]
+        ops = [rng.choice("+×") if difficulty > 2 else rng.choice("+") for _ in range(difficulty - 1)]
+        expr = str(nums[0]) + "".join(f" {o} {x}" for o, x in zip(ops, nums[1:]))
+        value = eval(expr.replace("×", "*"))  # noqa: S307 - our own digits and operators only
+        out.append(Problem(f"arith-{seed}-{i}", f"What is {expr}?", str(value)))
+    return out
+
+
+def load_problems(dataset: str, split: str = "train", path: str | None = None, n: int | None = None,
+                  seed: int = 0, difficulty: int = 2) -> list[Problem]:
+    """Problems of one split: from a local JSONL if `path`, generated for 'arithmetic', else from the hub."""
+    if dataset == "arithmetic":
+        # disjoint train/test streams from the same seed
+        problems = arithmetic(n or 1000, difficulty, seed=seed * 2 + (split == "test"))
+    elif dataset not in ("gsm8k", "math"):
+        raise DataError(f"--dataset: expected gsm8k, math or arithmetic, got {dataset!r}")
+    elif path:
+        problems = _from_rows(read_jsonl(path), dataset, f"--data-path: {path}")
+    else:
+        try:
+            import datasets
+        except ImportError:
+            raise DataError(f"--dataset {dataset}: no --data-path given and the `datasets` package is not "
+                            "installed to fetch it from the hub") from None
+        name, config, hub_split = HUB[(dataset, split)]
+        try:
+            rows = datasets.load_dataset(name, config, split=hub_split)
+        except Exception as err:  # offline, unknown split, ...
+            raise DataError(f"--dataset {dataset}: cannot load {name} from the hub ({type(err).__name__}); "
+                            "pass --data-path FILE.jsonl") from None
+        problems = _from_rows([dict(r) for r in rows], dataset, name)
+    if n is not None and dataset != "arithmetic":
+        problems = problems[:n]
+    return problems
+
+
+def build_prompt(tokenizer, question: str) -> str:
+    """The prompt text: the tokenizer's chat template with a generation prompt if it has one, else plain text."""
+    content = f"{question}\n{INSTRUCTION}"
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                             add_generation_prompt=True)
+    return f"Question: {content}\nAnswer:"

@@ -1,0 +1,222 @@
+"""Rollouts: sampled completions with the behaviour policy's per-token log-probs.
+
+Layout of a batch of N samples (`Rollouts`): prompt ids left-padded to P, completion ids right-padded to T,
+so `input_ids = [prompt | completion]` [N, P + T] and completion token t sits at column P + t. A completion ends
+with the end-of-sequence token when the model emitted one (it is part of the action) and is padded after it.
+
+`token_logprobs` is the one function that turns a model and such a batch into per-token log-probs of the
+completion, log softmax(logits / temperature): the trainer uses it for log π (with gradient) and log μ (the
+behaviour snapshot, no gradient), so on-policy the ratio is exactly 1. Backends:
+    transformers  `HFBackend`: model.generate, then the behaviour log-probs from `token_logprobs`
+    vllm          `VLLMBackend` (the `vllm` extra, imported lazily): the engine's sampled-token log-probs, the
+                  LoRA adapter pushed to the engine at every behaviour refresh and checked with a probe
+top_p < 1 truncates sampling but the log-probs ignore the truncation: use top_p = 1 where ratios must be exact.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class Rollouts:
+    prompt_ids: torch.Tensor       # [N, P] left-padded
+    prompt_mask: torch.Tensor      # [N, P]
+    completion_ids: torch.Tensor   # [N, T] right-padded
+    completion_mask: torch.Tensor  # [N, T]
+    logprobs: torch.Tensor         # [N, T] behaviour log-probs of the completion tokens (0 on padding)
+    texts: list[str]               # decoded completions
+
+    @property
+    def input_ids(self):
+        return torch.cat([self.prompt_ids, self.completion_ids], 1)
+
+    @property
+    def attention_mask(self):
+        return torch.cat([self.prompt_mask, self.completion_mask], 1)
+
+    def select(self, idx) -> "Rollouts":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return Rollouts(self.prompt_ids[idx], self.prompt_mask[idx], self.completion_ids[idx],
+                        self.completion_mask[idx], self.logprobs[idx], [self.texts[i] for i in idx.tolist()])
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int,
+                   temperature: float = 1.0, entropy: bool = False):
+    """Per-token log π(y_t | x, y_<t) of the last `completion_len` tokens, [N, T]; with entropy, also the
+    per-token entropy of the full distribution (detached)."""
+    pos = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+    out = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
+                logits_to_keep=completion_len + 1)
+    logits = out.logits[:, :-1, :].float() / temperature
+    logp_all = torch.log_softmax(logits, -1)
+    tok = input_ids[:, -completion_len:]
+    logp = logp_all.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+    if not entropy:
+        return logp
+    with torch.no_grad():
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, ent
+
+
+def pad_completions(seqs: list[list[int]], pad_id: int, eos_id: int | None):
+    """Right-pad completions (cut after the first eos) into ids and mask tensors."""
+    cut = []
+    for s in seqs:
+        s = list(s)
+        if eos_id is not None and eos_id in s:
+            s = s[: s.index(eos_id) + 1]
+        cut.append(s or [eos_id if eos_id is not None else pad_id])
+    T = max(len(s) for s in cut)
+    ids = torch.full((len(cut), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(cut), T), dtype=torch.long)
+    for i, s in enumerate(cut):
+        ids[i, : len(s)] = torch.tensor(s)
+        mask[i, : len(s)] = 1
+    return ids, mask
+
+
+class HFBackend:
+    """transformers `generate` on the training model itself, with the behaviour adapter swapped in."""
+
+    name = "transformers"
+
+    def __init__(self, model, tokenizer, batch_size: int = 64):
+        self.model, self.tok, self.batch_size = model, tokenizer, batch_size
+
+    def sync(self, state, version: int) -> None:  # the HF backend reads the snapshot at generation time
+        self.state = state
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], n: int, max_new_tokens: int, temperature: float = 1.0,
+                 top_p: float = 1.0, seed: int = 0, greedy: bool = False, state=None) -> Rollouts:
+        from .models import use_lora
+
+        tok, model = self.tok, self.model
+        device = next(model.parameters()).device
+        all_prompts = [p for p in prompts for _ in range(n)]
+        enc = tok(all_prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        P = enc.input_ids.shape[1]
+        seqs = []
+        was_training = model.training
+        model.eval()
+        torch.manual_seed(seed)
+        with use_lora(model, state):
+            for i in range(0, len(all_prompts), self.batch_size):
+                ids = enc.input_ids[i: i + self.batch_size].to(device)
+                mask = enc.attention_mask[i: i + self.batch_size].to(device)
+                kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p,
+                                                             top_k=0)
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                     pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **kw)
+                seqs += out[:, P:].cpu().tolist()
+            cids, cmask = pad_completions(seqs, tok.pad_token_id, tok.eos_token_id)
+            r = Rollouts(enc.input_ids, enc.attention_mask, cids, cmask, torch.zeros(cids.shape),
+                         tok.batch_decode([c[m.bool()] for c, m in zip(cids, cmask)], skip_special_tokens=True))
+            r.logprobs = self.logprobs(r, temperature)
+        model.train(was_training)
+        return r
+
+    @torch.no_grad()
+    def logprobs(self, r: Rollouts, temperature: float, chunk: int = 16) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        T = r.completion_ids.shape[1]
+        out = []
+        for i in range(0, len(r.texts), chunk):
+            lp = token_logprobs(self.model, r.input_ids[i: i + chunk].to(device),
+                                r.attention_mask[i: i + chunk].to(device), T, temperature)
+            out.append(lp.float().cpu() * r.completion_mask[i: i + chunk])
+        return torch.cat(out)
+
+
+class SyncError(RuntimeError):
+    """The inference engine did not pick up the new adapter weights."""
+
+
+class VLLMBackend:
+    """vLLM generation with LoRA hot-swapping. Every `sync` saves the adapter to a new folder and makes the next
+    generate use it (a new LoRARequest id), then checks a probe: the engine's log-prob of a fixed completion
+    must move when the adapter moved, and agree with the trainer's own log-prob of it. Requires a GPU."""
+
+    name = "vllm"
+    PROBE = ("Question: What is 2 + 3?\nAnswer:", " 2 + 3 = 5, so the answer is \\boxed{5}.")
+
+    def __init__(self, model_path: str, peft_model, tokenizer, max_lora_rank: int = 8, gpu_memory: float = 0.5):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise ImportError("--backend vllm needs the vllm extra: pip install -e '.[vllm]' (GPU machines)") from None
+        self.llm = LLM(model=model_path, enable_lora=True, max_lora_rank=max_lora_rank,
+                       gpu_memory_utilization=gpu_memory, seed=0)
+        self.peft_model, self.tok = peft_model, tokenizer
+        self.dir = Path(tempfile.mkdtemp(prefix="banditlab-lora-"))
+        self.request, self.version, self.last_probe = None, -1, None
+
+    def _probe(self) -> float:
+        from vllm import SamplingParams
+
+        prompt, completion = self.PROBE
+        sp = SamplingParams(max_tokens=1, prompt_logprobs=0)
+        out = self.llm.generate([prompt + completion], sp, lora_request=self.request, use_tqdm=False)[0]
+        n_prompt = len(self.tok(prompt, add_special_tokens=False).input_ids)
+        lps = out.prompt_logprobs[n_prompt:]
+        return float(sum(next(iter(d.values())).logprob for d in lps if d))
+
+    @torch.no_grad()
+    def _trainer_probe(self, state) -> float:
+        """The same probe scored by the training model under the snapshot (transformers, token_logprobs)."""
+        from .models import use_lora
+
+        prompt, completion = self.PROBE
+        p = self.tok(prompt, add_special_tokens=False, return_tensors="pt").input_ids
+        c = self.tok(completion, add_special_tokens=False, return_tensors="pt").input_ids
+        ids = torch.cat([p, c], 1).to(next(self.peft_model.parameters()).device)
+        with use_lora(self.peft_model, state):
+            return float(token_logprobs(self.peft_model, ids, torch.ones_like(ids), c.shape[1]).sum())
+
+    def sync(self, state, version: int, tol: float = 0.05) -> None:
+        """Push the snapshot to the engine and verify it arrived: the engine's probe log-prob must match the
+        trainer's under the same weights (bf16 kernels differ slightly: tol nats per probe), and must move
+        whenever the trainer's moved."""
+        from vllm.lora.request import LoRARequest
+
+        from .models import use_lora
+
+        folder = self.dir / f"v{version}"
+        with use_lora(self.peft_model, state):
+            self.peft_model.save_pretrained(folder)
+        self.request = LoRARequest(f"behaviour-v{version}", version + 1, str(folder))
+        engine, trainer = self._probe(), self._trainer_probe(state)
+        if abs(engine - trainer) > tol * max(1.0, abs(trainer)):
+            raise SyncError(f"behaviour sync v{version}: vLLM scores the probe {engine:.4f} but the trainer "
+                            f"{trainer:.4f}: the engine is not using the new LoRA weights")
+        if self.last_probe is not None and abs(trainer - self.last_probe[1]) > 1e-4 and abs(
+                engine - self.last_probe[0]) < 1e-6:
+            raise SyncError(f"behaviour sync v{version}: the adapter moved but vLLM's probe did not")
+        self.version, self.last_probe = version, (engine, trainer)
+
+    def generate(self, prompts: list[str], n: int, max_new_tokens: int, temperature: float = 1.0,
+                 top_p: float = 1.0, seed: int = 0, greedy: bool = False, state=None) -> Rollouts:
+        from vllm import SamplingParams
+
+        sp = SamplingParams(n=1 if greedy else n, temperature=0.0 if greedy else temperature, top_p=top_p,
+                            max_tokens=max_new_tokens, logprobs=0, seed=seed)
+        outs = self.llm.generate(prompts, sp, lora_request=self.request, use_tqdm=False)
+        all_prompts, seqs, lps = [], [], []
+        for p, o in zip(prompts, outs):
+            for c in o.outputs:
+                all_prompts.append(p)
+                seqs.append(list(c.token_ids))
+                lps.append([next(iter(d.values())).logprob for d in (c.logprobs or [])])
+        enc = self.tok(all_prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        cids, cmask = pad_completions(seqs, self.tok.pad_token_id, self.tok.eos_token_id)
+        lp = torch.zeros(cids.shape)
+        for i, l in enumerate(lps):
+            k = int(cmask[i].sum())
+            lp[i, : min(k, len(l))] = torch.tensor(l[:k])
+        texts = self.tok.batch_decode([c[m.bool()] for c, m in zip(cids, cmask)], skip_special_tokens=True)
+        return Rollouts(enc.input_ids, enc.attention_mask, cids, cmask, lp, texts)

