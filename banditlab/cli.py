@@ -142,7 +142,7 @@ def plot(run: str = typer.Argument(..., help="a sweep run folder")):
 @app.command()
 def reproduce(
     ids: Optional[List[str]] = typer.Argument(None, help="experiment IDs (see --list)"),
-    all_: bool = O(False, "--all", help="every experiment"),
+    all_: bool = O(False, "--all", help="every bandit experiment (llm-* ones run by name: they take ~1 h)"),
     list_: bool = O(False, "--list", help="list the experiments and exit"),
     force: bool = O(False, "--force", help="rerun even if the data exist"),
     plot_only: bool = O(False, "--plot-only", help="only redraw from existing data"),
@@ -153,7 +153,7 @@ def reproduce(
     """Reproduce the papers' bandit figures from experiments/reproduce/*.toml into figures/."""
     from pathlib import Path
 
-    from .reproduce import CONFIGS, EXPERIMENTS, reproduce as run
+    from .reproduce import BANDIT_EXPERIMENTS, CONFIGS, EXPERIMENTS, reproduce as run
 
     if list_:
         for k, e in EXPERIMENTS.items():
@@ -161,7 +161,7 @@ def reproduce(
         return
     if not ids and not all_:
         raise UsageError("ID: name an experiment (banditlab reproduce --list) or pass --all")
-    run(list(EXPERIMENTS) if all_ else list(ids), Path(figures), force=force, plot_only=plot_only,
+    run(BANDIT_EXPERIMENTS if all_ else list(ids), Path(figures), force=force, plot_only=plot_only,
         progress=progress and sys.stderr.isatty(), echo=typer.echo, configs=Path(configs) if configs else CONFIGS)
 
 

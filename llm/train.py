@@ -53,6 +53,7 @@ class TrainConfig:
     sync_interval: int = 1              # behaviour refresh period N (1 = on-policy)
     sync_offset: int = 0                # behaviour is π from K steps before the refresh
     offline: bool = False               # one dataset from π₀, trained on for `epochs`
+    offline_data: str = ""              # where that dataset is kept (default OUT/offline.pt); runs can share one
     epochs: int = 1
     max_new_tokens: int = 64
     temperature: float = 1.0            # sampling temperature; log-probs use logits / temperature
@@ -71,6 +72,7 @@ class TrainConfig:
     reward: str = "pm1"                 # pm1 (+1/−1) | 01
     eval_every: int = 0                 # greedy pass@1 on the test split every N steps (0: start and end only)
     eval_n: int = 64                    # test problems per evaluation
+    eval_train_n: int = 0               # also greedy pass@1 on the first n train problems ("train_accuracy")
     eval_max_new_tokens: int = 0        # 0: max_new_tokens
     seed: int = 0
     device: str = "auto"                # auto | cpu | cuda
@@ -83,7 +85,7 @@ class TrainConfig:
 
     def identity(self) -> dict:
         d = asdict(self)
-        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size"):
+        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size", "offline_data"):
             d.pop(k)
         return d
 
@@ -243,7 +245,7 @@ class Trainer:
 
     def generate_offline(self):
         """TOPR's offline dataset: G samples of every train prompt from π₀, generated once (and checkpointed)."""
-        path = self.out / "offline.pt"
+        path = Path(self.cfg.offline_data) if self.cfg.offline_data else self.out / "offline.pt"
         if path.exists():
             return torch.load(path, weights_only=False)
         c = self.cfg
@@ -268,8 +270,9 @@ class Trainer:
                          torch.cat([padr(p.completion_mask, T, 0) for p in parts]),
                          torch.cat([padr(p.logprobs, T, 0.0) for p in parts]), sum((p.texts for p in parts), [])),
                 self._rewards(correct), correct)
-        self.out.mkdir(parents=True, exist_ok=True)
-        torch.save(data, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(data, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)
         return data
 
     # -------------------------------------------------------------------------------------- one step
@@ -347,16 +350,23 @@ class Trainer:
         return logs
 
     # -------------------------------------------------------------------------------------- evaluation
-    def evaluate(self) -> float:
-        """Greedy pass@1 of the current policy on the test problems."""
+    def evaluate(self, train: bool = False) -> float:
+        """Greedy pass@1 of the current policy on the test problems (or the first eval_train_n train problems)."""
         c = self.cfg
+        problems = self.train_set[: c.eval_train_n] if train else self.test_set
+        prompts = self.prompts[: c.eval_train_n] if train else self.test_prompts
         if c.backend == "vllm":
             self.backend.sync(lora_state_of(self.model), -1 - self.step)
-        r = self.backend.generate(self.test_prompts, 1, c.eval_max_new_tokens or c.max_new_tokens, greedy=True,
-                                  state=None)
-        ok = self.grader.correct(r.texts, [p.answer for p in self.test_set])
+        r = self.backend.generate(prompts, 1, c.eval_max_new_tokens or c.max_new_tokens, greedy=True, state=None)
+        ok = self.grader.correct(r.texts, [p.answer for p in problems])
         scored = [x for x in ok if x is not None]
         return float(np.mean(scored)) if scored else float("nan")
+
+    def eval_logs(self) -> dict:
+        logs = {"test_accuracy": self.evaluate() if self.cfg.eval_n else float("nan")}
+        if self.cfg.eval_train_n:
+            logs["train_accuracy"] = self.evaluate(train=True)
+        return logs
 
     # -------------------------------------------------------------------------------------- checkpoints
     def save(self) -> None:
@@ -404,9 +414,9 @@ class Trainer:
                                             "objective": {"name": self.objective.name,
                                                           "params": self.objective.params}}, indent=2, default=str))
             metrics_file.write_text("")
-            acc = self.evaluate() if c.eval_n else float("nan")
-            self._write(metrics_file, {"step": 0, "test_accuracy": acc})
-            self.echo(f"step 0: test pass@1 {acc:.3f} on {len(self.test_set)} problems")
+            logs = self.eval_logs()
+            self._write(metrics_file, {"step": 0, **logs})
+            self.echo(f"step 0: test pass@1 {logs['test_accuracy']:.3f} on {len(self.test_set)} problems")
         writer = None
         if c.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -428,7 +438,7 @@ class Trainer:
                 logs = self.train_step()
                 last = self.step == self.total_steps
                 if (c.eval_every and self.step % c.eval_every == 0) or last:
-                    logs["test_accuracy"] = self.evaluate() if c.eval_n else float("nan")
+                    logs.update(self.eval_logs())
                 self._write(metrics_file, logs)
                 if writer:
                     for k, v in logs.items():
