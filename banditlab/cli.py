@@ -8,7 +8,6 @@ Heavy libraries (pandas, matplotlib, transformers) are imported inside the comma
 from __future__ import annotations
 
 import sys
-from dataclasses import fields
 from typing import List, Optional
 
 import typer
@@ -35,16 +34,9 @@ ConfigOpt = O(None, "--config", help="a TOML file with any of these options (com
 
 def _config(cls, config: Optional[str], **cli):
     """Merge CLI values (when given) over the TOML file's over the defaults."""
-    from .sweep import load_toml
+    from .configfile import merged_config
 
-    base = load_toml(config) if config else {}
-    names = {f.name for f in fields(cls)}
-    merged = {k: v for k, v in base.items() if k in names}
-    merged.update({k: v for k, v in cli.items() if v is not None and k in names})
-    try:
-        return cls(**merged)
-    except TypeError as err:
-        raise UsageError(f"--config: {err}") from None
+    return merged_config(cls, config, cli, section="sweep")
 
 
 @app.command()

@@ -448,7 +448,8 @@ def plot_algorithm_zoo(cfg, data: Path, out: Path, plt):
 
 
 def _slug(label: str) -> str:
-    return "".join(ch if ch.isalnum() else "-" for ch in label.replace("−", "m").replace("+", "p")).strip("-")
+    text = label.replace("−", "m").replace("+", "p").replace("δV", "dV")
+    return "-".join("".join(ch if ch.isascii() and ch.isalnum() else " " for ch in text).split())
 
 
 def run_llm_asymre_small(cfg, data: Path, tick):

@@ -24,7 +24,7 @@ import json
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -150,28 +150,6 @@ def validate(cfg: SweepConfig) -> None:
             raise UsageError(f"--device: {cfg.device} requested but torch sees no CUDA device")
     elif cfg.device != "cpu":
         raise UsageError(f"--device: expected cpu or cuda[:N], got {cfg.device!r}")
-
-
-def load_toml(path: str) -> dict:
-    """Read a sweep config file: keys are SweepConfig fields (dashes or underscores); [algo_args] is a table."""
-    import tomllib
-
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"--config: file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise UsageError(f"--config: cannot read {path}: {err}") from None
-    data = {k.replace("-", "_"): v for k, v in data.get("sweep", data).items()}
-    known = {f.name for f in fields(SweepConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise UsageError(f"--config: {path}: unknown key {unknown[0]!r}")
-    if isinstance(data.get("algo_args"), dict):
-        data["algo_args"] = [f"{k}={v}" for k, v in data["algo_args"].items()]
-    if isinstance(data.get("baseline"), (int, float)):
-        data["baseline"] = str(data["baseline"])
-    return data
 
 
 # ------------------------------------------------------------------------------------------ running

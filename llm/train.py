@@ -27,7 +27,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -489,23 +489,7 @@ def _set_rng_state(s: dict) -> None:
 
 
 def config_from(options: dict, config_file: str | None) -> TrainConfig:
-    """Merge CLI options (when set) over a TOML file over the defaults."""
-    import tomllib
+    """Merge CLI options (when set) over a TOML file ([train] table or top level) over the defaults."""
+    from banditlab.configfile import merged_config
 
-    base = {}
-    if config_file:
-        try:
-            base = tomllib.loads(Path(config_file).read_text())
-        except FileNotFoundError:
-            raise UsageError(f"--config: file not found: {config_file}") from None
-        except (OSError, tomllib.TOMLDecodeError) as err:
-            raise UsageError(f"--config: cannot read {config_file}: {err}") from None
-        base = {k.replace("-", "_"): v for k, v in base.get("train", base).items()}
-        if isinstance(base.get("algo_args"), dict):
-            base["algo_args"] = [f"{k}={v}" for k, v in base["algo_args"].items()]
-    names = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(base) - names)
-    if unknown:
-        raise UsageError(f"--config: unknown key {unknown[0]!r}")
-    base.update({k: v for k, v in options.items() if v is not None and k in names})
-    return TrainConfig(**base)
+    return merged_config(TrainConfig, config_file, options, section="train")

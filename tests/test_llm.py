@@ -12,9 +12,7 @@ from llm.data import DataError, arithmetic, last_boxed, load_problems
 from llm.grading import Grader, extract_answer, grade
 from llm.train import Trainer, TrainConfig
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED.exists():
-    SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data from the project root
 GSM8K, MATH500 = SHARED / "gsm8k" / "test.jsonl", SHARED / "math500" / "test.jsonl"
 
 
@@ -222,3 +220,14 @@ def test_smollm2_trains_a_few_steps_when_installed(tmp_path):
                       max_new_tokens=16, out=str(tmp_path / "smol"), algo="asymre")
     m = read_metrics(Trainer(cfg).run())
     assert len(m) == 3 and m[1]["ratio_max"] == 1.0 and m[2]["behaviour_version"] == 1
+
+
+def test_paper_configs_load_and_validate():
+    from llm.train import build_objective, config_from, validate
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "experiments" / "llm").glob("*.toml"))
+    assert len(configs) == 3
+    for f in configs:
+        cfg = config_from({}, str(f))
+        validate(cfg)
+        assert build_objective(cfg).name == cfg.algo
