@@ -40,6 +40,8 @@ def simulate(bandit, objective, offsets, *, seeds=1, mode="exact", steps=1000, l
 
     The trajectory, if `record_every`, is an array [S, R, C, K] of π_t every `record_every` steps (with t = 0).
     """
+    import torch
+
     from .simulate import SimConfig, Simulator, tidy_frame
 
     offsets = np.asarray(offsets, float)
@@ -50,7 +52,6 @@ def simulate(bandit, objective, offsets, *, seeds=1, mode="exact", steps=1000, l
     sim = Simulator(bandit, objective, params, cfg, seed=seed, runs=len(grid_off))
     state = sim.initial_state(init_logits)
     traj = []
-    import torch
 
     def on_step(st):
         if record_every and st.step % record_every == 0:

@@ -174,8 +174,6 @@ def _install_stop_flag() -> tuple[dict, dict]:
 
 def build(cfg: SweepConfig):
     """Resolve a config into (bandit, objective, grid, simulator)."""
-    import torch
-
     from .objectives import parse_algo_args
     from .simulate import SimConfig, Simulator
 
@@ -198,7 +196,6 @@ def build(cfg: SweepConfig):
         sim = Simulator(bandit, objective, {"offset": grid["baseline_offset"]}, sim_cfg, seed=cfg.seed)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     return bandit, objective, grid, sim
 
 

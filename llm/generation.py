@@ -88,8 +88,8 @@ class HFBackend:
     def __init__(self, model, tokenizer, batch_size: int = 64):
         self.model, self.tok, self.batch_size = model, tokenizer, batch_size
 
-    def sync(self, state, version: int) -> None:  # the HF backend reads the snapshot at generation time
-        self.state = state
+    def sync(self, state, version: int) -> None:
+        """Nothing to push: generate() swaps the snapshot into the training model itself."""
 
     @torch.no_grad()
     def generate(self, prompts: list[str], n: int, max_new_tokens: int, temperature: float = 1.0,

@@ -311,8 +311,8 @@ class Trainer:
             if len(rows) == 0:
                 continue
             logp, ent = token_logprobs(self.model, ids[rows], att[rows], T, c.temperature, entropy=True)
-            batch = Batch(logp.float(), logp_old[rows], rewards[rows].to(self.device), group=groups[rows].to(self.device) - groups[rows].min().to(self.device),
-                          mask=cmask[rows])
+            group = (groups[rows] - groups[rows].min()).to(self.device)
+            batch = Batch(logp.float(), logp_old[rows], rewards[rows].to(self.device), group=group, mask=cmask[rows])
             loss = self.objective(batch) * len(rows) / int(keep.sum())
             loss.backward()
             logs["loss"] += float(loss.detach())
@@ -355,9 +355,13 @@ class Trainer:
         c = self.cfg
         problems = self.train_set[: c.eval_train_n] if train else self.test_set
         prompts = self.prompts[: c.eval_train_n] if train else self.test_prompts
-        if c.backend == "vllm":
-            self.backend.sync(lora_state_of(self.model), -1 - self.step)
+        if c.backend == "vllm":  # evaluate the live policy: push it to the engine under a fresh version id
+            from .models import lora_state
+
+            self.backend.sync(lora_state(self.model), 1_000_000 + self.step)
         r = self.backend.generate(prompts, 1, c.eval_max_new_tokens or c.max_new_tokens, greedy=True, state=None)
+        if c.backend == "vllm":  # the engine must serve the behaviour snapshot again for the next rollouts
+            self.backend.sync(self.behaviour, self.behaviour_version)
         ok = self.grader.correct(r.texts, [p.answer for p in problems])
         scored = [x for x in ok if x is not None]
         return float(np.mean(scored)) if scored else float("nan")
@@ -419,8 +423,10 @@ class Trainer:
             self.echo(f"step 0: test pass@1 {logs['test_accuracy']:.3f} on {len(self.test_set)} problems")
         writer = None
         if c.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise UsageError("--tensorboard: needs the tensorboard package (pip install tensorboard)") from None
             writer = SummaryWriter(str(self.out / "tb"))
         bar = None
         if self.progress:
@@ -467,12 +473,6 @@ class Trainer:
     def _write(path: Path, logs: dict) -> None:
         with path.open("a") as f:
             f.write(json.dumps(logs) + "\n")
-
-
-def lora_state_of(model):
-    from .models import lora_state
-
-    return lora_state(model)
 
 
 def _rng_state() -> dict:
