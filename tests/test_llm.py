@@ -1,6 +1,7 @@
 """llm/: data, grading, and the trainer on the tiny Llama (a stand-in model built in code, no network)."""
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from llm.data import DataError, arithmetic, last_boxed, load_problems
 from llm.grading import Grader, extract_answer, grade
 from llm.train import Trainer, TrainConfig
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data from the project root
+# ../shared/data from the project root (CI clones beside shared/); BANDITLAB_SHARED points elsewhere
+SHARED = Path(os.environ.get("BANDITLAB_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
 GSM8K, MATH500 = SHARED / "gsm8k" / "test.jsonl", SHARED / "math500" / "test.jsonl"
 
 
