@@ -157,7 +157,8 @@ class Interrupted(Exception):
     pass
 
 
-def _install_stop_flag() -> tuple[dict, dict]:
+def install_stop_flag() -> tuple[dict, dict]:
+    """SIGINT/SIGTERM set flag["stop"] instead of raising, so loops stop at a step boundary."""
     flag = {"stop": False}
 
     def handler(signum, frame):
@@ -221,7 +222,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> P
     if state_file.exists():
         saved = torch.load(state_file, weights_only=False)
         state = type(state)(**saved)
-    flag, old_handlers = _install_stop_flag()
+    flag, old_handlers = install_stop_flag()
     last = [time.monotonic()]
 
     def on_step(st) -> bool:
@@ -296,9 +297,8 @@ def theory_for(bandit: B.Bandit, cfg: SweepConfig, objective, offset: float) -> 
     beh = Behavior.parse(cfg.behavior)
     if objective.fn is not reinforce or p["std_norm"] or p["red_drop"] or not beh.is_fixed:
         return nan
-    ref = np.zeros_like(bandit.logits) if beh.mix_ref == "uniform" else bandit.logits
-    mu = (1 - beh.mix) * bandit.mu + beh.mix * np.exp(ref - ref.max(-1, keepdims=True)) / np.exp(
-        ref - ref.max(-1, keepdims=True)).sum(-1, keepdims=True)
+    ref = np.full_like(bandit.mu, 1.0 / bandit.arms) if beh.mix_ref == "uniform" else bandit.mu
+    mu = (1 - beh.mix) * bandit.mu + beh.mix * ref
     rows = []
     for x in range(bandit.contexts):
         vmu = theory.v_mu(mu[x], bandit.means[x])

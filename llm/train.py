@@ -291,12 +291,9 @@ class Trainer:
         keep = ~torch.isnan(rewards)  # unparsable golds: reported, never scored
         T = r.completion_ids.shape[1]
         ids, att, cmask = r.input_ids.to(self.device), r.attention_mask.to(self.device), r.completion_mask.to(self.device)
-        with torch.no_grad(), use_lora(self.model, None if c.offline else self.behaviour):
-            if c.offline:  # π₀'s log-probs, recomputed with the same function as log π
-                with use_lora(self.model, self.init_state):
-                    logp_old = token_logprobs(self.model, ids, att, T, c.temperature).float()
-            else:
-                logp_old = token_logprobs(self.model, ids, att, T, c.temperature).float()
+        # log μ with the same function as log π: the snapshot (offline: π₀) swapped into the adapter
+        with torch.no_grad(), use_lora(self.model, self.init_state if c.offline else self.behaviour):
+            logp_old = token_logprobs(self.model, ids, att, T, c.temperature).float()
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
         self.opt.zero_grad(set_to_none=True)
@@ -436,9 +433,9 @@ class Trainer:
                            TextColumn("{task.description}"), TimeRemainingColumn(), transient=True)
             bar.start()
             task = bar.add_task("", total=self.total_steps, completed=self.step)
-        from banditlab.sweep import Interrupted, _install_stop_flag
+        from banditlab.sweep import Interrupted, install_stop_flag
 
-        flag, old_handlers = _install_stop_flag()
+        flag, old_handlers = install_stop_flag()
         try:
             while self.step < self.total_steps:
                 logs = self.train_step()
