@@ -53,57 +53,85 @@ def train(
     typer.echo(f"metrics: {out}/metrics.jsonl, adapter: {out}/adapter")
 
 
-@app.command("eval")
-def evaluate(
-    model: str = O("tiny", help="model spec"), adapter: Optional[str] = O(None, help="a run's adapter folder"),
-    dataset: str = O("arithmetic"), test_path: Optional[str] = O(None), n: int = O(64, help="test problems"),
-    max_new_tokens: int = O(256), difficulty: int = O(2), seed: int = O(0),
-):
-    """Greedy pass@1 of a model (plus an optional trained adapter) on a test split."""
-    from .data import DataError, build_prompt, load_problems
-    from .generation import HFBackend
-    from .grading import Grader
-    from .models import ModelError, load_model
+def _load(model: str, adapter: Optional[str], device: str, dtype: str):
+    """(model, tokenizer, device) for eval/generate, with an optional trained adapter; one-line errors."""
+    from .models import ModelError, load_model, resolve_device
 
     try:
-        problems = load_problems(dataset, "test", test_path, n, seed, difficulty)
-        m, tok = load_model(model)
-    except (DataError, ModelError) as err:
-        raise UsageError(str(err)) from None
-    if adapter:
-        from peft import PeftModel
-
-        try:
-            m = PeftModel.from_pretrained(m, adapter)
-        except (OSError, ValueError) as err:
-            raise UsageError(f"--adapter: cannot load {adapter}: {str(err).splitlines()[0][:120]}") from None
-    r = HFBackend(m, tok).generate([build_prompt(tok, p.question) for p in problems], 1, max_new_tokens, greedy=True)
-    ok = Grader().correct(r.texts, [p.answer for p in problems])
-    scored = [x for x in ok if x is not None]
-    typer.echo(f"pass@1 = {sum(scored) / max(1, len(scored)):.3f} on {len(scored)} problems "
-               f"({len(ok) - len(scored)} unparsable golds skipped)")
-
-
-@app.command()
-def generate(
-    prompt: List[str] = typer.Argument(..., help="questions"), model: str = O("tiny"),
-    adapter: Optional[str] = O(None), n: int = O(1, help="samples per prompt"), max_new_tokens: int = O(128),
-    temperature: float = O(1.0), greedy: bool = O(False, "--greedy"), seed: int = O(0),
-):
-    """Sample completions (with their per-token behaviour log-probs summed) for ad-hoc questions."""
-    from .data import build_prompt
-    from .generation import HFBackend
-    from .models import ModelError, load_model
-
-    try:
-        m, tok = load_model(model)
+        dev, dt = resolve_device(device, dtype)
+        m, tok = load_model(model, dt, dev)
     except ModelError as err:
         raise UsageError(str(err)) from None
     if adapter:
         from peft import PeftModel
 
-        m = PeftModel.from_pretrained(m, adapter)
+        try:
+            m = PeftModel.from_pretrained(m, adapter).to(dev)
+        except (OSError, ValueError, RuntimeError) as err:
+            raise UsageError(f"--adapter: cannot load {adapter}: {str(err).splitlines()[0][:120]}") from None
+    return m, tok, dev
+
+
+@app.command("eval")
+def evaluate(
+    model: str = O("tiny", help="model spec: tiny | smollm2 | PATH.gguf | folder | hub name"),
+    adapter: Optional[str] = O(None, help="a run's adapter folder (OUT/adapter)"),
+    dataset: str = O("arithmetic", help="gsm8k | math | arithmetic"),
+    test_path: Optional[str] = O(None, help="local test JSONL (default: the hub)"),
+    n: int = O(64, help="test problems (0: the whole split)"),
+    max_new_tokens: int = O(256, help="generation budget per problem"),
+    difficulty: int = O(2, help="arithmetic operands per problem"), seed: int = O(0, help="arithmetic seed"),
+    device: str = O("auto", help="auto | cpu | cuda | cuda:N"),
+    dtype: str = O("auto", help="auto (bf16 on CUDA, float32 on CPU) | float32 | bfloat16"),
+    batch_size: int = O(0, help="sequences per generate() call (0: from the device's free memory)"),
+):
+    """Greedy pass@1 of a model (plus an optional trained adapter) on a test split, in batched greedy passes."""
+    import time
+
+    from .data import DataError, build_prompt, load_problems
+    from .generation import HFBackend
+    from .grading import Grader
+
+    if n < 0 or max_new_tokens < 1 or batch_size < 0:
+        raise UsageError("--n and --batch-size must be ≥ 0 and --max-new-tokens ≥ 1")
+    try:
+        problems = load_problems(dataset, "test", test_path, n or None, seed, difficulty)
+    except DataError as err:
+        raise UsageError(str(err)) from None
+    m, tok, dev = _load(model, adapter, device, dtype)
+    backend = HFBackend(m, tok, batch_size)
+    t0 = time.perf_counter()
+    r = backend.generate([build_prompt(tok, p.question) for p in problems], 1, max_new_tokens, greedy=True)
+    seconds = time.perf_counter() - t0
+    grader = Grader()
+    ok = grader.correct(r.texts, [p.answer for p in problems])
+    grader.close()
+    scored = [x for x in ok if x is not None]
+    tokens = int(r.completion_mask.sum())
+    typer.echo(f"pass@1 = {sum(scored) / max(1, len(scored)):.3f} on {len(scored)} problems "
+               f"({len(ok) - len(scored)} unparsable golds skipped); {tokens} tokens in {seconds:.1f} s "
+               f"= {tokens / max(seconds, 1e-9):.0f} tokens/s on {dev}")
+
+
+@app.command()
+def generate(
+    prompt: List[str] = typer.Argument(..., help="questions"),
+    model: str = O("tiny", help="model spec: tiny | smollm2 | PATH.gguf | folder | hub name"),
+    adapter: Optional[str] = O(None, help="a run's adapter folder (OUT/adapter)"),
+    n: int = O(1, help="samples per prompt"), max_new_tokens: int = O(128, help="generation budget"),
+    temperature: float = O(1.0, help="sampling temperature (> 0)"),
+    greedy: bool = O(False, "--greedy", help="argmax decoding instead of sampling"),
+    seed: int = O(0, help="sampling seed"), device: str = O("auto", help="auto | cpu | cuda | cuda:N"),
+    dtype: str = O("auto", help="auto | float32 | bfloat16"),
+):
+    """Sample completions (with their per-token behaviour log-probs summed) for ad-hoc questions."""
+    from .data import build_prompt
+    from .generation import HFBackend
+
+    if n < 1 or max_new_tokens < 1 or not temperature > 0:
+        raise UsageError("--n and --max-new-tokens must be ≥ 1 and --temperature > 0")
+    m, tok, _ = _load(model, adapter, device, dtype)
     r = HFBackend(m, tok).generate([build_prompt(tok, q) for q in prompt], n, max_new_tokens, temperature,
-                                   seed=seed, greedy=greedy)
+                                   seed=seed, greedy=greedy, with_logprobs=True)
     for i, text in enumerate(r.texts):
         typer.echo(f"[{i}] log μ = {float(r.logprobs[i].sum()):.2f}: {text}")

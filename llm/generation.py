@@ -7,7 +7,8 @@ with the end-of-sequence token when the model emitted one (it is part of the act
 `token_logprobs` is the one function that turns a model and such a batch into per-token log-probs of the
 completion, log softmax(logits / temperature): the trainer uses it for log π (with gradient) and log μ (the
 behaviour snapshot, no gradient), so on-policy the ratio is exactly 1. Backends:
-    transformers  `HFBackend`: model.generate, then the behaviour log-probs from `token_logprobs`
+    transformers  `HFBackend`: model.generate on the training model (behaviour adapter swapped in); the
+                  behaviour log-probs from `token_logprobs` on request (the trainer computes log μ itself)
     vllm          `VLLMBackend` (the `vllm` extra, imported lazily): the engine's sampled-token log-probs, the
                   LoRA adapter pushed to the engine at every behaviour refresh and checked with a probe
 top_p < 1 truncates sampling but the log-probs ignore the truncation: use top_p = 1 where ratios must be exact.
@@ -80,20 +81,49 @@ def pad_completions(seqs: list[list[int]], pad_id: int, eos_id: int | None):
     return ids, mask
 
 
+def auto_batch_size(model, prompt_len: int, new_tokens: int, device, cap: int = 512) -> int:
+    """Sequences per generate() call that fit the device: on CUDA, half the free memory divided by one
+    sequence's KV cache plus its logits row (2 · layers · kv_heads · head_dim · length · bytes + vocab · 4);
+    on CPU a fixed 64 (larger batches do not speed up a CPU)."""
+    if not str(device).startswith("cuda"):
+        return 64
+    cfg = model.config
+    layers = cfg.num_hidden_layers
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    nbytes = next(model.parameters()).element_size()
+    per_seq = 2 * layers * heads * head_dim * (prompt_len + new_tokens) * nbytes + cfg.vocab_size * 4 * 2
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return int(max(1, min(cap, 0.5 * free // per_seq)))
+
+
 class HFBackend:
-    """transformers `generate` on the training model itself, with the behaviour adapter swapped in."""
+    """transformers `generate` on the training model itself, with the behaviour adapter swapped in.
+
+    batch_size 0 sizes each generate() call from the device's free memory (`auto_batch_size`)."""
 
     name = "transformers"
 
-    def __init__(self, model, tokenizer, batch_size: int = 64):
+    def __init__(self, model, tokenizer, batch_size: int = 0):
         self.model, self.tok, self.batch_size = model, tokenizer, batch_size
 
     def sync(self, state, version: int) -> None:
         """Nothing to push: generate() swaps the snapshot into the training model itself."""
 
     @torch.no_grad()
+    def warmup(self) -> None:
+        """One short generate call, so that CUDA start-up (kernels, allocator) is not billed to the first step."""
+        enc = self.tok(["warm up"], return_tensors="pt", add_special_tokens=False)
+        device = next(self.model.parameters()).device
+        self.model.generate(input_ids=enc.input_ids.to(device), attention_mask=enc.attention_mask.to(device),
+                            max_new_tokens=2, do_sample=False, pad_token_id=self.tok.pad_token_id)
+
+    @torch.no_grad()
     def generate(self, prompts: list[str], n: int, max_new_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int = 0, greedy: bool = False, state=None) -> Rollouts:
+                 top_p: float = 1.0, seed: int = 0, greedy: bool = False, state=None,
+                 with_logprobs: bool = False) -> Rollouts:
+        """n completions of each prompt. `Rollouts.logprobs` holds the behaviour log-probs only when
+        `with_logprobs` (one more forward pass): the trainer computes log μ itself where it needs it."""
         from .models import use_lora
 
         tok, model = self.tok, self.model
@@ -101,14 +131,15 @@ class HFBackend:
         all_prompts = [p for p in prompts for _ in range(n)]
         enc = tok(all_prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         P = enc.input_ids.shape[1]
+        size = self.batch_size or auto_batch_size(model, P, max_new_tokens, device)
         seqs = []
         was_training = model.training
         model.eval()
         torch.manual_seed(seed)
         with use_lora(model, state):
-            for i in range(0, len(all_prompts), self.batch_size):
-                ids = enc.input_ids[i: i + self.batch_size].to(device)
-                mask = enc.attention_mask[i: i + self.batch_size].to(device)
+            for i in range(0, len(all_prompts), size):
+                ids = enc.input_ids[i: i + size].to(device)
+                mask = enc.attention_mask[i: i + size].to(device)
                 kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p,
                                                              top_k=0)
                 out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
@@ -117,7 +148,8 @@ class HFBackend:
             cids, cmask = pad_completions(seqs, tok.pad_token_id, tok.eos_token_id)
             r = Rollouts(enc.input_ids, enc.attention_mask, cids, cmask, torch.zeros(cids.shape),
                          tok.batch_decode([c[m.bool()] for c, m in zip(cids, cmask)], skip_special_tokens=True))
-            r.logprobs = self.logprobs(r, temperature)
+            if with_logprobs:
+                r.logprobs = self.logprobs(r, temperature)
         model.train(was_training)
         return r
 

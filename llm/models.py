@@ -94,6 +94,25 @@ def gguf_to_cache(path: Path) -> Path:
     return folder
 
 
+def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, torch.dtype]:
+    """(device, torch dtype) from the CLI words: auto picks CUDA where torch sees one; dtype auto is bf16 on CUDA
+    and float32 on CPU. Raises ModelError with a one-line message on anything else."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not (device == "cpu" or device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ModelError(f"--device: expected auto, cpu, cuda or cuda:N, got {device!r}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError(f"--device {device}: torch sees no CUDA device")
+        if ":" in device and int(device[5:]) >= torch.cuda.device_count():
+            raise ModelError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
+    table = {"auto": torch.bfloat16 if device.startswith("cuda") else torch.float32,
+             "float32": torch.float32, "bfloat16": torch.bfloat16}
+    if dtype not in table:
+        raise ModelError(f"--dtype: expected auto, float32 or bfloat16, got {dtype!r}")
+    return device, table[dtype]
+
+
 def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0):
     """(model, tokenizer) for a spec (see the module docstring); the tokenizer pads on the left."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -36,6 +36,11 @@ import torch
 from banditlab.errors import UsageError
 
 
+# metrics that measure the machine, not the run: they differ between two runs of the same command
+TIMING_KEYS = ("time", "gen_seconds", "train_seconds", "step_seconds", "gen_tokens_per_s", "train_tokens_per_s",
+               "tokens_per_s", "peak_memory_gb")
+
+
 @dataclass
 class TrainConfig:
     model: str = "tiny"                 # tiny | smollm2 | PATH.gguf | local folder | hub name
@@ -78,7 +83,7 @@ class TrainConfig:
     device: str = "auto"                # auto | cpu | cuda
     dtype: str = "auto"                 # auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16
     backend: str = "transformers"       # transformers | vllm
-    gen_batch_size: int = 64
+    gen_batch_size: int = 0             # sequences per generate() call (0: from the device's free memory)
     checkpoint_every: int = 10
     tensorboard: bool = False
     out: str = ""
@@ -95,7 +100,7 @@ def validate(cfg: TrainConfig) -> None:
     for k in ints:
         if getattr(cfg, k) < 1:
             raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 1, got {getattr(cfg, k)}")
-    for k in ("steps", "sync_offset", "warmup", "eval_every", "n_train", "micro_batch"):
+    for k in ("steps", "sync_offset", "warmup", "eval_every", "n_train", "micro_batch", "gen_batch_size"):
         if getattr(cfg, k) < 0:
             raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 0, got {getattr(cfg, k)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
@@ -142,11 +147,12 @@ class Trainer:
         from .grading import Grader
         from .models import ModelError, add_lora, load_model, lora_state
 
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError("--device cuda: torch sees no CUDA device")
-        dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
-                 "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.dtype]
+        from .models import resolve_device
+
+        try:
+            self.device, dtype = resolve_device(cfg.device, cfg.dtype)
+        except ModelError as err:
+            raise UsageError(str(err)) from None
         try:
             self.train_set = load_problems(cfg.dataset, "train", cfg.data_path or None, cfg.n_train or None,
                                            cfg.seed, cfg.difficulty)
@@ -178,6 +184,10 @@ class Trainer:
             from .generation import HFBackend
 
             self.backend = HFBackend(self.model, self.tok, cfg.gen_batch_size)
+            if self.device.startswith("cuda"):
+                self.backend.warmup()  # CUDA start-up is not billed to step 1
+        # sequences per no-grad forward (log μ off-policy): one micro-batch's worth
+        self.fwd_chunk = (cfg.micro_batch or cfg.prompts_per_step) * cfg.group_size
         self.total_steps = cfg.steps or math.ceil(len(self.train_set) / cfg.prompts_per_step) * cfg.epochs
         self.out = Path(cfg.out or f"runs/llm-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -277,23 +287,32 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- one step
     def train_step(self) -> dict:
+        """One optimizer step; returns its metrics row. Everything after the rollouts lives on `self.device`."""
         from banditlab.objectives import Batch, advantage, clip_fraction, ratio
 
         from .generation import token_logprobs
         from .models import use_lora
 
-        c = self.cfg
+        c, dev = self.cfg, self.device
         t0 = time.perf_counter()
         self.refresh_behaviour()
         idx = self.batch_indices(self.step)
         r, rewards, correct, groups = self.rollouts(idx)
         t_gen = time.perf_counter() - t0
+        rewards, groups = rewards.to(dev), groups.to(dev)
         keep = ~torch.isnan(rewards)  # unparsable golds: reported, never scored
+        n_keep = int(keep.sum())
         T = r.completion_ids.shape[1]
-        ids, att, cmask = r.input_ids.to(self.device), r.attention_mask.to(self.device), r.completion_mask.to(self.device)
-        # log μ with the same function as log π: the snapshot (offline: π₀) swapped into the adapter
-        with torch.no_grad(), use_lora(self.model, self.init_state if c.offline else self.behaviour):
-            logp_old = token_logprobs(self.model, ids, att, T, c.temperature).float()
+        ids, att, cmask = r.input_ids.to(dev), r.attention_mask.to(dev), r.completion_mask.to(dev)
+        # log μ with the same function as log π: the snapshot (offline: π₀) swapped into the adapter. On-policy
+        # (μ = π, the snapshot taken this very step) log μ is the detached log π of the training forward itself.
+        on_policy = not c.offline and c.sync_offset == 0 and self.behaviour_version == self.step
+        logp_old = None
+        if not on_policy:
+            with torch.no_grad(), use_lora(self.model, self.init_state if c.offline else self.behaviour):
+                logp_old = torch.cat([token_logprobs(self.model, ids[s: s + self.fwd_chunk], att[s: s + self.fwd_chunk],
+                                                     T, c.temperature).float()
+                                      for s in range(0, len(ids), self.fwd_chunk)])
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
         self.opt.zero_grad(set_to_none=True)
@@ -301,28 +320,35 @@ class Trainer:
         n_prompts = len(idx)
         chunk = c.micro_batch or n_prompts
         logs = {"loss": 0.0}
-        all_logp, all_ent = [], []
+        parts = []
+        t1 = time.perf_counter()
         for s in range(0, n_prompts, chunk):
-            rows = torch.arange(s * c.group_size, min(s + chunk, n_prompts) * c.group_size)
+            rows = torch.arange(s * c.group_size, min(s + chunk, n_prompts) * c.group_size, device=dev)
             rows = rows[keep[rows]]
             if len(rows) == 0:
                 continue
             logp, ent = token_logprobs(self.model, ids[rows], att[rows], T, c.temperature, entropy=True)
-            group = (groups[rows] - groups[rows].min()).to(self.device)
-            batch = Batch(logp.float(), logp_old[rows], rewards[rows].to(self.device), group=group, mask=cmask[rows])
-            loss = self.objective(batch) * len(rows) / int(keep.sum())
+            logp = logp.float()
+            old = logp.detach() if on_policy else logp_old[rows]
+            group = groups[rows] - groups[rows].min()
+            batch = Batch(logp, old, rewards[rows], group=group, mask=cmask[rows])
+            loss = self.objective(batch) * len(rows) / n_keep
             loss.backward()
             logs["loss"] += float(loss.detach())
-            all_logp.append((rows, logp.detach().float(), ent))
+            parts.append((rows, logp.detach(), old, ent))
         gnorm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip if c.grad_clip > 0 else float("inf"))
         self.opt.step()
         self.step += 1
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize()
+        t_train = time.perf_counter() - t1
         # ---- metrics (on the kept samples, same functions as the loss)
-        rows = torch.cat([a[0] for a in all_logp]) if all_logp else torch.zeros(0, dtype=torch.long)
+        cat = lambda i, empty: torch.cat([p[i] for p in parts]) if parts else empty
+        rows = cat(0, torch.zeros(0, dtype=torch.long, device=dev))
+        logp, old = cat(1, torch.zeros(0, T, device=dev)), cat(2, torch.zeros(0, T, device=dev))
+        ent = cat(3, torch.zeros(0, T, device=dev))
         m = cmask[rows].float()
-        logp = torch.cat([a[1] for a in all_logp]) if all_logp else torch.zeros(0, T)
-        ent = torch.cat([a[2] for a in all_logp]) if all_logp else torch.zeros(0, T)
-        full = Batch(logp, logp_old[rows], rewards[rows], group=groups[rows], mask=cmask[rows])
+        full = Batch(logp, old, rewards[rows], group=groups[rows], mask=cmask[rows])
         p = self.objective.params
         adv = advantage(full, p.get("baseline", "none"), p.get("offset", 0.0), p.get("std_norm", False)) \
             if "baseline" in p else rewards[rows]
@@ -330,19 +356,31 @@ class Trainer:
         sel = m.bool()
         ntok = float(m.sum()) or 1.0
         elapsed = time.perf_counter() - t0
+        gen_tokens = float(r.completion_mask.sum())
+        train_tokens = float(cmask[keep].sum()) if n_keep else 0.0
+        finite = lambda x: float(x) if x.numel() else float("nan")
         logs.update({
-            "step": self.step, "lr": self.lr_at(self.step - 1), "behaviour_version": self.behaviour_version,
-            "reward_mean": float(rewards[keep].mean()) if keep.any() else float("nan"),
-            "accuracy": float(np.mean([bool(x) for x in correct if x is not None])) if keep.any() else float("nan"),
+            "step": self.step, "time": time.time(), "lr": self.lr_at(self.step - 1),
+            "behaviour_version": self.behaviour_version,
+            "reward_mean": float(rewards[keep].mean()) if n_keep else float("nan"),
+            "accuracy": float(np.mean([bool(x) for x in correct if x is not None])) if n_keep else float("nan"),
             "skipped": int((~keep).sum()),
-            "adv_mean": float(adv.mean()), "adv_std": float(adv.std()) if adv.numel() > 1 else 0.0,
-            "adv_min": float(adv.min()), "adv_max": float(adv.max()),
-            "ratio_min": float(rho[sel].min()), "ratio_mean": float(rho[sel].mean()), "ratio_max": float(rho[sel].max()),
-            "clip_frac": float(clip_fraction(full, self.objective)),
+            "adv_mean": finite(adv.mean()) if adv.numel() else float("nan"),
+            "adv_std": float(adv.std()) if adv.numel() > 1 else 0.0,
+            "adv_min": finite(adv.min()) if adv.numel() else float("nan"),
+            "adv_max": finite(adv.max()) if adv.numel() else float("nan"),
+            "ratio_min": finite(rho[sel].min()) if sel.any() else float("nan"),
+            "ratio_mean": finite(rho[sel].mean()) if sel.any() else float("nan"),
+            "ratio_max": finite(rho[sel].max()) if sel.any() else float("nan"),
+            "clip_frac": float(clip_fraction(full, self.objective)) if parts else 0.0,
             "entropy": float((ent * m).sum() / ntok),
-            "kl_behaviour": float(((logp_old[rows] - logp) * m).sum() / ntok),
-            "response_len": float(m.sum(-1).mean()), "grad_norm": float(gnorm),
-            "gen_seconds": t_gen, "tokens_per_s": float(cmask.sum()) / max(elapsed, 1e-9),
+            "kl_behaviour": float(((old - logp) * m).sum() / ntok),
+            "response_len": float(m.sum(-1).mean()) if len(rows) else 0.0, "grad_norm": float(gnorm),
+            "gen_seconds": t_gen, "train_seconds": t_train, "step_seconds": elapsed,
+            "gen_tokens_per_s": gen_tokens / max(t_gen, 1e-9),
+            "train_tokens_per_s": train_tokens / max(t_train, 1e-9),
+            "tokens_per_s": gen_tokens / max(elapsed, 1e-9),
+            "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if dev.startswith("cuda") else 0.0,
         })
         return logs
 
@@ -436,13 +474,20 @@ class Trainer:
         from banditlab.sweep import Interrupted, install_stop_flag
 
         flag, old_handlers = install_stop_flag()
+        done = []
         try:
             while self.step < self.total_steps:
-                logs = self.train_step()
+                try:
+                    logs = self.train_step()
+                except torch.cuda.OutOfMemoryError:
+                    raise UsageError(f"out of GPU memory in step {self.step + 1}: lower --micro-batch, "
+                                     f"--gen-batch-size or --max-new-tokens (last checkpoint kept in {self.out})"
+                                     ) from None
                 last = self.step == self.total_steps
                 if (c.eval_every and self.step % c.eval_every == 0) or last:
                     logs.update(self.eval_logs())
                 self._write(metrics_file, logs)
+                done.append(logs)
                 if writer:
                     for k, v in logs.items():
                         if isinstance(v, (int, float)):
@@ -464,6 +509,14 @@ class Trainer:
             if writer:
                 writer.close()
             self.grader.close()
+        if done:
+            tot = lambda k: sum(d[k] for d in done)
+            gen_tok = sum(d["gen_tokens_per_s"] * d["gen_seconds"] for d in done)
+            train_tok = sum(d["train_tokens_per_s"] * d["train_seconds"] for d in done)
+            self.echo(f"{len(done)} steps in {tot('step_seconds'):.1f} s on {self.device}: generation "
+                      f"{gen_tok / max(tot('gen_seconds'), 1e-9):.0f} tokens/s, training "
+                      f"{train_tok / max(tot('train_seconds'), 1e-9):.0f} tokens/s, peak GPU memory "
+                      f"{max(d['peak_memory_gb'] for d in done):.2f} GB")
         return self.out
 
     @staticmethod

@@ -11,7 +11,7 @@ import torch
 from banditlab.cli import main
 from llm.data import DataError, arithmetic, last_boxed, load_problems
 from llm.grading import Grader, extract_answer, grade
-from llm.train import Trainer, TrainConfig
+from llm.train import TIMING_KEYS, Trainer, TrainConfig
 
 # ../shared/data from the project root (CI clones beside shared/); BANDITLAB_SHARED points elsewhere
 SHARED = Path(os.environ.get("BANDITLAB_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data"
@@ -182,7 +182,7 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     assert len(read_metrics(tmp_path / "b" / "run")) == 4  # steps 0..3 logged
     Trainer(half).run(resume=True)
     a, b = read_metrics(tmp_path / "a" / "run"), read_metrics(tmp_path / "b" / "run")
-    drop = lambda m: {k: v for k, v in m.items() if k not in ("gen_seconds", "tokens_per_s")}
+    drop = lambda m: {k: v for k, v in m.items() if k not in TIMING_KEYS}
     assert [drop(m) for m in a] == [drop(m) for m in b]
     sa = torch.load(tmp_path / "a" / "run" / "checkpoint.pt", weights_only=False)["policy"]
     sb = torch.load(tmp_path / "b" / "run" / "checkpoint.pt", weights_only=False)["policy"]
