@@ -175,10 +175,16 @@ def demo(
 
 
 @app.command()
-def algos():
+def algos(references: bool = O(False, "--references",
+                               help="print the parity table with Trinity-RFT, verl and TRL (Markdown)")):
     """List the objective registry with each objective's parameters."""
     from .objectives import OBJECTIVES
 
+    if references:
+        from .references import markdown
+
+        typer.echo(markdown())
+        return
     for o in OBJECTIVES.values():
         typer.echo(f"{o.name:<11} {o.summary}")
         typer.echo(" " * 12 + ", ".join(f"{k}={v}" for k, v in o.params.items()))

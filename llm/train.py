@@ -16,8 +16,9 @@ Behaviour policy (as in the REC paper's sync_interval / sync_offset):
     offline           one dataset of G samples per train prompt from π₀, then `epochs` passes over it (TOPR)
 
 Deliberately left out: KL penalties to a reference model (none of the three papers uses one), multi-GPU, and
-packing. Micro-batches split the batch by whole prompt groups (group baselines stay exact); their gradients are
-accumulated, each averaged over its own tokens.
+packing. Micro-batches split the batch by whole prompt groups (group baselines stay exact); each is aggregated
+with the whole batch's denominators (`objectives.batch_totals`), so the accumulated gradient equals the
+full-batch gradient for every aggregation.
 """
 
 from __future__ import annotations
@@ -288,7 +289,7 @@ class Trainer:
     # -------------------------------------------------------------------------------------- one step
     def train_step(self) -> dict:
         """One optimizer step; returns its metrics row. Everything after the rollouts lives on `self.device`."""
-        from banditlab.objectives import Batch, advantage, clip_fraction, ratio
+        from banditlab.objectives import Batch, advantage_args, advantage, batch_totals, clip_fraction, ratio
 
         from .generation import token_logprobs
         from .models import use_lora
@@ -319,6 +320,9 @@ class Trainer:
         self.model.train()
         n_prompts = len(idx)
         chunk = c.micro_batch or n_prompts
+        # the whole batch's denominators, so that the micro-batch losses add up to the full-batch loss exactly
+        totals = batch_totals(Batch(torch.zeros(n_keep, T, device=dev), torch.zeros(n_keep, T, device=dev),
+                                    rewards[keep], mask=cmask[keep]), self.objective) if n_keep else None
         logs = {"loss": 0.0}
         parts = []
         t1 = time.perf_counter()
@@ -331,8 +335,8 @@ class Trainer:
             logp = logp.float()
             old = logp.detach() if on_policy else logp_old[rows]
             group = groups[rows] - groups[rows].min()
-            batch = Batch(logp, old, rewards[rows], group=group, mask=cmask[rows])
-            loss = self.objective(batch) * len(rows) / n_keep
+            batch = Batch(logp, old, rewards[rows], group=group, mask=cmask[rows], totals=totals)
+            loss = self.objective(batch)
             loss.backward()
             logs["loss"] += float(loss.detach())
             parts.append((rows, logp.detach(), old, ent))
@@ -350,8 +354,7 @@ class Trainer:
         m = cmask[rows].float()
         full = Batch(logp, old, rewards[rows], group=groups[rows], mask=cmask[rows])
         p = self.objective.params
-        adv = advantage(full, p.get("baseline", "none"), p.get("offset", 0.0), p.get("std_norm", False)) \
-            if "baseline" in p else rewards[rows]
+        adv = advantage(full, **advantage_args(p)) if "baseline" in p else rewards[rows]
         rho = ratio(full, p.get("ratio_level", "token"))
         sel = m.bool()
         ntok = float(m.sum()) or 1.0

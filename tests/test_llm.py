@@ -233,3 +233,20 @@ def test_paper_configs_load_and_validate():
         cfg = config_from({}, str(f))
         validate(cfg)
         assert build_objective(cfg).name == cfg.algo
+
+
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm", "token-sum-norm"])
+def test_micro_batched_step_equals_the_full_batch_step(agg, tmp_path):
+    """micro_batch=1 (one prompt group per backward) moves the LoRA weights exactly as one full-batch backward."""
+    from llm.models import lora_params
+
+    moved = []
+    for mb in (0, 1):
+        tr = Trainer(tiny(tmp_path / f"mb{mb}", algo="grpo", agg=agg, micro_batch=mb, grad_clip=0.0))
+        fixed_rollouts(tr, REWARDS)
+        before = [p.detach().clone() for p in lora_params(tr.model).values()]
+        tr.opt = torch.optim.SGD(tr.params, lr=1.0)
+        tr.train_step()
+        moved.append([a.detach() - b for a, b in zip(lora_params(tr.model).values(), before)])
+    assert all(torch.allclose(a, b, atol=1e-7, rtol=1e-5) for a, b in zip(*moved))
+    assert any(a.abs().max() > 1e-4 for a in moved[0])  # the step did move the weights
