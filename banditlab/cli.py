@@ -53,7 +53,8 @@ def sweep(
     high: Optional[float] = O(None, help="Bernoulli high reward [default: 1]"),
     sigma: Optional[float] = O(None, help="Gaussian noise scale [default: 0.1]"),
     mode: Optional[str] = O(None, help="exact (expected update) | sampled [default: sampled]"),
-    seeds: Optional[int] = O(None, help="replicas per baseline [default: 8]"),
+    seeds: Optional[int] = O(None, help="replicas per baseline, sampled mode (exact mode is deterministic: "
+                                        "one run per baseline) [default: 8]"),
     steps: Optional[int] = O(None, help="SGD steps [default: 3000]"),
     batch: Optional[int] = O(None, help="pulls per group per step, sampled mode [default: 64]"),
     lr: Optional[float] = O(None, help="SGD learning rate on the logits [default: 1]"),
@@ -64,6 +65,8 @@ def sweep(
     support_eps: Optional[float] = O(None, help="π(a) ≥ this counts as support [default: 1e-3]"),
     dtype: Optional[str] = O(None, help="float64 | float32"),
     device: Optional[str] = O(None, help="cpu | cuda"),
+    threads: Optional[int] = O(None, help="torch CPU threads (0: one below 4M entries per step, else all) "
+                                          "[default: 0]"),
     out: Optional[str] = O(None, help="run folder; rerun with the same folder to resume"),
     config: Optional[str] = ConfigOpt,
     progress: bool = O(True, "--progress/--no-progress", help="show a progress bar"),

@@ -429,6 +429,20 @@ class Objective:
         out.update(self.defaults)
         return out
 
+    @property
+    def linear_in_logp(self) -> bool:
+        """True when ∂ℓ/∂log π does not depend on log π (no ratio, no k2 term): then, for a fixed batch of
+        samples and weights, the gradient with respect to log π is a constant the simulator may reuse while the
+        behaviour does not change. tests/test_simulate.py checks this against autograd for every objective."""
+        p = self.params
+        if self.fn in (reinforce, sft):
+            return True
+        if self.fn is rec:
+            return p["clip"] == "none" and p["weight"] != "is" and p["reg"] != "k2"
+        if self.fn is tapered:  # degenerate windows [a, a]: the weight is a constant, not a clipped ratio
+            return p["a_pos"] == p["b_pos"] and p["a_neg"] == p["b_neg"]
+        return False
+
     def with_params(self, **overrides) -> "Objective":
         unknown = sorted(set(overrides) - set(self.params))
         if unknown:

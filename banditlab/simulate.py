@@ -95,6 +95,7 @@ class SimConfig:
     gauss_nodes: int = 8           # Gauss–Hermite nodes for Gaussian noise in exact mode
     dtype: str = "float64"
     device: str = "cpu"
+    grad: str = "analytic"         # analytic (registry ∂L/∂log π + softmax chain rule) | autograd (whole step)
 
 
 @dataclass
@@ -147,6 +148,8 @@ class Simulator:
         self.exact_group = torch.arange(C, device=self.device).repeat_interleave(K * O)
         self.sample_group = torch.arange(C, device=self.device).repeat_interleave(cfg.batch)
         self._cached_mu: tuple | None = None
+        self._z: torch.Tensor | None = None   # the fast step's exp buffer
+        self._fast_loss: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------ state
     def initial_state(self, logits: np.ndarray | None = None) -> SimState:
@@ -243,32 +246,105 @@ class Simulator:
         if state.step == 0 and not state.log_steps:
             self._log(state, torch.full((self.runs,), float("nan"), dtype=self.dtype, device=self.device))
         any_bad = bool(state.diverged.any())
+        fast = cfg.grad == "analytic" and cfg.mode == "exact" and self.objective.linear_in_logp
         while state.step < until:
             t = state.step
-            if beh.lag is not None:
+            if beh.lag is not None:  # copies, because the fast path updates state.logits in place
                 if beh.delay:
-                    state.history.append(state.logits)
+                    state.history.append(state.logits.clone())
                     state.history = state.history[-(beh.delay + 1):]
                 if t % beh.lag == 0:
                     state.snapshot = state.history[0] if (beh.delay and t >= beh.delay) else (
-                        self.logits0 if beh.delay else state.logits)
-            leaf = state.logits.detach().requires_grad_(True)
-            logp = torch.log_softmax(leaf, -1)
-            batch = (self.exact_batch(logp, state.snapshot) if cfg.mode == "exact"
-                     else self.sampled_batch(logp, state.snapshot, g))
-            loss = self.objective(batch, **self.params)
-            (grad,) = torch.autograd.grad(loss.sum(), leaf)
-            step = state.logits - self.lr * grad
-            state.logits = torch.where(state.diverged[:, None, None], state.logits, step) if any_bad else step
+                        self.logits0 if beh.delay else state.logits.clone())
+            logged = (t + 1) % cfg.log_every == 0 or t + 1 == cfg.steps
+            if not (fast and not any_bad and self._fast_step(state, logged)):
+                grad, loss = self.logit_grad(state.logits, state.snapshot, g, need_loss=logged)
+                step = state.logits - self.lr * grad
+                state.logits = torch.where(state.diverged[:, None, None], state.logits, step) if any_bad else step
+                self._fast_loss = loss
             state.step = t + 1
-            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+            if logged:
                 state.rng = g.get_state()
-                self._log(state, loss.detach())
+                self._log(state, self._fast_loss.detach())
                 any_bad = bool(state.diverged.any())
             if on_step is not None and on_step(state):
                 break
         state.rng = g.get_state()
         return state
+
+    def _fast_step(self, state: SimState, logged: bool) -> bool:
+        """The cached exact step for objectives linear in log π, in place: with z = exp(l) and s = Σ z,
+        l ← l − η G + z · (η S / s), i.e. l − η(G − π S), without a max-subtraction pass. The step keeps Σ_k l_k
+        fixed and moves any logit by at most η(max|G| + max|S|); logits are re-centred (max 0) at every logged
+        step, so when log_every · η(max|G| + max|S|) < 600 neither exp(l) nor Σ z can leave float range before
+        the next centring (`safe`); otherwise each step checks Σ z and falls back to the general step.
+        On the CPU, numpy's exp is used: measured 2.0× faster than torch's for float64 on this machine.
+        Returns False to fall back."""
+        cache = self._behaviour(state.snapshot)[3]
+        if "fast" not in cache:
+            G, S = self._linear_coeffs(state.logits, state.snapshot)
+            lrG, lrS = self.lr * G, self.lr * S
+            bound = float(lrG.abs().max() + lrS.abs().max()) * self.cfg.log_every
+            cache["fast"] = (lrG, lrS, bound < 600 and self.dtype == torch.float64)
+        lrG, lrS, safe = cache["fast"]
+        l = state.logits
+        if self.device.type == "cpu":
+            if self._z is None or self._z.shape != l.shape:
+                self._z = torch.empty_like(l)
+            buf = self._z.numpy()
+            np.maximum(l.numpy(), -700.0, out=buf)  # exp below −745 underflows on a slow path (4–8× slower);
+            np.exp(buf, out=buf)                     # e^−700 = 1e−304 moves no logit (below one ulp)
+            z = self._z
+        else:
+            z = torch.exp(l.clamp_min(-700.0))
+        s = z.sum(-1, keepdim=True)
+        if not safe and not bool(((s > 0) & torch.isfinite(s)).all()):
+            return False
+        if logged:  # the loss before the update, as the general step reports it; linear in log π = l − log s:
+            G, S = cache["G"]  # L = Σ G (l − log s) + L(0)
+            if "L0" not in cache:
+                cache["L0"] = self.objective(self.exact_batch(torch.zeros_like(l), state.snapshot), **self.params)
+            self._fast_loss = (G * l).sum((-1, -2)) - (S * torch.log(s)).sum((-1, -2)) + cache["L0"]
+        l.sub_(lrG).addcmul_(z, lrS / s)
+        return True
+
+    def _linear_coeffs(self, logits: torch.Tensor, snapshot: torch.Tensor):
+        """(G, Σ_k G) for an objective linear in log π: G = ∂L/∂log π from the registry, computed once per snapshot."""
+        cache = self._behaviour(snapshot)[3]
+        if "G" not in cache:
+            leaf = torch.log_softmax(logits, -1).detach().requires_grad_(True)
+            (G,) = torch.autograd.grad(self.objective(self.exact_batch(leaf, snapshot), **self.params).sum(), leaf)
+            cache["G"] = (G, G.sum(-1, keepdim=True))
+        return cache["G"]
+
+    def logit_grad(self, logits: torch.Tensor, snapshot: torch.Tensor, g: torch.Generator, need_loss: bool = True):
+        """(∂L/∂logits [R, C, K], the per-run loss or None) for one step.
+
+        The registry objective gives G = ∂L/∂log π (autograd over the objective alone, on a log π leaf); the
+        softmax chain rule is applied by hand: ∂L/∂l_k = G_k − π_k Σ_j G_j. When the objective is linear in
+        log π (`Objective.linear_in_logp`) and the update is exact, G depends only on the behaviour, so it is
+        computed once per behaviour snapshot and a step costs one softmax and two elementwise ops.
+        cfg.grad = "autograd" differentiates the whole step instead (the reference the tests compare with)."""
+        cfg = self.cfg
+        if cfg.grad == "autograd":
+            leaf = logits.detach().requires_grad_(True)
+            logp = torch.log_softmax(leaf, -1)
+            loss = self.objective(self._batch(logp, snapshot, g), **self.params)
+            (grad,) = torch.autograd.grad(loss.sum(), leaf)
+            return grad, loss
+        if cfg.mode == "exact" and self.objective.linear_in_logp:
+            G, S = self._linear_coeffs(logits, snapshot)
+            pi = torch.softmax(logits, -1)
+            loss = (self.objective(self.exact_batch(torch.log_softmax(logits, -1), snapshot), **self.params)
+                    if need_loss else None)
+            return torch.addcmul(G, pi, S, value=-1), loss
+        leaf = torch.log_softmax(logits, -1).detach().requires_grad_(True)
+        loss = self.objective(self._batch(leaf, snapshot, g), **self.params)
+        (G,) = torch.autograd.grad(loss.sum(), leaf)
+        return torch.addcmul(G, leaf.detach().exp(), G.sum(-1, keepdim=True), value=-1), loss
+
+    def _batch(self, logp: torch.Tensor, snapshot: torch.Tensor, g: torch.Generator) -> Batch:
+        return self.exact_batch(logp, snapshot) if self.cfg.mode == "exact" else self.sampled_batch(logp, snapshot, g)
 
     def _log(self, state: SimState, loss: torch.Tensor) -> None:
         bad = ~torch.isfinite(state.logits).all(-1).all(-1)

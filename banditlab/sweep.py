@@ -52,7 +52,7 @@ class SweepConfig:
     high: float = 1.0
     sigma: float = 0.1                # Gaussian noise scale
     mode: str = "sampled"             # exact | sampled
-    seeds: int = 8                    # replicas per baseline (exact mode with no randomness: use 1)
+    seeds: int = 8                    # replicas per baseline (sampled mode; exact mode is deterministic: 1)
     steps: int = 3000                 # SGD steps
     batch: int = 64                   # pulls per group per step (sampled mode)
     lr: float = 1.0                   # SGD learning rate on the logits (the paper's is 1)
@@ -62,13 +62,14 @@ class SweepConfig:
     support_eps: float = 1e-3         # π(a) ≥ this counts as support
     dtype: str = "float64"            # float64 | float32
     device: str = "cpu"               # cpu | cuda
+    threads: int = 0                  # torch CPU threads (0: 1 below 4M array elements per step, else all)
     checkpoint_seconds: float = 10.0  # write state.pt at most this often while running
     out: str = ""                     # run folder (default runs/sweep-<algo>-<time>)
 
     def identity(self) -> dict:
         """The fields that determine the numbers (everything but where and how often to save)."""
         d = asdict(self)
-        for k in ("out", "checkpoint_seconds", "device"):
+        for k in ("out", "checkpoint_seconds", "device", "threads"):
             d.pop(k)
         return d
 
@@ -133,6 +134,8 @@ def validate(cfg: SweepConfig) -> None:
     for name in ("steps", "seeds", "batch"):
         if getattr(cfg, name) < 1:
             raise UsageError(f"--{name}: must be a positive integer, got {getattr(cfg, name)}")
+    if cfg.threads < 0:
+        raise UsageError(f"--threads: must be ≥ 0 (0: automatic), got {cfg.threads}")
     if not (np.isfinite(cfg.lr) and cfg.lr > 0):
         raise UsageError(f"--lr: must be a positive finite number, got {cfg.lr}")
     if cfg.mode not in ("exact", "sampled"):
@@ -173,6 +176,21 @@ def install_stop_flag() -> tuple[dict, dict]:
     return flag, old
 
 
+def replicas_of(cfg: SweepConfig) -> int:
+    """Runs per baseline value. Exact mode is deterministic (π₀, μ and the expected update have no randomness),
+    so its seeds would be identical copies: one replica each, and the table has no CI."""
+    return 1 if cfg.mode == "exact" else cfg.seeds
+
+
+def thread_rule(elements: int) -> int:
+    """torch CPU threads for a step over `elements` array entries. Measured on 2 cores (experiments/
+    bench_bandit.py): 2 threads gain 1.6–2× unloaded, but with the other core busy they are 14× slower at 67k
+    elements, 3.7× at 410k and break even only near 1.6M; so one thread below 4M entries, all cores above."""
+    import os
+
+    return 1 if elements < 4_000_000 else (os.cpu_count() or 1)
+
+
 def build(cfg: SweepConfig):
     """Resolve a config into (bandit, objective, grid, simulator)."""
     from .objectives import parse_algo_args
@@ -189,7 +207,8 @@ def build(cfg: SweepConfig):
         raise UsageError(f"--baseline: algorithm {cfg.algo!r} has no baseline to sweep")
     mode = "absolute" if cfg.absolute else cfg.baseline_ref
     objective = objective.with_params(baseline=mode)
-    grid = {"baseline_offset": np.repeat(values, cfg.seeds), "seed": np.tile(np.arange(cfg.seeds), len(values))}
+    replicas = replicas_of(cfg)
+    grid = {"baseline_offset": np.repeat(values, replicas), "seed": np.tile(np.arange(replicas), len(values))}
     log_every = cfg.log_every or max(1, cfg.steps // 200)
     sim_cfg = SimConfig(mode=cfg.mode, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, behavior=cfg.behavior,
                         log_every=log_every, support_eps=cfg.support_eps, dtype=cfg.dtype, device=cfg.device)
@@ -205,6 +224,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> P
     import torch
 
     bandit, objective, grid, sim = build(cfg)
+    torch.set_num_threads(cfg.threads or thread_rule(sim.runs * bandit.contexts * bandit.arms * sim.out_vals.shape[-1]))
     out = Path(cfg.out or f"runs/sweep-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
     out.mkdir(parents=True, exist_ok=True)
     config_file, state_file = out / "config.json", out / "state.pt"
@@ -363,8 +383,10 @@ def format_table(out: Path) -> str:
     t = pd.read_csv(out / "table.csv")
     cfg = json.loads((out / "config.json").read_text())
     v = pd.read_csv(out / "summary.csv")["v_mu"].iloc[0]
+    seeds = ("deterministic: one run per baseline, no CI" if cfg["sweep"]["mode"] == "exact"
+             else f"{int(t['n'].iloc[0])} seed(s)")
     lines = [f"{cfg['objective']['name']} on {cfg['bandit']['name']} bandit, V^μ = {v:.4f}, "
-             f"{cfg['sweep']['mode']} mode, {int(t['n'].iloc[0])} seed(s), {cfg['sweep']['steps']} steps",
+             f"{cfg['sweep']['mode']} mode, {seeds}, {cfg['sweep']['steps']} steps",
              f"{'δV':>7} {'V':>7} {'J(π_T)':>8} {'95% CI':>17} {'theory':>7} {'support':>8} {'entropy':>8}"
              f" {'improved':>9}"]
     for _, r in t.iterrows():
