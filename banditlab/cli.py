@@ -12,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from .errors import UsageError
+from .errors import RunFailed, UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Controlled experiments on off-policy REINFORCE (AsymRE, TOPR, REC).")
@@ -229,6 +229,9 @@ def main(argv: list[str] | None = None) -> None:
     except UsageError as e:
         typer.echo(f"banditlab: error: {e}", err=True)
         code = 2
+    except RunFailed as e:
+        typer.echo(f"banditlab: run failed: {e}", err=True)
+        code = 1
     except _click_errors() as e:
         if type(e).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
             code = 2

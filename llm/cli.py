@@ -13,36 +13,50 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="LoRA trainin
 O = typer.Option
 
 
+def _h(name: str) -> str:
+    from .config import option_help
+
+    return option_help(name)
+
+
 @app.command()
 def train(
-    model: Optional[str] = O(None, help="tiny | smollm2 | PATH.gguf | folder | hub name [default: tiny]"),
-    dataset: Optional[str] = O(None, help="gsm8k | math | arithmetic [default: arithmetic]"),
-    data_path: Optional[str] = O(None, help="local train JSONL (default: the hub)"),
-    test_path: Optional[str] = O(None, help="local test JSONL (default: the hub)"),
-    difficulty: Optional[int] = O(None, help="arithmetic operands per problem [default: 2]"),
-    n_train: Optional[int] = O(None, help="first n train problems (0: all)"),
-    algo: Optional[str] = O(None, help="objective from `banditlab algos` [default: asymre]"),
+    model: Optional[str] = O(None, help=_h("model")), dataset: Optional[str] = O(None, help=_h("dataset")),
+    data_path: Optional[str] = O(None, help=_h("data_path")), test_path: Optional[str] = O(None, help=_h("test_path")),
+    difficulty: Optional[int] = O(None, help=_h("difficulty")), n_train: Optional[int] = O(None, help=_h("n_train")),
+    algo: Optional[str] = O(None, help=_h("algo") + " (see `banditlab algos`)"),
     algo_args: Optional[List[str]] = O(None, "--algo-arg", help="objective parameter key=value (repeatable)"),
-    baseline_offset: Optional[float] = O(None, help="δV: the baseline is group mean + δV"),
-    group_size: Optional[int] = O(None, help="G samples per prompt [default: 8]"),
-    prompts_per_step: Optional[int] = O(None, help="prompts per step [default: 4]"),
-    steps: Optional[int] = O(None, help="optimizer steps [default: 50]"),
-    sync_interval: Optional[int] = O(None, help="behaviour refresh every N steps (1: on-policy)"),
-    sync_offset: Optional[int] = O(None, help="behaviour is π from K steps before the refresh"),
-    offline: Optional[bool] = O(None, "--offline/--online", help="one dataset from π₀ (TOPR)"),
-    epochs: Optional[int] = O(None, help="passes over the offline dataset"),
-    max_new_tokens: Optional[int] = O(None), temperature: Optional[float] = O(None), top_p: Optional[float] = O(None),
-    lr: Optional[float] = O(None, help="AdamW learning rate [default: 1e-4]"),
-    schedule: Optional[str] = O(None, help="constant | linear | cosine"), warmup: Optional[int] = O(None),
-    grad_clip: Optional[float] = O(None), micro_batch: Optional[int] = O(None, help="prompts per backward"),
-    lora_r: Optional[int] = O(None), lora_alpha: Optional[int] = O(None), agg: Optional[str] = O(None),
-    reward: Optional[str] = O(None, help="pm1 | 01"), eval_every: Optional[int] = O(None),
-    eval_n: Optional[int] = O(None), seed: Optional[int] = O(None), device: Optional[str] = O(None),
-    dtype: Optional[str] = O(None), backend: Optional[str] = O(None, help="transformers | vllm"),
-    tensorboard: Optional[bool] = O(None, "--tensorboard"),
-    out: Optional[str] = O(None, help="run folder"), resume: bool = O(False, "--resume", help="continue --out"),
+    baseline_offset: Optional[float] = O(None, help=_h("baseline_offset")),
+    group_size: Optional[int] = O(None, help=_h("group_size")),
+    prompts_per_step: Optional[int] = O(None, help=_h("prompts_per_step")),
+    steps: Optional[int] = O(None, help=_h("steps")),
+    sync_interval: Optional[int] = O(None, help=_h("sync_interval")),
+    sync_offset: Optional[int] = O(None, help=_h("sync_offset")),
+    offline: Optional[bool] = O(None, "--offline/--online", help=_h("offline")),
+    offline_data: Optional[str] = O(None, help=_h("offline_data")),
+    epochs: Optional[int] = O(None, help=_h("epochs")),
+    max_new_tokens: Optional[int] = O(None, help=_h("max_new_tokens")),
+    temperature: Optional[float] = O(None, help=_h("temperature")), top_p: Optional[float] = O(None, help=_h("top_p")),
+    lr: Optional[float] = O(None, help=_h("lr")), schedule: Optional[str] = O(None, help=_h("schedule")),
+    warmup: Optional[int] = O(None, help=_h("warmup")), weight_decay: Optional[float] = O(None, help=_h("weight_decay")),
+    grad_clip: Optional[float] = O(None, help=_h("grad_clip")),
+    micro_batch: Optional[int] = O(None, help=_h("micro_batch")),
+    lora_r: Optional[int] = O(None, help=_h("lora_r")), lora_alpha: Optional[int] = O(None, help=_h("lora_alpha")),
+    lora_dropout: Optional[float] = O(None, help=_h("lora_dropout")),
+    lora_targets: Optional[str] = O(None, help=_h("lora_targets")),
+    agg: Optional[str] = O(None, help=_h("agg")), reward: Optional[str] = O(None, help=_h("reward")),
+    eval_every: Optional[int] = O(None, help=_h("eval_every")), eval_n: Optional[int] = O(None, help=_h("eval_n")),
+    eval_train_n: Optional[int] = O(None, help=_h("eval_train_n")),
+    eval_max_new_tokens: Optional[int] = O(None, help=_h("eval_max_new_tokens")),
+    seed: Optional[int] = O(None, help=_h("seed")), device: Optional[str] = O(None, help=_h("device")),
+    dtype: Optional[str] = O(None, help=_h("dtype")), backend: Optional[str] = O(None, help=_h("backend")),
+    gen_batch_size: Optional[int] = O(None, help=_h("gen_batch_size")),
+    checkpoint_every: Optional[int] = O(None, help=_h("checkpoint_every")),
+    tensorboard: Optional[bool] = O(None, "--tensorboard", help=_h("tensorboard")),
+    out: Optional[str] = O(None, help="run folder [default: runs/llm-ALGO-TIME]"),
+    resume: bool = O(False, "--resume", help="continue the run in --out from its checkpoint"),
     config: Optional[str] = O(None, help="TOML file (experiments/llm/*.toml); the command line wins"),
-    progress: bool = O(True, "--progress/--no-progress"),
+    progress: bool = O(True, "--progress/--no-progress", help="show a progress bar"),
 ):
     """Train a LoRA adapter off-policy with a registry objective; metrics to OUT/metrics.jsonl."""
     from .train import Trainer, config_from
@@ -84,6 +98,7 @@ def evaluate(
     device: str = O("auto", help="auto | cpu | cuda | cuda:N"),
     dtype: str = O("auto", help="auto (bf16 on CUDA, float32 on CPU) | float32 | bfloat16"),
     batch_size: int = O(0, help="sequences per generate() call (0: from the device's free memory)"),
+    backend: str = O("transformers", help="transformers | vllm (the vllm extra; needs a model folder)"),
 ):
     """Greedy pass@1 of a model (plus an optional trained adapter) on a test split, in batched greedy passes."""
     import time
@@ -98,11 +113,30 @@ def evaluate(
         problems = load_problems(dataset, "test", test_path, n or None, seed, difficulty)
     except DataError as err:
         raise UsageError(str(err)) from None
+    if backend not in ("transformers", "vllm"):
+        raise UsageError(f"--backend: expected transformers or vllm, got {backend!r}")
     m, tok, dev = _load(model, adapter, device, dtype)
-    backend = HFBackend(m, tok, batch_size)
-    t0 = time.perf_counter()
-    r = backend.generate([build_prompt(tok, p.question) for p in problems], 1, max_new_tokens, greedy=True)
-    seconds = time.perf_counter() - t0
+    prompts = [build_prompt(tok, p.question) for p in problems]
+    if backend == "vllm":
+        from .train import make_vllm_backend
+
+        if adapter is None:  # vLLM serves the base model; an adapter-less PEFT wrapper keeps one code path
+            from .models import add_lora
+
+            m = add_lora(m)
+        engine = make_vllm_backend(model, m, tok, m.peft_config["default"].r, next(m.parameters()).dtype, dev, 0,
+                                   max_new_tokens)
+        try:
+            engine.sync(None, 0, slot="eval") if adapter else None
+            t0 = time.perf_counter()
+            r = engine.generate(prompts, 1, max_new_tokens, greedy=True, slot="eval")
+            seconds = time.perf_counter() - t0
+        finally:
+            engine.close()
+    else:
+        t0 = time.perf_counter()
+        r = HFBackend(m, tok, batch_size).generate(prompts, 1, max_new_tokens, greedy=True)
+        seconds = time.perf_counter() - t0
     grader = Grader()
     ok = grader.correct(r.texts, [p.answer for p in problems])
     grader.close()

@@ -9,16 +9,14 @@ completion, log softmax(logits / temperature): the trainer uses it for log π (w
 behaviour snapshot, no gradient), so on-policy the ratio is exactly 1. Backends:
     transformers  `HFBackend`: model.generate on the training model (behaviour adapter swapped in); the
                   behaviour log-probs from `token_logprobs` on request (the trainer computes log μ itself)
-    vllm          `VLLMBackend` (the `vllm` extra, imported lazily): the engine's sampled-token log-probs, the
-                  LoRA adapter pushed to the engine at every behaviour refresh and checked with a probe
+    vllm          `llm.vllm_backend.VLLMBackend` (the `vllm` extra, imported lazily): the LoRA adapter pushed to
+                  the engine at every behaviour refresh and checked with a probe
 top_p < 1 truncates sampling but the log-probs ignore the truncation: use top_p = 1 where ratios must be exact.
 """
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -163,92 +161,3 @@ class HFBackend:
                                 r.attention_mask[i: i + chunk].to(device), T, temperature)
             out.append(lp.float().cpu() * r.completion_mask[i: i + chunk])
         return torch.cat(out)
-
-
-class SyncError(RuntimeError):
-    """The inference engine did not pick up the new adapter weights."""
-
-
-class VLLMBackend:
-    """vLLM generation with LoRA hot-swapping. Every `sync` saves the adapter to a new folder and makes the next
-    generate use it (a new LoRARequest id), then checks a probe: the engine's log-prob of a fixed completion
-    must move when the adapter moved, and agree with the trainer's own log-prob of it. Requires a GPU."""
-
-    name = "vllm"
-    PROBE = ("Question: What is 2 + 3?\nAnswer:", " 2 + 3 = 5, so the answer is \\boxed{5}.")
-
-    def __init__(self, model_path: str, peft_model, tokenizer, max_lora_rank: int = 8, gpu_memory: float = 0.5):
-        try:
-            from vllm import LLM
-        except ImportError:
-            raise ImportError("--backend vllm needs the vllm extra: pip install -e '.[vllm]' (GPU machines)") from None
-        self.llm = LLM(model=model_path, enable_lora=True, max_lora_rank=max_lora_rank,
-                       gpu_memory_utilization=gpu_memory, seed=0)
-        self.peft_model, self.tok = peft_model, tokenizer
-        self.dir = Path(tempfile.mkdtemp(prefix="banditlab-lora-"))
-        self.request, self.version, self.last_probe = None, -1, None
-
-    def _probe(self) -> float:
-        from vllm import SamplingParams
-
-        prompt, completion = self.PROBE
-        sp = SamplingParams(max_tokens=1, prompt_logprobs=0)
-        out = self.llm.generate([prompt + completion], sp, lora_request=self.request, use_tqdm=False)[0]
-        n_prompt = len(self.tok(prompt, add_special_tokens=False).input_ids)
-        lps = out.prompt_logprobs[n_prompt:]
-        return float(sum(next(iter(d.values())).logprob for d in lps if d))
-
-    @torch.no_grad()
-    def _trainer_probe(self, state) -> float:
-        """The same probe scored by the training model under the snapshot (transformers, token_logprobs)."""
-        from .models import use_lora
-
-        prompt, completion = self.PROBE
-        p = self.tok(prompt, add_special_tokens=False, return_tensors="pt").input_ids
-        c = self.tok(completion, add_special_tokens=False, return_tensors="pt").input_ids
-        ids = torch.cat([p, c], 1).to(next(self.peft_model.parameters()).device)
-        with use_lora(self.peft_model, state):
-            return float(token_logprobs(self.peft_model, ids, torch.ones_like(ids), c.shape[1]).sum())
-
-    def sync(self, state, version: int, tol: float = 0.05) -> None:
-        """Push the snapshot to the engine and verify it arrived: the engine's probe log-prob must match the
-        trainer's under the same weights (bf16 kernels differ slightly: tol nats per probe), and must move
-        whenever the trainer's moved."""
-        from vllm.lora.request import LoRARequest
-
-        from .models import use_lora
-
-        folder = self.dir / f"v{version}"
-        with use_lora(self.peft_model, state):
-            self.peft_model.save_pretrained(folder)
-        self.request = LoRARequest(f"behaviour-v{version}", version + 1, str(folder))
-        engine, trainer = self._probe(), self._trainer_probe(state)
-        if abs(engine - trainer) > tol * max(1.0, abs(trainer)):
-            raise SyncError(f"behaviour sync v{version}: vLLM scores the probe {engine:.4f} but the trainer "
-                            f"{trainer:.4f}: the engine is not using the new LoRA weights")
-        if self.last_probe is not None and abs(trainer - self.last_probe[1]) > 1e-4 and abs(
-                engine - self.last_probe[0]) < 1e-6:
-            raise SyncError(f"behaviour sync v{version}: the adapter moved but vLLM's probe did not")
-        self.version, self.last_probe = version, (engine, trainer)
-
-    def generate(self, prompts: list[str], n: int, max_new_tokens: int, temperature: float = 1.0,
-                 top_p: float = 1.0, seed: int = 0, greedy: bool = False, state=None) -> Rollouts:
-        from vllm import SamplingParams
-
-        sp = SamplingParams(n=1 if greedy else n, temperature=0.0 if greedy else temperature, top_p=top_p,
-                            max_tokens=max_new_tokens, logprobs=0, seed=seed)
-        outs = self.llm.generate(prompts, sp, lora_request=self.request, use_tqdm=False)
-        all_prompts, seqs, lps = [], [], []
-        for p, o in zip(prompts, outs):
-            for c in o.outputs:
-                all_prompts.append(p)
-                seqs.append(list(c.token_ids))
-                lps.append([next(iter(d.values())).logprob for d in (c.logprobs or [])])
-        enc = self.tok(all_prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        cids, cmask = pad_completions(seqs, self.tok.pad_token_id, self.tok.eos_token_id)
-        lp = torch.zeros(cids.shape)
-        for i, l in enumerate(lps):
-            k = int(cmask[i].sum())
-            lp[i, : min(k, len(l))] = torch.tensor(l[:k])
-        texts = self.tok.batch_decode([c[m.bool()] for c, m in zip(cids, cmask)], skip_special_tokens=True)
-        return Rollouts(enc.input_ids, enc.attention_mask, cids, cmask, lp, texts)

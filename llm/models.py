@@ -113,6 +113,20 @@ def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, torc
     return device, table[dtype]
 
 
+def model_folder(spec: str) -> str:
+    """What an inference engine (vLLM) loads for a spec: the dequantised cache folder of `smollm2` or a .gguf,
+    a local folder, or a hub name. The tiny model exists only in code and is refused."""
+    if spec == "tiny":
+        raise ModelError("--backend vllm: the tiny model is built in code and vLLM needs a model folder; use "
+                         "--model smollm2, a .gguf, a local folder or a hub name")
+    path = smollm2_gguf() if spec == "smollm2" else Path(spec)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelError(f"--model: GGUF file not found: {path}")
+        return str(gguf_to_cache(path))
+    return str(path)
+
+
 def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0):
     """(model, tokenizer) for a spec (see the module docstring); the tokenizer pads on the left."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -144,9 +158,13 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, targets: 
     """Wrap the model with a trainable LoRA adapter (peft); base weights are frozen."""
     from peft import LoraConfig, get_peft_model
 
+    import warnings
+
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets.split(","),
                      bias="none", task_type="CAUSAL_LM")
-    return get_peft_model(model, cfg)
+    with warnings.catch_warnings():  # peft asks transformers 5 a deprecated question; nothing for users to do
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, cfg)
 
 
 def lora_params(model) -> dict[str, torch.nn.Parameter]:

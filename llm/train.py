@@ -28,7 +28,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -36,90 +36,20 @@ import torch
 
 from banditlab.errors import UsageError
 
-
-# metrics that measure the machine, not the run: they differ between two runs of the same command
-TIMING_KEYS = ("time", "gen_seconds", "train_seconds", "step_seconds", "gen_tokens_per_s", "train_tokens_per_s",
-               "tokens_per_s", "peak_memory_gb")
+from .config import TIMING_KEYS, TrainConfig, check_installed, validate  # noqa: F401  (re-exported)
 
 
-@dataclass
-class TrainConfig:
-    model: str = "tiny"                 # tiny | smollm2 | PATH.gguf | local folder | hub name
-    dataset: str = "arithmetic"         # gsm8k | math | arithmetic
-    data_path: str = ""                 # local train JSONL (default: the hub)
-    test_path: str = ""                 # local test JSONL (default: the hub)
-    difficulty: int = 2                 # operands per arithmetic problem
-    n_train: int = 0                    # use the first n train problems (0: all; arithmetic: 1000)
-    algo: str = "asymre"                # a banditlab objective
-    algo_args: list = field(default_factory=list)  # key=value overrides
-    baseline_offset: float | None = None  # δV: sets the objective's `offset` (AsymRE: group mean + δV)
-    group_size: int = 8                 # G samples per prompt
-    prompts_per_step: int = 4           # prompts per step (batch = prompts × G)
-    steps: int = 50                     # optimizer steps (offline: derived from epochs when 0)
-    sync_interval: int = 1              # behaviour refresh period N (1 = on-policy)
-    sync_offset: int = 0                # behaviour is π from K steps before the refresh
-    offline: bool = False               # one dataset from π₀, trained on for `epochs`
-    offline_data: str = ""              # where that dataset is kept (default OUT/offline.pt); runs can share one
-    epochs: int = 1
-    max_new_tokens: int = 64
-    temperature: float = 1.0            # sampling temperature; log-probs use logits / temperature
-    top_p: float = 1.0
-    lr: float = 1e-4
-    schedule: str = "constant"          # constant | linear | cosine (after warmup)
-    warmup: int = 0
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0              # max gradient norm (0: off)
-    micro_batch: int = 0                # prompts per forward/backward (0: all at once); gradients accumulate
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"
-    agg: str = "token-mean"             # token-mean | seq-mean-token-mean | seq-mean-token-sum | ...-norm
-    reward: str = "pm1"                 # pm1 (+1/−1) | 01
-    eval_every: int = 0                 # greedy pass@1 on the test split every N steps (0: start and end only)
-    eval_n: int = 64                    # test problems per evaluation
-    eval_train_n: int = 0               # also greedy pass@1 on the first n train problems ("train_accuracy")
-    eval_max_new_tokens: int = 0        # 0: max_new_tokens
-    seed: int = 0
-    device: str = "auto"                # auto | cpu | cuda
-    dtype: str = "auto"                 # auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16
-    backend: str = "transformers"       # transformers | vllm
-    gen_batch_size: int = 0             # sequences per generate() call (0: from the device's free memory)
-    checkpoint_every: int = 10
-    tensorboard: bool = False
-    out: str = ""
+def make_vllm_backend(model: str, peft_model, tok, lora_r: int, dtype, device: str, seed: int, max_new_tokens: int):
+    """The vLLM backend for a model spec, with one-line errors for a missing vllm or an unusable model."""
+    from .models import ModelError, model_folder
 
-    def identity(self) -> dict:
-        d = asdict(self)
-        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size", "offline_data"):
-            d.pop(k)
-        return d
+    try:
+        from .vllm_backend import VLLMBackend
 
-
-def validate(cfg: TrainConfig) -> None:
-    ints = ("group_size", "prompts_per_step", "sync_interval", "epochs", "max_new_tokens", "lora_r")
-    for k in ints:
-        if getattr(cfg, k) < 1:
-            raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 1, got {getattr(cfg, k)}")
-    for k in ("steps", "sync_offset", "warmup", "eval_every", "n_train", "micro_batch", "gen_batch_size"):
-        if getattr(cfg, k) < 0:
-            raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 0, got {getattr(cfg, k)}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise UsageError(f"--lr: must be a positive finite number, got {cfg.lr}")
-    if not cfg.temperature > 0 or not 0 < cfg.top_p <= 1:
-        raise UsageError("--temperature must be > 0 and --top-p in (0, 1]")
-    if cfg.steps == 0 and not cfg.offline:
-        raise UsageError("--steps: must be ≥ 1 (0 is allowed only with --offline, where epochs set it)")
-    if cfg.offline and (cfg.sync_interval != 1 or cfg.sync_offset):
-        raise UsageError("--offline: incompatible with --sync-interval/--sync-offset (the behaviour is π₀)")
-    if cfg.group_size < 2 and cfg.algo in ("asymre", "reinforce", "grpo", "rec", "ppo"):
-        raise UsageError("--group-size: group-mean baselines need at least 2 samples per prompt")
-    if cfg.schedule not in ("constant", "linear", "cosine"):
-        raise UsageError(f"--schedule: expected constant, linear or cosine, got {cfg.schedule!r}")
-    if cfg.backend not in ("transformers", "vllm"):
-        raise UsageError(f"--backend: expected transformers or vllm, got {cfg.backend!r}")
-    if cfg.dtype not in ("auto", "float32", "bfloat16"):
-        raise UsageError(f"--dtype: expected auto, float32 or bfloat16, got {cfg.dtype!r}")
+        return VLLMBackend(model_folder(model), peft_model, tok, lora_r=lora_r, dtype=dtype, device=device,
+                           seed=seed, max_model_len=max(1024, 512 + max_new_tokens))
+    except (ImportError, ModelError, ValueError) as err:
+        raise UsageError(str(err).splitlines()[0]) from None
 
 
 def build_objective(cfg: TrainConfig):
@@ -142,6 +72,7 @@ def build_objective(cfg: TrainConfig):
 class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = False, echo=print):
         validate(cfg)
+        check_installed(cfg)
         self.cfg, self.echo, self.progress = cfg, echo, progress
         self.objective = build_objective(cfg)
         from .data import DataError, load_problems
@@ -178,9 +109,8 @@ class Trainer:
         self.prompts = [build_prompt(self.tok, p.question) for p in self.train_set]
         self.test_prompts = [build_prompt(self.tok, p.question) for p in self.test_set]
         if cfg.backend == "vllm":
-            from .generation import VLLMBackend
-
-            self.backend = VLLMBackend(cfg.model, self.model, self.tok, max_lora_rank=cfg.lora_r)
+            self.backend = make_vllm_backend(cfg.model, self.model, self.tok, cfg.lora_r, dtype, self.device,
+                                             cfg.seed, cfg.max_new_tokens)
         else:
             from .generation import HFBackend
 
@@ -227,6 +157,7 @@ class Trainer:
             else:
                 self.behaviour_version, self.behaviour = t, lora_state(self.model)
             self.backend.sync(self.behaviour, self.behaviour_version)
+            self.synced = True
 
     # -------------------------------------------------------------------------------------- rollouts
     def rollouts(self, idx: list[int]):
@@ -296,6 +227,7 @@ class Trainer:
 
         c, dev = self.cfg, self.device
         t0 = time.perf_counter()
+        self.synced = False
         self.refresh_behaviour()
         idx = self.batch_indices(self.step)
         r, rewards, correct, groups = self.rollouts(idx)
@@ -385,6 +317,8 @@ class Trainer:
             "tokens_per_s": gen_tokens / max(elapsed, 1e-9),
             "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if dev.startswith("cuda") else 0.0,
         })
+        if c.backend == "vllm" and self.synced:  # the sync check of this step's behaviour refresh
+            logs.update(self.backend.last)
         return logs
 
     # -------------------------------------------------------------------------------------- evaluation
@@ -393,13 +327,14 @@ class Trainer:
         c = self.cfg
         problems = self.train_set[: c.eval_train_n] if train else self.test_set
         prompts = self.prompts[: c.eval_train_n] if train else self.test_prompts
-        if c.backend == "vllm":  # evaluate the live policy: push it to the engine under a fresh version id
+        budget = c.eval_max_new_tokens or c.max_new_tokens
+        if c.backend == "vllm":  # evaluate the live policy: pushed to the engine's evaluation slot and checked
             from .models import lora_state
 
-            self.backend.sync(lora_state(self.model), 1_000_000 + self.step)
-        r = self.backend.generate(prompts, 1, c.eval_max_new_tokens or c.max_new_tokens, greedy=True, state=None)
-        if c.backend == "vllm":  # the engine must serve the behaviour snapshot again for the next rollouts
-            self.backend.sync(self.behaviour, self.behaviour_version)
+            self.backend.sync(lora_state(self.model), self.step, slot="eval")
+            r = self.backend.generate(prompts, 1, budget, greedy=True, slot="eval")
+        else:
+            r = self.backend.generate(prompts, 1, budget, greedy=True, state=None)
         ok = self.grader.correct(r.texts, [p.answer for p in problems])
         scored = [x for x in ok if x is not None]
         return float(np.mean(scored)) if scored else float("nan")
@@ -438,6 +373,20 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- the loop
     def run(self, resume: bool = False) -> Path:
+        """Train to `total_steps` (or resume); a failed vLLM sync check ends the run with one line."""
+        from banditlab.errors import RunFailed
+
+        try:
+            return self._run(resume)
+        except RuntimeError as err:
+            if type(err).__name__ == "SyncError":
+                raise RunFailed(f"{err} (last checkpoint kept in {self.out})") from None
+            raise
+        finally:
+            if hasattr(self.backend, "close"):
+                self.backend.close()
+
+    def _run(self, resume: bool = False) -> Path:
         c = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         cfg_file, metrics_file = self.out / "config.json", self.out / "metrics.jsonl"
@@ -518,8 +467,9 @@ class Trainer:
             train_tok = sum(d["train_tokens_per_s"] * d["train_seconds"] for d in done)
             self.echo(f"{len(done)} steps in {tot('step_seconds'):.1f} s on {self.device}: generation "
                       f"{gen_tok / max(tot('gen_seconds'), 1e-9):.0f} tokens/s, training "
-                      f"{train_tok / max(tot('train_seconds'), 1e-9):.0f} tokens/s, peak GPU memory "
-                      f"{max(d['peak_memory_gb'] for d in done):.2f} GB")
+                      f"{train_tok / max(tot('train_seconds'), 1e-9):.0f} tokens/s" + (
+                          f", peak GPU memory {max(d['peak_memory_gb'] for d in done):.2f} GB"
+                          if self.device.startswith("cuda") else ""))
         return self.out
 
     @staticmethod
