@@ -167,6 +167,8 @@ def from_toml(path: str | Path) -> Bandit:
     except tomllib.TOMLDecodeError as err:
         raise BanditError(f"--bandit: {path} is not valid TOML: {err}") from None
     data = data.get("bandit", data)
+    if not isinstance(data, dict):
+        raise BanditError(f"--bandit: {path}: [bandit] must be a table, got {data!r}")
     opts = {k: data[k] for k in ("noise", "low", "high", "sigma") if k in data}
     tables = data.get("context", [data])
     if not isinstance(tables, list) or not tables:
@@ -185,7 +187,10 @@ def from_toml(path: str | Path) -> Bandit:
             raise BanditError(f"{where}: {err}") from None
         means.append(b.means[0])
         logits.append(b.logits[0])
-        weights.append(float(t.get("weight", 1.0)))
+        weight = t.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight):
+            raise BanditError(f"{where}: weight must be a finite number, got {weight!r}")
+        weights.append(float(weight))
     if len({len(m) for m in means}) != 1:
         raise BanditError(f"--bandit: {path}: every context must have the same number of arms")
     w = np.asarray(weights)

@@ -239,6 +239,15 @@ def main(argv: list[str] | None = None) -> None:
             msg = e.format_message() if hasattr(e, "format_message") else str(e)
             typer.echo(f"banditlab: error: {' '.join(msg.split())}", err=True)
             code = 2
+    except Exception as e:  # the last net: one line, never a traceback (BANDITLAB_DEBUG=1 shows it)
+        import os
+
+        if os.environ.get("BANDITLAB_DEBUG"):
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        typer.echo(f"banditlab: failed: {type(e).__name__}: {first} (set BANDITLAB_DEBUG=1 for the traceback)",
+                   err=True)
+        code = 1
     sys.exit(code if isinstance(code, int) else 0)
 
 

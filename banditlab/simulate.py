@@ -243,6 +243,7 @@ class Simulator:
         until = cfg.steps if until is None else until
         g = torch.Generator(device=self.device)
         g.set_state(state.rng)
+        self._g = g  # `checkpoint` reads the live generator state, which `state.rng` holds only at logged steps
         if state.step == 0 and not state.log_steps:
             self._log(state, torch.full((self.runs,), float("nan"), dtype=self.dtype, device=self.device))
         any_bad = bool(state.diverged.any())
@@ -271,6 +272,14 @@ class Simulator:
                 break
         state.rng = g.get_state()
         return state
+
+    def checkpoint(self, state: SimState) -> dict:
+        """Everything needed to resume `state` bit for bit at a step boundary, including the generator's
+        current state (call from `on_step`)."""
+        d = state.to_dict()
+        if getattr(self, "_g", None) is not None:
+            d["rng"] = self._g.get_state()
+        return d
 
     def _fast_step(self, state: SimState, logged: bool) -> bool:
         """The cached exact step for objectives linear in log π, in place: with z = exp(l) and s = Σ z,

@@ -101,6 +101,8 @@ def parse_range(text: str, option: str = "--baseline", default_num: int = 21) ->
         raise UsageError(f"{option}: range ends must be finite, got {text!r}")
     if start > stop:
         raise UsageError(f"{option}: range is reversed ({start} > {stop})")
+    if num > 10_000:
+        raise UsageError(f"{option}: at most 10,000 points, got {num}")
     if num < 1 or (num == 1 and start != stop):
         raise UsageError(f"{option}: NUM must be ≥ 2 for a range, got {num}")
     return np.round(np.linspace(start, stop, num), 10) + 0.0  # no "-0.0"
@@ -108,6 +110,8 @@ def parse_range(text: str, option: str = "--baseline", default_num: int = 21) ->
 
 def make_bandit(cfg: SweepConfig) -> B.Bandit:
     """The bandit the config names: a TOML file, explicit lists, or the paper-style random draw."""
+    if not 0 <= cfg.bandit_seed < 2**32:
+        raise UsageError(f"--bandit-seed: must be in [0, 2^32), got {cfg.bandit_seed}")
     try:
         if cfg.bandit != "paper":
             return B.from_toml(cfg.bandit)
@@ -117,10 +121,10 @@ def make_bandit(cfg: SweepConfig) -> B.Bandit:
                                 high=cfg.high, sigma=cfg.sigma)
         if cfg.mu:
             raise UsageError("--mu: needs --rewards (behaviour probabilities of explicit arms)")
-        if cfg.arms < 2:
-            raise UsageError(f"--arms: a bandit needs at least 2 arms, got {cfg.arms}")
-        if cfg.contexts < 1:
-            raise UsageError(f"--contexts: must be ≥ 1, got {cfg.contexts}")
+        if not 2 <= cfg.arms <= 10**6:
+            raise UsageError(f"--arms: a bandit needs 2 to 1e6 arms, got {cfg.arms}")
+        if not 1 <= cfg.contexts <= 10**5 or cfg.arms * cfg.contexts > 10**7:
+            raise UsageError(f"--contexts: must be 1 to 1e5 with arms × contexts ≤ 1e7, got {cfg.contexts}")
         b = B.paper(cfg.arms, cfg.contexts, cfg.bandit_seed, noise=cfg.noise)
         b.low, b.high, b.sigma = cfg.low, cfg.high, cfg.sigma
         b.means = b.low + (b.high - b.low) * b.means
@@ -136,6 +140,20 @@ def validate(cfg: SweepConfig) -> None:
             raise UsageError(f"--{name}: must be a positive integer, got {getattr(cfg, name)}")
     if cfg.threads < 0:
         raise UsageError(f"--threads: must be ≥ 0 (0: automatic), got {cfg.threads}")
+    for name, value in (("lr", cfg.lr), ("support_eps", cfg.support_eps), ("sigma", cfg.sigma), ("low", cfg.low),
+                        ("high", cfg.high), ("checkpoint_seconds", cfg.checkpoint_seconds)):
+        if not np.isfinite(value):
+            raise UsageError(f"--{name.replace('_', '-')}: must be a finite number, got {value}")
+    if not 0 < cfg.support_eps <= 1:
+        raise UsageError(f"--support-eps: must be in (0, 1], got {cfg.support_eps}")
+    if not cfg.sigma > 0:
+        raise UsageError(f"--sigma: must be > 0, got {cfg.sigma}")
+    if not cfg.low < cfg.high:
+        raise UsageError(f"--low/--high: need low < high, got {cfg.low} and {cfg.high}")
+    if not 0 <= cfg.seed < 2**63:
+        raise UsageError(f"--seed: must be in [0, 2^63), got {cfg.seed}")
+    if cfg.steps > 10**9:
+        raise UsageError(f"--steps: at most 1e9, got {cfg.steps}")
     if not (np.isfinite(cfg.lr) and cfg.lr > 0):
         raise UsageError(f"--lr: must be a positive finite number, got {cfg.lr}")
     if cfg.mode not in ("exact", "sampled"):
@@ -191,6 +209,28 @@ def thread_rule(elements: int) -> int:
     return 1 if elements < 4_000_000 else (os.cpu_count() or 1)
 
 
+def check_size(cfg: SweepConfig, bandit, runs: int) -> None:
+    """Refuse a grid whose arrays would not fit in memory, before allocating anything. A step holds about ten
+    arrays of runs × contexts × arms × outcomes (exact) or runs × contexts × batch (sampled) entries, and the log
+    keeps runs × 8 metrics per logged step; the limit is half the machine's physical memory."""
+    import os
+
+    width = 8 if cfg.dtype == "float64" else 4
+    outcomes = 1 if bandit.noise == "none" else (2 if bandit.noise == "bernoulli" else 8)
+    per_step = runs * bandit.contexts * (bandit.arms * outcomes if cfg.mode == "exact" else
+                                         max(bandit.arms, cfg.batch * 3))
+    log = runs * 8 * (cfg.steps // (cfg.log_every or max(1, cfg.steps // 200)) + 2)
+    need = (10 * per_step + log) * width
+    try:
+        have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        have = 16 * 2**30
+    if need > have / 2:
+        raise UsageError(f"grid too large: about {need / 2**30:.1f} GiB for {runs} runs × {bandit.contexts} "
+                         f"contexts × {bandit.arms} arms (this machine has {have / 2**30:.0f} GiB); use fewer "
+                         "--seeds, baselines, --arms, --contexts or a larger --log-every")
+
+
 def build(cfg: SweepConfig):
     """Resolve a config into (bandit, objective, grid, simulator)."""
     from .objectives import parse_algo_args
@@ -209,6 +249,9 @@ def build(cfg: SweepConfig):
     objective = objective.with_params(baseline=mode)
     replicas = replicas_of(cfg)
     grid = {"baseline_offset": np.repeat(values, replicas), "seed": np.tile(np.arange(replicas), len(values))}
+    check_size(cfg, bandit, len(grid["seed"]))
+    if np.abs(values).max() > 1e6:
+        raise UsageError(f"--baseline: values must lie within ±1e6, got {cfg.baseline!r}")
     log_every = cfg.log_every or max(1, cfg.steps // 200)
     sim_cfg = SimConfig(mode=cfg.mode, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, behavior=cfg.behavior,
                         log_every=log_every, support_eps=cfg.support_eps, dtype=cfg.dtype, device=cfg.device)
@@ -226,22 +269,34 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> P
     bandit, objective, grid, sim = build(cfg)
     torch.set_num_threads(cfg.threads or thread_rule(sim.runs * bandit.contexts * bandit.arms * sim.out_vals.shape[-1]))
     out = Path(cfg.out or f"runs/sweep-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
-    out.mkdir(parents=True, exist_ok=True)
+    from .runfolder import claim
+
+    lock = claim(out, "sweep")
+    try:
+        return _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet)
+    finally:
+        lock.close()  # releases the flock (the OS also does when the process dies)
+
+
+def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path:
     config_file, state_file = out / "config.json", out / "state.pt"
-    record = {"sweep": asdict(cfg), "identity": cfg.identity(), "bandit": bandit.to_dict(),
+    record = {"kind": "sweep", "sweep": asdict(cfg), "identity": cfg.identity(), "bandit": bandit.to_dict(),
               "objective": {"name": objective.name, "params": {k: v for k, v in objective.params.items()}}}
     if config_file.exists():
         old = json.loads(config_file.read_text())
-        if old.get("identity") != record["identity"]:
-            diff = sorted(k for k in record["identity"] if old.get("identity", {}).get(k) != record["identity"][k])
+        if old.get("identity") != _jsonable(record["identity"]):
+            diff = sorted(k for k in record["identity"]
+                          if old.get("identity", {}).get(k) != _jsonable(record["identity"])[k])
             raise UsageError(f"--out: {out} holds a different run (differs in: {', '.join(diff)}); "
                              "choose another --out")
-    _atomic_write(config_file, json.dumps(_jsonable(record), indent=2))
-
     state = sim.initial_state()
     if state_file.exists():
-        saved = torch.load(state_file, weights_only=False)
-        state = type(state)(**saved)
+        state = _load_state(state_file, state, sim)
+        if state.step >= cfg.steps and (out / "summary.csv").exists():  # finished: nothing is rewritten
+            if not quiet:
+                print(f"{out}: this run is already complete; its table follows (delete the folder to rerun)")
+            return out
+    _atomic_write(config_file, json.dumps(_jsonable(record), indent=2))
     flag, old_handlers = install_stop_flag()
     last = [time.monotonic()]
 
@@ -251,7 +306,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> P
         if flag["stop"]:
             return True
         if time.monotonic() - last[0] > cfg.checkpoint_seconds:
-            _save_state(state_file, st)
+            _save_state(state_file, sim.checkpoint(st))
             last[0] = time.monotonic()
         return False
 
@@ -272,7 +327,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> P
             bar.stop()
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
-    _save_state(state_file, state)
+    _save_state(state_file, sim.checkpoint(state))
     if state.step < cfg.steps:
         raise Interrupted(f"interrupted at step {state.step}/{cfg.steps}; state saved in {out}; "
                           "run the same command again to resume")
@@ -280,11 +335,27 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> P
     return out
 
 
-def _save_state(path: Path, state) -> None:
+def _load_state(path: Path, fresh, sim):
+    """The checkpoint in `path`, checked against the run it should continue; one-line errors otherwise."""
+    import torch
+
+    try:
+        saved = torch.load(path, weights_only=False)
+        state = type(fresh)(**saved)
+    except Exception as err:  # truncated, empty, random bytes, or not a simulator state
+        raise UsageError(f"--out: {path} is unreadable ({type(err).__name__}); delete it to start the run "
+                         "over") from None
+    if state.logits.shape != fresh.logits.shape or state.logits.dtype != fresh.logits.dtype:
+        raise UsageError(f"--out: {path} belongs to another run (shape {tuple(state.logits.shape)}, expected "
+                         f"{tuple(fresh.logits.shape)}); delete it to start over")
+    return state
+
+
+def _save_state(path: Path, state: dict) -> None:
     import torch
 
     tmp = path.with_suffix(".tmp")
-    torch.save(state.to_dict(), tmp)
+    torch.save(state, tmp)
     os.replace(tmp, path)
 
 

@@ -49,7 +49,7 @@ class TrainConfig:
     agg: str = "token-mean"             # token-mean | seq-mean-token-mean | seq-mean-token-sum | ...-norm
     reward: str = "pm1"                 # pm1 (+1/−1) | 01
     eval_every: int = 0                 # greedy pass@1 on the test split every N steps (0: start and end only)
-    eval_n: int = 64                    # test problems per evaluation
+    eval_n: int = 64                    # test problems per evaluation (0: no evaluation)
     eval_train_n: int = 0               # also greedy pass@1 on the first n train problems ("train_accuracy")
     eval_max_new_tokens: int = 0        # 0: max_new_tokens
     seed: int = 0                       # seed of the LoRA init, data order and sampling
@@ -70,7 +70,8 @@ class TrainConfig:
 
 def validate(cfg: TrainConfig) -> None:
     """Raise UsageError naming the first bad option."""
-    ints = ("group_size", "prompts_per_step", "sync_interval", "epochs", "max_new_tokens", "lora_r")
+    ints = ("group_size", "prompts_per_step", "sync_interval", "epochs", "max_new_tokens", "lora_r",
+            "checkpoint_every", "lora_alpha")
     for k in ints:
         if getattr(cfg, k) < 1:
             raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 1, got {getattr(cfg, k)}")
@@ -87,6 +88,14 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError("--offline: incompatible with --sync-interval/--sync-offset (the behaviour is π₀)")
     if cfg.group_size < 2 and cfg.algo in ("asymre", "reinforce", "grpo", "rec", "ppo"):
         raise UsageError("--group-size: group-mean baselines need at least 2 samples per prompt")
+    if cfg.reward not in ("pm1", "01"):
+        raise UsageError(f"--reward: expected pm1 or 01, got {cfg.reward!r}")
+    if not 1 <= cfg.difficulty <= 10:
+        raise UsageError(f"--difficulty: arithmetic problems take 1 to 10 operands, got {cfg.difficulty}")
+    if cfg.eval_n < 0 or cfg.eval_train_n < 0 or cfg.eval_max_new_tokens < 0:
+        raise UsageError("--eval-n, --eval-train-n and --eval-max-new-tokens must be ≥ 0")
+    if not 0 <= cfg.lora_dropout < 1 or cfg.weight_decay < 0 or cfg.grad_clip < 0 or cfg.temperature > 100:
+        raise UsageError("--lora-dropout must be in [0, 1), --weight-decay and --grad-clip ≥ 0, --temperature ≤ 100")
     if cfg.schedule not in ("constant", "linear", "cosine"):
         raise UsageError(f"--schedule: expected constant, linear or cosine, got {cfg.schedule!r}")
     if cfg.backend not in ("transformers", "vllm"):

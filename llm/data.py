@@ -51,24 +51,27 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
+def read_jsonl(path: str | Path, option: str = "--data-path") -> list[dict]:
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"--data-path: file not found: {path}")
+        raise DataError(f"{option}: file not found: {path}")
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"--data-path: {path} line {n} is not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"--data-path: {path} line {n} is not a JSON object")
-            rows.append(row)
+    try:
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise DataError(f"{option}: {path} line {n} is not valid JSON ({err.msg})") from None
+                if not isinstance(row, dict):
+                    raise DataError(f"{option}: {path} line {n} is not a JSON object")
+                rows.append(row)
+    except UnicodeDecodeError:
+        raise DataError(f"{option}: {path} is not UTF-8 text") from None
     if not rows:
-        raise DataError(f"--data-path: {path} holds no rows")
+        raise DataError(f"{option}: {path} holds no rows")
     return rows
 
 
@@ -76,10 +79,18 @@ def _from_rows(rows: list[dict], dataset: str, where: str) -> list[Problem]:
     out = []
     for n, row in enumerate(rows, 1):
         try:
+            text = row["question"] if dataset == "gsm8k" else row["problem"]
+            if not isinstance(text, str) or not text.strip():
+                raise DataError(f"the {'question' if dataset == 'gsm8k' else 'problem'} must be non-empty text")
             if dataset == "gsm8k":
-                out.append(Problem(str(row.get("id", n)), row["question"], gsm8k_gold(row["answer"])))
+                if not isinstance(row["answer"], str):
+                    raise DataError("'answer' must be text ending in '#### N'")
+                out.append(Problem(str(row.get("id", n)), text, gsm8k_gold(row["answer"])))
             else:
-                ans = row.get("answer") or last_boxed(row.get("solution", ""))
+                sol = row.get("solution", "")
+                ans = row.get("answer") or (last_boxed(sol) if isinstance(sol, str) else None)
+                if isinstance(ans, (int, float)) and not isinstance(ans, bool):
+                    ans = str(ans)
                 if not ans:
                     raise DataError("no 'answer' field and no \\boxed{} in 'solution'")
                 out.append(Problem(str(row.get("unique_id", row.get("id", n))), row["problem"], str(ans)))
@@ -119,7 +130,8 @@ def load_problems(dataset: str, split: str = "train", path: str | None = None, n
     elif dataset not in ("gsm8k", "math"):
         raise DataError(f"--dataset: expected gsm8k, math or arithmetic, got {dataset!r}")
     elif path:
-        problems = _from_rows(read_jsonl(path), dataset, f"--data-path: {path}")
+        option = "--test-path" if split == "test" else "--data-path"
+        problems = _from_rows(read_jsonl(path, option), dataset, f"{option}: {path}")
     else:
         try:
             import datasets

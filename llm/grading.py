@@ -41,11 +41,23 @@ def extract_answer(completion: str) -> str | None:
     return nums[-1].replace(",", "").rstrip(".") if nums else None
 
 
+NOT_ANSWERS = {"", "none", "null", "nan", "n/a", "?"}
+
+
 @lru_cache(maxsize=4096)
 def _parse_gold(gold: str, timeout: int):
+    """math-verify's parse of a gold answer, or () when it is not a mathematical object: math-verify falls back
+    to the bare string for text it cannot parse (`\\frac{1}{`, `((((`), and a string-only gold would then
+    "match" any output that repeats it, so it is skipped and counted, never graded."""
     from math_verify import parse
 
-    return tuple(parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout))
+    if gold.strip().lower() in NOT_ANSWERS:
+        return ()
+    try:
+        parsed = tuple(parse(f"\\boxed{{{gold}}}", parsing_timeout=timeout))
+    except Exception:
+        return ()
+    return parsed if any(not isinstance(x, str) for x in parsed) else ()
 
 
 def grade(completion: str, gold: str, timeout: int | None = 5) -> bool | None:

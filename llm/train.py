@@ -65,7 +65,10 @@ def build_objective(cfg: TrainConfig):
         obj = obj.with_params(offset=cfg.baseline_offset)
     if obj.params.get("baseline") == "vmu":
         raise UsageError("--algo-arg baseline=vmu: an LLM batch has no exact V^μ; use group or absolute")
-    return obj.with_params(agg=cfg.agg)
+    try:
+        return obj.with_params(agg=cfg.agg)
+    except ValueError as err:
+        raise UsageError(f"--agg: {err}") from None
 
 
 # ------------------------------------------------------------------------------------------ the trainer
@@ -89,7 +92,7 @@ class Trainer:
             self.train_set = load_problems(cfg.dataset, "train", cfg.data_path or None, cfg.n_train or None,
                                            cfg.seed, cfg.difficulty)
             self.test_set = load_problems(cfg.dataset, "test", cfg.test_path or None, cfg.eval_n, cfg.seed,
-                                          cfg.difficulty)
+                                          cfg.difficulty) if cfg.eval_n else []
             base, self.tok = load_model(cfg.model, dtype, self.device, cfg.seed)
         except (DataError, ModelError) as err:
             raise UsageError(str(err)) from None
@@ -284,10 +287,12 @@ class Trainer:
         logp, old = cat(1, torch.zeros(0, T, device=dev)), cat(2, torch.zeros(0, T, device=dev))
         ent = cat(3, torch.zeros(0, T, device=dev))
         m = cmask[rows].float()
-        full = Batch(logp, old, rewards[rows], group=groups[rows], mask=cmask[rows])
+        full = Batch(logp, old, rewards[rows], group=groups[rows] - groups[rows].min() if parts else None,
+                     mask=cmask[rows])
         p = self.objective.params
-        adv = advantage(full, **advantage_args(p)) if "baseline" in p else rewards[rows]
-        rho = ratio(full, p.get("ratio_level", "token"))
+        empty = torch.zeros(0, device=dev)  # a step whose golds were all unparsable: nothing scored
+        adv = (advantage(full, **advantage_args(p)) if "baseline" in p else rewards[rows]) if parts else empty
+        rho = ratio(full, p.get("ratio_level", "token")) if parts else torch.zeros(0, T, device=dev)
         sel = m.bool()
         ntok = float(m.sum()) or 1.0
         elapsed = time.perf_counter() - t0
@@ -360,7 +365,12 @@ class Trainer:
     def load(self) -> None:
         from .models import lora_params
 
-        s = torch.load(self.out / "checkpoint.pt", weights_only=False)
+        try:
+            s = torch.load(self.out / "checkpoint.pt", weights_only=False)
+            assert isinstance(s, dict) and {"step", "policy", "optimizer", "rng"} <= set(s)
+        except Exception as err:  # truncated, empty or foreign file
+            raise UsageError(f"--resume: {self.out / 'checkpoint.pt'} is unreadable ({type(err).__name__}); "
+                             "delete the folder to start over") from None
         with torch.no_grad():
             for n, p in lora_params(self.model).items():
                 p.copy_(s["policy"][n])
@@ -385,10 +395,14 @@ class Trainer:
         finally:
             if hasattr(self.backend, "close"):
                 self.backend.close()
+            if getattr(self, "_lock", None) is not None:
+                self._lock.close()
 
     def _run(self, resume: bool = False) -> Path:
         c = self.cfg
-        self.out.mkdir(parents=True, exist_ok=True)
+        from banditlab.runfolder import claim
+
+        self._lock = claim(self.out, "llm-train")  # held until the process ends
         cfg_file, metrics_file = self.out / "config.json", self.out / "metrics.jsonl"
         if cfg_file.exists() and (self.out / "checkpoint.pt").exists():
             old = json.loads(cfg_file.read_text())
@@ -401,13 +415,14 @@ class Trainer:
             lines = metrics_file.read_text().splitlines() if metrics_file.exists() else []
             metrics_file.write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] <= self.step))
         else:
-            cfg_file.write_text(json.dumps({"config": asdict(c), "identity": c.identity(),
+            cfg_file.write_text(json.dumps({"kind": "llm-train", "config": asdict(c), "identity": c.identity(),
                                             "objective": {"name": self.objective.name,
                                                           "params": self.objective.params}}, indent=2, default=str))
             metrics_file.write_text("")
             logs = self.eval_logs()
             self._write(metrics_file, {"step": 0, **logs})
-            self.echo(f"step 0: test pass@1 {logs['test_accuracy']:.3f} on {len(self.test_set)} problems")
+            if c.eval_n:
+                self.echo(f"step 0: test pass@1 {logs['test_accuracy']:.3f} on {len(self.test_set)} problems")
         writer = None
         if c.tensorboard:
             try:

@@ -137,3 +137,37 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     pd.testing.assert_frame_equal(a, b, check_exact=True)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / "steps.parquet"),
                                   pd.read_parquet(tmp_path / "b" / "steps.parquet"), check_exact=True)
+
+
+def test_kill_9_at_random_moments_then_the_same_command_is_bit_identical(tmp_path):
+    """SIGKILL (no handler runs) twice at random moments after the first checkpoint; the same command then
+    finishes with results identical to an uninterrupted run (sampled mode, lagged behaviour: the random stream
+    and the snapshot both have to be restored exactly)."""
+    import random
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("checkpoint_seconds = 0.01\n")
+    args = ["sweep", "--arms", "50", "--steps", "6000", "--seeds", "3", "--baseline", "-0.3:0.3:3",
+            "--behavior", "lag:50", "--config", str(cfg), "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "a")]
+    rng = random.Random(1234)
+    killed = 0
+    for _ in range(2):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        deadline = time.time() + 60
+        while not (tmp_path / "a" / "state.pt").exists() and time.time() < deadline and p.poll() is None:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.1, 1.0))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            killed += 1
+        p.wait(timeout=60)
+    assert killed >= 1 and not (tmp_path / "a" / "summary.csv").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert again.returncode == 0, again.stderr
+    straight = subprocess.run([sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "b")],
+                              capture_output=True, text=True, env=env, timeout=120)
+    assert straight.returncode == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / "steps.parquet"),
+                                  pd.read_parquet(tmp_path / "b" / "steps.parquet"), check_exact=True)
