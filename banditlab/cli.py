@@ -20,15 +20,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 # ----------------------------------------------------------------------------------------- shared options
 O = typer.Option
 BaselineOpt = O(None, "--baseline", help="START:STOP[:NUM] (NUM default 21), a comma list, or one value; "
-                                         "offsets δV from V^μ unless --absolute [default: -0.5:0.5]")
-AbsoluteOpt = O(None, "--absolute/--offset", help="read --baseline as raw V rather than offsets δV")
+                                         "offsets δV from V^μ unless --absolute (default: -0.5:0.5)")
+AbsoluteOpt = O(None, "--absolute/--offset", help="a flag, no value: --absolute reads --baseline as raw V, --offset as offsets δV from V^μ (default: --offset)")
 BanditOpt = O(None, "--bandit", help="'paper' (default) or a TOML bandit file")
-ArmsOpt = O(None, "--arms", help="arms of the random paper-style bandit [default: 100]")
-ContextsOpt = O(None, "--contexts", help="contexts, each with its own rewards and V^μ(x) [default: 1]")
-BanditSeedOpt = O(None, "--bandit-seed", help="seed of the random mean rewards [default: 357, see README]")
+ArmsOpt = O(None, "--arms", help="arms of the random paper-style bandit (default: 100)")
+ContextsOpt = O(None, "--contexts", help="contexts, each with its own rewards and V^μ(x) (default: 1)")
+BanditSeedOpt = O(None, "--bandit-seed", help="seed of the random mean rewards (default: 357, see README)")
 RewardsOpt = O(None, "--rewards", help="explicit mean rewards, e.g. 0,0.8,1")
 MuOpt = O(None, "--mu", help="explicit behaviour probabilities, e.g. 0.3,0.6,0.1")
-NoiseOpt = O(None, "--noise", help="reward noise: none | bernoulli | gaussian [default: bernoulli]")
+NoiseOpt = O(None, "--noise", help="reward noise: none | bernoulli | gaussian (default: bernoulli)")
 ConfigOpt = O(None, "--config", help="a TOML file with any of these options (command line wins)")
 
 
@@ -44,29 +44,29 @@ def sweep(
     baseline: Optional[str] = BaselineOpt,
     absolute: Optional[bool] = AbsoluteOpt,
     baseline_ref: Optional[str] = O(None, help="offsets from: vmu (exact V^μ) | group (sampled group mean)"),
-    algo: Optional[str] = O(None, help="objective from `banditlab algos` [default: asymre]"),
+    algo: Optional[str] = O(None, help="objective from `banditlab algos` (default: asymre)"),
     algo_args: Optional[List[str]] = O(None, "--algo-arg", help="objective parameter key=value (repeatable)"),
     bandit: Optional[str] = BanditOpt, arms: Optional[int] = ArmsOpt, contexts: Optional[int] = ContextsOpt,
     bandit_seed: Optional[int] = BanditSeedOpt, rewards: Optional[str] = RewardsOpt, mu: Optional[str] = MuOpt,
     noise: Optional[str] = NoiseOpt,
-    low: Optional[float] = O(None, help="Bernoulli low reward [default: 0]"),
-    high: Optional[float] = O(None, help="Bernoulli high reward [default: 1]"),
-    sigma: Optional[float] = O(None, help="Gaussian noise scale [default: 0.1]"),
-    mode: Optional[str] = O(None, help="exact (expected update) | sampled [default: sampled]"),
+    low: Optional[float] = O(None, help="Bernoulli low reward (default: 0)"),
+    high: Optional[float] = O(None, help="Bernoulli high reward (default: 1)"),
+    sigma: Optional[float] = O(None, help="Gaussian noise scale (default: 0.1)"),
+    mode: Optional[str] = O(None, help="exact (expected update) | sampled (default: sampled)"),
     seeds: Optional[int] = O(None, help="replicas per baseline, sampled mode (exact mode is deterministic: "
-                                        "one run per baseline) [default: 8]"),
-    steps: Optional[int] = O(None, help="SGD steps [default: 3000]"),
-    batch: Optional[int] = O(None, help="pulls per group per step, sampled mode [default: 64]"),
-    lr: Optional[float] = O(None, help="SGD learning rate on the logits [default: 1]"),
+                                        "one run per baseline) (default: 8)"),
+    steps: Optional[int] = O(None, help="SGD steps (default: 3000)"),
+    batch: Optional[int] = O(None, help="pulls per group per step, sampled mode (default: 64)"),
+    lr: Optional[float] = O(None, help="SGD learning rate on the logits (default: 1)"),
     behavior: Optional[str] = O(None, help="fixed | on-policy | lag:N | delay:K | mix:A[:init|uniform], "
-                                           "comma-combined [default: fixed]"),
-    seed: Optional[int] = O(None, help="simulation seed [default: 0]"),
-    log_every: Optional[int] = O(None, help="metrics every N steps [default: steps/200]"),
-    support_eps: Optional[float] = O(None, help="π(a) ≥ this counts as support [default: 1e-3]"),
-    dtype: Optional[str] = O(None, help="float64 | float32"),
-    device: Optional[str] = O(None, help="cpu | cuda"),
+                                           "comma-combined (default: fixed)"),
+    seed: Optional[int] = O(None, help="simulation seed (default: 0)"),
+    log_every: Optional[int] = O(None, help="metrics every N steps (default: steps/200)"),
+    support_eps: Optional[float] = O(None, help="π(a) ≥ this counts as support (default: 1e-3)"),
+    dtype: Optional[str] = O(None, help="float64 | float32 (default: float64)"),
+    device: Optional[str] = O(None, help="cpu | cuda (untested: no GPU was lent) (default: cpu)"),
     threads: Optional[int] = O(None, help="torch CPU threads (0: one below 4M entries per step, else all) "
-                                          "[default: 0]"),
+                                          "(default: 0)"),
     out: Optional[str] = O(None, help="run folder; rerun with the same folder to resume"),
     config: Optional[str] = ConfigOpt,
     progress: bool = O(True, "--progress/--no-progress", help="show a progress bar"),
@@ -100,8 +100,9 @@ def theory(
     for x in range(b.contexts):
         m, r = b.mu[x], b.means[x]
         a = m * (r - T.v_mu(m, r))
-        typer.echo(f"  context {x}: V^μ = {T.v_mu(m, r):.4f}; at V = V^μ π concentrates on arm {int(a.argmax())} "
-                   f"(r = {r[a.argmax()]:.4f}); best arm {int(r.argmax())} (r = {r.max():.4f})")
+        typer.echo(f"  context {x + 1}: V^μ = {T.v_mu(m, r):.4f}; at V = V^μ π concentrates on arm "
+                   f"{int(a.argmax()) + 1} (r = {r[a.argmax()]:.4f}); best arm {int(r.argmax()) + 1} "
+                   f"(r = {r.max():.4f}) [arms and contexts numbered from 1, as in the figures]")
     typer.echo(f"{'δV':>7} {'V':>7} {'J(π*)':>8} {'support':>8} {'entropy':>8}  improves on V^μ")
     for v in values:
         rows = []
@@ -127,10 +128,23 @@ def plot(run: str = typer.Argument(..., help="a sweep run folder")):
 
     from .plots import plot_sweep
 
+    from .runfolder import kind_of
+
     p = Path(run)
-    if not (p / "summary.csv").exists():
-        raise UsageError(f"RUN: {run} is not a finished sweep folder (no summary.csv)")
-    for f in plot_sweep(p):
+    if not p.is_dir():
+        raise UsageError(f"RUN: {run} is not a folder")
+    kind = kind_of(p)
+    if kind != "sweep":
+        raise UsageError(f"RUN: {run} holds {'no banditlab run' if kind is None else 'a ' + kind + ' run'}, "
+                         "not a sweep")
+    if not (p / "summary.csv").exists() or not (p / "steps.parquet").exists():
+        raise UsageError(f"RUN: {run} is not a finished sweep folder (no summary.csv / steps.parquet)")
+    try:
+        files = plot_sweep(p)
+    except Exception as err:  # truncated csv, corrupt parquet, edited config.json
+        raise UsageError(f"RUN: cannot redraw {run}: its files are damaged ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:120] if str(err) else ''})") from None
+    for f in files:
         typer.echo(f)
 
 
@@ -142,7 +156,7 @@ def reproduce(
     force: bool = O(False, "--force", help="rerun even if the data exist"),
     plot_only: bool = O(False, "--plot-only", help="only redraw from existing data"),
     figures: str = O("figures", help="output folder: ID.png/.pdf, data in data/"),
-    configs: Optional[str] = O(None, help="folder of ID.toml configs [default: experiments/reproduce]"),
+    configs: Optional[str] = O(None, help="folder of ID.toml configs (default: experiments/reproduce)"),
     progress: bool = O(True, "--progress/--no-progress"),
 ):
     """Reproduce the papers' bandit figures from experiments/reproduce/*.toml into figures/."""
@@ -164,8 +178,8 @@ def reproduce(
 def demo(
     rewards: str = O("0,0.8,1", help="mean rewards of the 3 arms"),
     mu: str = O("0.3,0.6,0.1", help="behaviour probabilities"),
-    below: Optional[float] = O(None, help="a V below V^μ [default: V^μ − 0.28]"),
-    above: Optional[float] = O(None, help="a V above V^μ [default: V^μ + 0.12]"),
+    below: Optional[float] = O(None, help="a V below V^μ (default: V^μ − 0.28)"),
+    above: Optional[float] = O(None, help="a V above V^μ (default: V^μ + 0.12)"),
     steps: int = O(3000, help="exact-update steps per path"),
     lr: float = O(1.0, help="learning rate"),
     out: str = O("figures/demo", help="figure path without extension (.png and .pdf are written)"),

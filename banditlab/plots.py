@@ -31,7 +31,7 @@ def save(fig, path: Path) -> list[Path]:
     """Write PNG (for the README and the file viewer) and PDF (for papers and slides)."""
     path = Path(path)
     fig.savefig(path.with_suffix(".png"), dpi=130, bbox_inches="tight")
-    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight")
+    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight", metadata={"CreationDate": None, "ModDate": None})
     return [path.with_suffix(".png"), path.with_suffix(".pdf")]
 
 
@@ -99,7 +99,8 @@ def plot_sweep(run: str | Path) -> list[Path]:
         a.axvline(0.0, color="0.3", ls=":", lw=1)
         a.set_xlabel(r"baseline offset $\delta V = V - V^\mu$")
     ax.set_ylabel(r"final expected reward $J(\pi_T)$")
-    ax.set_title(r"Improvement below $V^\mu$, collapse above")
+    asym = curve is not None  # the AsymRE reading (theorem curve) applies
+    ax.set_title(r"Improvement below $V^\mu$, collapse above" if asym else r"Final reward versus the baseline")
     ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 0.07), frameon=True)
 
     sup = summarise(summary, ["baseline_offset"], "support_size")
@@ -108,8 +109,13 @@ def plot_sweep(run: str | Path) -> list[Path]:
     if th.notna().any():
         axs.plot(th.index, th.to_numpy(), "k_", ms=14, mew=2, label=r"theory, $\pi^*$")
     axs.set_yscale("log")
+    from matplotlib.ticker import FormatStrFormatter, LogLocator
+
+    axs.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    axs.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 1, 2, 5, 10 rather than 10⁰, 2×10⁰, ...
+    axs.yaxis.set_minor_formatter(plt.NullFormatter())
     axs.set_ylabel(rf"support size $|\{{a: \pi(a) \geq {rec['sweep']['support_eps']:g}\}}|$")
-    axs.set_title("Support shrinks to one arm")
+    axs.set_title("Support shrinks to one arm" if asym else "Support size")
     axs.legend(fontsize=8)
 
     mean = steps.groupby(["baseline_offset", "step"])["expected_reward"].mean().reset_index()

@@ -179,10 +179,14 @@ class Interrupted(Exception):
 
 
 def install_stop_flag() -> tuple[dict, dict]:
-    """SIGINT/SIGTERM set flag["stop"] instead of raising, so loops stop at a step boundary."""
+    """The first SIGINT/SIGTERM sets flag["stop"], so loops stop (and save) at the next step boundary; a second
+    one raises KeyboardInterrupt at once, for a step that is stuck (the last checkpoint stays)."""
     flag = {"stop": False}
 
     def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt(f"stopped at once by a second {signal.Signals(signum).name}; the last "
+                                    "checkpoint is kept")
         flag["stop"] = True
 
     old = {}
@@ -291,7 +295,7 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
                              "choose another --out")
     state = sim.initial_state()
     if state_file.exists():
-        state = _load_state(state_file, state, sim)
+        state = _load_state(state_file, state, sim, _jsonable(cfg.identity()))
         if state.step >= cfg.steps and (out / "summary.csv").exists():  # finished: nothing is rewritten
             if not quiet:
                 print(f"{out}: this run is already complete; its table follows (delete the folder to rerun)")
@@ -306,7 +310,7 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
         if flag["stop"]:
             return True
         if time.monotonic() - last[0] > cfg.checkpoint_seconds:
-            _save_state(state_file, sim.checkpoint(st))
+            _save_state(state_file, {**sim.checkpoint(st), "identity": _jsonable(cfg.identity())})
             last[0] = time.monotonic()
         return False
 
@@ -327,7 +331,7 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
             bar.stop()
         for sig, h in old_handlers.items():
             signal.signal(sig, h)
-    _save_state(state_file, sim.checkpoint(state))
+    _save_state(state_file, {**sim.checkpoint(state), "identity": _jsonable(cfg.identity())})
     if state.step < cfg.steps:
         raise Interrupted(f"interrupted at step {state.step}/{cfg.steps}; state saved in {out}; "
                           "run the same command again to resume")
@@ -335,17 +339,18 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
     return out
 
 
-def _load_state(path: Path, fresh, sim):
+def _load_state(path: Path, fresh, sim, identity: dict):
     """The checkpoint in `path`, checked against the run it should continue; one-line errors otherwise."""
     import torch
 
     try:
         saved = torch.load(path, weights_only=False)
+        owner = saved.pop("identity", identity)
         state = type(fresh)(**saved)
     except Exception as err:  # truncated, empty, random bytes, or not a simulator state
         raise UsageError(f"--out: {path} is unreadable ({type(err).__name__}); delete it to start the run "
                          "over") from None
-    if state.logits.shape != fresh.logits.shape or state.logits.dtype != fresh.logits.dtype:
+    if owner != identity or state.logits.shape != fresh.logits.shape or state.logits.dtype != fresh.logits.dtype:
         raise UsageError(f"--out: {path} belongs to another run (shape {tuple(state.logits.shape)}, expected "
                          f"{tuple(fresh.logits.shape)}); delete it to start over")
     return state

@@ -13,6 +13,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="LoRA trainin
 O = typer.Option
 
 
+def _need_llm_extra() -> None:
+    """One line instead of a ModuleNotFoundError when the `llm` extra is missing."""
+    import importlib.util
+
+    missing = [m for m in ("transformers", "peft", "math_verify") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"banditlab llm needs the llm extra ({', '.join(missing)} missing): "
+                         "pip install torch==2.13.0 -e '.[llm]'")
+
+
 def _h(name: str) -> str:
     from .config import option_help
 
@@ -53,12 +63,13 @@ def train(
     gen_batch_size: Optional[int] = O(None, help=_h("gen_batch_size")),
     checkpoint_every: Optional[int] = O(None, help=_h("checkpoint_every")),
     tensorboard: Optional[bool] = O(None, "--tensorboard", help=_h("tensorboard")),
-    out: Optional[str] = O(None, help="run folder [default: runs/llm-ALGO-TIME]"),
+    out: Optional[str] = O(None, help="run folder (default: runs/llm-ALGO-TIME)"),
     resume: bool = O(False, "--resume", help="continue the run in --out from its checkpoint"),
     config: Optional[str] = O(None, help="TOML file (experiments/llm/*.toml); the command line wins"),
     progress: bool = O(True, "--progress/--no-progress", help="show a progress bar"),
 ):
     """Train a LoRA adapter off-policy with a registry objective; metrics to OUT/metrics.jsonl."""
+    _need_llm_extra()
     from .train import Trainer, config_from
 
     opts = {k: v for k, v in locals().items() if k not in ("config", "resume", "progress")}
@@ -103,6 +114,7 @@ def evaluate(
     """Greedy pass@1 of a model (plus an optional trained adapter) on a test split, in batched greedy passes."""
     import time
 
+    _need_llm_extra()
     from .data import DataError, build_prompt, load_problems
     from .generation import HFBackend
     from .grading import Grader
@@ -159,6 +171,7 @@ def generate(
     dtype: str = O("auto", help="auto | float32 | bfloat16"),
 ):
     """Sample completions (with their per-token behaviour log-probs summed) for ad-hoc questions."""
+    _need_llm_extra()
     from .data import build_prompt
     from .generation import HFBackend
 

@@ -9,6 +9,8 @@ math-verify enforces its timeouts with signal.alarm, which only works on the mai
 in-process when called from the main thread, and otherwise in a single spawned worker process (whose main thread
 can use signals), with an overall deadline; a batch that still times out is scored wrong, never crashes the run.
 Completions are cut to their last MAX_CHARS characters before parsing, so huge or degenerate outputs stay cheap.
+Time bounds: 1 s per parse and per comparison (a bomb such as 10^{10^{10}} costs 1.0–1.6 s), and 5 s + 0.25 s per
+completion for a batch, after which the remaining completions are scored wrong.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from functools import lru_cache
 
 from .data import last_boxed
+
+import logging
+
+logging.getLogger("math_verify").setLevel(logging.CRITICAL)  # its timeouts are expected here: scored, not logged
 
 MAX_CHARS = 4000
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:/\d+)?")
@@ -78,29 +84,40 @@ def grade(completion: str, gold: str, timeout: int | None = 5) -> bool | None:
         return False
 
 
-def _grade_many(pairs: list[tuple[str, str]], timeout: int | None) -> list[bool | None]:
-    return [grade(c, g, timeout) for c, g in pairs]
+def _grade_many(pairs: list[tuple[str, str]], timeout: int | None, budget: float | None = None
+                ) -> list[bool | None]:
+    """Grade pairs in order; once `budget` seconds are spent, the rest are scored wrong (never hang a step)."""
+    import time
+
+    start, out = time.monotonic(), []
+    for c, g in pairs:
+        if budget is not None and time.monotonic() - start > budget:
+            out.append(False if _parse_gold(str(g), timeout or 1) else None)
+            continue
+        out.append(grade(c, g, timeout))
+    return out
 
 
 class Grader:
     """Batch grading into rewards, safe from any thread."""
 
-    def __init__(self, reward: str = "pm1", timeout: int = 5):
+    def __init__(self, reward: str = "pm1", timeout: int = 1, budget_per_item: float = 0.25):
         if reward not in REWARDS:
             raise ValueError(f"--reward: expected one of {', '.join(REWARDS)}, got {reward!r}")
-        self.reward, self.timeout = reward, timeout
+        self.reward, self.timeout, self.budget_per_item = reward, timeout, budget_per_item
         self._pool: ProcessPoolExecutor | None = None
 
     def correct(self, completions: list[str], golds: list[str]) -> list[bool | None]:
         pairs = list(zip(completions, golds))
+        budget = 5 + self.budget_per_item * len(pairs)  # seconds for the whole batch
         if threading.current_thread() is threading.main_thread():
-            return _grade_many(pairs, self.timeout)
+            return _grade_many(pairs, self.timeout, budget)
         if self._pool is None:
             import multiprocessing as mp
 
             self._pool = ProcessPoolExecutor(1, mp_context=mp.get_context("spawn"))
         try:
-            fut = self._pool.submit(_grade_many, pairs, self.timeout)
+            fut = self._pool.submit(_grade_many, pairs, self.timeout, budget)
             return fut.result(timeout=60 + 2 * self.timeout * len(pairs))
         except FutureTimeout:
             return [False] * len(pairs)

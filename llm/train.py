@@ -88,6 +88,9 @@ class Trainer:
             self.device, dtype = resolve_device(cfg.device, cfg.dtype)
         except ModelError as err:
             raise UsageError(str(err)) from None
+        echo(f"loading {cfg.model} on {self.device}" + (" (a GGUF is dequantised once, about 40 s)"
+                                                         if cfg.model == "smollm2" or cfg.model.endswith(".gguf")
+                                                         else ""))
         try:
             self.train_set = load_problems(cfg.dataset, "train", cfg.data_path or None, cfg.n_train or None,
                                            cfg.seed, cfg.difficulty)
@@ -419,6 +422,8 @@ class Trainer:
                                             "objective": {"name": self.objective.name,
                                                           "params": self.objective.params}}, indent=2, default=str))
             metrics_file.write_text("")
+            if c.eval_n:
+                self.echo(f"evaluating step 0: greedy pass@1 on {len(self.test_set)} test problems")
             logs = self.eval_logs()
             self._write(metrics_file, {"step": 0, **logs})
             if c.eval_n:

@@ -86,7 +86,7 @@ def test_theory_prints_the_closed_form(capsys):
     code, out, _ = run_cli(["theory", "--rewards", "0,0.8,1", "--mu", "0.3,0.6,0.1", "--baseline", "-0.2,0,0.1"],
                            capsys)
     assert code == 0
-    assert "V^μ = 0.5800" in out and "arm 1" in out and "depends on π₀" in out
+    assert "V^μ = 0.5800" in out and "concentrates on arm 2 (r = 0.8000)" in out and "depends on π₀" in out
 
 
 def test_sweep_writes_the_tidy_files_and_refuses_a_different_run_in_the_same_folder(tmp_path, capsys):

@@ -280,3 +280,13 @@ def test_a_step_whose_golds_are_all_unparsable_is_skipped_not_fatal(tmp_path):
 def test_garbage_golds_are_skipped_never_graded():
     for gold in ["\\frac{1}{", "None", "?", "((((", "\\begin{pmatrix}", ""]:
         assert grade(f"#### {gold} \\boxed{{{gold}}}", gold) is None, gold
+
+
+def test_a_spent_grading_budget_scores_the_rest_wrong_without_grading(monkeypatch):
+    import llm.grading as G
+
+    calls = []
+    monkeypatch.setattr(G, "grade", lambda c, g, t: calls.append(c) or True)
+    out = G._grade_many([("\\boxed{5}", "5"), ("\\boxed{6}", "?")], 1, budget=-1.0)
+    assert out == [False, None] and calls == []  # a parsable gold scores wrong, a garbage gold is skipped
+    assert G._grade_many([("\\boxed{5}", "5")], 1, budget=None) == [True]
