@@ -130,7 +130,10 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
     from .plots import style
     from .sweep import parse_floats
 
-    bandit = B.from_lists(parse_floats(rewards, "--rewards"), parse_floats(mu, "--mu"))
+    try:
+        bandit = B.from_lists(parse_floats(rewards, "--rewards"), parse_floats(mu, "--mu"))
+    except B.BanditError as err:
+        raise UsageError(f"--rewards/--mu: {err}") from None
     if bandit.arms != 3:
         raise UsageError(f"--rewards: the simplex picture needs exactly 3 arms, got {bandit.arms}")
     if steps < 1 or not lr > 0:

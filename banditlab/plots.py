@@ -50,9 +50,9 @@ def theory_curve(rec: dict, offsets, num: int = 400):
     over the run's offsets below 0, or None where the theorem does not apply."""
     from .bandits import Bandit
     from .objectives import get_objective
-    from .sweep import SweepConfig, theory_for
+    from .theory import limit_for_run
 
-    cfg = SweepConfig(**rec["sweep"])
+    cfg = rec["sweep"]
     bandit = Bandit(**rec["bandit"])
     keep = {k: v for k, v in rec["objective"]["params"].items() if k in ("std_norm", "red_drop")}
     obj = get_objective(rec["objective"]["name"]).with_params(**keep)
@@ -61,7 +61,7 @@ def theory_curve(rec: dict, offsets, num: int = 400):
         return None
     xs = np.linspace(lo, hi - 1e-9, num)
     vmu = bandit.v_mu_total
-    ys = np.array([theory_for(bandit, cfg, obj, (x + vmu) if cfg.absolute else x)["theory_expected_reward"]
+    ys = np.array([limit_for_run(bandit, cfg, obj, (x + vmu) if cfg["absolute"] else x)["theory_expected_reward"]
                    for x in xs])
     return (xs, ys) if np.isfinite(ys).any() else None
 

@@ -556,9 +556,16 @@ BANDIT_EXPERIMENTS = [k for k in EXPERIMENTS if not k.startswith("llm-")]
 
 
 def load_config(name: str, configs: Path = CONFIGS) -> dict:
+    """An experiment's TOML config; keys the shipped config does not have are refused (a typo would be ignored)."""
     path = Path(configs) / f"{name}.toml"
     try:
-        return tomllib.loads(path.read_text())
+        cfg = tomllib.loads(path.read_text())
+        shipped = CONFIGS / f"{name}.toml"
+        if Path(configs) != CONFIGS and shipped.exists():
+            unknown = sorted(set(cfg) - set(tomllib.loads(shipped.read_text())))
+            if unknown:
+                raise UsageError(f"--configs: {path}: unknown key {unknown[0]!r}")
+        return cfg
     except FileNotFoundError:
         raise UsageError(f"ID: config {path} not found (reproduce runs from a source checkout)") from None
     except tomllib.TOMLDecodeError as err:
@@ -573,6 +580,9 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
     unknown = [i for i in ids if i not in EXPERIMENTS]
     if unknown:
         raise UsageError(f"ID: unknown experiment {unknown[0]!r} (choose from: {', '.join(EXPERIMENTS)}, or --all)")
+    for parent in [Path(figures), *Path(figures).parents]:
+        if parent.exists() and not parent.is_dir():
+            raise UsageError(f"--figures: {parent} is a file, not a folder")
     plt = style(seaborn=True)
     made = []
     for name in ids:
@@ -596,11 +606,19 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
             try:
                 tick = (lambda: bar.advance(task)) if bar else None
                 owner.run(cfg, data, tick)
+            except (KeyError, TypeError) as err:
+                raise UsageError(f"{exp.config}.toml: a value has the wrong type or is missing ({err})") from None
             finally:
                 if bar:
                     bar.stop()
             done.write_text("complete\n")
-        fig = exp.plot(cfg, data, figures / name, plt)
+        else:
+            echo(f"{name}: data exist in {data}: redrawing only (--force reruns)")
+        try:
+            fig = exp.plot(cfg, data, figures / name, plt)
+        except (OSError, KeyError, ValueError, TypeError, IndexError) as err:
+            raise UsageError(f"{name}: cannot draw from {data}: its files are missing or damaged "
+                             f"({type(err).__name__}); rerun with --force") from None
         made += save(fig, figures / name)
         plt.close(fig)
         echo(f"{name}: {figures / name}.png")

@@ -383,31 +383,6 @@ def _jsonable(x):
 
 
 # ------------------------------------------------------------------------------------------ outputs
-def theory_for(bandit: B.Bandit, cfg: SweepConfig, objective, offset: float) -> dict:
-    """The closed-form limit for one baseline value, per context, averaged with p(x); NaN where it does not apply."""
-    nan = {"theory_expected_reward": np.nan, "theory_support_size": np.nan, "theory_entropy": np.nan}
-    from .objectives import reinforce
-    from .simulate import Behavior
-
-    p = objective.params
-    beh = Behavior.parse(cfg.behavior)
-    if objective.fn is not reinforce or p["std_norm"] or p["red_drop"] or not beh.is_fixed:
-        return nan
-    ref = np.full_like(bandit.mu, 1.0 / bandit.arms) if beh.mix_ref == "uniform" else bandit.mu
-    mu = (1 - beh.mix) * bandit.mu + beh.mix * ref
-    rows = []
-    for x in range(bandit.contexts):
-        vmu = theory.v_mu(mu[x], bandit.means[x])
-        if cfg.absolute:
-            V = offset
-        elif cfg.baseline_ref == "group" and cfg.mode == "sampled":
-            V = vmu + theory.group_baseline_offset(offset, cfg.batch)
-        else:
-            V = vmu + offset
-        rows.append(theory.limit_summary(mu[x], bandit.means[x], V, cfg.support_eps))
-    return {k: float(np.dot(bandit.context_probs, [r[k] for r in rows])) for k in nan}
-
-
 def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, state) -> None:
     import pandas as pd
 
@@ -430,7 +405,7 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
     rename = {"expected_reward": "final_expected_reward", "v_mu": "v_mu_final", "loss": "final_loss"}
     for i, m in enumerate(METRICS):
         summary[rename.get(m, m)] = final[:, i]
-    th = {o: theory_for(bandit, cfg, objective, o) for o in np.unique(offs)}
+    th = {o: theory.limit_for_run(bandit, asdict(cfg), objective, o) for o in np.unique(offs)}
     for k in ("theory_expected_reward", "theory_support_size", "theory_entropy"):
         summary[k] = [th[o][k] for o in offs]
     summary["improved"] = summary["final_expected_reward"] > v_mu0

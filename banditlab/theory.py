@@ -136,3 +136,31 @@ def baseline_for_share(p: float, share: float) -> float:
     """Inverse of `effective_positive_share` in c: the baseline that gives effective positive share p̃."""
     # p̃ (1 + c(1 − 2p)) = p (1 − c)  ⇒  c = (p − p̃) / (p̃ (1 − 2p) + p)
     return float((p - share) / (share * (1 - 2 * p) + p))
+
+
+def limit_for_run(bandit, run: dict, objective, offset: float) -> dict:
+    """Theorem 4.2's limit for one baseline value of a sweep (`run`: the sweep's settings, as in its config.json),
+    per context and averaged with p(x); NaN where the theorem does not apply (not REINFORCE/AsymRE, a std-normalised
+    or RED-Drop advantage, or a behaviour that moves). A sampled group-mean baseline r̄_G + δV has the limit of the
+    fixed baseline V^μ + δV·G/(G − 1) (`group_baseline_offset`)."""
+    from .objectives import reinforce
+    from .simulate import Behavior
+
+    nan = {"theory_expected_reward": np.nan, "theory_support_size": np.nan, "theory_entropy": np.nan}
+    p = objective.params
+    beh = Behavior.parse(run["behavior"])
+    if objective.fn is not reinforce or p["std_norm"] or p["red_drop"] or not beh.is_fixed:
+        return nan
+    ref = np.full_like(bandit.mu, 1.0 / bandit.arms) if beh.mix_ref == "uniform" else bandit.mu
+    mu = (1 - beh.mix) * bandit.mu + beh.mix * ref
+    rows = []
+    for x in range(bandit.contexts):
+        vmu = v_mu(mu[x], bandit.means[x])
+        if run["absolute"]:
+            V = offset
+        elif run["baseline_ref"] == "group" and run["mode"] == "sampled":
+            V = vmu + group_baseline_offset(offset, run["batch"])
+        else:
+            V = vmu + offset
+        rows.append(limit_summary(mu[x], bandit.means[x], V, run["support_eps"]))
+    return {k: float(np.dot(bandit.context_probs, [r[k] for r in rows])) for k in nan}
