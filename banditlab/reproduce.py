@@ -584,7 +584,7 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
         if parent.exists() and not parent.is_dir():
             raise UsageError(f"--figures: {parent} is a file, not a folder")
     plt = style(seaborn=True)
-    made = []
+    made, ran = [], set()
     for name in ids:
         exp = EXPERIMENTS[name]
         cfg = load_config(exp.config, configs)
@@ -612,7 +612,8 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
                 if bar:
                     bar.stop()
             done.write_text("complete\n")
-        else:
+            ran.add(exp.config)
+        elif exp.config not in ran:
             echo(f"{name}: data exist in {data}: redrawing only (--force reruns)")
         try:
             fig = exp.plot(cfg, data, figures / name, plt)

@@ -29,6 +29,21 @@ LLM_OPTIONS = ["--steps", "--group-size", "--prompts-per-step", "--lr", "--tempe
                "--checkpoint-every", "--difficulty", "--max-new-tokens", "--lora-r", "--micro-batch"]
 
 
+def _run(args):
+    """(exit code, stderr) of an in-process CLI call."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main(args)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, err.getvalue()
+
+
 def _rejected(option, value):
     """Would any sane reading of `option value` be valid? (A few values are legal for a few options.)"""
     legal = {("--lr", "2e100"), ("--sigma", "2e100"), ("--log-every", "-1"), ("--threads", "-1")}
@@ -42,14 +57,10 @@ def test_sweep_rejects_bad_numbers_with_one_line_and_writes_nothing(option, valu
     args = ["sweep", option, value, "--noise", noise, "--steps", "5", "--out", str(out), "--no-progress"]
     if option == "--steps":
         args = ["sweep", "--noise", noise, option, value, "--out", str(out), "--no-progress"]
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
+    code, err = _run(args)
     if not _rejected(option, value):
         return
-    assert code == 2, (option, value, code)
+    assert code == 2 and len(err.strip().splitlines()) == 1, (option, value, code, err)
     assert not out.exists(), (option, value)
 
 
@@ -58,14 +69,10 @@ def test_sweep_rejects_bad_numbers_with_one_line_and_writes_nothing(option, valu
 def test_llm_train_rejects_bad_numbers_with_one_line_and_writes_nothing(option, value, tmp_path_factory):
     out = tmp_path_factory.mktemp("fuzz") / "run"
     legal = {("--lr", "2e100"), ("--micro-batch", "2e100")}
-    try:
-        main(["llm", "train", option, value, "--out", str(out), "--no-progress"])
-        code = 0
-    except SystemExit as e:
-        code = e.code
+    code, err = _run(["llm", "train", option, value, "--out", str(out), "--no-progress"])
     if (option, value) in legal:
         return
-    assert code == 2, (option, value, code)
+    assert code == 2 and len(err.strip().splitlines()) == 1, (option, value, code, err)
     assert not out.exists(), (option, value)
 
 
