@@ -122,13 +122,14 @@ class Bandit:
 
 
 def paper(arms: int = 100, contexts: int = 1, seed: int = PAPER_SEED, temperature: float = 10.0,
-          noise: str = "bernoulli") -> Bandit:
-    """The AsymRE bandit: r̄ ~ U[0,1] i.i.d. (one draw from `seed`), μ₀ = softmax(y / temperature)."""
+          noise: str = "bernoulli", low: float = 0.0, high: float = 1.0) -> Bandit:
+    """The AsymRE bandit: r̄ ~ U[0,1] i.i.d. (one draw from `seed`), μ₀ = softmax(y / temperature); with rewards
+    {low, high} the means are rescaled to low + (high − low) r̄."""
     rng = np.random.default_rng(seed)
-    means = rng.uniform(0.0, 1.0, size=(contexts, arms))
+    means = low + (high - low) * rng.uniform(0.0, 1.0, size=(contexts, arms))
     logits = np.broadcast_to(np.arange(arms) / temperature, (contexts, arms)).copy()
     name = "paper" if (arms, contexts) == (100, 1) else f"paper-{contexts}x{arms}"
-    return Bandit(means, logits, np.full(contexts, 1.0 / contexts), noise=noise, name=name,
+    return Bandit(means, logits, np.full(contexts, 1.0 / contexts), noise=noise, low=low, high=high, name=name,
                   meta={"seed": seed, "temperature": temperature})
 
 

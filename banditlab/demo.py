@@ -39,11 +39,11 @@ def starts(mu: np.ndarray, n: int = 6, seed: int = 0) -> np.ndarray:
 def paths(bandit: B.Bandit, Vs, steps: int, lr: float, n_starts: int = 6) -> np.ndarray:
     """π_t for each V and start, one vectorised run: [S, len(Vs), n_starts, K] (exact update, fixed μ)."""
     from .objectives import get_objective
-    from .reproduce import simulate
+    from .simulate import run_grid
 
     Vs = np.atleast_1d(Vs)
     init = np.tile(starts(bandit.mu[0], n_starts), (len(Vs), 1, 1))
-    _, traj = simulate(bandit, get_objective("asymre", baseline="absolute"), np.repeat(Vs, n_starts), steps=steps,
+    _, traj = run_grid(bandit, get_objective("asymre", baseline="absolute"), np.repeat(Vs, n_starts), steps=steps,
                        lr=lr, record_every=max(1, steps // 400), init_logits=init)
     return traj[:, :, 0].reshape(len(traj), len(Vs), n_starts, -1)
 

@@ -385,3 +385,33 @@ def tidy_frame(state: SimState, columns: dict):
 def final_policy(state: SimState) -> np.ndarray:
     """π_T = softmax(logits) as numpy, [R, C, K]."""
     return torch.softmax(state.logits, -1).cpu().numpy()
+
+
+def run_grid(bandit, objective, offsets, *, seeds=1, mode="exact", steps=1000, lr=1.0, batch=64,
+             behavior="fixed", log_every=None, seed=0, record_every=0, init_logits=None, progress=None):
+    """Run len(offsets) × seeds runs of one objective (one Simulator) and return (tidy frame, trajectory of π or
+    None): the entry point of the reproduce experiments.
+    The trajectory, if `record_every`, is an array [S, R, C, K] of π_t every `record_every` steps (with t = 0).
+    """
+    offsets = np.asarray(offsets, float)
+    grid_off, grid_seed = np.repeat(offsets, seeds), np.tile(np.arange(seeds), len(offsets))
+    cfg = SimConfig(mode=mode, steps=steps, batch=batch, lr=lr, behavior=behavior,
+                    log_every=log_every or max(1, steps // 200))
+    params = {"offset": grid_off} if "offset" in objective.params else {}  # sft has no baseline
+    sim = Simulator(bandit, objective, params, cfg, seed=seed, runs=len(grid_off))
+    state = sim.initial_state(init_logits)
+    traj = []
+
+    def on_step(st):
+        if record_every and st.step % record_every == 0:
+            traj.append(torch.softmax(st.logits, -1).numpy().copy())
+        if progress is not None:
+            progress()
+        return False
+
+    if record_every:
+        traj.append(torch.softmax(state.logits, -1).numpy().copy())
+    state = sim.run(state, on_step=on_step)
+    df = tidy_frame(state, {"offset": grid_off, "seed": grid_seed})
+    df["diverged"] = np.tile(state.diverged.numpy(), len(df) // sim.runs)
+    return df, (np.stack(traj) if record_every else None)

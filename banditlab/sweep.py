@@ -125,9 +125,8 @@ def make_bandit(cfg: SweepConfig) -> B.Bandit:
             raise UsageError(f"--arms: a bandit needs 2 to 1e6 arms, got {cfg.arms}")
         if not 1 <= cfg.contexts <= 10**5 or cfg.arms * cfg.contexts > 10**7:
             raise UsageError(f"--contexts: must be 1 to 1e5 with arms × contexts ≤ 1e7, got {cfg.contexts}")
-        b = B.paper(cfg.arms, cfg.contexts, cfg.bandit_seed, noise=cfg.noise)
-        b.low, b.high, b.sigma = cfg.low, cfg.high, cfg.sigma
-        b.means = b.low + (b.high - b.low) * b.means
+        b = B.paper(cfg.arms, cfg.contexts, cfg.bandit_seed, noise=cfg.noise, low=cfg.low, high=cfg.high)
+        b.sigma = cfg.sigma
         b.validate()
         return b
     except B.BanditError as err:

@@ -197,7 +197,7 @@ class Trainer:
         if path.exists():
             return torch.load(path, weights_only=False)
         c = self.cfg
-        parts, rewards, correct = [], [], []
+        parts, correct = [], []
         for s in range(0, len(self.prompts), c.prompts_per_step):
             idx = list(range(s, min(s + c.prompts_per_step, len(self.prompts))))
             r = self.backend.generate([self.prompts[i] for i in idx], c.group_size, c.max_new_tokens, c.temperature,

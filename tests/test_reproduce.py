@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from banditlab import bandits
 from banditlab import reproduce as R
 from banditlab.cli import main
 
@@ -63,7 +64,7 @@ def test_plot_only_redraws_from_files_without_rerunning(figures, tiny_configs):
 def test_exact_limit_points_sit_on_the_theory_curve(figures):
     final = pd.read_csv(figures / "data" / "asymre-limit" / "final.csv")
     ex = final[(final["mode"] == "exact") & (final.V <= 0.3)]
-    b = R.paper_bandit()
+    b = bandits.paper()
     from banditlab import theory
 
     th = [theory.expected_reward(theory.limit_policy(b.mu[0], b.means[0], v), b.means[0]) for v in ex.V]

@@ -1,0 +1,61 @@
+"""TOPR §4: the dataset's effective positive share set by the baseline c.
+
+Run + plot of `banditlab reproduce topr-composition`, with its config beside it (topr-composition.toml); discovered by
+banditlab.reproduce. `run` writes tidy files to figures/data/topr-composition/; the plots read only those files.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from banditlab import bandits as B
+from banditlab import theory
+from banditlab.reproduce import method
+from banditlab.simulate import run_grid
+
+
+def run_topr_composition(cfg, data: Path, tick):
+    import pandas as pd
+
+    from banditlab.sweep import parse_range
+
+    shares = parse_range(cfg["shares"], "shares")
+    frames = []
+    for p in cfg["p"]:
+        b = B.paper(noise="bernoulli")
+        q = b.means * (p / b.v_mu_total)  # success probabilities with E_μ[q] = p
+        b.low, b.means = -1.0, 2 * q - 1
+        b.validate()
+        cs = np.array([theory.baseline_for_share(p, s) for s in shares])
+        df, _ = run_grid(b, method(["topr", "baseline=absolute"]), cs, steps=cfg["steps"], lr=cfg["lr"],
+                         progress=tick)
+        last = df[df.step == df.step.max()].copy()
+        last["p"], last["share"], last["c"] = p, np.repeat(shares, 1), last["offset"]
+        last["success_rate"] = (last.expected_reward + 1) / 2
+        last["best_success"] = (b.means.max() + 1) / 2
+        frames.append(last.drop(columns=["offset"]))
+    pd.concat(frames).to_csv(data / "final.csv", index=False)
+
+
+def plot_topr_composition(cfg, data: Path, out: Path, plt):
+    import pandas as pd
+
+    df = pd.read_csv(data / "final.csv")
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for i, (p, g) in enumerate(df.groupby("p")):
+        ax.plot(g.share, g.success_rate, "o-", color=f"C{i}", lw=2, label=f"p = {p:.0%} positives in the data")
+        ax.axvline(p, color=f"C{i}", ls=":", lw=1.2)
+        ax.axhline(p, color=f"C{i}", ls="--", lw=1, alpha=0.6)
+        k = g.success_rate.idxmax()
+        ax.plot(g.share[k], g.success_rate[k], "*", color=f"C{i}", ms=16)
+    ax.axvspan(0.10, 0.20, color="0.85", zorder=0, label="paper's best p̃ (10–20 %)")
+    ax.set_xlabel(r"effective positive share $\tilde p = p(1-c)/(1+c(1-2p))$")
+    ax.set_ylabel(r"final success rate $P_{\pi_T}(R = +1)$")
+    ax.set_title("TOPR §4: dataset composition set by the baseline c\n(dotted: c = 0; dashed: behaviour's rate; "
+                 "star: best)", fontsize=11)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+CONFIG, SIMS, run = "topr-composition", 6000, run_topr_composition
+FIGURES = {"topr-composition": ("TOPR §4", plot_topr_composition)}
