@@ -103,13 +103,15 @@ def theory(
         typer.echo(f"  context {x + 1}: V^μ = {T.v_mu(m, r):.4f}; at V = V^μ π concentrates on arm "
                    f"{int(a.argmax()) + 1} (r = {r[a.argmax()]:.4f}); best arm {int(r.argmax()) + 1} "
                    f"(r = {r.max():.4f}) [arms and contexts numbered from 1, as in the figures]")
-    typer.echo(f"{'δV':>7} {'V':>7} {'J(π*)':>8} {'support':>8} {'entropy':>8}  improves on V^μ")
+    eps = cfg.support_eps  # the same support rule as `sweep`: π(a) ≥ eps
+    typer.echo(f"{'δV':>7} {'V':>7} {'J(π*)':>8} {'support':>8} {'entropy':>8}  improves on V^μ   "
+               f"(support: arms with π*(a) ≥ {eps:g}, as in sweep)")
     for v in values:
         rows = []
         for x in range(b.contexts):
             m, r = b.mu[x], b.means[x]
             V = v if cfg.absolute else T.v_mu(m, r) + v
-            rows.append(T.limit_summary(m, r, V))
+            rows.append(T.limit_summary(m, r, V, eps))
         J = float(np.dot(b.context_probs, [s["theory_expected_reward"] for s in rows]))
         sup = float(np.mean([s["theory_support_size"] for s in rows]))
         ent = float(np.dot(b.context_probs, [s["theory_entropy"] for s in rows]))
@@ -157,7 +159,7 @@ def reproduce(
     plot_only: bool = O(False, "--plot-only", help="only redraw from existing data"),
     figures: str = O("figures", help="output folder: ID.png/.pdf, data in data/"),
     configs: Optional[str] = O(None, help="folder of ID.toml configs (default: experiments/reproduce)"),
-    progress: bool = O(True, "--progress/--no-progress"),
+    progress: bool = O(True, "--progress/--no-progress", help="show a progress bar"),
 ):
     """Reproduce the papers' bandit figures from experiments/reproduce/*.toml into figures/."""
     from pathlib import Path

@@ -121,6 +121,8 @@ def evaluate(
 
     if n < 0 or max_new_tokens < 1 or batch_size < 0:
         raise UsageError("--n and --batch-size must be ≥ 0 and --max-new-tokens ≥ 1")
+    if n == 0 and dataset == "arithmetic":
+        raise UsageError("--n 0 means the whole split, and arithmetic problems are generated: give a count ≥ 1")
     try:
         problems = load_problems(dataset, "test", test_path, n or None, seed, difficulty)
     except DataError as err:

@@ -71,3 +71,18 @@ def test_the_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     line = next(l for l in ci.splitlines() if "pytest" in l and not l.startswith("#"))
     assert line.strip() in readme
+
+
+def test_every_cli_option_has_a_description():
+    import click
+
+    def walk(cmd, path):
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from walk(sub, f"{path} {name}")
+        else:
+            yield path, cmd
+
+    missing = [f"{path} {p.opts[0]}" for path, cmd in walk(typer.main.get_command(app), "banditlab")
+               for p in cmd.params if isinstance(p, click.Option) and not (p.help or "").strip()]
+    assert missing == []
