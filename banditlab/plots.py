@@ -129,7 +129,8 @@ def plot_sweep(run: str | Path) -> list[Path]:
     s = rec["sweep"]
     fig.suptitle(f"{rec['objective']['name']} on the {rec['bandit']['name']} bandit: "
                  f"{s['mode']} mode, behaviour {s['behavior']}, η = {s['lr']:g}, {s['steps']} steps", fontsize=13)
-    fig.tight_layout()
-    fig.savefig(run / "sweep.png", dpi=120)  # tight_layout has placed everything; a second tight pass costs 0.4 s
+    # fixed margins for this fixed layout: tight_layout would cost 0.5 s of the sweep's 6 s
+    fig.subplots_adjust(left=0.045, right=0.985, bottom=0.12, top=0.84, wspace=0.22)
+    fig.savefig(run / "sweep.png", dpi=120)
     plt.close(fig)
     return [run / "sweep.png"]

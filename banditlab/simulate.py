@@ -350,7 +350,9 @@ class Simulator:
         leaf = torch.log_softmax(logits, -1).detach().requires_grad_(True)
         loss = self.objective(self._batch(leaf, snapshot, g), **self.params)
         (G,) = torch.autograd.grad(loss.sum(), leaf)
-        return torch.addcmul(G, leaf.detach().exp(), G.sum(-1, keepdim=True), value=-1), loss
+        logp = leaf.detach()
+        pi = torch.from_numpy(np.exp(logp.numpy())) if self.device.type == "cpu" else logp.exp()  # see _fast_step
+        return torch.addcmul(G, pi, G.sum(-1, keepdim=True), value=-1), loss
 
     def _batch(self, logp: torch.Tensor, snapshot: torch.Tensor, g: torch.Generator) -> Batch:
         return self.exact_batch(logp, snapshot) if self.cfg.mode == "exact" else self.sampled_batch(logp, snapshot, g)
