@@ -67,6 +67,8 @@ def sweep(
     device: Optional[str] = O(None, help="cpu | cuda (untested: no GPU was lent) (default: cpu)"),
     threads: Optional[int] = O(None, help="torch CPU threads (0: one below 4M entries per step, else all) "
                                           "(default: 0)"),
+    shard: Optional[str] = O(None, help="I/N: run only the I-th of N blocks of the grid's runs, for a job array; "
+                                        "join the folders with `banditlab merge`"),
     out: Optional[str] = O(None, help="run folder; rerun with the same folder to resume"),
     config: Optional[str] = ConfigOpt,
     progress: bool = O(True, "--progress/--no-progress", help="show a progress bar"),
@@ -77,6 +79,19 @@ def sweep(
     cfg = _config(SweepConfig, config, **{k: v for k, v in locals().items() if k not in ("config", "progress")})
     folder = run_sweep(cfg, progress=progress and sys.stderr.isatty())
     typer.echo(format_table(folder))
+
+
+@app.command("merge")
+def merge_cmd(
+    shards: List[str] = typer.Argument(..., help="the finished shard folders (--shard 1/N ... N/N)"),
+    out: str = O(..., "--out", help="the merged run folder (new)"),
+):
+    """Join sharded sweep folders into one run folder, equal to the unsharded run's; print its table."""
+    from pathlib import Path
+
+    from .sweep import format_table, merge
+
+    typer.echo(format_table(merge([Path(s) for s in shards], Path(out))))
 
 
 @app.command()

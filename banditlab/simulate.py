@@ -120,7 +120,10 @@ class Simulator:
     """One objective on one bandit for R runs whose objective parameters may differ (`run_params`)."""
 
     def __init__(self, bandit: Bandit, objective: Objective, run_params: dict[str, np.ndarray], cfg: SimConfig,
-                 seed: int = 0, runs: int | None = None):
+                 seed: int = 0, runs: int | None = None, shard_rows: np.ndarray | None = None,
+                 total_runs: int | None = None):
+        """`shard_rows` / `total_runs`: this simulator holds only those rows of a grid of `total_runs` runs (a
+        shard); its random draws are the full grid's, sliced, so each run's numbers equal the unsharded run's."""
         self.bandit, self.objective, self.cfg, self.seed = bandit, objective, cfg, seed
         self.behavior = Behavior.parse(cfg.behavior)
         if cfg.mode not in ("exact", "sampled"):
@@ -147,6 +150,8 @@ class Simulator:
         O = vals.shape[-1]
         self.exact_group = torch.arange(C, device=self.device).repeat_interleave(K * O)
         self.sample_group = torch.arange(C, device=self.device).repeat_interleave(cfg.batch)
+        self.total_runs = total_runs or self.runs
+        self.shard_rows = None if shard_rows is None else torch.as_tensor(shard_rows, device=self.device)
         self._cached_mu: tuple | None = None
         self._z: torch.Tensor | None = None   # the fast step's exp buffer
         self._fast_loss: torch.Tensor | None = None
@@ -198,7 +203,7 @@ class Simulator:
         if "cdf" not in cache:
             cdf = mu.cumsum(-1)
             cache["cdf"] = (cdf / cdf[..., -1:]).contiguous()
-        rand = lambda *shape: torch.rand(shape, generator=g, device=self.device, dtype=self.dtype)
+        rand = lambda *shape: self._draw(torch.rand, shape, g)
         if C == 1:  # one group per step, no context draw
             ctx = torch.zeros(R, 1, dtype=torch.long, device=self.device)
             pick = lambda x: x
@@ -212,12 +217,19 @@ class Simulator:
             hit = rand(R, C, B) < (means - b.low) / (b.high - b.low)
             reward = b.low + (b.high - b.low) * hit.to(self.dtype)
         elif b.noise == "gaussian":
-            reward = means + b.sigma * torch.randn(means.shape, generator=g, device=self.device, dtype=self.dtype)
+            reward = means + b.sigma * self._draw(torch.randn, tuple(means.shape), g)
         else:
             reward = means
         v = vmu.gather(1, ctx)[..., None].expand(R, C, B)
         return Batch(pick(logp).gather(-1, arms).reshape(R, -1), pick(logmu).gather(-1, arms).reshape(R, -1),
                      reward.reshape(R, -1), group=self.sample_group, v_mu=v.reshape(R, -1), generator=g)
+
+    def _draw(self, fn, shape: tuple, g: torch.Generator) -> torch.Tensor:
+        """Random numbers of `shape` ([runs, ...]); in a shard, the whole grid's draw sliced to this shard's rows."""
+        if self.shard_rows is None:
+            return fn(shape, generator=g, device=self.device, dtype=self.dtype)
+        full = fn((self.total_runs, *shape[1:]), generator=g, device=self.device, dtype=self.dtype)
+        return full[self.shard_rows]
 
     # ------------------------------------------------------------------------------------------ metrics
     def metrics(self, logits: torch.Tensor, snapshot: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:

@@ -63,6 +63,7 @@ class SweepConfig:
     dtype: str = "float64"            # float64 | float32
     device: str = "cpu"               # cpu | cuda
     threads: int = 0                  # torch CPU threads (0: 1 below 4M array elements per step, else all)
+    shard: str = ""                   # "I/N": run only the I-th of N blocks of the grid (merge with `banditlab merge`)
     checkpoint_seconds: float = 10.0  # write state.pt at most this often while running
     out: str = ""                     # run folder (default runs/sweep-<algo>-<time>)
 
@@ -153,6 +154,8 @@ def validate(cfg: SweepConfig) -> None:
         raise UsageError(f"--seed: must be in [0, 2^63), got {cfg.seed}")
     if cfg.steps > 10**9:
         raise UsageError(f"--steps: at most 1e9, got {cfg.steps}")
+    if cfg.shard:
+        parse_shard(cfg.shard)
     if not (np.isfinite(cfg.lr) and cfg.lr > 0):
         raise UsageError(f"--lr: must be a positive finite number, got {cfg.lr}")
     if cfg.mode not in ("exact", "sampled"):
@@ -195,6 +198,27 @@ def install_stop_flag() -> tuple[dict, dict]:
         except ValueError:  # not the main thread
             pass
     return flag, old
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"I/N" → (I, N) with 1 ≤ I ≤ N."""
+    try:
+        i, n = (int(x) for x in text.split("/"))
+        if not 1 <= i <= n:
+            raise ValueError
+    except ValueError:
+        raise UsageError(f"--shard: expected I/N with 1 ≤ I ≤ N, got {text!r}") from None
+    return i, n
+
+
+def shard_rows(cfg: SweepConfig, total: int) -> np.ndarray:
+    """The grid rows (baseline-major, seeds within) of this shard: the I-th of N contiguous blocks."""
+    if not cfg.shard:
+        return np.arange(total)
+    i, n = parse_shard(cfg.shard)
+    if n > total:
+        raise UsageError(f"--shard: {n} shards for a grid of {total} runs")
+    return np.array_split(np.arange(total), n)[i - 1]
 
 
 def replicas_of(cfg: SweepConfig) -> int:
@@ -252,6 +276,12 @@ def build(cfg: SweepConfig):
     objective = objective.with_params(baseline=mode)
     replicas = replicas_of(cfg)
     grid = {"baseline_offset": np.repeat(values, replicas), "seed": np.tile(np.arange(replicas), len(values))}
+    total = len(grid["seed"])
+    rows = shard_rows(cfg, total)
+    if cfg.shard and cfg.mode == "sampled" and objective.params.get("red_drop"):
+        raise UsageError("--shard: RED-Drop draws its random drops inside the objective, per shard; run it unsharded")
+    grid = {k: v[rows] for k, v in grid.items()}
+    grid["run"] = rows
     check_size(cfg, bandit, len(grid["seed"]))
     if np.abs(values).max() > 1e6:
         raise UsageError(f"--baseline: values must lie within ±1e6, got {cfg.baseline!r}")
@@ -259,7 +289,8 @@ def build(cfg: SweepConfig):
     sim_cfg = SimConfig(mode=cfg.mode, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, behavior=cfg.behavior,
                         log_every=log_every, support_eps=cfg.support_eps, dtype=cfg.dtype, device=cfg.device)
     try:
-        sim = Simulator(bandit, objective, {"offset": grid["baseline_offset"]}, sim_cfg, seed=cfg.seed)
+        sim = Simulator(bandit, objective, {"offset": grid["baseline_offset"]}, sim_cfg, seed=cfg.seed,
+                        shard_rows=rows if cfg.shard else None, total_runs=total)
     except ValueError as err:
         raise UsageError(str(err)) from None
     return bandit, objective, grid, sim
@@ -383,12 +414,10 @@ def _jsonable(x):
 
 # ------------------------------------------------------------------------------------------ outputs
 def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, state) -> None:
+    """steps.parquet and summary.csv from the final state, then the table and the figure (`write_tables`)."""
     import pandas as pd
 
-    from .simulate import METRICS
-    from .stats import summarise
-
-    from .simulate import tidy_frame
+    from .simulate import METRICS, tidy_frame
 
     values = np.stack([v.numpy() for v in state.log_values])  # [S, R, M]
     v_mu0 = bandit.v_mu_total
@@ -396,7 +425,7 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
     base = offs if cfg.absolute else v_mu0 + offs
     tidy = tidy_frame(state, {"baseline_offset": offs - (v_mu0 if cfg.absolute else 0), "baseline": base,
                               "seed": grid["seed"]})
-    tidy.to_parquet(out / "steps.parquet", index=False)
+    tidy["run"] = grid["run"][tidy["run"].to_numpy()]  # the grid's run index (a shard holds a block of them)
 
     final = values[-1]
     summary = pd.DataFrame({"baseline_offset": offs - (v_mu0 if cfg.absolute else 0), "baseline": base,
@@ -409,11 +438,20 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
         summary[k] = [th[o][k] for o in offs]
     summary["improved"] = summary["final_expected_reward"] > v_mu0
     summary["diverged"] = state.diverged.cpu().numpy()
-    cols = ["baseline_offset", "baseline", "v_mu", "seed", "final_expected_reward", "theory_expected_reward",
-            "support_size", "theory_support_size", "entropy", "theory_entropy", "kl_mu_pi", "p_best", "min_logit",
-            "final_loss", "v_mu_final", "improved", "diverged"]
-    summary[cols].to_csv(out / "summary.csv", index=False)
+    write_tables(out, tidy, summary)
 
+
+SUMMARY_COLUMNS = ["baseline_offset", "baseline", "v_mu", "seed", "final_expected_reward", "theory_expected_reward",
+                   "support_size", "theory_support_size", "entropy", "theory_entropy", "kl_mu_pi", "p_best",
+                   "min_logit", "final_loss", "v_mu_final", "improved", "diverged"]
+
+
+def write_tables(out: Path, tidy, summary) -> None:
+    """The run folder's tidy files, its per-baseline table and its figure, from the per-run frames."""
+    from .stats import summarise
+
+    tidy.to_parquet(out / "steps.parquet", index=False)
+    summary[SUMMARY_COLUMNS].to_csv(out / "summary.csv", index=False)
     table = summarise(summary, ["baseline_offset"], "final_expected_reward")
     extra = summary.groupby("baseline_offset").agg(
         baseline=("baseline", "first"), theory=("theory_expected_reward", "first"),
@@ -424,6 +462,49 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
     from .plots import plot_sweep
 
     plot_sweep(out)
+
+
+def merge(shards: list[Path], out: Path) -> Path:
+    """Join finished shard folders (`--shard I/N`, every I once, the same command otherwise) into one run folder
+    whose files equal those of the unsharded run (its state.pt excepted: the merged folder is final)."""
+    import pandas as pd
+
+    from .runfolder import claim, kind_of
+
+    recs = []
+    for d in shards:
+        d = Path(d)
+        if kind_of(d) != "sweep" or not (d / "summary.csv").exists():
+            raise UsageError(f"SHARDS: {d} is not a finished sweep folder")
+        recs.append((d, json.loads((d / "config.json").read_text())))
+    parts = {}
+    for d, rec in recs:
+        shard = rec["sweep"].get("shard") or ""
+        if not shard:
+            raise UsageError(f"SHARDS: {d} is not a shard (it was run without --shard)")
+        parts[parse_shard(shard)] = (d, rec)
+    n = {key[1] for key in parts}
+    if len(n) != 1 or sorted(i for i, _ in parts) != list(range(1, n.pop() + 1)):
+        raise UsageError(f"SHARDS: need every shard 1..N exactly once, got {sorted(f'{i}/{k}' for i, k in parts)}")
+    strip = lambda rec: {k: v for k, v in rec["identity"].items() if k != "shard"}
+    first = parts[min(parts)][1]
+    if any(strip(rec) != strip(first) for _, rec in parts.values()):
+        raise UsageError("SHARDS: the shards come from different commands (their configs differ beyond --shard)")
+    lock = claim(Path(out), "sweep")
+    try:
+        if (Path(out) / "config.json").exists():
+            raise UsageError(f"--out: {out} already holds a run; choose a new folder for the merge")
+        ordered = [parts[key][0] for key in sorted(parts)]
+        tidy = pd.concat([pd.read_parquet(d / "steps.parquet") for d in ordered]).sort_values(
+            ["step", "run"], kind="stable").reset_index(drop=True)
+        summary = pd.concat([pd.read_csv(d / "summary.csv") for d in ordered]).reset_index(drop=True)
+        record = dict(first, sweep={**first["sweep"], "shard": ""}, identity={**first["identity"], "shard": ""},
+                      merged_from=[str(d) for d in ordered])
+        _atomic_write(Path(out) / "config.json", json.dumps(record, indent=2))
+        write_tables(Path(out), tidy, summary)
+    finally:
+        lock.close()
+    return Path(out)
 
 
 def format_table(out: Path) -> str:
