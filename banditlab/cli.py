@@ -224,14 +224,19 @@ def algos(references: bool = O(False, "--references",
         typer.echo(" " * 12 + ", ".join(f"{k}={v}" for k, v in o.params.items()))
 
 
-def _mount_llm() -> None:
-    """`banditlab llm ...` lives in llm/cli.py; its heavy imports happen inside its commands."""
-    from llm.cli import app as llm_app
+def _mount_plugins() -> None:
+    """Command groups registered by other packages under the entry-point group `banditlab.commands` (this
+    project's pyproject registers `llm = "llm.cli:app"`): banditlab itself never imports llm."""
+    from importlib.metadata import entry_points
 
-    app.add_typer(llm_app, name="llm")
+    for ep in entry_points(group="banditlab.commands"):
+        try:
+            app.add_typer(ep.load(), name=ep.name)
+        except ImportError:  # a plugin whose package is gone: its commands are simply absent
+            pass
 
 
-_mount_llm()
+_mount_plugins()
 
 
 def _click_errors() -> tuple:
