@@ -314,7 +314,8 @@ class Simulator:
                 self._z = torch.empty_like(l)
             buf = self._z.numpy()
             np.maximum(l.numpy(), -700.0, out=buf)  # exp below −745 underflows on a slow path (4–8× slower);
-            np.exp(buf, out=buf)                     # e^−700 = 1e−304 moves no logit (below one ulp)
+            with np.errstate(over="ignore"):         # e^−700 = 1e−304 moves no logit (below one ulp); an
+                np.exp(buf, out=buf)                 # overflow shows as Σ z = inf and takes the general step
             z = self._z
         else:
             z = torch.exp(l.clamp_min(-700.0))
