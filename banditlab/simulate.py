@@ -2,7 +2,11 @@
 
 All runs (seeds × baselines × any swept objective parameter) live in one tensor of logits [R, C, K]
 (runs × contexts × arms) and take one step together: a step is one call of a registry objective
-(`banditlab.objectives`) on a `Batch`, one backward pass, and plain SGD on the logits, l ← l − η ∇ℓ.
+(`banditlab.objectives`) on a `Batch` of log π, whose gradient G = ∂ℓ/∂log π goes through the softmax chain rule
+by hand, ∂ℓ/∂l = G − π Σ G, and plain SGD on the logits, l ← l − η ∂ℓ/∂l (`logit_grad`). Objectives linear in
+log π reuse G while the behaviour is unchanged (`_fast_step`); `SimConfig.grad = "autograd"` differentiates the
+whole step instead, the reference the tests compare with to 1e-12. A grid can be one shard of a larger grid
+(`shard_rows`): its random draws are the whole grid's, sliced.
 
 Two update modes:
     exact    the expected (infinite-batch) update: every (context, arm, reward outcome) is one sample with
