@@ -15,8 +15,9 @@ Behaviour policy (as in the REC paper's sync_interval / sync_offset):
     sync_offset K     the copied π is the one from K steps earlier (each batch is K steps stale)
     offline           one dataset of G samples per train prompt from π₀, then `epochs` passes over it (TOPR)
 
-Deliberately left out: KL penalties to a reference model (none of the three papers uses one), multi-GPU, and
-packing. Micro-batches split the batch by whole prompt groups (group baselines stay exact); each is aggregated
+Data parallel when launched with several processes (torchrun / accelerate launch): see llm/distributed.py.
+Deliberately left out: KL penalties to a reference model (none of the three papers uses one), gradient
+checkpointing, and packing. Micro-batches split the batch by whole prompt groups (group baselines stay exact); each is aggregated
 with the whole batch's denominators (`objectives.batch_totals`), so the accumulated gradient equals the
 full-batch gradient for every aggregation.
 """
@@ -76,7 +77,7 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = False, echo=print):
         validate(cfg)
         check_installed(cfg)
-        self.cfg, self.echo, self.progress = cfg, echo, progress
+        self.cfg, self.progress = cfg, progress
         self.objective = build_objective(cfg)
         from .data import DataError, load_problems
         from .grading import Grader
@@ -88,6 +89,17 @@ class Trainer:
             self.device, dtype = resolve_device(cfg.device, cfg.dtype)
         except ModelError as err:
             raise UsageError(str(err)) from None
+        from .distributed import Dist
+
+        self.dist = Dist(cpu=self.device == "cpu")
+        if self.dist.world > 1 and self.device.startswith("cuda"):
+            self.device = f"cuda:{self.dist.local_rank}"
+        if cfg.prompts_per_step < self.dist.world:
+            raise UsageError(f"--prompts-per-step: {cfg.prompts_per_step} prompts cannot be shared by "
+                             f"{self.dist.world} processes")
+        if not self.dist.main:
+            echo, self.progress = (lambda *_: None), False  # one process speaks
+        self.echo = echo
         echo(f"loading {cfg.model} on {self.device}" + (" (a GGUF is dequantised once, about 40 s)"
                                                          if cfg.model == "smollm2" or cfg.model.endswith(".gguf")
                                                          else ""))
@@ -175,7 +187,7 @@ class Trainer:
             r, rewards, correct = self.offline_data
             rows = [i * c.group_size + g for i in idx for g in range(c.group_size)]
             return r.select(rows), rewards[rows], [correct[i] for i in rows], self._groups(len(idx))
-        seed = c.seed * 1_000_003 + self.step
+        seed = c.seed * 1_000_003 + self.step + 104_729 * self.dist.rank
         r = self.backend.generate([self.prompts[i] for i in idx], c.group_size, c.max_new_tokens, c.temperature,
                                   c.top_p, seed=seed, state=self.behaviour)
         golds = [self.train_set[i].answer for i in idx for _ in range(c.group_size)]
@@ -235,12 +247,13 @@ class Trainer:
         t0 = time.perf_counter()
         self.synced = False
         self.refresh_behaviour()
-        idx = self.batch_indices(self.step)
+        idx = self.dist.block(self.batch_indices(self.step))  # this process's prompts (all of them in one process)
         r, rewards, correct, groups = self.rollouts(idx)
         t_gen = time.perf_counter() - t0
         rewards, groups = rewards.to(dev), groups.to(dev)
         keep = ~torch.isnan(rewards)  # unparsable golds: reported, never scored
-        n_keep = int(keep.sum())
+        n_local = int(keep.sum())
+        n_keep = int(self.dist.sum(keep.sum()))
         T = r.completion_ids.shape[1]
         ids, att, cmask = r.input_ids.to(dev), r.attention_mask.to(dev), r.completion_mask.to(dev)
         # log μ with the same function as log π: the snapshot (offline: π₀) swapped into the adapter. On-policy
@@ -259,8 +272,12 @@ class Trainer:
         n_prompts = len(idx)
         chunk = c.micro_batch or n_prompts
         # the whole batch's denominators, so that the micro-batch losses add up to the full-batch loss exactly
-        totals = batch_totals(Batch(torch.zeros(n_keep, T, device=dev), torch.zeros(n_keep, T, device=dev),
-                                    rewards[keep], mask=cmask[keep]), self.objective) if n_keep else None
+        totals = batch_totals(Batch(torch.zeros(n_local, T, device=dev), torch.zeros(n_local, T, device=dev),
+                                    rewards[keep], mask=cmask[keep]), self.objective) if n_local else None
+        if self.dist.world > 1:  # summed over processes: the denominators of the whole batch
+            local = torch.stack([totals["tokens"], totals["seqs"]]) if totals else torch.zeros(2, device=dev)
+            both = self.dist.sum(local.float())
+            totals = {"tokens": both[0].clamp_min(1e-12), "seqs": both[1].clamp_min(1e-12)} if n_keep else None
         logs = {"loss": 0.0}
         parts = []
         t1 = time.perf_counter()
@@ -278,13 +295,19 @@ class Trainer:
             loss.backward()
             logs["loss"] += float(loss.detach())
             parts.append((rows, logp.detach(), old, ent))
+        if self.dist.world > 1:  # each process's loss holds its share of the batch: sum the gradients
+            flat = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1) for q in self.params])
+            flat = self.dist.sum(flat)
+            for q in self.params:
+                q.grad, flat = flat[: q.numel()].view_as(q).clone(), flat[q.numel():]
+            logs["loss"] = float(self.dist.sum(torch.tensor([logs["loss"]], device=dev))[0])
         gnorm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip if c.grad_clip > 0 else float("inf"))
         self.opt.step()
         self.step += 1
         if dev.startswith("cuda"):
             torch.cuda.synchronize()
         t_train = time.perf_counter() - t1
-        # ---- metrics (on the kept samples, same functions as the loss)
+        # ---- metrics (on the kept samples, same functions as the loss), from per-row statistics of every process
         cat = lambda i, empty: torch.cat([p[i] for p in parts]) if parts else empty
         rows = cat(0, torch.zeros(0, dtype=torch.long, device=dev))
         logp, old = cat(1, torch.zeros(0, T, device=dev)), cat(2, torch.zeros(0, T, device=dev))
@@ -293,32 +316,36 @@ class Trainer:
         full = Batch(logp, old, rewards[rows], group=groups[rows] - groups[rows].min() if parts else None,
                      mask=cmask[rows])
         p = self.objective.params
-        empty = torch.zeros(0, device=dev)  # a step whose golds were all unparsable: nothing scored
-        adv = (advantage(full, **advantage_args(p)) if "baseline" in p else rewards[rows]) if parts else empty
-        rho = ratio(full, p.get("ratio_level", "token")) if parts else torch.zeros(0, T, device=dev)
-        sel = m.bool()
-        ntok = float(m.sum()) or 1.0
+        if parts:
+            adv = advantage(full, **advantage_args(p)) if "baseline" in p else rewards[rows]
+            rho = ratio(full, p.get("ratio_level", "token"))
+            ntok_row = m.sum(-1)
+            inf = torch.full_like(rho, float("inf"))
+            per_row = torch.stack([rewards[rows], adv.float(), ntok_row, torch.where(m.bool(), rho, inf).amin(-1),
+                                   torch.where(m.bool(), rho, -inf).amax(-1), (rho * m).sum(-1), (ent * m).sum(-1),
+                                   ((old - logp) * m).sum(-1)], -1).tolist()
+            clip_sum = float(clip_fraction(full, self.objective)) * float(ntok_row.sum())
+        else:
+            per_row, clip_sum = [], 0.0
+        acc = [float(bool(x)) for x in correct if x is not None]
+        table = np.array(self.dist.gather_rows(per_row), dtype=float).reshape(-1, 8)
+        acc = self.dist.gather_rows(acc)
+        skipped, gen_tokens, train_tokens, clip_sum = self.dist.sum(torch.tensor(
+            [float((~keep).sum()), float(r.completion_mask.sum()), float(cmask[keep].sum()), clip_sum])).tolist()
+        reward, adv, ntok, rmin, rmax, rsum, esum, ksum = table.T
+        tok = ntok.sum() or 1.0
+        stat = lambda f, x: float(f(x)) if len(x) else float("nan")
         elapsed = time.perf_counter() - t0
-        gen_tokens = float(r.completion_mask.sum())
-        train_tokens = float(cmask[keep].sum()) if n_keep else 0.0
-        finite = lambda x: float(x) if x.numel() else float("nan")
         logs.update({
-            "step": self.step, "time": time.time(), "lr": self.lr_at(self.step - 1),
+            "step": self.step, "time": time.time(), "world_size": self.dist.world, "lr": self.lr_at(self.step - 1),
             "behaviour_version": self.behaviour_version,
-            "reward_mean": float(rewards[keep].mean()) if n_keep else float("nan"),
-            "accuracy": float(np.mean([bool(x) for x in correct if x is not None])) if n_keep else float("nan"),
-            "skipped": int((~keep).sum()),
-            "adv_mean": finite(adv.mean()) if adv.numel() else float("nan"),
-            "adv_std": float(adv.std()) if adv.numel() > 1 else 0.0,
-            "adv_min": finite(adv.min()) if adv.numel() else float("nan"),
-            "adv_max": finite(adv.max()) if adv.numel() else float("nan"),
-            "ratio_min": finite(rho[sel].min()) if sel.any() else float("nan"),
-            "ratio_mean": finite(rho[sel].mean()) if sel.any() else float("nan"),
-            "ratio_max": finite(rho[sel].max()) if sel.any() else float("nan"),
-            "clip_frac": float(clip_fraction(full, self.objective)) if parts else 0.0,
-            "entropy": float((ent * m).sum() / ntok),
-            "kl_behaviour": float(((old - logp) * m).sum() / ntok),
-            "response_len": float(m.sum(-1).mean()) if len(rows) else 0.0, "grad_norm": float(gnorm),
+            "reward_mean": stat(np.mean, reward), "accuracy": stat(np.mean, acc), "skipped": int(skipped),
+            "adv_mean": stat(np.mean, adv), "adv_std": float(np.std(adv, ddof=1)) if len(adv) > 1 else 0.0,
+            "adv_min": stat(np.min, adv), "adv_max": stat(np.max, adv),
+            "ratio_min": stat(np.min, rmin), "ratio_mean": float(rsum.sum() / tok) if len(rsum) else float("nan"),
+            "ratio_max": stat(np.max, rmax),
+            "clip_frac": clip_sum / tok, "entropy": float(esum.sum() / tok), "kl_behaviour": float(ksum.sum() / tok),
+            "response_len": stat(np.mean, ntok), "grad_norm": float(gnorm),
             "gen_seconds": t_gen, "train_seconds": t_train, "step_seconds": elapsed,
             "gen_tokens_per_s": gen_tokens / max(t_gen, 1e-9),
             "train_tokens_per_s": train_tokens / max(t_train, 1e-9),
@@ -333,8 +360,8 @@ class Trainer:
     def evaluate(self, train: bool = False) -> float:
         """Greedy pass@1 of the current policy on the test problems (or the first eval_train_n train problems)."""
         c = self.cfg
-        problems = self.train_set[: c.eval_train_n] if train else self.test_set
-        prompts = self.prompts[: c.eval_train_n] if train else self.test_prompts
+        problems = self.dist.block(self.train_set[: c.eval_train_n] if train else self.test_set)
+        prompts = self.dist.block(self.prompts[: c.eval_train_n] if train else self.test_prompts)
         budget = c.eval_max_new_tokens or c.max_new_tokens
         if c.backend == "vllm":  # evaluate the live policy: pushed to the engine's evaluation slot and checked
             from .models import lora_state
@@ -344,7 +371,7 @@ class Trainer:
         else:
             r = self.backend.generate(prompts, 1, budget, greedy=True, state=None)
         ok = self.grader.correct(r.texts, [p.answer for p in problems])
-        scored = [x for x in ok if x is not None]
+        scored = self.dist.gather_rows([float(x) for x in ok if x is not None])  # every process's share
         return float(np.mean(scored)) if scored else float("nan")
 
     def eval_logs(self) -> dict:
@@ -355,8 +382,12 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- checkpoints
     def save(self) -> None:
+        """checkpoint.pt and the adapter, written by the main process (every process holds the same weights)."""
         from .models import lora_state
 
+        if not self.dist.main:
+            self.dist.barrier()
+            return
         state = {"step": self.step, "policy": lora_state(self.model), "behaviour": self.behaviour,
                  "behaviour_version": self.behaviour_version, "history": self.history,
                  "optimizer": self.opt.state_dict(), "rng": _rng_state()}
@@ -364,6 +395,7 @@ class Trainer:
         torch.save(state, tmp)
         os.replace(tmp, self.out / "checkpoint.pt")
         self.model.save_pretrained(self.out / "adapter")
+        self.dist.barrier()
 
     def load(self) -> None:
         from .models import lora_params
@@ -405,7 +437,10 @@ class Trainer:
         c = self.cfg
         from banditlab.runfolder import claim
 
-        self._lock = claim(self.out, "llm-train")  # held until the process ends
+        main = self.dist.main  # only the main process writes the run folder
+        if main:
+            self._lock = claim(self.out, "llm-train")  # held until the run ends
+        self.dist.barrier()
         cfg_file, metrics_file = self.out / "config.json", self.out / "metrics.jsonl"
         if cfg_file.exists() and (self.out / "checkpoint.pt").exists():
             old = json.loads(cfg_file.read_text())
@@ -415,21 +450,25 @@ class Trainer:
             if not resume:
                 raise UsageError(f"--out: {self.out} already holds a run; pass --resume to continue it")
             self.load()
-            lines = metrics_file.read_text().splitlines() if metrics_file.exists() else []
-            metrics_file.write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] <= self.step))
+            if main:
+                lines = metrics_file.read_text().splitlines() if metrics_file.exists() else []
+                metrics_file.write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] <= self.step))
         else:
-            cfg_file.write_text(json.dumps({"kind": "llm-train", "config": asdict(c), "identity": c.identity(),
-                                            "objective": {"name": self.objective.name,
-                                                          "params": self.objective.params}}, indent=2, default=str))
-            metrics_file.write_text("")
+            if main:
+                cfg_file.write_text(json.dumps({"kind": "llm-train", "config": asdict(c), "identity": c.identity(),
+                                                "world_size": self.dist.world,
+                                                "objective": {"name": self.objective.name,
+                                                              "params": self.objective.params}},
+                                               indent=2, default=str))
+                metrics_file.write_text("")
             if c.eval_n:
                 self.echo(f"evaluating step 0: greedy pass@1 on {len(self.test_set)} test problems")
             logs = self.eval_logs()
-            self._write(metrics_file, {"step": 0, **logs})
+            self._write(metrics_file, {"step": 0, "world_size": self.dist.world, **logs})
             if c.eval_n:
                 self.echo(f"step 0: test pass@1 {logs['test_accuracy']:.3f} on {len(self.test_set)} problems")
         writer = None
-        if c.tensorboard:
+        if c.tensorboard and main:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
@@ -466,6 +505,8 @@ class Trainer:
                             writer.add_scalar(k, v, self.step)
                 if bar:
                     bar.update(task, completed=self.step, description=f"reward {logs['reward_mean']:+.2f}")
+                if self.dist.world > 1:  # every process stops at the same step, or the collectives would hang
+                    flag["stop"] = bool(self.dist.sum(torch.tensor([float(flag["stop"])], device=self.device))[0])
                 if self.step % c.checkpoint_every == 0 or last or flag["stop"]:
                     self.save()
                 if flag["stop"] and not last:
@@ -492,10 +533,10 @@ class Trainer:
                           if self.device.startswith("cuda") else ""))
         return self.out
 
-    @staticmethod
-    def _write(path: Path, logs: dict) -> None:
-        with path.open("a") as f:
-            f.write(json.dumps(logs) + "\n")
+    def _write(self, path: Path, logs: dict) -> None:
+        if self.dist.main:
+            with path.open("a") as f:
+                f.write(json.dumps(logs) + "\n")
 
 
 def _rng_state() -> dict:

@@ -1,0 +1,63 @@
+"""Data parallelism for the LLM trainer, through accelerate (no process-group code of our own).
+
+    torchrun --nproc_per_node 2 -m banditlab llm train ...          # or: accelerate launch -m banditlab llm train
+    (`banditlab` also works as the module: python -m banditlab)
+
+Each process takes a contiguous block of the step's prompts (whole groups, so group baselines stay exact), generates
+and grades its own completions, and computes its loss with the whole batch's denominators (`batch_totals`, summed
+across processes); the LoRA gradients are then summed, so every process takes the same optimizer step as one process
+holding the whole batch. Metrics are computed from per-row statistics gathered from every process. One process (the
+main one) writes config.json, metrics.jsonl and checkpoints; a checkpoint resumes on any number of processes.
+Without WORLD_SIZE > 1 in the environment nothing here imports accelerate.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+
+class Dist:
+    """rank / world of this process, and the collectives the trainer needs (sum, gather, barrier)."""
+
+    def __init__(self, cpu: bool = True):
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = self.local_rank = 0
+        self.state = None
+        if self.world > 1:
+            from accelerate import PartialState
+
+            self.state = PartialState(cpu=cpu)
+            self.rank, self.local_rank = self.state.process_index, self.state.local_process_index
+            self.world = self.state.num_processes
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def block(self, items: list) -> list:
+        """This process's contiguous share of `items` (the whole list in one process)."""
+        if self.world == 1:
+            return list(items)
+        return [items[i] for i in np.array_split(np.arange(len(items)), self.world)[self.rank]]
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return t
+        from accelerate.utils import reduce
+
+        return reduce(t, reduction="sum")
+
+    def gather_rows(self, rows: list) -> list:
+        """Concatenate every process's list, in rank order."""
+        if self.world == 1:
+            return rows
+        from accelerate.utils import gather_object
+
+        return gather_object(rows)
+
+    def barrier(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
