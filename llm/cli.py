@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import List, Optional
 
@@ -75,7 +76,8 @@ def train(
     opts = {k: v for k, v in locals().items() if k not in ("config", "resume", "progress")}
     cfg = config_from(opts, config)
     out = Trainer(cfg, progress=progress and sys.stderr.isatty(), echo=typer.echo).run(resume=resume)
-    typer.echo(f"metrics: {out}/metrics.jsonl, adapter: {out}/adapter")
+    if os.environ.get("RANK", "0") == "0":  # one line from a multi-process run
+        typer.echo(f"metrics: {out}/metrics.jsonl, adapter: {out}/adapter")
 
 
 def _load(model: str, adapter: Optional[str], device: str, dtype: str):
