@@ -32,6 +32,9 @@ class Dist:
             self.state = PartialState(cpu=cpu)
             self.rank, self.local_rank = self.state.process_index, self.state.local_process_index
             self.world = self.state.num_processes
+            import atexit
+
+            atexit.register(_shutdown)  # a gloo group left alive at exit can abort the process (exit code -6)
 
     @property
     def main(self) -> bool:
@@ -61,3 +64,14 @@ class Dist:
     def barrier(self) -> None:
         if self.state is not None:
             self.state.wait_for_everyone()
+
+
+def _shutdown() -> None:
+    """Wait for every process, then tear the process group down before the interpreter does."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
