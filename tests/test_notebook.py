@@ -10,8 +10,12 @@ NB = Path(__file__).resolve().parents[1] / "experiments" / "classroom.ipynb"
 
 def test_classroom_notebook_executes():
     nb = nbformat.read(NB, as_version=4)
-    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NB.parent)}}).execute()
-    text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    # iopub_timeout: on a loaded machine a cell's printed output can arrive seconds after its execute reply;
+    # nbclient's default (4 s) would drop it silently
+    NotebookClient(nb, timeout=120, iopub_timeout=60, raise_on_iopub_timeout=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(NB.parent)}}).execute()
+    # "".join: a print can reach the notebook as several stream chunks (ipykernel flushes on a timer)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert "V^mu = 0.58" in text
     assert "one arm left at V = V^mu: [0. 1. 0.]" in text
     # section 1: autograd and the closed-form drift print the same vector
