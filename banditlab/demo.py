@@ -36,15 +36,16 @@ def starts(mu: np.ndarray, n: int = 6, seed: int = 0) -> np.ndarray:
     return np.log(np.clip(p, 1e-4, None))[:, None, :]
 
 
-def paths(bandit: B.Bandit, Vs, steps: int, lr: float, n_starts: int = 6) -> np.ndarray:
-    """π_t for each V and start, one vectorised run: [S, len(Vs), n_starts, K] (exact update, fixed μ)."""
+def paths(bandit: B.Bandit, Vs, steps: int, lr: float, n_starts: int = 6, record_every: int = 0) -> np.ndarray:
+    """π_t for each V and start, one vectorised run: [S, len(Vs), n_starts, K] (exact update, fixed μ), recorded
+    every `record_every` steps (default: about 400 records)."""
     from .objectives import get_objective
     from .simulate import run_grid
 
     Vs = np.atleast_1d(Vs)
     init = np.tile(starts(bandit.mu[0], n_starts), (len(Vs), 1, 1))
     _, traj = run_grid(bandit, get_objective("asymre", baseline="absolute"), np.repeat(Vs, n_starts), steps=steps,
-                       lr=lr, record_every=max(1, steps // 400), init_logits=init)
+                       lr=lr, record_every=record_every or max(1, steps // 400), init_logits=init)
     return traj[:, :, 0].reshape(len(traj), len(Vs), n_starts, -1)
 
 
@@ -126,7 +127,7 @@ def has_display() -> bool:
 
 
 def run_demo(rewards: str, mu: str, below: float | None, above: float | None, steps: int, lr: float, out: str,
-             interactive: bool, echo=print) -> Path:
+             interactive: bool, echo=print, html: str | None = None) -> Path:
     from .plots import style
     from .sweep import parse_floats
 
@@ -145,7 +146,14 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
         raise UsageError(f"--below: must be below V^μ = {vmu:.3f}, got {below}")
     if not above > vmu:
         raise UsageError(f"--above: must be above V^μ = {vmu:.3f}, got {above}")
+    if html is not None and Path(html).is_dir():
+        raise UsageError(f"--html: {html} is a folder; give a file name such as demo.html")
     echo(explain(bandit, below, above))
+    if html is not None:
+        from .demo_page import write_page
+
+        echo(f"page: {write_page(bandit, steps, lr, below, Path(html))}")
+        return Path(html)
     if interactive and not has_display():
         echo("--interactive: no display here (DISPLAY is unset), so no window can open; "
              "writing the static figure instead.")
