@@ -26,6 +26,15 @@ def find_chromium() -> str | None:
     return None
 
 
+def _above(fd: int, low: int) -> int:
+    """A copy of `fd` numbered at least `low` (the original is closed)."""
+    import fcntl
+
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD, low)
+    os.close(fd)
+    return new
+
+
 class Browser:
     """One headless Chromium with one page; `call` sends a command to the page and waits for its reply."""
 
@@ -33,11 +42,18 @@ class Browser:
         self.timeout, self.next_id, self.buf, self.events = timeout, 0, b"", []
         cmd_r, self.cmd_w = os.pipe()
         self.res_r, res_w = os.pipe()
+        # above fd 4, so that the child's dup2 onto fds 3 and 4 cannot overwrite one of them
+        cmd_r, res_w = (_above(fd, 10) for fd in (cmd_r, res_w))
         self.profile = tempfile.TemporaryDirectory()
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe", "--no-first-run",
                  "--hide-scrollbars", "--disable-extensions", f"--user-data-dir={self.profile.name}", "about:blank"]
-        self.proc = subprocess.Popen(["sh", "-c", f'exec "$0" "$@" 3<&{cmd_r} 4>&{res_w}', exe, *flags],
-                                     pass_fds=(cmd_r, res_w), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def as_fds_3_and_4():  # in the child, before exec; os.dup2 makes the copies inheritable
+            os.dup2(cmd_r, 3)
+            os.dup2(res_w, 4)
+
+        self.proc = subprocess.Popen([exe, *flags], preexec_fn=as_fds_3_and_4, close_fds=False,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.close(cmd_r)
         os.close(res_w)
         target = self._send("Target.createTarget", {"url": "about:blank"})["targetId"]
