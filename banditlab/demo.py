@@ -155,7 +155,10 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
     if html is not None:
         from .demo_page import write_page
 
-        echo(f"page: {write_page(bandit, steps, lr, below, Path(html))}")
+        try:
+            echo(f"page: {write_page(bandit, steps, lr, below, above, Path(html))}")
+        except OSError as err:
+            raise UsageError(f"--html: cannot write {html}: {err.strerror or err}") from None
         return Path(html)
     if interactive and not has_display():
         echo("--interactive: no display here (DISPLAY is unset), so no window can open; "

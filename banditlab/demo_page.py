@@ -20,7 +20,7 @@ from . import theory
 from .svg import COLORS, NOW_COLOR, VMU_COLOR, Chart, esc, frame_group, linear_ticks, svg
 
 SUPPORT_EPS = 1e-3                              # an arm is in the support when π(a) ≥ this (as in the simulator)
-REC_OFFSETS = np.arange(-25, 16) * 0.02         # V − V^μ at the slider's positions, 3 arms
+REC_OFFSETS = np.arange(-25, 16) * 0.02         # (V − V^μ) / (max r − min r) at the slider's positions, 3 arms
 PAPER_OFFSETS = np.arange(-21, 15) * 0.025      # V − V^μ at the slider's positions, 100 arms
 PAPER_STEPS = 20000                             # as experiments/reproduce/asymre-limit.toml
 LOG_TICKS = [(0, "0"), (10, "10"), (100, "100"), (1000, "1000"), (10000, "10⁴")]
@@ -46,7 +46,7 @@ def three_arm_data(bandit: B.Bandit, steps: int, lr: float, n_starts: int = 6) -
 
     mu, r = bandit.mu[0], bandit.means[0]
     vmu = bandit.v_mu_total
-    Vs = vmu + REC_OFFSETS
+    Vs = vmu + REC_OFFSETS * (r.max() - r.min())  # the slider's positions scale with the rewards' range
     t = log_steps(steps)
     pis = paths(bandit, Vs, steps, lr, n_starts, record_every=1)[t]          # [T, V, starts, 3]
     J = np.apply_along_axis(theory.expected_reward, -1, pis, r)              # [T, V, starts]
@@ -99,8 +99,9 @@ def simplex_panel(d: dict, shown: int) -> str:
 
 def three_arm_step_panel(d: dict, shown: int) -> str:
     r = d["r"]
-    c = Chart((0, d["t"][-1]), (r.min() - 0.02, r.max() + 0.02), fx=logx)
-    body = [c.axes([tk for tk in LOG_TICKS if tk[0] <= d["t"][-1]], linear_ticks(r.min(), r.max(), 0.2, "{:.1f}"),
+    span = r.max() - r.min()
+    c = Chart((0, d["t"][-1]), (r.min() - 0.02 * span, r.max() + 0.02 * span), fx=logx)
+    body = [c.axes([tk for tk in LOG_TICKS if tk[0] <= d["t"][-1]], linear_ticks(r.min(), r.max(), 0.2 * span, "{:.3g}"),
                    "step t (log scale)", "J(πₜ) = Σ πₜ r"),
             c.hline(d["vmu"], VMU_COLOR, "6 4")]
     for i in range(len(d["Vs"])):
@@ -129,7 +130,8 @@ def limit_panel(c: Chart, Vs, vmu, dense, dense_y, ends, shown: int, ylabel: str
 
 
 def three_arm_text(d: dict, i: int) -> str:
-    V, vmu, r, off = d["Vs"][i], d["vmu"], d["r"], REC_OFFSETS[i]
+    V, vmu, r = d["Vs"][i], d["vmu"], d["r"]
+    off = V - vmu
     head = f"<b>V = {V:.2f}</b>, V − V<sup>μ</sup> = {off:+.2f}: "
     if d["star"][i] is not None and off < 0:
         p = d["star"][i]
@@ -138,24 +140,29 @@ def three_arm_text(d: dict, i: int) -> str:
                        f"support {theory.support_size(p, SUPPORT_EPS - 1e-12)} arms.")
     ends = d["pis"][-1, i].argmax(-1)
     where = ", ".join(f"arm {k + 1}: {int((ends == k).sum())}" for k in range(3) if (ends == k).any())
-    what = "at V<sup>μ</sup>: π concentrates on one arm" if off == 0 else "above V<sup>μ</sup>: each start ends on one arm"
-    return head + f"{what}, which one depends on π<sub>0</sub> (starts ending on {where}); support {d['support'][i].max()} arm."
+    if d["star"][i] is not None:  # V = V^μ
+        k = int(d["star"][i].argmax())
+        return head + (f"at V<sup>μ</sup>, π concentrates on arm {k + 1} = argmax μ(r − V<sup>μ</sup>) (the square), "
+                       f"r = {r[k]:g} (starts ending on {where}); support {d['support'][i].max()} arm.")
+    return head + (f"above V<sup>μ</sup>: each start ends on one arm, which one depends on π<sub>0</sub> "
+                   f"(starts ending on {where}); support {d['support'][i].max()} arm.")
 
 
-def three_arm_section(d: dict, shown: int) -> str:
+def three_arm_section(d: dict, shown: int, above: int) -> str:
     sup = d["support"].astype(float)
-    lim_c = Chart((d["Vs"][0] - 0.02, d["Vs"][-1] + 0.02), (d["r"].min() - 0.03, d["r"].max() + 0.03))
+    span = d["r"].max() - d["r"].min()
+    lim_c = Chart((d["Vs"][0] - 0.02 * span, d["Vs"][-1] + 0.02 * span), (d["r"].min() - 0.03 * span, d["r"].max() + 0.03 * span))
     sup_c = Chart(lim_c.xlim, (0.5, 3.5))
-    xt = linear_ticks(*lim_c.xlim, 0.2, "{:.1f}")
+    xt = linear_ticks(*lim_c.xlim, 0.2 * span, "{:.3g}")
+    yt = linear_ticks(d["r"].min(), d["r"].max(), 0.2 * span, "{:.3g}")
     panels = [
         ("Paths of π<sub>t</sub> on the simplex", simplex_panel(d, shown),
-         legend(d, "● start, ✕ end; ★ behaviour μ (the blue path starts there); □ Theorem 4.2's π* (V &lt; V<sup>μ</sup>)")),
+         legend(d, "● start, ✕ end; ★ behaviour μ (the blue path starts there); □ Theorem 4.2's π* (V ≤ V<sup>μ</sup>)")),
         ("Expected reward J(π<sub>t</sub>) over the steps", three_arm_step_panel(d, shown),
          legend(d, "<i class=dash style='border-color:%s'></i> J = V<sup>μ</sup> (the behaviour); "
                    "<i class=dash style='border-color:#111'></i> J(π*)" % VMU_COLOR)),
         ("The limit J(π<sub>∞</sub>) against V", limit_panel(
-            lim_c, d["Vs"], d["vmu"], d["dense"], d["dense_J"], d["J"][-1], shown, "J of the limit",
-            linear_ticks(d["r"].min(), d["r"].max(), 0.2, "{:.1f}"), xt),
+            lim_c, d["Vs"], d["vmu"], d["dense"], d["dense_J"], d["J"][-1], shown, "J of the limit", yt, xt),
          legend(d, "<i class=line style='border-color:#111'></i> Theorem 4.2 (V ≤ V<sup>μ</sup>); dots: "
                    "simulated J(π<sub>T</sub>); <i class=dash style='border-color:%s'></i> V = V<sup>μ</sup> = "
                    "%.2f; <i class=line style='border-color:%s'></i> the slider's V" % (VMU_COLOR, d["vmu"], NOW_COLOR))),
@@ -164,7 +171,8 @@ def three_arm_section(d: dict, shown: int) -> str:
             f"arms with π ≥ {SUPPORT_EPS:g}", [(1, "1"), (2, "2"), (3, "3")], xt),
          legend(d, "<i class=line style='border-color:#111'></i> Theorem 4.2's π*; dots: simulated π<sub>T</sub>")),
     ]
-    return section("three", d["Vs"], d["vmu"], shown, [three_arm_text(d, i) for i in range(len(d["Vs"]))], panels)
+    texts = [three_arm_text(d, i) for i in range(len(d["Vs"]))]
+    return section("three", d["Vs"], d["vmu"], shown, texts, panels, above)
 
 
 # ------------------------------------------------------------------------------------------------ 100 arms
@@ -245,7 +253,8 @@ def paper_section(d: dict, shown: int) -> str:
         ("The final policy π<sub>T</sub> over the 100 arms", arms_panel(d, shown),
          legend(d, "bars: π<sub>T</sub>(a) ≥ %g; grey dots: the behaviour μ(a)" % SUPPORT_EPS, starts=False)),
     ]
-    return section("paper", d["Vs"], d["vmu"], shown, [paper_text(d, i) for i in range(len(d["Vs"]))], panels)
+    texts = [paper_text(d, i) for i in range(len(d["Vs"]))]
+    return section("paper", d["Vs"], d["vmu"], shown, texts, panels, nearest(d["Vs"], d["vmu"] + 0.1))
 
 
 # ------------------------------------------------------------------------------------------------ the page
@@ -254,15 +263,17 @@ def legend(d: dict, text: str, starts: bool = True) -> str:
     return f'<p class="legend">{dots + " one colour per start π<sub>0</sub>; " if starts else ""}{text}</p>'
 
 
-def section(key: str, Vs, vmu: float, shown: int, texts: list[str], panels) -> str:
+def section(key: str, Vs, vmu: float, shown: int, texts: list[str], panels, above: int) -> str:
     at = int(np.argmin(np.abs(Vs - vmu)))
     notes = "".join(f'<p data-f="{i}"{"" if i == shown else " style=display:none"}>{t}</p>' for i, t in enumerate(texts))
+    jumps = "".join(f'<button data-to="{k}">{lab}</button>' for k, lab in
+                    [(shown, "V &lt; V<sup>μ</sup>"), (at, "V = V<sup>μ</sup>"), (above, "V &gt; V<sup>μ</sup>")])
     figs = "".join(f"<figure><figcaption>{title}</figcaption>{body}{leg}</figure>" for title, body, leg in panels)
     return (f'<section id="{key}" class="preset"><div class="controls"><label for="{key}-v">baseline V</label>'
             f'<input id="{key}-v" type="range" min="0" max="{len(Vs) - 1}" step="1" value="{shown}" list="{key}-ticks">'
             f'<datalist id="{key}-ticks"><option value="{at}" label="V^μ"></option></datalist>'
             f'<span class="range">{Vs[0]:.2f} … <b style="color:{VMU_COLOR}">V<sup>μ</sup> = {vmu:.3f}</b> … '
-            f'{Vs[-1]:.2f}</span></div><div class="note">{notes}</div><div class="grid">{figs}</div></section>')
+            f'{Vs[-1]:.2f}</span><span class="jump">{jumps}</span></div><div class="note">{notes}</div><div class="grid">{figs}</div></section>')
 
 
 CSS = """
@@ -271,6 +282,7 @@ h1{font-size:1.35em;margin:4px 0}nav{margin:6px 0}nav button{font:inherit;paddin
 border:1px solid #888;border-radius:6px;background:#f3f3f3;cursor:pointer}nav button[aria-pressed=true]{background:#1f4e9c;color:#fff}
 .controls{display:flex;flex-wrap:wrap;align-items:center;gap:4px 12px;position:sticky;top:0;background:#fff;padding:6px 0;z-index:1}
 .controls input{flex:1 1 260px;min-width:200px;height:28px;accent-color:#1f4e9c}.range{white-space:nowrap;font-size:.9em}
+.jump button{font:inherit;font-size:.9em;padding:3px 8px;margin-right:4px;border:1px solid #888;border-radius:5px;background:#f3f3f3;cursor:pointer}
 .note{min-height:3em}.note p{margin:2px 0}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(420px,100%),1fr));gap:8px 18px}
 figure{margin:0}figcaption{font-weight:600}svg{width:100%;height:auto;display:block}
 svg text{font-family:inherit}.tick{font-size:15px;fill:#333}.label{font-size:17px;fill:#111}.star{font-size:30px}
@@ -285,6 +297,7 @@ for (const sec of document.querySelectorAll('.preset')) {
   const s = sec.querySelector('input[type=range]');
   const show = () => { for (const g of sec.querySelectorAll('[data-f]')) g.style.display = g.dataset.f === s.value ? '' : 'none'; };
   s.addEventListener('input', show); show();
+  for (const b of sec.querySelectorAll('button[data-to]')) b.addEventListener('click', () => { s.value = b.dataset.to; show(); });
 }
 const buttons = document.querySelectorAll('nav button');
 for (const b of buttons) b.addEventListener('click', () => {
@@ -293,22 +306,26 @@ for (const b of buttons) b.addEventListener('click', () => {
 """
 
 
-def page(bandit: B.Bandit, steps: int, lr: float, below: float) -> str:
-    """The whole page as one string: no timestamps, so the same arguments give the same bytes."""
+def nearest(Vs, V: float) -> int:
+    return int(np.argmin(np.abs(np.asarray(Vs) - V)))
+
+
+def page(bandit: B.Bandit, steps: int, lr: float, below: float, above: float) -> str:
+    """The whole page as one string: no timestamps, so the same arguments give the same bytes. The slider starts
+    at the position nearest `below`; the "V > V^μ" button goes to the one nearest `above`."""
     d3 = three_arm_data(bandit, steps, lr)
     dp = paper_data(lr)
-    shown3 = int(np.argmin(np.abs(d3["Vs"] - below)))
-    shownp = int(np.argmin(np.abs(dp["Vs"] - (dp["vmu"] - 0.25))))
+    at = nearest(d3["Vs"], d3["vmu"])
     rec = np.allclose(d3["r"], [0, 0.8, 1]) and np.allclose(d3["mu"], [0.3, 0.6, 0.1])
     name3 = ("REC's counterexample (3 arms)" if rec else "3 arms") + f": r = {fmt(d3['r'])}, μ = {fmt(d3['mu'])}"
-    sec_p = paper_section(dp, shownp).replace('class="preset"', 'class="preset" hidden', 1)
+    sec_p = paper_section(dp, nearest(dp["Vs"], dp["vmu"] - 0.25)).replace('class="preset"', 'class="preset" hidden', 1)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>banditlab: the phase transition at V = V^μ</title><style>{CSS}</style></head><body>
 <h1>Off-policy REINFORCE with baseline V on a fixed behaviour μ: the phase transition at V = V<sup>μ</sup></h1>
 <nav><button data-p="three" aria-pressed="true">{esc(name3)}</button><button data-p="paper" aria-pressed="false">
 The AsymRE paper's bandit (100 arms)</button></nav>
-{three_arm_section(d3, shown3)}
+{three_arm_section(d3, min(nearest(d3["Vs"], below), at - 1), max(nearest(d3["Vs"], above), at + 1))}
 {sec_p}
 <footer>Expected (infinite-batch) updates Δl(y) = η μ(y)(r(y) − V) − η (V<sup>μ</sup> − V) π(y), η = {lr:g};
 3 arms: {steps} steps, 100 arms: {dp['t'][-1]} steps. Below V<sup>μ</sup> every start converges to Theorem 4.2's π*
@@ -319,10 +336,10 @@ slider's precomputed frame.</footer>
 """
 
 
-def write_page(bandit: B.Bandit, steps: int, lr: float, below: float, path: Path) -> Path:
+def write_page(bandit: B.Bandit, steps: int, lr: float, below: float, above: float, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = page(bandit, steps, lr, below)
+    text = page(bandit, steps, lr, below, above)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)

@@ -57,7 +57,7 @@ def test_page_is_self_contained_and_has_a_frame_per_slider_position(html):
 
 
 def test_page_is_byte_identical_when_rewritten(html):
-    assert page(REC, 400, 1.0, REC.v_mu_total - 0.28).encode() == html.read_bytes()
+    assert page(REC, 400, 1.0, REC.v_mu_total - 0.28, REC.v_mu_total + 0.12).encode() == html.read_bytes()
 
 
 def test_html_into_a_folder_is_refused(tmp_path, capsys):
