@@ -101,8 +101,9 @@ def three_arm_step_panel(d: dict, shown: int) -> str:
     r = d["r"]
     span = r.max() - r.min()
     c = Chart((0, d["t"][-1]), (r.min() - 0.02 * span, r.max() + 0.02 * span), fx=logx)
-    body = [c.axes([tk for tk in LOG_TICKS if tk[0] <= d["t"][-1]], linear_ticks(r.min(), r.max(), 0.2 * span, "{:.3g}"),
-                   "step t (log scale)", "J(πₜ) = Σ πₜ r"),
+    xt = [tk for tk in LOG_TICKS if tk[0] <= d["t"][-1]]
+    yt = linear_ticks(r.min(), r.max(), 0.2 * span, "{:.3g}")
+    body = [c.axes(xt, yt, "step t (log scale)", "J(πₜ) = Σ πₜ r"),
             c.hline(d["vmu"], VMU_COLOR, "6 4")]
     for i in range(len(d["Vs"])):
         g = [c.line(d["t"], d["J"][:, i, j], COLORS[j], 2.2) for j in range(d["J"].shape[2])]
@@ -112,15 +113,16 @@ def three_arm_step_panel(d: dict, shown: int) -> str:
     return svg(c.w, c.h, "".join(body), "expected reward over the steps")
 
 
-def limit_panel(c: Chart, Vs, vmu, dense, dense_y, ends, shown: int, ylabel: str, yticks, xticks) -> str:
+def limit_panel(c: Chart, d: dict, dense_y, ends, shown: int, ylabel: str, yticks, xticks) -> str:
     """Theorem 4.2 against V (black), the simulated ends (one colour per start), V^μ, the slider's V."""
+    Vs, vmu = d["Vs"], d["vmu"]
     body = [c.span(vmu, c.xlim[1], "#fbeaea"), c.axes(xticks, yticks, "baseline V", ylabel),
             c.vline(vmu, VMU_COLOR, "6 4", 2)]
     n = ends.shape[1]
     jitter = (np.arange(n) - (n - 1) / 2) * 0.004 * (c.xlim[1] - c.xlim[0])
     for j in range(n):
         body.append(c.dots(Vs + jitter[j], ends[:, j], COLORS[j], 2.5, ' opacity="0.8"'))
-    body.append(c.line(dense, dense_y, "#111", 3))
+    body.append(c.line(d["dense"], dense_y, "#111", 3))
     for i, V in enumerate(Vs):
         g = [c.vline(V, NOW_COLOR, "", 2.5)]
         g += [c.dots([V + jitter[j]], [ends[i, j]], COLORS[j], 6, ' stroke="#111" stroke-width="1.2"')
@@ -131,48 +133,46 @@ def limit_panel(c: Chart, Vs, vmu, dense, dense_y, ends, shown: int, ylabel: str
 
 def three_arm_text(d: dict, i: int) -> str:
     V, vmu, r = d["Vs"][i], d["vmu"], d["r"]
-    off = V - vmu
+    off, p = V - vmu, d["star"][i]
     head = f"<b>V = {V:.2f}</b>, V − V<sup>μ</sup> = {off:+.2f}: "
-    if d["star"][i] is not None and off < 0:
-        p = d["star"][i]
+    if p is not None and off < 0:
         return head + (f"below V<sup>μ</sup>. Every start meets at π* = {fmt(p)} (Theorem 4.2, the square), "
                        f"J(π*) = {theory.expected_reward(p, r):.3f} &gt; V<sup>μ</sup> = {vmu:.3f}; "
                        f"support {theory.support_size(p, SUPPORT_EPS - 1e-12)} arms.")
     ends = d["pis"][-1, i].argmax(-1)
     where = ", ".join(f"arm {k + 1}: {int((ends == k).sum())}" for k in range(3) if (ends == k).any())
-    if d["star"][i] is not None:  # V = V^μ
-        k = int(d["star"][i].argmax())
-        return head + (f"at V<sup>μ</sup>, π concentrates on arm {k + 1} = argmax μ(r − V<sup>μ</sup>) (the square), "
-                       f"r = {r[k]:g} (starts ending on {where}); support {d['support'][i].max()} arm.")
-    return head + (f"above V<sup>μ</sup>: each start ends on one arm, which one depends on π<sub>0</sub> "
-                   f"(starts ending on {where}); support {d['support'][i].max()} arm.")
+    tail = f"(starts ending on {where}); support {d['support'][i].max()} arm."
+    if p is not None:  # V = V^μ
+        k = int(p.argmax())
+        return head + (f"at V<sup>μ</sup>, π concentrates on arm {k + 1} = argmax μ(r − V<sup>μ</sup>) "
+                       f"(the square), r = {r[k]:g} {tail}")
+    return head + f"above V<sup>μ</sup>: each start ends on one arm, which one depends on π<sub>0</sub> {tail}"
 
 
 def three_arm_section(d: dict, shown: int, above: int) -> str:
-    sup = d["support"].astype(float)
-    span = d["r"].max() - d["r"].min()
-    lim_c = Chart((d["Vs"][0] - 0.02 * span, d["Vs"][-1] + 0.02 * span), (d["r"].min() - 0.03 * span, d["r"].max() + 0.03 * span))
+    r, span = d["r"], d["r"].max() - d["r"].min()
+    lim_c = Chart((d["Vs"][0] - 0.02 * span, d["Vs"][-1] + 0.02 * span), (r.min() - 0.03 * span, r.max() + 0.03 * span))
     sup_c = Chart(lim_c.xlim, (0.5, 3.5))
     xt = linear_ticks(*lim_c.xlim, 0.2 * span, "{:.3g}")
-    yt = linear_ticks(d["r"].min(), d["r"].max(), 0.2 * span, "{:.3g}")
+    yt = linear_ticks(r.min(), r.max(), 0.2 * span, "{:.3g}")
+    starts = starts_key(d["J"].shape[-1])
     panels = [
         ("Paths of π<sub>t</sub> on the simplex", simplex_panel(d, shown),
-         legend(d, "● start, ✕ end; ★ behaviour μ (the blue path starts there); □ Theorem 4.2's π* (V ≤ V<sup>μ</sup>)")),
+         starts + "● start, ✕ end; ★ behaviour μ (the blue path starts there); "
+                  "□ Theorem 4.2's π* (V ≤ V<sup>μ</sup>)"),
         ("Expected reward J(π<sub>t</sub>) over the steps", three_arm_step_panel(d, shown),
-         legend(d, "<i class=dash style='border-color:%s'></i> J = V<sup>μ</sup> (the behaviour); "
-                   "<i class=dash style='border-color:#111'></i> J(π*)" % VMU_COLOR)),
-        ("The limit J(π<sub>∞</sub>) against V", limit_panel(
-            lim_c, d["Vs"], d["vmu"], d["dense"], d["dense_J"], d["J"][-1], shown, "J of the limit", yt, xt),
-         legend(d, "<i class=line style='border-color:#111'></i> Theorem 4.2 (V ≤ V<sup>μ</sup>); dots: "
-                   "simulated J(π<sub>T</sub>); <i class=dash style='border-color:%s'></i> V = V<sup>μ</sup> = "
-                   "%.2f; <i class=line style='border-color:%s'></i> the slider's V" % (VMU_COLOR, d["vmu"], NOW_COLOR))),
-        ("Support size of the limit", limit_panel(
-            sup_c, d["Vs"], d["vmu"], d["dense"], d["dense_support"], sup, shown,
-            f"arms with π ≥ {SUPPORT_EPS:g}", [(1, "1"), (2, "2"), (3, "3")], xt),
-         legend(d, "<i class=line style='border-color:#111'></i> Theorem 4.2's π*; dots: simulated π<sub>T</sub>")),
+         starts + f"{key(VMU_COLOR, True)} J = V<sup>μ</sup> (the behaviour); {key('#111', True)} J(π*)"),
+        ("The limit J(π<sub>∞</sub>) against V",
+         limit_panel(lim_c, d, d["dense_J"], d["J"][-1], shown, "J of the limit", yt, xt),
+         starts + f"{key('#111')} Theorem 4.2 (V ≤ V<sup>μ</sup>); dots: simulated J(π<sub>T</sub>); "
+                  f"{key(VMU_COLOR, True)} V = V<sup>μ</sup> = {d['vmu']:.2f}; {key(NOW_COLOR)} the slider's V"),
+        ("Support size of the limit",
+         limit_panel(sup_c, d, d["dense_support"], d["support"].astype(float), shown,
+                     f"arms with π ≥ {SUPPORT_EPS:g}", [(1, "1"), (2, "2"), (3, "3")], xt),
+         starts + f"{key('#111')} Theorem 4.2's π*; dots: simulated π<sub>T</sub>"),
     ]
     texts = [three_arm_text(d, i) for i in range(len(d["Vs"]))]
-    return section("three", d["Vs"], d["vmu"], shown, texts, panels, above)
+    return section("three", d, shown, texts, panels, above)
 
 
 # ------------------------------------------------------------------------------------------------ 100 arms
@@ -200,7 +200,8 @@ def paper_data(lr: float, steps: int = PAPER_STEPS) -> dict:
 
 def paper_step_panel(d: dict, shown: int) -> str:
     c = Chart((0, d["t"][-1]), (0.5, 1.0), fx=logx)
-    body = [c.axes(LOG_TICKS, linear_ticks(0.5, 1.0, 0.1, "{:.1f}"), "step t (log scale)", "J(πₜ)"), c.hline(d["vmu"], VMU_COLOR, "6 4", 2)]
+    body = [c.axes(LOG_TICKS, linear_ticks(0.5, 1.0, 0.1, "{:.1f}"), "step t (log scale)", "J(πₜ)"),
+            c.hline(d["vmu"], VMU_COLOR, "6 4", 2)]
     for i in range(len(d["Vs"])):
         g = [c.line(d["t"], d["J"][:, i], COLORS[0], 2.5)]
         if d["star"][i] is not None:
@@ -215,119 +216,147 @@ def arms_panel(d: dict, shown: int) -> str:
     body = [c.axes(linear_ticks(0, 1, 0.2, "{:.1f}"), yt, "mean reward r(a) of the arm", "probability (√ scale)"),
             c.dots(d["r"], d["mu"], "#888", 2.5)]
     for i in range(len(d["Vs"])):
-        g = "".join(c.line([x, x], [0, y], COLORS[0], 2.5) for x, y in zip(d["r"], d["piT"][i]) if y >= SUPPORT_EPS)
-        body.append(frame_group(i, shown, g))
+        bars = (c.line([x, x], [0, y], COLORS[0], 2.5) for x, y in zip(d["r"], d["piT"][i]) if y >= SUPPORT_EPS)
+        body.append(frame_group(i, shown, "".join(bars)))
     return svg(c.w, c.h, "".join(body), "final policy over the arms")
 
 
 def paper_text(d: dict, i: int) -> str:
-    V, off, vmu = d["Vs"][i], PAPER_OFFSETS[i], d["vmu"]
+    V, vmu, p = d["Vs"][i], d["vmu"], d["star"][i]
+    off, J, sup = V - vmu, d["J"][-1, i], d["support"][i]
     head = f"<b>V = {V:.3f}</b>, V − V<sup>μ</sup> = {off:+.3f}: "
-    Jt = d["J"][-1, i]
-    if d["star"][i] is not None:
-        p = d["star"][i]
-        return head + (f"below V<sup>μ</sup> = {vmu:.3f}. Theorem 4.2: J(π*) = {theory.expected_reward(p, d['r']):.3f}"
-                       f" on {theory.support_size(p, SUPPORT_EPS - 1e-12)} arms; simulated after {d['t'][-1]} steps: "
-                       f"J = {Jt:.3f} on {d['support'][i]:.0f} arms.")
+    if p is not None:
+        return head + (f"below V<sup>μ</sup> = {vmu:.3f}. Theorem 4.2: "
+                       f"J(π*) = {theory.expected_reward(p, d['r']):.3f} on "
+                       f"{theory.support_size(p, SUPPORT_EPS - 1e-12)} arms; simulated after {d['t'][-1]} steps: "
+                       f"J = {J:.3f} on {sup:.0f} arms.")
     return head + (f"{'at' if off == 0 else 'above'} V<sup>μ</sup> = {vmu:.3f}: the policy runs to one arm "
-                   f"(simulated J = {Jt:.3f}, support {d['support'][i]:.0f}); the best arm has r = {d['r'].max():.3f}.")
+                   f"(simulated J = {J:.3f}, support {sup:.0f}); the best arm has r = {d['r'].max():.3f}.")
 
 
 def paper_section(d: dict, shown: int) -> str:
     lim_c = Chart((d["Vs"][0] - 0.02, d["Vs"][-1] + 0.02), (0.5, 1.0))
     sup_c = Chart(lim_c.xlim, (0.8, 120), fy=np.log10)
     xt = linear_ticks(*lim_c.xlim, 0.2, "{:.1f}")
+    sup_ticks = [(v, f"{v}") for v in (1, 3, 10, 30, 100)]
     panels = [
         ("Expected reward J(π<sub>t</sub>) from π<sub>0</sub> = μ", paper_step_panel(d, shown),
-         legend(d, "<i class=dash style='border-color:%s'></i> J = V<sup>μ</sup>; <i class=dash "
-                   "style='border-color:#111'></i> J(π*), Theorem 4.2" % VMU_COLOR, starts=False)),
-        ("The limit J against V", limit_panel(lim_c, d["Vs"], d["vmu"], d["dense"], d["dense_J"], d["J"][-1][:, None],
-                                              shown, "J of the limit", linear_ticks(0.5, 1.0, 0.1, "{:.1f}"), xt),
-         legend(d, "<i class=line style='border-color:#111'></i> Theorem 4.2; dots: simulated, %d steps" % d["t"][-1],
-                starts=False)),
-        ("Support size of the limit", limit_panel(sup_c, d["Vs"], d["vmu"], d["dense"], d["dense_support"],
-                                                  d["support"][:, None], shown, f"arms with π ≥ {SUPPORT_EPS:g}",
-                                                  [(1, "1"), (3, "3"), (10, "10"), (30, "30"), (100, "100")], xt),
-         legend(d, "<i class=line style='border-color:#111'></i> Theorem 4.2; dots: simulated (log scale)",
-                starts=False)),
+         f"{key(VMU_COLOR, True)} J = V<sup>μ</sup>; {key('#111', True)} J(π*), Theorem 4.2"),
+        ("The limit J against V",
+         limit_panel(lim_c, d, d["dense_J"], d["J"][-1][:, None], shown, "J of the limit",
+                     linear_ticks(0.5, 1.0, 0.1, "{:.1f}"), xt),
+         f"{key('#111')} Theorem 4.2; dots: simulated, {d['t'][-1]} steps; {key(NOW_COLOR)} the slider's V"),
+        ("Support size of the limit",
+         limit_panel(sup_c, d, d["dense_support"], d["support"][:, None], shown, f"arms with π ≥ {SUPPORT_EPS:g}",
+                     sup_ticks, xt),
+         f"{key('#111')} Theorem 4.2; dots: simulated (log scale)"),
         ("The final policy π<sub>T</sub> over the 100 arms", arms_panel(d, shown),
-         legend(d, "bars: π<sub>T</sub>(a) ≥ %g; grey dots: the behaviour μ(a)" % SUPPORT_EPS, starts=False)),
+         f"bars: π<sub>T</sub>(a) ≥ {SUPPORT_EPS:g}; grey dots: the behaviour μ(a)"),
     ]
     texts = [paper_text(d, i) for i in range(len(d["Vs"]))]
-    return section("paper", d["Vs"], d["vmu"], shown, texts, panels, nearest(d["Vs"], d["vmu"] + 0.1))
+    return section("paper", d, shown, texts, panels, nearest(d["Vs"], d["vmu"] + 0.1), hidden=True)
 
 
 # ------------------------------------------------------------------------------------------------ the page
-def legend(d: dict, text: str, starts: bool = True) -> str:
-    dots = "".join(f'<i class=dot style="background:{COLORS[j]}"></i>' for j in range(d["J"].shape[-1])) if starts else ""
-    return f'<p class="legend">{dots + " one colour per start π<sub>0</sub>; " if starts else ""}{text}</p>'
+def key(color: str, dashed: bool = False) -> str:
+    """A legend swatch: a short solid or dashed line."""
+    return f'<i class="{"dash" if dashed else "line"}" style="border-color:{color}"></i>'
 
 
-def section(key: str, Vs, vmu: float, shown: int, texts: list[str], panels, above: int) -> str:
-    at = int(np.argmin(np.abs(Vs - vmu)))
-    notes = "".join(f'<p data-f="{i}"{"" if i == shown else " style=display:none"}>{t}</p>' for i, t in enumerate(texts))
-    jumps = "".join(f'<button data-to="{k}">{lab}</button>' for k, lab in
-                    [(shown, "V &lt; V<sup>μ</sup>"), (at, "V = V<sup>μ</sup>"), (above, "V &gt; V<sup>μ</sup>")])
-    figs = "".join(f"<figure><figcaption>{title}</figcaption>{body}{leg}</figure>" for title, body, leg in panels)
-    return (f'<section id="{key}" class="preset"><div class="controls"><label for="{key}-v">baseline V</label>'
-            f'<input id="{key}-v" type="range" min="0" max="{len(Vs) - 1}" step="1" value="{shown}" list="{key}-ticks">'
-            f'<datalist id="{key}-ticks"><option value="{at}" label="V^μ"></option></datalist>'
-            f'<span class="range">{Vs[0]:.2f} … <b style="color:{VMU_COLOR}">V<sup>μ</sup> = {vmu:.3f}</b> … '
-            f'{Vs[-1]:.2f}</span><span class="jump">{jumps}</span></div><div class="note">{notes}</div><div class="grid">{figs}</div></section>')
-
-
-CSS = """
-body{font:16px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1900px;padding:8px 16px;color:#111}
-h1{font-size:1.35em;margin:4px 0}nav{margin:6px 0}nav button{font:inherit;padding:6px 12px;margin:0 6px 6px 0;
-border:1px solid #888;border-radius:6px;background:#f3f3f3;cursor:pointer}nav button[aria-pressed=true]{background:#1f4e9c;color:#fff}
-.controls{display:flex;flex-wrap:wrap;align-items:center;gap:4px 12px;position:sticky;top:0;background:#fff;padding:6px 0;z-index:1}
-.controls input{flex:1 1 260px;min-width:200px;height:28px;accent-color:#1f4e9c}.range{white-space:nowrap;font-size:.9em}
-.jump button{font:inherit;font-size:.9em;padding:3px 8px;margin-right:4px;border:1px solid #888;border-radius:5px;background:#f3f3f3;cursor:pointer}
-.note{min-height:3em}.note p{margin:2px 0}.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(420px,100%),1fr));gap:8px 18px}
-figure{margin:0}figcaption{font-weight:600}svg{width:100%;height:auto;display:block}
-svg text{font-family:inherit}.tick{font-size:15px;fill:#333}.label{font-size:17px;fill:#111}.star{font-size:30px}
-.box{fill:none;stroke:#999}.grid line,.grid .grid{stroke:#e4e4e4}line.grid{stroke:#e4e4e4}
-.legend{font-size:.85em;margin:2px 0 8px}.legend i{display:inline-block;vertical-align:middle;margin:0 3px}
-i.dot{width:10px;height:10px;border-radius:50%}i.line,i.dash{width:22px;height:0;border-top:3px solid}i.dash{border-top-style:dashed}
-footer{font-size:.85em;color:#444;margin-top:10px}
-"""
-
-SCRIPT = """
-for (const sec of document.querySelectorAll('.preset')) {
-  const s = sec.querySelector('input[type=range]');
-  const show = () => { for (const g of sec.querySelectorAll('[data-f]')) g.style.display = g.dataset.f === s.value ? '' : 'none'; };
-  s.addEventListener('input', show); show();
-  for (const b of sec.querySelectorAll('button[data-to]')) b.addEventListener('click', () => { s.value = b.dataset.to; show(); });
-}
-const buttons = document.querySelectorAll('nav button');
-for (const b of buttons) b.addEventListener('click', () => {
-  for (const o of buttons) { o.setAttribute('aria-pressed', o === b); document.getElementById(o.dataset.p).hidden = o !== b; }
-});
-"""
+def starts_key(n: int) -> str:
+    return "".join(f'<i class="dot" style="background:{COLORS[j]}"></i>' for j in range(n)) + \
+        " one colour per start π<sub>0</sub>; "
 
 
 def nearest(Vs, V: float) -> int:
     return int(np.argmin(np.abs(np.asarray(Vs) - V)))
 
 
+def section(key: str, d: dict, shown: int, texts: list[str], panels, above: int, hidden: bool = False) -> str:
+    """One preset: the slider with its jump buttons, the note per position, and the panels."""
+    Vs, vmu = d["Vs"], d["vmu"]
+    at = nearest(Vs, vmu)
+    notes = "".join(frame_note(i, shown, t) for i, t in enumerate(texts))
+    jumps = "".join(f'<button data-to="{k}">V {rel} V<sup>μ</sup></button>'
+                    for k, rel in [(shown, "&lt;"), (at, "="), (above, "&gt;")])
+    figs = "".join(f'<figure><figcaption>{title}</figcaption>{body}<p class="legend">{leg}</p></figure>'
+                   for title, body, leg in panels)
+    return (f'<section id="{key}" class="preset"{" hidden" if hidden else ""}><div class="controls">'
+            f'<label for="{key}-v">baseline V</label><input id="{key}-v" type="range" min="0" max="{len(Vs) - 1}" '
+            f'step="1" value="{shown}" list="{key}-ticks"><datalist id="{key}-ticks"><option value="{at}"></option>'
+            f'</datalist><span class="range">{Vs[0]:.2f} … <b style="color:{VMU_COLOR}">V<sup>μ</sup> = {vmu:.3f}'
+            f'</b> … {Vs[-1]:.2f}</span><span class="jump">{jumps}</span></div><div class="note">{notes}</div>'
+            f'<div class="grid">{figs}</div></section>')
+
+
+def frame_note(i: int, shown: int, text: str) -> str:
+    return f'<p data-f="{i}"{"" if i == shown else " style=display:none"}>{text}</p>'
+
+
+CSS = """
+body{font:16px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0 auto;max-width:1900px;
+ padding:8px 16px;color:#111}
+h1{font-size:1.35em;margin:4px 0}
+button{font:inherit;border:1px solid #888;background:#f3f3f3;cursor:pointer}
+nav{margin:6px 0}nav button{padding:6px 12px;margin:0 6px 6px 0;border-radius:6px}
+nav button[aria-pressed=true]{background:#1f4e9c;color:#fff}
+.controls{display:flex;flex-wrap:wrap;align-items:center;gap:4px 12px;position:sticky;top:0;background:#fff;
+ padding:6px 0;z-index:1}
+.controls input{flex:1 1 260px;min-width:200px;height:28px;accent-color:#1f4e9c}
+.range{white-space:nowrap;font-size:.9em}
+.jump button{font-size:.9em;padding:3px 8px;margin-right:4px;border-radius:5px}
+.note{min-height:3em}.note p{margin:2px 0}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(420px,100%),1fr));gap:8px 18px}
+figure{margin:0}figcaption{font-weight:600}svg{width:100%;height:auto;display:block}
+svg text{font-family:inherit}.tick{font-size:15px;fill:#333}.label{font-size:17px;fill:#111}.star{font-size:30px}
+.box{fill:none;stroke:#999}line.grid{stroke:#e4e4e4}
+.legend{font-size:.85em;margin:2px 0 8px}.legend i{display:inline-block;vertical-align:middle;margin:0 3px}
+i.dot{width:10px;height:10px;border-radius:50%}i.line,i.dash{width:22px;height:0;border-top:3px solid}
+i.dash{border-top-style:dashed}
+footer{font-size:.85em;color:#444;margin-top:10px}
+"""
+
+# the page's only script: show the slider position's groups, jump buttons, preset buttons; it computes nothing
+SCRIPT = """
+for (const sec of document.querySelectorAll('.preset')) {
+  const s = sec.querySelector('input[type=range]');
+  const show = () => {
+    for (const g of sec.querySelectorAll('[data-f]')) g.style.display = g.dataset.f === s.value ? '' : 'none';
+  };
+  s.addEventListener('input', show);
+  for (const b of sec.querySelectorAll('button[data-to]')) {
+    b.addEventListener('click', () => { s.value = b.dataset.to; show(); });
+  }
+  show();
+}
+const presets = document.querySelectorAll('nav button');
+for (const b of presets) b.addEventListener('click', () => {
+  for (const o of presets) {
+    o.setAttribute('aria-pressed', o === b);
+    document.getElementById(o.dataset.p).hidden = o !== b;
+  }
+});
+"""
+
+
 def page(bandit: B.Bandit, steps: int, lr: float, below: float, above: float) -> str:
     """The whole page as one string: no timestamps, so the same arguments give the same bytes. The slider starts
-    at the position nearest `below`; the "V > V^μ" button goes to the one nearest `above`."""
-    d3 = three_arm_data(bandit, steps, lr)
-    dp = paper_data(lr)
+    at the position nearest `below` (below V^μ); the "V > V^μ" button goes to the one nearest `above`."""
+    d3, dp = three_arm_data(bandit, steps, lr), paper_data(lr)
     at = nearest(d3["Vs"], d3["vmu"])
     rec = np.allclose(d3["r"], [0, 0.8, 1]) and np.allclose(d3["mu"], [0.3, 0.6, 0.1])
     name3 = ("REC's counterexample (3 arms)" if rec else "3 arms") + f": r = {fmt(d3['r'])}, μ = {fmt(d3['mu'])}"
-    sec_p = paper_section(dp, nearest(dp["Vs"], dp["vmu"] - 0.25)).replace('class="preset"', 'class="preset" hidden', 1)
+    three = three_arm_section(d3, min(nearest(d3["Vs"], below), at - 1), max(nearest(d3["Vs"], above), at + 1))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>banditlab: the phase transition at V = V^μ</title><style>{CSS}</style></head><body>
 <h1>Off-policy REINFORCE with baseline V on a fixed behaviour μ: the phase transition at V = V<sup>μ</sup></h1>
 <nav><button data-p="three" aria-pressed="true">{esc(name3)}</button><button data-p="paper" aria-pressed="false">
 The AsymRE paper's bandit (100 arms)</button></nav>
-{three_arm_section(d3, min(nearest(d3["Vs"], below), at - 1), max(nearest(d3["Vs"], above), at + 1))}
-{sec_p}
-<footer>Expected (infinite-batch) updates Δl(y) = η μ(y)(r(y) − V) − η (V<sup>μ</sup> − V) π(y), η = {lr:g};
+{three}
+{paper_section(dp, nearest(dp["Vs"], dp["vmu"] - 0.25))}
+<footer>Expected (infinite-batch) updates Δl(y) = η μ(y)(r(y) − V) − η (V<sup>μ</sup> − V) π(y),
+η = {lr:g};
 3 arms: {steps} steps, 100 arms: {dp['t'][-1]} steps. Below V<sup>μ</sup> every start converges to Theorem 4.2's π*
 (AsymRE, arXiv 2506.20520) and improves on μ; above it the policy collapses to one arm. Every number on this page
 was computed by banditlab's simulator and theory (<code>banditlab demo --html FILE</code>); the page only shows the
@@ -337,6 +366,7 @@ slider's precomputed frame.</footer>
 
 
 def write_page(bandit: B.Bandit, steps: int, lr: float, below: float, above: float, path: Path) -> Path:
+    """Write the page atomically (a temporary file beside it, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = page(bandit, steps, lr, below, above)
