@@ -97,7 +97,7 @@ def draw(bandit: B.Bandit, below: float, above: float, steps: int, lr: float, pl
         ax.set_xlim(-0.12, 1.12)
         ax.set_ylim(-0.14, 1.0)
         ax.axis("off")
-        ax.legend(loc="upper center", fontsize=9, frameon=False, bbox_to_anchor=(0.5, 0.02), ncol=2)
+        ax.legend(loc="upper center", fontsize=9, frameon=False, bbox_to_anchor=(0.5, -0.01), ncol=2)
     ax = axes[2]
     Vs = np.linspace(min(below, vmu) - 0.3, vmu, 300)
     ax.plot(Vs, [theory.expected_reward(theory.limit_policy(mu, r, v), r) for v in Vs], "k", lw=2,

@@ -117,3 +117,20 @@ def test_page_draws_in_chromium_and_the_slider_changes_the_drawing(html):
         assert b.js("document.querySelector('#three').hidden") is True
     finally:
         b.close()
+
+
+def test_demo_figure_legends_cover_no_arm_label():
+    """The static figure's simplex legends share no row with a vertex label (arm 1, 2, 3 and their rewards)."""
+    from banditlab.demo import draw
+    from banditlab.plots import style
+
+    plt = style(seaborn=True)
+    fig = draw(REC, REC.v_mu_total - 0.28, REC.v_mu_total + 0.12, 100, 1.0, plt)
+    try:
+        renderer = fig.canvas.get_renderer()
+        for ax in fig.axes[:2]:
+            legend = ax.get_legend().get_window_extent(renderer)
+            labels = [t.get_window_extent(renderer) for t in ax.texts]
+            assert len(labels) == 3 and all(legend.y1 < t.y0 or legend.y0 > t.y1 for t in labels)
+    finally:
+        plt.close(fig)
