@@ -134,3 +134,22 @@ def test_demo_figure_legends_cover_no_arm_label():
             assert len(labels) == 3 and all(legend.y1 < t.y0 or legend.y0 > t.y1 for t in labels)
     finally:
         plt.close(fig)
+
+
+def test_demo_figure_legend_shows_the_colours_of_the_dots():
+    """The right panel's legend draws its dots in exactly the colours of the simulated dots."""
+    import matplotlib.colors as mc
+    from matplotlib.lines import Line2D
+
+    from banditlab.demo import draw
+    from banditlab.plots import style
+
+    plt = style(seaborn=True)
+    fig = draw(REC, REC.v_mu_total - 0.28, REC.v_mu_total + 0.12, 100, 1.0, plt)
+    try:
+        ax = fig.axes[2]
+        shown = {mc.to_hex(a.get_color()) for a in ax.get_legend().findobj(Line2D) if a.get_marker() == "o"}
+        drawn = {mc.to_hex(a.get_color()) for a in ax.get_lines() if a.get_marker() == "o" and len(a.get_xdata())}
+        assert shown == drawn and len(drawn) == 6
+    finally:
+        plt.close(fig)
