@@ -119,37 +119,32 @@ def test_page_draws_in_chromium_and_the_slider_changes_the_drawing(html):
         b.close()
 
 
-def test_demo_figure_legends_cover_no_arm_label():
-    """The static figure's simplex legends share no row with a vertex label (arm 1, 2, 3 and their rewards)."""
+@pytest.fixture(scope="module")
+def demo_fig():
     from banditlab.demo import draw
     from banditlab.plots import style
 
     plt = style(seaborn=True)
     fig = draw(REC, REC.v_mu_total - 0.28, REC.v_mu_total + 0.12, 100, 1.0, plt)
-    try:
-        renderer = fig.canvas.get_renderer()
-        for ax in fig.axes[:2]:
-            legend = ax.get_legend().get_window_extent(renderer)
-            labels = [t.get_window_extent(renderer) for t in ax.texts]
-            assert len(labels) == 3 and all(legend.y1 < t.y0 or legend.y0 > t.y1 for t in labels)
-    finally:
-        plt.close(fig)
+    yield fig
+    plt.close(fig)
 
 
-def test_demo_figure_legend_shows_the_colours_of_the_dots():
+def test_demo_figure_legends_share_no_row_with_an_arm_label(demo_fig):
+    """The static figure's simplex legends lie clear of the vertex labels (arm 1, 2, 3 and their rewards)."""
+    renderer = demo_fig.canvas.get_renderer()
+    for ax in demo_fig.axes[:2]:
+        legend = ax.get_legend().get_window_extent(renderer)
+        labels = [t.get_window_extent(renderer) for t in ax.texts]
+        assert len(labels) == 3 and all(legend.y1 < t.y0 or legend.y0 > t.y1 for t in labels)
+
+
+def test_demo_figure_legend_shows_the_colours_of_the_dots(demo_fig):
     """The right panel's legend draws its dots in exactly the colours of the simulated dots."""
     import matplotlib.colors as mc
     from matplotlib.lines import Line2D
 
-    from banditlab.demo import draw
-    from banditlab.plots import style
-
-    plt = style(seaborn=True)
-    fig = draw(REC, REC.v_mu_total - 0.28, REC.v_mu_total + 0.12, 100, 1.0, plt)
-    try:
-        ax = fig.axes[2]
-        shown = {mc.to_hex(a.get_color()) for a in ax.get_legend().findobj(Line2D) if a.get_marker() == "o"}
-        drawn = {mc.to_hex(a.get_color()) for a in ax.get_lines() if a.get_marker() == "o" and len(a.get_xdata())}
-        assert shown == drawn and len(drawn) == 6
-    finally:
-        plt.close(fig)
+    ax = demo_fig.axes[2]
+    shown = {mc.to_hex(a.get_color()) for a in ax.get_legend().findobj(Line2D) if a.get_marker() == "o"}
+    drawn = {mc.to_hex(a.get_color()) for a in ax.get_lines() if a.get_marker() == "o" and len(a.get_xdata())}
+    assert shown == drawn and len(drawn) == 6
