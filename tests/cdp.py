@@ -2,7 +2,7 @@
 library only. Chromium reads NUL-terminated JSON commands on fd 3 and writes replies and events on fd 4.
 Used by the browser test of the classroom page and to take its screenshots by hand:
 
-    python tests/cdp.py figures/demo.html 1920x1080 shot.png
+    python tests/cdp.py figures/demo.html 1920x1080 shot.png [--full] [--js EXPRESSION]
 """
 
 from __future__ import annotations
@@ -132,14 +132,26 @@ class Browser:
         self.profile.cleanup()
 
 
-if __name__ == "__main__":
-    page, size, out = sys.argv[1], sys.argv[2], sys.argv[3]
-    w, h = map(int, size.split("x"))
+def _main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Screenshot a page in headless Chromium.")
+    ap.add_argument("page")
+    ap.add_argument("size", help="WIDTHxHEIGHT of the window, e.g. 1920x1080 or 390x844")
+    ap.add_argument("out", help="PNG to write")
+    ap.add_argument("--js", help="a JavaScript expression to run first, e.g. a click on a button")
+    ap.add_argument("--full", action="store_true", help="the whole page, not only the window")
+    args = ap.parse_args()
+    w, h = map(int, args.size.split("x"))
     b = Browser(find_chromium(), w, h)
     try:
-        b.open(Path(page))
-        if len(sys.argv) > 4:  # an expression to run first, e.g. a click on a preset button
-            b.js(sys.argv[4])
-        Path(out).write_bytes(b.screenshot(full_page="--full" in sys.argv))
+        b.open(Path(args.page))
+        if args.js:
+            b.js(args.js)
+        Path(args.out).write_bytes(b.screenshot(full_page=args.full))
     finally:
         b.close()
+
+
+if __name__ == "__main__":
+    _main()
