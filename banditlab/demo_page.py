@@ -307,7 +307,7 @@ nav button[aria-pressed=true]{background:#1f4e9c;color:#fff}
 .jump button{font-size:.9em;padding:3px 8px;margin-right:4px;border-radius:5px}
 .note{min-height:3em}.note p{margin:2px 0}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(420px,100%),1fr));gap:8px 18px}
-figure{margin:0}figcaption{font-weight:600}svg{width:100%;height:auto;display:block}
+figure{margin:0}figcaption{font-weight:600}svg{width:100%;height:auto;display:block;max-height:calc(100vh - 240px)}
 svg text{font-family:inherit}.tick{font-size:15px;fill:#333}.label{font-size:17px;fill:#111}.star{font-size:30px}
 .box{fill:none;stroke:#999}line.grid{stroke:#e4e4e4}
 .legend{font-size:.85em;margin:2px 0 8px}.legend i{display:inline-block;vertical-align:middle;margin:0 3px}
