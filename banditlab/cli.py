@@ -201,11 +201,13 @@ def demo(
     lr: float = O(1.0, help="learning rate"),
     out: str = O("figures/demo", help="figure path without extension (.png and .pdf are written)"),
     interactive: bool = O(False, "--interactive", help="a window with a slider for V (needs a display)"),
+    html: Optional[str] = O(None, help="write the self-contained web page with a slider for V to this file "
+                                       "instead of the figure"),
 ):
     """The classroom demo: the V-versus-V^μ phase transition on a 3-armed bandit, explained with numbers."""
     from .demo import run_demo
 
-    run_demo(rewards, mu, below, above, steps, lr, out, interactive, echo=typer.echo)
+    run_demo(rewards, mu, below, above, steps, lr, out, interactive, echo=typer.echo, html=html)
 
 
 @app.command()

@@ -36,15 +36,16 @@ def starts(mu: np.ndarray, n: int = 6, seed: int = 0) -> np.ndarray:
     return np.log(np.clip(p, 1e-4, None))[:, None, :]
 
 
-def paths(bandit: B.Bandit, Vs, steps: int, lr: float, n_starts: int = 6) -> np.ndarray:
-    """π_t for each V and start, one vectorised run: [S, len(Vs), n_starts, K] (exact update, fixed μ)."""
+def paths(bandit: B.Bandit, Vs, steps: int, lr: float, n_starts: int = 6, record_every: int = 0) -> np.ndarray:
+    """π_t for each V and start, one vectorised run: [S, len(Vs), n_starts, K] (exact update, fixed μ), recorded
+    every `record_every` steps (default: about 400 records)."""
     from .objectives import get_objective
     from .simulate import run_grid
 
     Vs = np.atleast_1d(Vs)
     init = np.tile(starts(bandit.mu[0], n_starts), (len(Vs), 1, 1))
     _, traj = run_grid(bandit, get_objective("asymre", baseline="absolute"), np.repeat(Vs, n_starts), steps=steps,
-                       lr=lr, record_every=max(1, steps // 400), init_logits=init)
+                       lr=lr, record_every=record_every or max(1, steps // 400), init_logits=init)
     return traj[:, :, 0].reshape(len(traj), len(Vs), n_starts, -1)
 
 
@@ -96,23 +97,26 @@ def draw(bandit: B.Bandit, below: float, above: float, steps: int, lr: float, pl
         ax.set_xlim(-0.12, 1.12)
         ax.set_ylim(-0.14, 1.0)
         ax.axis("off")
-        ax.legend(loc="upper right", fontsize=8, frameon=False, bbox_to_anchor=(1.08, 1.02))
+        ax.legend(loc="upper center", fontsize=9, frameon=False, bbox_to_anchor=(0.5, -0.01), ncol=2)
     ax = axes[2]
     Vs = np.linspace(min(below, vmu) - 0.3, vmu, 300)
     ax.plot(Vs, [theory.expected_reward(theory.limit_policy(mu, r, v), r) for v in Vs], "k", lw=2,
             label=r"$J(\pi^*)$, Theorem 4.2 ($V \leq V^\mu$)")
     Va = np.linspace(vmu + 1e-3, max(above, vmu) + 0.2, 12)
     ends = paths(bandit, Va, steps, lr)[-1] @ r  # [len(Va), starts]
-    for j in range(1, ends.shape[1]):
-        ax.plot(Va, ends[:, j], "o", color=f"C{j}", ms=4, alpha=0.7)
-    ax.plot([], [], "o", color="0.5", ms=4, label=r"simulated from the other starts $\pi_0$")
+    others = [ax.plot(Va, ends[:, j], "o", color=f"C{j}", ms=4, alpha=0.7)[0] for j in range(1, ends.shape[1])]
     ax.plot(Va, ends[:, 0], "o", color="C0", ms=8, label=r"simulated from $\pi_0 = \mu$ ($V > V^\mu$)")
     ax.axvline(vmu, color="C3", ls="--", lw=1.2, label=rf"$V = V^\mu$ = {vmu:.2f}")
     ax.axhline(vmu, color="0.5", ls=":", lw=1.2, label=r"$J = V^\mu$ (behaviour)")
     ax.set_xlabel(r"baseline $V$")
     ax.set_ylabel(r"expected reward of the limit $J(\pi_\infty)$")
     ax.set_title(r"Improvement below $V^\mu$, one arm above (which one depends on $\pi_0$)", fontsize=11)
-    ax.legend(fontsize=8, loc="lower left")
+    from matplotlib.legend_handler import HandlerTuple
+
+    handles, labels = ax.get_legend_handles_labels()
+    handles.insert(2, tuple(others))  # the other starts' own colours, as on the simplices
+    labels.insert(2, r"simulated from the other starts $\pi_0$ (colour = path)")
+    ax.legend(handles, labels, fontsize=8, loc="lower left", handler_map={tuple: HandlerTuple(ndivide=None)})
     fig.suptitle("Off-policy REINFORCE with baseline V on a fixed behaviour μ: paths on the simplex "
                  "(o start, X end)", fontsize=13)
     fig.tight_layout()
@@ -126,7 +130,7 @@ def has_display() -> bool:
 
 
 def run_demo(rewards: str, mu: str, below: float | None, above: float | None, steps: int, lr: float, out: str,
-             interactive: bool, echo=print) -> Path:
+             interactive: bool, echo=print, html: str | None = None) -> Path:
     from .plots import style
     from .sweep import parse_floats
 
@@ -145,7 +149,17 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
         raise UsageError(f"--below: must be below V^μ = {vmu:.3f}, got {below}")
     if not above > vmu:
         raise UsageError(f"--above: must be above V^μ = {vmu:.3f}, got {above}")
+    if html is not None and Path(html).is_dir():
+        raise UsageError(f"--html: {html} is a folder; give a file name such as demo.html")
     echo(explain(bandit, below, above))
+    if html is not None:
+        from .demo_page import write_page
+
+        try:
+            echo(f"page: {write_page(bandit, steps, lr, below, above, Path(html))}")
+        except OSError as err:
+            raise UsageError(f"--html: cannot write {html}: {err.strerror or err}") from None
+        return Path(html)
     if interactive and not has_display():
         echo("--interactive: no display here (DISPLAY is unset), so no window can open; "
              "writing the static figure instead.")
