@@ -9,7 +9,8 @@ State between calls lives in figures/data/llm-asymre-gsm8k/ of the working tree 
 screening files, pool.json, and the runs' config.json, metrics.jsonl, final.json and DONE. A run without DONE
 restarts whole (no checkpoint travels back). Every 30 s and at the end the data folder, without checkpoints and
 adapters, is packed into $OUT/gsm8k-trend-partP.tar.gz, so a call cut off still returns what it finished; at the
-deadline the running processes are killed. With every run done, the figure and the table land in $OUT too.
+deadline the running processes are killed. The table goes to the log; with every run done, the figure and the
+table land in $OUT too.
 `--rehearse` runs the same on CPU with the tiny model at tiny sizes (tests/test_gsm8k_trend.py).
 """
 
@@ -66,6 +67,7 @@ def draw(cfg: dict, data: Path, out: Path) -> list[Path]:
     """The figure (PNG, PDF) and the table (Markdown) of whatever runs are in `data`, into `out`."""
     from banditlab.plots import save, style
 
+    out.mkdir(parents=True, exist_ok=True)
     plt = style(seaborn=True)
     fig = experiment_module().plot_llm_asymre_gsm8k(cfg, data, out / NAME, plt)
     made = save(fig, out / NAME)
@@ -118,10 +120,11 @@ def main(argv=None) -> int:
     runs = json.loads((data / "runs.json").read_text()) if (data / "runs.json").exists() else []
     finished = sum((data / r["folder"] / "DONE").exists() for r in runs)
     echo(f"{finished}/{len(cfg['seeds']) * len(cfg['methods'])} runs done; packed into {dest.name}")
-    if finished:
-        for f in draw(cfg, data, out):
-            echo(f"drew {f.name}")
-        echo("\n" + (out / f"{NAME}.md").read_text())
+    if finished:  # the table always; the figure once every run is done (collect --draw shows a partial one)
+        if complete:
+            for f in draw(cfg, data, out):
+                echo(f"drew {f.name}")
+        echo("\n" + experiment_module().table_markdown(cfg, data))
     (out / f"gsm8k-trend-part{a.part}.json").write_text(json.dumps(
         {"part": a.part, "complete": complete, "runs_done": finished, "seconds": time.time() - t0}, indent=1))
     log.close()

@@ -1,6 +1,6 @@
 """Bring a device call's packed results of the GSM8K δV trend back into the working tree (docs/llm-gsm8k.md).
 
-    python experiments/gpu/gsm8k_trend_collect.py FILES_AT [--data figures/data/llm-asymre-gsm8k]
+    python experiments/gpu/gsm8k_trend_collect.py FILES_AT [--data figures/data/llm-asymre-gsm8k] [--draw DIR]
 
 FILES_AT is the folder the `run` tool copied $OUT into. The newest gsm8k-trend-partP.tar.gz in it is unpacked over
 the data folder (files from the device win; runs finished in an earlier call stay), so the next call's working
@@ -48,9 +48,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files_at", help="the folder the device call's $OUT files were copied into")
     ap.add_argument("--data", default=str(ROOT / "figures" / "data" / "llm-asymre-gsm8k"))
+    ap.add_argument("--draw", default=None, help="also draw the figure and table of the runs so far into this folder")
     a = ap.parse_args(argv)
     try:
         collect(Path(a.files_at), Path(a.data))
+        if a.draw:
+            from gsm8k_trend_call import draw
+            from banditlab.reproduce import load_config
+
+            for f in draw(load_config("llm-asymre-gsm8k"), Path(a.data), Path(a.draw)):
+                print(f)
     except SystemExit as err:
         print(err, file=sys.stderr)
         return 2
