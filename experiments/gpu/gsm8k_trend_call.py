@@ -75,6 +75,17 @@ def draw(cfg: dict, data: Path, out: Path) -> list[Path]:
     return made + [out / f"{NAME}.md"]
 
 
+def run_seconds(data: Path, runs: list[dict], since: float) -> float:
+    """Σ step_seconds of the runs finished after `since`: divided by the call's wall time, how many runs the
+    GPU carried at once (the measure of `--jobs`)."""
+    total = 0.0
+    for r in runs:
+        done, metrics = data / r["folder"] / "DONE", data / r["folder"] / "metrics.jsonl"
+        if done.exists() and done.stat().st_mtime >= since and metrics.exists():
+            total += sum(json.loads(x).get("step_seconds", 0.0) for x in metrics.read_text().splitlines())
+    return total
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", type=int, required=True, help="1: screening + the first seed; 2, 3, ...: every seed")
@@ -125,8 +136,13 @@ def main(argv=None) -> int:
             for f in draw(cfg, data, out):
                 echo(f"drew {f.name}")
         echo("\n" + experiment_module().table_markdown(cfg, data))
+    busy = run_seconds(data, runs, since=t0)
+    wall = time.time() - t0
+    echo(f"runs finished in this call trained for {busy:.0f} s in all, in {wall:.0f} s of wall time "
+         f"({busy / wall:.2f} runs at once on average, with {cfg['jobs']} jobs)")
     (out / f"gsm8k-trend-part{a.part}.json").write_text(json.dumps(
-        {"part": a.part, "complete": complete, "runs_done": finished, "seconds": time.time() - t0}, indent=1))
+        {"part": a.part, "complete": complete, "runs_done": finished, "seconds": wall, "jobs": cfg["jobs"],
+         "run_seconds_finished_here": busy}, indent=1))
     log.close()
     return 0 if done else 3
 

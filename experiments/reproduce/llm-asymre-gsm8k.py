@@ -55,6 +55,8 @@ def _slug(label: str) -> str:
 def job_screen(job: dict) -> None:
     """Screen one split with π₀ (pass@k at T = 1), or measure π₀'s greedy pass@1 on the full test split."""
     from llm.data import load_problems
+
+    problems = load_problems("gsm8k", job["split"], job["path"], job.get("n"))  # before torch: a bad file fails fast
     from llm.generation import HFBackend
     from llm.grading import Grader
     from llm.models import load_model, resolve_device
@@ -63,7 +65,6 @@ def job_screen(job: dict) -> None:
     device, dtype = resolve_device("auto", "auto")
     model, tok = load_model(job["model"], dtype, device, 0)
     grader, out = Grader(), Path(job["out"])
-    problems = load_problems("gsm8k", job["split"], job["path"], job.get("n"))
     if job["kind"] == "greedy":
         backend = HFBackend(model, tok, job["batch"])
         acc = _greedy(backend, tok, grader, problems, job["max_new_tokens"])
@@ -257,7 +258,7 @@ def run_experiment(cfg: dict, data: Path, tick=None, seeds=None, deadline: float
 
 
 def run(cfg, data: Path, tick):
-    run_experiment(cfg, data, tick, echo=lambda *_: None)
+    run_experiment(cfg, data, tick, echo=lambda msg: print(msg) if msg.startswith("pool") else None)
 
 
 # ------------------------------------------------------------------------------------------ figure and table
