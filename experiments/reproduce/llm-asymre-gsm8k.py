@@ -187,6 +187,7 @@ def ensure_pool(cfg: dict, data: Path, deadline: float, tick=None, echo=print) -
             return None
         counts = {s: read_counts(data / f"screen-{s}.jsonl") for s in ("train", "test")}
         pool = {**base, "k": sc["k"], "keep": sc["keep"], "made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                "files": {"train": cfg["train_file"], "test": cfg["test_file"]},
                 **{s: pool_of(counts[s], sc["k"], sc["keep"]) for s in ("train", "test")},
                 "pi0_full_test": json.loads((data / "pi0-full-test.json").read_text())}
         _write_json(path, pool)
