@@ -75,15 +75,16 @@ def draw(cfg: dict, data: Path, out: Path) -> list[Path]:
     return made + [out / f"{NAME}.md"]
 
 
-def run_seconds(data: Path, runs: list[dict], since: float) -> float:
-    """Σ step_seconds of the runs finished after `since`: divided by the call's wall time, how many runs the
-    GPU carried at once (the measure of `--jobs`)."""
-    total = 0.0
-    for r in runs:
-        done, metrics = data / r["folder"] / "DONE", data / r["folder"] / "metrics.jsonl"
-        if done.exists() and done.stat().st_mtime >= since and metrics.exists():
-            total += sum(json.loads(x).get("step_seconds", 0.0) for x in metrics.read_text().splitlines())
-    return total
+def run_span(data: Path, runs: list[dict], since: float) -> tuple[int, float, float]:
+    """(n, span, busy) of the runs finished after `since`: span from the first one's start (config.json) to the
+    last one's end (DONE), busy the sum of their own wall times. busy / span is how many runs the GPU carried at
+    once, span / n the seconds per finished run: the measure of `--jobs` (compare a call with --jobs 1)."""
+    ends = [((data / r["folder"] / "config.json").stat().st_mtime,
+             (data / r["folder"] / "DONE").stat().st_mtime) for r in runs
+            if (data / r["folder"] / "DONE").exists() and (data / r["folder"] / "DONE").stat().st_mtime >= since]
+    if not ends:
+        return 0, 0.0, 0.0
+    return len(ends), max(e for _, e in ends) - min(s for s, _ in ends), sum(e - s for s, e in ends)
 
 
 def main(argv=None) -> int:
@@ -136,13 +137,13 @@ def main(argv=None) -> int:
             for f in draw(cfg, data, out):
                 echo(f"drew {f.name}")
         echo("\n" + experiment_module().table_markdown(cfg, data))
-    busy = run_seconds(data, runs, since=t0)
-    wall = time.time() - t0
-    echo(f"runs finished in this call trained for {busy:.0f} s in all, in {wall:.0f} s of wall time "
-         f"({busy / wall:.2f} runs at once on average, with {cfg['jobs']} jobs)")
+    n, span, busy = run_span(data, runs, since=t0)
+    if n:
+        echo(f"{n} runs finished in this call in {span:.0f} s: {span / n:.0f} s per run, {busy / span:.2f} runs at "
+             f"once on average ({cfg['jobs']} jobs)")
     (out / f"gsm8k-trend-part{a.part}.json").write_text(json.dumps(
-        {"part": a.part, "complete": complete, "runs_done": finished, "seconds": wall, "jobs": cfg["jobs"],
-         "run_seconds_finished_here": busy}, indent=1))
+        {"part": a.part, "complete": complete, "runs_done": finished, "seconds": time.time() - t0,
+         "jobs": cfg["jobs"], "runs_finished_here": n, "run_stage_seconds": span, "run_seconds_sum": busy}, indent=1))
     log.close()
     return 0 if done else 3
 

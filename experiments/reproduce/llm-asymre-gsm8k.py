@@ -312,7 +312,8 @@ def table(cfg: dict, data: Path):
 
 def table_markdown(cfg: dict, data: Path) -> str:
     t, pool = table(cfg, data)
-    ci = lambda r, k: f"{r[k]:.3f} [{r[k + '_lo']:.3f}, {r[k + '_hi']:.3f}]"
+    ci = lambda r, k: f"{r[k]:.3f} [{r[k + '_lo']:.3f}, {r[k + '_hi']:.3f}]" if r[k + "_lo"] == r[k + "_lo"] \
+        else f"{r[k]:.3f} (one seed)"
     p0 = pool["pi0_full_test"]
     lines = [f"π₀ greedy pass@1 on the full test split ({p0['n']} problems): {p0['full_test_accuracy']:.3f} "
              f"(the start of every run: LoRA starts at B = 0). Pool: {len(pool['train']['index'])} train problems of "
