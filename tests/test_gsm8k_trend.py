@@ -5,7 +5,6 @@ import json
 import sys
 import tarfile
 import time
-from pathlib import Path
 
 import pytest
 

@@ -36,7 +36,8 @@ def experiment_module():
     """experiments/reproduce/llm-asymre-gsm8k.py (a file name with hyphens: loaded by path), once."""
     global _MOD
     if _MOD is None:
-        spec = importlib.util.spec_from_file_location("llm_asymre_gsm8k", ROOT / "experiments" / "reproduce" / f"{NAME}.py")
+        path = ROOT / "experiments" / "reproduce" / f"{NAME}.py"
+        spec = importlib.util.spec_from_file_location("llm_asymre_gsm8k", path)
         _MOD = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(_MOD)
     return _MOD

@@ -172,7 +172,8 @@ def ensure_pool(cfg: dict, data: Path, deadline: float, tick=None, echo=print) -
     if not path.exists():
         base = {"model": model, "temperature": cfg["train"]["temperature"],
                 "max_new_tokens": cfg["train"]["max_new_tokens"]}
-        jobs = {f"screen-{s}": {**base, "kind": "screen", "split": s, "k": sc["k"], "out": str(data / f"screen-{s}.jsonl"),
+        jobs = {f"screen-{s}": {**base, "kind": "screen", "split": s, "k": sc["k"],
+                                "out": str(data / f"screen-{s}.jsonl"),
                                 "path": str(data_file(cfg[f"{s}_file"])), "seconds": sc[f"{s}_seconds"],
                                 "batch_problems": sc["batch_problems"], "n": sc["max_problems"] or None}
                 for s in ("train", "test") if not (data / f"screen-{s}.done").exists()}
@@ -343,7 +344,8 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
     colors = dict(zip(cfg["methods"], COLORS * 2))  # a method keeps its colour when others are missing
     fig, axes = plt.subplots(1, 4, figsize=(22, 5.2), layout="constrained")
     panels = [("test_accuracy", "held-out solvable pass@1 (greedy)"), ("reward_mean", "train reward (±1, mean)"),
-              ("entropy", "token entropy of π (nats)"), ("ratio_min", r"smallest token ratio $\pi/\mu$ in the batch (grey: μ ← π)")]
+              ("entropy", "token entropy of π (nats)"),
+              ("ratio_min", r"smallest token ratio $\pi/\mu$ in the batch (grey: μ ← π)")]
     for ax, (col, title) in zip(axes, panels):
         for m in labels:
             g = df[(df.method == m) & df[col].notna()] if col in df else df.iloc[:0]
