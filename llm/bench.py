@@ -178,9 +178,11 @@ def write_json(res: dict, path: str | Path) -> Path:
     return path
 
 
-def bench_config(options: dict, config_file: str | None, arch: str | None, layers: int, sets: list[str]):
+def bench_config(options: dict, config_file: str | None, arch: str | None, layers: int, sets: list[str],
+                 synthetic: bool = False):
     """The TrainConfig of a bench: CLI options over `--set KEY=VALUE` over the TOML file over the defaults, with
-    `--arch` as the model spec and the transformers backend. Returns (cfg, label, notes)."""
+    `--arch` as the model spec and the transformers backend; synthetic rollouts read no data set (the trainer gets
+    generated arithmetic prompts, which it never uses). Returns (cfg, label, notes)."""
     import tomllib
 
     from .train import config_from
@@ -217,6 +219,9 @@ def bench_config(options: dict, config_file: str | None, arch: str | None, layer
         cfg.model = f"arch:{arch}" + (f":layers={layers}" if layers else "")
     elif layers:
         raise UsageError("--layers scales an --arch architecture; it needs --arch")
+    if synthetic and (cfg.dataset, cfg.data_path) != ("arithmetic", ""):
+        notes.append(f"dataset {cfg.dataset} not read (synthetic rollouts)")
+        cfg.dataset, cfg.data_path, cfg.test_path, cfg.n_train = "arithmetic", "", "", 0
     if cfg.backend != "transformers":
         notes.append(f"backend {cfg.backend} replaced by transformers")
         cfg.backend = "transformers"

@@ -225,7 +225,7 @@ def bench(
     opts = dict(model=model, algo=algo, group_size=group_size, prompts_per_step=prompts_per_step,
                 max_new_tokens=max_new_tokens, micro_batch=micro_batch, gen_batch_size=gen_batch_size,
                 dataset=dataset, data_path=data_path, device=device, dtype=dtype, seed=seed)
-    cfg, label, notes = bench_config(opts, config, arch, layers, sets)
+    cfg, label, notes = bench_config(opts, config, arch, layers, sets, synthetic_rollouts)
     res = run_bench(cfg, warmup=warmup, steps=steps, synthetic=synthetic_rollouts, prompt_tokens=prompt_tokens,
                     echo=lambda *_: None)
     res.update(label=label, notes=notes, config=asdict(cfg))
