@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import re
 import sys
 import tempfile
@@ -55,7 +56,8 @@ def part_env(report, limit):
 
     installed = any(ep.name == "llm" for ep in entry_points(group="banditlab.commands"))
     res = {"llm_commands": "mounted" if code == 0 and "synthetic-rollouts" in tail else f"missing (exit {code})",
-           "mounted_from": "installed metadata" if installed else "the checkout's pyproject.toml", "packages": has}
+           "mounted_from": "installed metadata" if installed else "the checkout's pyproject.toml", "packages": has,
+           "banditlab_shared": os.environ.get("BANDITLAB_SHARED", "")}
     if not has["math_verify"]:
         res["status"], res["error"] = "failed", "math-verify missing: run experiments/gpu/pack after prepare"
     return res
@@ -99,14 +101,15 @@ def junit_counts(xml: Path) -> dict:
 def part_bandit(report, limit, tmp: Path, device: str, sizes: dict):
     path = tmp / "bandit.json"
     args = [f"--{k.replace('_', '-')}={v}" for k, v in sizes.items()]
-    try:
-        kit.run(report, kit.python("experiments/gpu/bandit_throughput.py", "--device", device, "--json", str(path),
-                                   *args), limit)
-    finally:
+
+    def collect():
         rows = kit.read_json(path) or []
-    claims = {f"bandit exact mode on {device}, {r['runs']} runs × {r['arms']} arms × {r['steps']} steps, {r['dtype']}":
-              f"{r['arm_updates_per_s']:.3g} arm-updates/s ({r['seconds']:.2f} s)" for r in rows}
-    return {"rows": rows, "claims": claims}
+        return {"rows": rows, "claims": {
+            f"bandit exact mode on {device}, {r['runs']} runs × {r['arms']} arms × {r['steps']} steps, {r['dtype']}":
+            f"{r['arm_updates_per_s']:.3g} arm-updates/s ({r['seconds']:.2f} s)" for r in rows}}
+
+    return kit.run_collect(report, kit.python("experiments/gpu/bandit_throughput.py", "--device", device, "--json",
+                                              str(path), *args), limit, collect)
 
 
 def part_bench_bandit(report, limit, tmp: Path, device: str, rehearse: bool):
@@ -147,6 +150,9 @@ def main():
     a = ap.parse_args()
     s = SIZES["rehearse" if a.rehearse else "gpu"]
     device = "cpu" if a.rehearse else "cuda"
+    packed = kit.ROOT / ".gpu" / "a" / "shared"  # experiments/gpu/pack: the data files travel with .gpu/a
+    if not (Path(os.environ.get("BANDITLAB_SHARED", "/nonexistent")) / "data").exists() and (packed / "data").exists():
+        os.environ["BANDITLAB_SHARED"] = str(packed)
     out, tmp = kit.out_dir(a.out), Path(tempfile.mkdtemp(prefix="gpu-kit-a-"))
     report = kit.Report("call_a", out, a.rehearse, s["budget"])
     plan = [("env", "the machine and the PYTHONPATH-only CLI", lambda t: part_env(report, t), 120),

@@ -91,11 +91,14 @@ class Report:
             rec["result"] = result
             rec["status"] = result.pop("status", "ok")
             rec["error"] = result.pop("error", None)
-        except PartTimeout as err:
-            rec.update(status="timeout", error=str(err), result=err.partial)
-        except Exception as err:  # a part's failure is recorded, never fatal to the call
-            rec.update(status="failed", error=f"{type(err).__name__}: {' '.join(str(err).split())[:300]}")
-            self.say(traceback.format_exc())
+        except Exception as err:  # a part's failure is recorded, never fatal to the call, with what it finished
+            partial = dict(getattr(err, "partial", None) or {})
+            rec.update(claims=partial.pop("claims", {}), result=partial)
+            if isinstance(err, PartTimeout):
+                rec.update(status="timeout", error=str(err))
+            else:
+                rec.update(status="failed", error=f"{type(err).__name__}: {' '.join(str(err).split())[:300]}")
+                self.say(traceback.format_exc())
         rec["seconds"] = round(time.time() - t, 1)
         self.say(f"== {key}: {rec['status']} in {rec['seconds']} s" + (f": {rec['error']}" if rec["error"] else ""))
         self.flush()
@@ -143,6 +146,17 @@ def run(report: Report, argv: list[str], limit: float, check: bool = True) -> tu
     if check and code != 0:
         raise RuntimeError(f"exit code {code}: {(tail.strip().splitlines() or [''])[-1][:200]}")
     return code, tail
+
+
+def run_collect(report: Report, argv: list[str], limit: float, collect) -> dict:
+    """`run`, then collect() (the part's result, read from the files the subprocess wrote as it went); on a
+    failure or timeout the error carries collect() as `partial`, so the report keeps what finished."""
+    try:
+        run(report, argv, limit)
+    except Exception as err:
+        err.partial = collect()
+        raise
+    return collect()
 
 
 def python(*args: str) -> list[str]:
