@@ -80,7 +80,8 @@ def peak_memory(device: str) -> dict:
 
 
 def _oom(err: BaseException) -> str:
-    return f"CUDA out of memory ({' '.join(str(err).split())[:160]})"
+    text = " ".join(str(err).split())[:200]
+    return text if "out of memory" in text.lower() else f"CUDA out of memory: {text}"
 
 
 def run_bench(cfg, *, warmup: int = 1, steps: int = 3, synthetic: bool = False, prompt_tokens: int = 256,
@@ -94,19 +95,18 @@ def run_bench(cfg, *, warmup: int = 1, steps: int = 3, synthetic: bool = False, 
            "prompt_tokens": prompt_tokens if synthetic else None}
     from .train import Trainer
 
-    trainer, rows = None, []
+    trainer, rows, done = None, [], 0
     try:
         trainer = synthetic_trainer(cfg, prompt_tokens, echo) if synthetic else Trainer(cfg, echo=echo)
         res.update(describe(trainer))
         if trainer.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(trainer.device)
-        for i in range(warmup + steps):
+        for done in range(warmup + steps):
             logs = trainer.train_step()
-            if i >= warmup:
+            if done >= warmup:
                 rows.append(logs)
     except torch.cuda.OutOfMemoryError as err:
-        res.update(fits=False, error=_oom(err), failed_at=f"step {len(rows) + 1 if trainer else 0} "
-                                                           f"({'after' if trainer else 'while'} loading the model)")
+        res.update(fits=False, error=_oom(err), failed_at=f"step {done + 1}" if trainer else "loading the model")
     res["peak_memory"] = peak_memory(trainer.device if trainer else "cuda")  # no trainer: the load ran out of CUDA memory
     res.update(summarise(rows, synthetic, cfg))
     return res

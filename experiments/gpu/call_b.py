@@ -45,7 +45,7 @@ SIZES = {
                                "--rounds", "1"], limit=150)),
     "rehearse": dict(budget=240, model="tiny", device="cpu", full_data=False,
                      objectives=dict(args=["--prompts", "2", "--group", "2", "--max-new-tokens", "4", "--steps", "2",
-                                           "--algos", "asymre,topr,rec"], limit=120),
+                                           "--algos", "asymre,topr"], limit=120),
                      generation=dict(args=["--prompts", "2", "--group", "2", "--max-new-tokens", "4",
                                            "--batch-sizes", "2,0"], limit=60),
                      evals=dict(gsm8k=["--n", "3", "--max-new-tokens", "4"], math500=["--n", "3", "--max-new-tokens", "4"],
