@@ -150,9 +150,6 @@ def main():
     a = ap.parse_args()
     s = SIZES["rehearse" if a.rehearse else "gpu"]
     device = "cpu" if a.rehearse else "cuda"
-    packed = kit.ROOT / ".gpu" / "a" / "shared"  # experiments/gpu/pack: the data files travel with .gpu/a
-    if not (Path(os.environ.get("BANDITLAB_SHARED", "/nonexistent")) / "data").exists() and (packed / "data").exists():
-        os.environ["BANDITLAB_SHARED"] = str(packed)
     out, tmp = kit.out_dir(a.out), Path(tempfile.mkdtemp(prefix="gpu-kit-a-"))
     report = kit.Report("call_a", out, a.rehearse, s["budget"])
     plan = [("env", "the machine and the PYTHONPATH-only CLI", lambda t: part_env(report, t), 120),
