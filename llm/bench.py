@@ -8,8 +8,8 @@ It builds the trainer of `banditlab llm train` (`llm.train.Trainer`, the same ob
 runs `--warmup` untimed steps and `--steps` timed ones, and reports seconds per step, generation tokens/s (when it
 generates), training tokens/s (completion tokens through forward + backward + optimizer), peak memory (CUDA: the
 allocator's max allocated and max reserved since the first warm-up step; CPU: the process's peak resident set, model
-loading included) and whether the step fits (a CUDA out-of-memory error is caught: fits = false). The result is
-printed and written as JSON.
+loading included; both with what is held after loading, before the first step) and whether the step fits (a CUDA
+out-of-memory error is caught: fits = false). The result is printed and written as JSON.
 
 `--arch NAME` builds a published architecture with random weights (llm/archs: no download); `--layers N` keeps its
 widths and drops layers (for a CPU). `--synthetic-rollouts` skips generation and trains on random token ids: every
@@ -79,6 +79,18 @@ def peak_memory(device: str) -> dict:
     return {"cpu_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB}
 
 
+def loaded_memory(device: str) -> dict:
+    """Memory held once the model, adapter and optimizer exist (before any step): the steps' own share is the
+    peak minus this."""
+    if device.startswith("cuda"):
+        return {"cuda_allocated_after_load_gb": torch.cuda.memory_allocated() / GB}
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return {"cpu_rss_after_load_gb": pages * os.sysconf("SC_PAGE_SIZE") / GB}
+    except (OSError, ValueError, IndexError):
+        return {}
+
+
 def _oom(err: BaseException) -> str:
     text = " ".join(str(err).split())[:200]
     return text if "out of memory" in text.lower() else f"CUDA out of memory: {text}"
@@ -98,7 +110,7 @@ def run_bench(cfg, *, warmup: int = 1, steps: int = 3, synthetic: bool = False, 
     trainer, rows, done = None, [], 0
     try:
         trainer = synthetic_trainer(cfg, prompt_tokens, echo) if synthetic else Trainer(cfg, echo=echo)
-        res.update(describe(trainer))
+        res.update(describe(trainer), after_load=loaded_memory(trainer.device))
         if trainer.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats(trainer.device)
         for done in range(warmup + steps):

@@ -38,7 +38,7 @@ SIZES = {
     "gpu": dict(budget=530, model="smollm2", device="cuda", full_data=True,
                 objectives=dict(args=["--prompts", "2", "--group", "4", "--max-new-tokens", "32"], limit=200),
                 generation=dict(args=["--prompts", "64", "--group", "8", "--max-new-tokens", "256",
-                                      "--batch-sizes", "64,256,0", "--static-cache"], limit=120),
+                                      "--batch-sizes", "64,256,0", "--static-cache"], limit=180),
                 evals=dict(gsm8k=["--n", "0", "--max-new-tokens", "384"], math500=["--n", "0", "--max-new-tokens", "512"],
                            limit=200),
                 trl=dict(args=["--prompts", "4", "--group", "8", "--max-new-tokens", "128", "--steps", "3",

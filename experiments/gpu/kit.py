@@ -195,7 +195,7 @@ def bench(report: Report, tmp: Path, tag: str, args: list[str], limit: float) ->
     run(report, python("-m", "banditlab", "llm", "bench", *args, "--json", str(path)), limit)
     res = read_json(path)
     keep = ("label", "fits", "error", "failed_at", "device_name", "dtype", "parameters", "seconds_per_step",
-            "train_tokens_per_s", "gen_tokens_per_s", "completion_tokens_per_step", "peak_memory", "prompt_tokens",
+            "train_tokens_per_s", "gen_tokens_per_s", "completion_tokens_per_step", "peak_memory", "after_load", "prompt_tokens",
             "notes", "measured", "skipped")
     shape = ("prompts_per_step", "group_size", "max_new_tokens", "micro_batch", "gen_batch_size", "lora_r", "algo")
     return {**{k: res.get(k) for k in keep}, "config": {k: res.get("config", {}).get(k) for k in shape}}
