@@ -136,7 +136,7 @@ def part_paper(report, limit, tmp: Path, name: str, arch: str, extra: list[str])
              f"{c.get('max_new_tokens')}) tokens, LoRA r {c.get('lora_r')}")
     if res.get("fits"):
         held = next(iter((res.get("after_load") or {}).values()), float("nan"))
-        value = (f"fits one micro-batch ({shape}): peak {kit.fmt_mem(res['peak_memory'])} ({held:.1f} GB held after "
+        value = (f"fits one micro-batch ({shape}): {kit.fmt_mem(res['peak_memory'])} ({held:.1f} GB held after "
                  f"loading), {res['seconds_per_step']:.1f} s per micro-batch step")
     else:
         value = f"does not fit ({shape}): {res.get('error')}"

@@ -203,5 +203,5 @@ def bench(report: Report, tmp: Path, tag: str, args: list[str], limit: float) ->
 
 def fmt_mem(m: dict) -> str:
     if "cuda_max_allocated_gb" in (m or {}):
-        return f"{m['cuda_max_allocated_gb']:.1f} GB allocated, {m['cuda_max_reserved_gb']:.1f} GB reserved"
-    return f"{m['cpu_peak_rss_gb']:.2f} GB peak RSS" if m else "n/a"
+        return f"peak {m['cuda_max_allocated_gb']:.1f} GB allocated, {m['cuda_max_reserved_gb']:.1f} GB reserved"
+    return f"peak RSS {m['cpu_peak_rss_gb']:.2f} GB" if m else "peak memory n/a"
