@@ -228,10 +228,19 @@ def algos(references: bool = O(False, "--references",
 
 def _mount_plugins() -> None:
     """Command groups registered by other packages under the entry-point group `banditlab.commands` (this
-    project's pyproject registers `llm = "llm.cli:app"`): banditlab itself never imports llm."""
-    from importlib.metadata import entry_points
+    project's pyproject registers `llm = "llm.cli:app"`): banditlab itself never imports llm. Without installed
+    metadata (a checkout on PYTHONPATH alone), the checkout's own pyproject.toml names them."""
+    from importlib.metadata import EntryPoint, entry_points
+    from pathlib import Path
 
-    for ep in entry_points(group="banditlab.commands"):
+    found = list(entry_points(group="banditlab.commands"))
+    source = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not found and source.exists():  # run from a source checkout that is not installed (PYTHONPATH only)
+        import tomllib
+
+        table = tomllib.loads(source.read_text()).get("project", {}).get("entry-points", {})
+        found = [EntryPoint(n, v, "banditlab.commands") for n, v in table.get("banditlab.commands", {}).items()]
+    for ep in found:
         try:
             app.add_typer(ep.load(), name=ep.name)
         except ImportError:  # a plugin whose package is gone: its commands are simply absent

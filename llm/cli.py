@@ -186,3 +186,50 @@ def generate(
                                    seed=seed, greedy=greedy, with_logprobs=True)
     for i, text in enumerate(r.texts):
         typer.echo(f"[{i}] log μ = {float(r.logprobs[i].sum()):.2f}: {text}")
+
+
+@app.command()
+def bench(
+    model: Optional[str] = O(None, help="model spec: tiny | smollm2 | PATH.gguf | folder | hub name (default: tiny)"),
+    arch: Optional[str] = O(None, help="a named architecture with random weights instead of --model: "
+                                       "llama-3.1-8b | llama-3-8b | qwen2.5-1.5b | smollm2-135m (llm/archs)"),
+    layers: int = O(0, help="with --arch: keep this many layers, every width unchanged (0: all; scales down for a CPU)"),
+    config: Optional[str] = O(None, help="TOML file of `llm train` (experiments/llm/*.toml); the command line wins"),
+    synthetic_rollouts: bool = O(False, "--synthetic-rollouts",
+                                 help="skip generation: train on random ids, completions of the full --max-new-tokens"),
+    prompt_tokens: int = O(256, help="with --synthetic-rollouts: prompt length in tokens"),
+    warmup: int = O(1, help="untimed steps first"), steps: int = O(3, help="timed training steps"),
+    algo: Optional[str] = O(None, help=_h("algo")), group_size: Optional[int] = O(None, help=_h("group_size")),
+    prompts_per_step: Optional[int] = O(None, help=_h("prompts_per_step")),
+    max_new_tokens: Optional[int] = O(None, help=_h("max_new_tokens")),
+    micro_batch: Optional[int] = O(None, help=_h("micro_batch")),
+    gen_batch_size: Optional[int] = O(None, help=_h("gen_batch_size")),
+    dataset: Optional[str] = O(None, help=_h("dataset")), data_path: Optional[str] = O(None, help=_h("data_path")),
+    device: Optional[str] = O(None, help=_h("device")), dtype: Optional[str] = O(None, help=_h("dtype")),
+    seed: Optional[int] = O(None, help=_h("seed")),
+    sets: Optional[List[str]] = O(None, "--set", help="any `llm train` option as KEY=VALUE (repeatable), e.g. "
+                                                      "--set lora_r=64"),
+    json_out: Optional[str] = O(None, "--json", help="where the JSON result goes (default: runs/llm-bench-TIME.json)"),
+):
+    """Time warm-up + N training steps of the real trainer on this device: s/step, tokens/s, peak memory, fits."""
+    import time
+    from dataclasses import asdict
+
+    _need_llm_extra()
+    from .bench import bench_config, report_lines, run_bench, write_json
+
+    if steps < 1 or warmup < 0 or prompt_tokens < 1 or layers < 0:
+        raise UsageError("--steps and --prompt-tokens must be ≥ 1, --warmup and --layers ≥ 0")
+    if arch and not synthetic_rollouts:
+        raise UsageError("--arch builds random weights, whose generations are nonsense: add --synthetic-rollouts")
+    opts = dict(model=model, algo=algo, group_size=group_size, prompts_per_step=prompts_per_step,
+                max_new_tokens=max_new_tokens, micro_batch=micro_batch, gen_batch_size=gen_batch_size,
+                dataset=dataset, data_path=data_path, device=device, dtype=dtype, seed=seed)
+    cfg, label, notes = bench_config(opts, config, arch, layers, sets, synthetic_rollouts)
+    res = run_bench(cfg, warmup=warmup, steps=steps, synthetic=synthetic_rollouts, prompt_tokens=prompt_tokens,
+                    echo=lambda *_: None)
+    res.update(label=label, notes=notes, config=asdict(cfg))
+    lines = report_lines(res, cfg, label) + [f"note: {n}" for n in notes]
+    path = write_json(res, json_out or f"runs/llm-bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    for line in lines + [f"json: {path}"]:
+        typer.echo(line)

