@@ -20,6 +20,14 @@ def ranged(default, lo=None, hi=None, lo_open: bool = False, hi_open: bool = Fal
     return field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)})
 
 
+def _bound(x, none: str) -> str:
+    if x is None:
+        return none
+    if isinstance(x, int) and x >= 2**20 and x & (x - 1) == 0:
+        return f"2^{x.bit_length() - 1}"
+    return f"{x:g}"
+
+
 def check_ranges(cfg) -> None:
     """UsageError naming the first field of `cfg` outside its declared range."""
     for f in fields(cfg):
@@ -29,8 +37,7 @@ def check_ranges(cfg) -> None:
         v = getattr(cfg, f.name)
         ok = (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
         if not ok or (isinstance(v, float) and not math.isfinite(v)):
-            span = f"{'(' if lo_open else '['}{'-inf' if lo is None else f'{lo:g}'}, " \
-                   f"{'inf' if hi is None else f'{hi:g}'}{')' if hi_open else ']'}"
+            span = f"{'(' if lo_open else '['}{_bound(lo, '-inf')}, {_bound(hi, 'inf')}{')' if hi_open else ']'}"
             raise UsageError(f"--{f.name.replace('_', '-')}: must be in {span}, got {v!r}")
 
 

@@ -126,7 +126,10 @@ def make_bandit(cfg: SweepConfig) -> B.Bandit:
             return B.from_toml(cfg.bandit)
         if cfg.rewards:
             mu = parse_floats(cfg.mu, "--mu") if cfg.mu else None
-            return B.from_lists(parse_floats(cfg.rewards, "--rewards"), mu, noise=cfg.noise, low=cfg.low,
+            rewards = parse_floats(cfg.rewards, "--rewards")
+            if max(abs(r) for r in rewards) > B.VALUE_LIMIT:
+                raise UsageError(f"--rewards: mean rewards must lie within ±{B.VALUE_LIMIT:g}, got {cfg.rewards!r}")
+            return B.from_lists(rewards, mu, noise=cfg.noise, low=cfg.low,
                                 high=cfg.high, sigma=cfg.sigma)
         if cfg.mu:
             raise UsageError("--mu: needs --rewards (behaviour probabilities of explicit arms)")
@@ -257,7 +260,8 @@ def check_size(cfg: SweepConfig, bandit, runs: int) -> None:
     if need > have / 2:
         raise UsageError(f"grid too large: about {need / 2**30:.1f} GiB for {runs} runs × {bandit.contexts} "
                          f"contexts × {bandit.arms} arms (this machine has {have / 2**30:.0f} GiB); use fewer "
-                         "--seeds, baselines, --arms, --contexts or a larger --log-every")
+                         "--seeds, baselines, --arms, --contexts, a smaller --behavior delay:K or a larger "
+                         "--log-every")
 
 
 def _delay(behavior: str) -> int:
