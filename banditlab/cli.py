@@ -280,6 +280,10 @@ def main(argv: list[str] | None = None) -> None:
     cmd = typer.main.get_command(app)
     try:
         code = cmd.main(args=argv, prog_name="banditlab", standalone_mode=False)
+        if code == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word
+            from .runfolder import STOPPED
+
+            typer.echo(f"banditlab: {STOPPED[-1] if STOPPED else 'interrupted'}", err=True)
     except typer.Exit as e:
         code = e.exit_code
     except (Interrupted, typer.Abort, KeyboardInterrupt) as e:

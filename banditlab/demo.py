@@ -136,7 +136,7 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
         raise UsageError(f"--rewards/--mu: {err}") from None
     if bandit.arms != 3:
         raise UsageError(f"--rewards: the simplex picture needs exactly 3 arms, got {bandit.arms}")
-    if not 1 <= steps <= 10**6 or not 0 < lr <= 10:  # larger steps jump past π* (the figure would contradict the text)
+    if not 1 <= steps <= 10**6 or not 0 < lr <= 10:  # larger steps jump past π*, against the text
         raise UsageError(f"--steps must be in [1, 1e6] and --lr in (0, 10], got {steps} and {lr}")
     vmu = bandit.v_mu_total
     below = vmu - 0.28 if below is None else below

@@ -34,30 +34,40 @@ class Interrupted(Exception):
     """A run stopped by a signal after saving its state; the CLI prints it and exits 130."""
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write `data` to `path` through a temporary file and `os.replace`: readers see the old or the new file."""
+def atomic_output(path: Path, write) -> None:
+    """`write(tmp)` then rename tmp to `path`: readers see the old file or the new one. A failed write leaves no
+    temporary file behind (it would hold the space a full disk needs)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, RuntimeError) and _nearly_full(path.parent):  # torch.save reports ENOSPC this way
+            raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
+        raise
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Text or bytes to `path`, atomically."""
+    atomic_output(path, lambda tmp: tmp.write_bytes(data.encode() if isinstance(data, str) else data))
 
 
 def atomic_save(path: Path, obj) -> None:
     """torch.save(obj) to `path` atomically (tensors and plain data only, so `safeio.load_tensors` reads it)."""
     import torch
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_output(path, lambda tmp: torch.save(obj, tmp))
 
 
-def atomic_output(path: Path, write) -> None:
-    """`write(tmp)` then rename to `path`: for outputs written by a library (parquet, csv)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+def _nearly_full(folder: Path) -> bool:
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
 
 
 def mark_complete(folder: Path) -> None:
@@ -79,6 +89,9 @@ def is_disk_full(err: BaseException) -> bool:
         "No space left on device" in str(err) or "Disk quota exceeded" in str(err)
 
 
+STOPPED: list[str] = []  # why a run was stopped at once (the CLI prints the last one)
+
+
 @contextlib.contextmanager
 def stop_flag():
     """Yields a dict whose "stop" turns True at the first SIGINT/SIGTERM; a second one raises KeyboardInterrupt
@@ -87,8 +100,9 @@ def stop_flag():
 
     def handler(signum, frame):
         if flag["stop"]:
-            raise KeyboardInterrupt(f"stopped at once by a second {signal.Signals(signum).name}; the last "
-                                    "checkpoint is kept")
+            STOPPED.append(f"stopped at once by a second {signal.Signals(signum).name}; the last checkpoint is "
+                           "kept and the same command resumes")
+            raise KeyboardInterrupt(STOPPED[-1])
         flag["stop"] = True
 
     old = {}

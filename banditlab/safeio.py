@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+import warnings
 from pathlib import Path
 
 from .errors import UsageError
@@ -77,7 +78,9 @@ def load_tensors(path, option: str, hint: str = "delete it to start over"):
 
     p = regular_file(path, option, TENSOR_LIMIT)
     try:
-        return torch.load(p, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about old pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            return torch.load(p, weights_only=True)
     except pickle.UnpicklingError:
         raise UsageError(f"{option}: {p} holds pickled objects beyond tensors and plain data; refused without "
                          f"loading them ({hint})") from None

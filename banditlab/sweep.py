@@ -349,7 +349,7 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
     with stop_flag() as flag:  # installed until the marker is written
         if state.step < cfg.steps:
             state = _simulate(cfg, sim, state, state_file, identity, flag, progress)
-        atomic_save(state_file, {**sim.checkpoint(state), "identity": identity})
+            atomic_save(state_file, {**sim.checkpoint(state), "identity": identity})
         if state.step < cfg.steps:
             raise Interrupted(f"interrupted at step {state.step}/{cfg.steps}; state saved in {out}; "
                               "run the same command again to resume")

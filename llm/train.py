@@ -131,6 +131,8 @@ class Trainer:
         from .data import build_prompt
 
         self.prompts = [build_prompt(self.tok, p.question) for p in self.train_set]
+        if cfg.offline and cfg.offline_data and Path(cfg.offline_data).exists():  # checked before any write
+            self.offline_data = _offline_from_dict(Path(cfg.offline_data), len(self.prompts) * cfg.group_size)
         self.test_prompts = [build_prompt(self.tok, p.question) for p in self.test_set]
         if cfg.backend == "vllm":
             self.backend = make_vllm_backend(cfg.model, self.model, self.tok, cfg.lora_r, dtype, self.device,
