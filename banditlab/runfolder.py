@@ -5,8 +5,10 @@
     DONE          the completion marker, written atomically and last, after every output exists: a folder
                   without it is unfinished, and rerunning the same command finishes it (from its checkpoint)
 
-Every file is written through `atomic_write` / `atomic_save` (a temporary file, then `os.replace`), so a signal
-or a full disk leaves either the old file or the new one, never half of one. `stop_flag()` turns the first
+Checkpoints, run records and tables are written through `atomic_write` / `atomic_save` / `atomic_output` (a
+temporary file, then `os.replace`), so a signal or a full disk leaves the old file or the new one, never half of
+one. Figures are not (a rerun redraws them before the marker), nor appended metrics rows (`llm.train.
+read_metrics` drops a last row cut short). `stop_flag()` turns the first
 SIGINT/SIGTERM into a flag that the run polls at step boundaries (a second one interrupts at once); it stays
 installed until the run has written its marker.
 

@@ -25,7 +25,7 @@ class TrainConfig:
     n_train: int = ranged(0, 0, 10**6)  # use the first n train problems (0: all; arithmetic: 1000)
     algo: str = "asymre"                # a banditlab objective
     algo_args: list = field(default_factory=list)  # key=value overrides
-    baseline_offset: float | None = ranged(None, -1e6, 1e6)  # δV: sets the objective's `offset` (AsymRE: group mean + δV)
+    baseline_offset: float | None = ranged(None, -1e6, 1e6)  # δV: the objective's `offset` (AsymRE: group mean + δV)
     group_size: int = ranged(8, 1, 1024)  # G samples per prompt
     prompts_per_step: int = ranged(4, 1, 10**5)  # prompts per step (batch = prompts × G)
     steps: int = ranged(50, 0, 10**7)  # optimizer steps (offline: derived from epochs when 0)
@@ -36,7 +36,7 @@ class TrainConfig:
     epochs: int = ranged(1, 1, 10**4)  # passes over the offline dataset
     max_new_tokens: int = ranged(64, 1, 32768)  # generation budget per completion (tokens)
     temperature: float = ranged(1.0, 0.01, 100.0)  # sampling temperature; log-probs use logits / temperature
-    top_p: float = ranged(1.0, 0.0, 1.0, lo_open=True)  # nucleus sampling (log-probs ignore the truncation: keep 1 for exact ratios)
+    top_p: float = ranged(1.0, 0.0, 1.0, lo_open=True)  # nucleus sampling (log-probs ignore it: keep 1)
     lr: float = ranged(1e-4, 0.0, 1.0, lo_open=True)  # AdamW learning rate
     schedule: str = "constant"          # constant | linear | cosine (after warmup)
     warmup: int = ranged(0, 0, 10**7)  # linear warm-up steps

@@ -89,7 +89,8 @@ def _from_rows(rows: list[dict], dataset: str, where: str) -> list[Problem]:
         try:
             unknown = sorted(set(row) - FIELDS[dataset])
             if unknown:
-                raise DataError(f"unknown field {unknown[0]!r} (a {dataset} row holds {', '.join(sorted(FIELDS[dataset]))})")
+                raise DataError(f"unknown field {unknown[0]!r} (a {dataset} row holds "
+                                f"{', '.join(sorted(FIELDS[dataset]))})")
             text = row["question"] if dataset == "gsm8k" else row["problem"]
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"the {'question' if dataset == 'gsm8k' else 'problem'} must be non-empty text")
