@@ -507,14 +507,14 @@ def merge(shards: list[Path], out: Path) -> Path:
     first = parts[min(parts)][1]
     if any(strip(rec) != strip(first) for _, rec in parts.values()):
         raise UsageError("SHARDS: the shards come from different commands (their configs differ beyond --shard)")
+    ordered = [parts[key][0] for key in sorted(parts)]
+    tidy = pd.concat([_read_output(d / "steps.parquet") for d in ordered]).sort_values(
+        ["step", "run"], kind="stable").reset_index(drop=True)
+    summary = pd.concat([_read_output(d / "summary.csv") for d in ordered]).reset_index(drop=True)
     lock = claim(Path(out), "sweep")
     try:
         if (Path(out) / "config.json").exists():
             raise UsageError(f"--out: {out} already holds a run; choose a new folder for the merge")
-        ordered = [parts[key][0] for key in sorted(parts)]
-        tidy = pd.concat([_read_output(d / "steps.parquet") for d in ordered]).sort_values(
-            ["step", "run"], kind="stable").reset_index(drop=True)
-        summary = pd.concat([_read_output(d / "summary.csv") for d in ordered]).reset_index(drop=True)
         record = dict(first, sweep={**first["sweep"], "shard": ""}, identity={**first["identity"], "shard": ""},
                       merged_from=[str(d) for d in ordered])
         atomic_write(Path(out) / "config.json", json.dumps(record, indent=2))

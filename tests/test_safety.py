@@ -416,3 +416,14 @@ def test_the_model_cache_needs_no_home_when_banditlab_cache_is_set(monkeypatch):
     finally:
         monkeypatch.undo()
         importlib.reload(models)
+
+
+def test_merge_names_a_truncated_shard_in_one_line(tmp_path):
+    shards = [tmp_path / f"s{i}" for i in (1, 2)]
+    for i, d in enumerate(shards, 1):
+        assert cli([*SWEEP, "--shard", f"{i}/2", "--out", d])[0] == 0
+    data = (shards[1] / "steps.parquet").read_bytes()
+    (shards[1] / "steps.parquet").write_bytes(data[: len(data) // 2])
+    code, _, err = cli(["merge", *shards, "--out", tmp_path / "m"])
+    assert one_line(code, err) and "s2/steps.parquet" in err and "damaged" in err, err
+    assert not (tmp_path / "m").exists()
