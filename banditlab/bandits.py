@@ -149,49 +149,74 @@ def from_lists(rewards: list[float], mu: list[float] | None = None, noise: str =
     return Bandit(r[None], logits[None], np.ones(1), noise=noise, low=low, high=high, sigma=sigma, name=name)
 
 
+TOP_KEYS = {"means", "mu", "logits", "noise", "low", "high", "sigma", "context"}
+CONTEXT_KEYS = {"means", "mu", "logits", "weight"}
+VALUE_LIMIT = 1e6  # mean rewards, reward values and sigma: beyond this the updates overflow
+
+
 def from_toml(path: str | Path) -> Bandit:
     """Read a bandit file. One context:
 
         means = [0.0, 0.8, 1.0]          # required
-        mu = [0.3, 0.6, 0.1]             # or logits = [...]; default uniform
+        mu = [0.3, 0.6, 0.1]             # or logits = [...] (not both); default uniform
         noise = "none"                   # none | bernoulli | gaussian ; low/high/sigma optional
 
-    Several contexts: `[[context]]` tables, each with means, mu or logits, and an optional weight.
+    Several contexts: `[[context]]` tables, each with means, mu or logits, and an optional weight. Everything may
+    sit under one [bandit] table instead of the top level (not both). Unknown keys, wrong types (a boolean is
+    not a number) and conflicting keys are refused with the key's name.
     """
+    from .errors import UsageError
+    from .safeio import read_text
+
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise BanditError(f"--bandit: file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise BanditError(f"--bandit: cannot read {path}: {err}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise BanditError(f"--bandit: {path} is not valid TOML: {err}") from None
-    data = data.get("bandit", data)
+        data = tomllib.loads(read_text(path, "--bandit"))
+    except UsageError as err:
+        raise BanditError(str(err)) from None
+    except (tomllib.TOMLDecodeError, RecursionError) as err:
+        raise BanditError(f"--bandit: {path} is not valid TOML: {str(err)[:200]}") from None
+    if "bandit" in data:
+        if set(data) != {"bandit"}:
+            raise BanditError(f"--bandit: {path}: key {sorted(set(data) - {'bandit'})[0]!r} sits beside the "
+                              "[bandit] table; put every key under [bandit] or none")
+        data = data["bandit"]
     if not isinstance(data, dict):
         raise BanditError(f"--bandit: {path}: [bandit] must be a table, got {data!r}")
+    _check_keys(data, TOP_KEYS, f"--bandit: {path}")
+    if "context" in data and set(data) & CONTEXT_KEYS:
+        raise BanditError(f"--bandit: {path}: {sorted(set(data) & CONTEXT_KEYS)[0]!r} at the top level conflicts "
+                          "with the [[context]] tables; put it inside each context")
     opts = {k: data[k] for k in ("noise", "low", "high", "sigma") if k in data}
+    for k, v in opts.items():
+        if k == "noise" and not isinstance(v, str):
+            raise BanditError(f"--bandit: {path}: noise must be text (none, bernoulli or gaussian), got {v!r}")
+        if k != "noise":
+            _number(v, f"--bandit: {path}: {k}")
     tables = data.get("context", [data])
-    if not isinstance(tables, list) or not tables:
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise BanditError(f"--bandit: {path}: [[context]] must be a list of tables")
     means, logits, weights = [], [], []
     for i, t in enumerate(tables):
         where = f"--bandit: {path}: context {i}" if "context" in data else f"--bandit: {path}"
+        if "context" in data:
+            _check_keys(t, CONTEXT_KEYS, where)
+        if "mu" in t and "logits" in t:
+            raise BanditError(f"{where}: give mu or logits, not both")
+        if "means" not in t:
+            raise BanditError(f"{where}: missing 'means'")
+        for k in ("means", "mu", "logits"):
+            if k in t:
+                _numbers(t[k], f"{where}: {k}")
         try:
             b = from_lists(t["means"], t.get("mu"))
             if "logits" in t:
                 b.logits = np.asarray([t["logits"]], dtype=float)
                 b.validate()
-        except KeyError:
-            raise BanditError(f"{where}: missing 'means'") from None
         except (TypeError, ValueError) as err:
             raise BanditError(f"{where}: {err}") from None
         means.append(b.means[0])
         logits.append(b.logits[0])
-        weight = t.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not np.isfinite(weight):
-            raise BanditError(f"{where}: weight must be a finite number, got {weight!r}")
-        weights.append(float(weight))
+        weights.append(_number(t.get("weight", 1.0), f"{where}: weight"))
     if len({len(m) for m in means}) != 1:
         raise BanditError(f"--bandit: {path}: every context must have the same number of arms")
     w = np.asarray(weights)
@@ -201,5 +226,23 @@ def from_toml(path: str | Path) -> Bandit:
         return Bandit(np.array(means), np.array(logits), w / w.sum(), name=path.stem, **opts)
     except BanditError as err:
         raise BanditError(f"--bandit: {path}: {err}") from None
-    except TypeError as err:
-        raise BanditError(f"--bandit: {path}: {err}") from None
+
+
+def _check_keys(table: dict, allowed: set, where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise BanditError(f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _number(v, where: str) -> float:
+    """A finite number within ±VALUE_LIMIT (booleans are refused: TOML true is not 1)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > VALUE_LIMIT:
+        raise BanditError(f"{where}: expected a finite number within ±{VALUE_LIMIT:g}, got {v!r}")
+    return float(v)
+
+
+def _numbers(v, where: str) -> None:
+    if not isinstance(v, list) or not v:
+        raise BanditError(f"{where}: expected a list of numbers, got {v!r}")
+    for x in v:
+        _number(x, where)

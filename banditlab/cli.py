@@ -262,12 +262,39 @@ def _click_errors() -> tuple:
     return tuple(errors)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from .sweep import Interrupted
+def _working_directory() -> None:
+    """A deleted working directory makes later libraries (oneMKL, torch) abort; say so in one line instead."""
+    import os
 
+    try:
+        os.getcwd()
+    except OSError:
+        typer.echo("banditlab: error: the working directory no longer exists; cd to an existing folder", err=True)
+        sys.exit(2)
+
+
+def _os_error(e: OSError) -> tuple[str, int]:
+    """The one line and exit code for a failed read or write: a full disk, a read-only or forbidden path."""
+    from .runfolder import is_disk_full
+
+    where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+    if is_disk_full(e):
+        return (f"banditlab: error: the disk is full{where}; free some space and run the same command again "
+                "(an unfinished run folder resumes)"), 1
+    return f"banditlab: error: {e.strerror or e}{' at ' + str(e.filename) if e.filename else ''}", 2
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .runfolder import Interrupted
+
+    _working_directory()
     cmd = typer.main.get_command(app)
     try:
         code = cmd.main(args=argv, prog_name="banditlab", standalone_mode=False)
+        if code == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word
+            from .runfolder import STOPPED
+
+            typer.echo(f"banditlab: {STOPPED[-1] if STOPPED else 'interrupted'}", err=True)
     except typer.Exit as e:
         code = e.exit_code
     except (Interrupted, typer.Abort, KeyboardInterrupt) as e:
@@ -286,6 +313,14 @@ def main(argv: list[str] | None = None) -> None:
             msg = e.format_message() if hasattr(e, "format_message") else str(e)
             typer.echo(f"banditlab: error: {' '.join(msg.split())}", err=True)
             code = 2
+    except OSError as e:
+        if __import__("os").environ.get("BANDITLAB_DEBUG"):
+            raise
+        line, code = _os_error(e)
+        typer.echo(line, err=True)
+    except RecursionError:
+        typer.echo("banditlab: error: an input is nested too deeply (a path or a file)", err=True)
+        code = 2
     except Exception as e:  # the last net: one line, never a traceback (BANDITLAB_DEBUG=1 shows it)
         import os
 

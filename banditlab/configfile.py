@@ -7,26 +7,79 @@ were given) > file > dataclass defaults.
 
 from __future__ import annotations
 
+import math
 import tomllib
-from dataclasses import fields
-from pathlib import Path
+from dataclasses import field, fields
 
 from .errors import UsageError
 
 
+def ranged(default, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False):
+    """A dataclass field with its allowed range declared beside it: [lo, hi], ends open where asked, None for
+    no bound. `check_ranges` enforces every such field before a command writes anything."""
+    return field(default=default, metadata={"range": (lo, hi, lo_open, hi_open)})
+
+
+def _bound(x, none: str) -> str:
+    if x is None:
+        return none
+    if isinstance(x, int) and x >= 2**20 and x & (x - 1) == 0:
+        return f"2^{x.bit_length() - 1}"
+    return f"{x:g}"
+
+
+def check_ranges(cfg) -> None:
+    """UsageError naming the first field of `cfg` outside its declared range."""
+    for f in fields(cfg):
+        if "range" not in f.metadata or getattr(cfg, f.name) is None:
+            continue
+        lo, hi, lo_open, hi_open = f.metadata["range"]
+        v = getattr(cfg, f.name)
+        ok = (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
+        if not ok or (isinstance(v, float) and not math.isfinite(v)):
+            span = f"{'(' if lo_open else '['}{_bound(lo, '-inf')}, {_bound(hi, 'inf')}{')' if hi_open else ']'}"
+            raise UsageError(f"--{f.name.replace('_', '-')}: must be in {span}, got {v!r}")
+
+
 def read_toml(path: str, section: str | None = None) -> dict:
+    """The keys of a TOML config: its [section] table, or its top level when it has no such table (not both)."""
+    from .safeio import read_text
+
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"--config: file not found: {path}") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise UsageError(f"--config: cannot read {path}: {err}") from None
+        data = tomllib.loads(read_text(path, "--config"))
+    except (tomllib.TOMLDecodeError, RecursionError) as err:
+        raise UsageError(f"--config: {path} is not valid TOML: {str(err)[:200] or type(err).__name__}") from None
     if section and isinstance(data.get(section), dict):
+        others = sorted(k for k in data if k != section)
+        if others:
+            raise UsageError(f"--config: {path}: key {others[0]!r} sits beside the [{section}] table; put every "
+                             f"key under [{section}] or none")
         data = data[section]
+    keys = [k.replace("-", "_") for k in data]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise UsageError(f"--config: {path}: key {dup[0]!r} is given twice (with a dash and an underscore)")
     data = {k.replace("-", "_"): v for k, v in data.items()}
     if isinstance(data.get("algo_args"), dict):
-        data["algo_args"] = [f"{k}={v}" for k, v in data["algo_args"].items()]
+        data["algo_args"] = [f"{k}={_toml_value(v)}" for k, v in data["algo_args"].items()]
     return data
+
+
+def _toml_value(v) -> str:
+    """A TOML value as the `--algo-arg key=value` text that means it (true → "true", not Python's "True")."""
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+def check_algo_args(args: list[str]) -> None:
+    """Each `--algo-arg` is key=value and names its key once (the objective registry checks keys and values)."""
+    keys = []
+    for a in args:
+        if "=" not in a:
+            raise UsageError(f"--algo-arg: expected key=value, got {a!r}")
+        keys.append(a.split("=", 1)[0].strip().replace("-", "_"))
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise UsageError(f"--algo-arg: {dup[0]} is given twice")
 
 
 def merged_config(cls, path: str | None, options: dict, section: str | None = None):
@@ -44,7 +97,11 @@ def merged_config(cls, path: str | None, options: dict, section: str | None = No
     for f in fields(cls):
         if f.name in base:
             base[f.name] = _typed(f, base[f.name], path if f.name not in options or options[f.name] is None else None)
-    return cls(**base)
+    if "algo_args" in base:
+        check_algo_args(base["algo_args"])
+    cfg = cls(**base)
+    check_ranges(cfg)
+    return cfg
 
 
 def _typed(f, value, path):

@@ -140,8 +140,8 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
         raise UsageError(f"--rewards/--mu: {err}") from None
     if bandit.arms != 3:
         raise UsageError(f"--rewards: the simplex picture needs exactly 3 arms, got {bandit.arms}")
-    if steps < 1 or not lr > 0:
-        raise UsageError("--steps and --lr must be positive")
+    if not 1 <= steps <= 10**6 or not 0 < lr <= 10:  # larger steps jump past π*, against the text
+        raise UsageError(f"--steps must be in [1, 1e6] and --lr in (0, 10], got {steps} and {lr}")
     vmu = bandit.v_mu_total
     below = vmu - 0.28 if below is None else below
     above = vmu + 0.12 if above is None else above
@@ -195,7 +195,7 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
     fig = draw(bandit, below, above, steps, lr, plt)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save(fig, out)
+    png = save(fig, out)[0]
     plt.close(fig)
-    echo(f"figure: {out.with_suffix('.png')}")
-    return out.with_suffix(".png")
+    echo(f"figure: {png}")
+    return png

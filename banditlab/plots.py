@@ -28,11 +28,14 @@ def style(seaborn: bool = False):
 
 
 def save(fig, path: Path) -> list[Path]:
-    """Write PNG (for the README and the file viewer) and PDF (for papers and slides)."""
+    """Write PNG (for the README and the file viewer) and PDF (for papers and slides) at `path` plus the
+    extension (`path` ending in .png or .pdf loses it first; any other dot, as in "v1.0", stays)."""
     path = Path(path)
-    fig.savefig(path.with_suffix(".png"), dpi=130, bbox_inches="tight")
-    fig.savefig(path.with_suffix(".pdf"), bbox_inches="tight", metadata={"CreationDate": None, "ModDate": None})
-    return [path.with_suffix(".png"), path.with_suffix(".pdf")]
+    stem = path.with_suffix("") if path.suffix in (".png", ".pdf") else path
+    png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
+    fig.savefig(png, dpi=130, bbox_inches="tight")
+    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None, "ModDate": None})
+    return [png, pdf]
 
 
 def offset_colors(offsets):

@@ -3,7 +3,8 @@
 Every experiment has two halves. `run` simulates and writes tidy files to figures/data/ID/. `plot` reads only those
 files and draws figures/ID.png and .pdf, so `--plot-only` redraws any figure without rerunning. An experiment
 whose data already exist is not rerun (use --force). `reproduce --all` therefore survives interruption one
-experiment at a time.
+experiment at a time: a data folder is complete only once its DONE marker is written (atomically, after every
+data file); one without it is rerun. SIGTERM, like Ctrl-C, stops at once with one line and exit code 130.
 
 Each experiment is one module beside its config, experiments/reproduce/ID.py + ID.toml (the way CleanRL keeps one
 file per algorithm), discovered here: it defines CONFIG, SIMS (progress-bar steps), `run(cfg, data, tick)` and
@@ -14,6 +15,7 @@ Deliberately left out: the papers' exact random draws (unpublished).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import tomllib
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UsageError
+from .runfolder import Interrupted, is_complete, mark_complete, unmark
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "reproduce"
@@ -94,9 +97,13 @@ BANDIT_EXPERIMENTS = [k for k in EXPERIMENTS if not k.startswith("llm-")]
 
 def load_config(name: str, configs: Path = CONFIGS) -> dict:
     """An experiment's TOML config; keys the shipped config does not have are refused (a typo would be ignored)."""
+    from .safeio import read_text
+
     path = Path(configs) / f"{name}.toml"
+    if not path.exists():
+        raise UsageError(f"ID: config {path} not found (reproduce runs from a source checkout)")
     try:
-        cfg = tomllib.loads(path.read_text())
+        cfg = tomllib.loads(read_text(path, "--configs"))
         shipped = CONFIGS / f"{name}.toml"
         if Path(configs) != CONFIGS and shipped.exists():
             unknown = sorted(set(cfg) - set(tomllib.loads(shipped.read_text())))
@@ -109,6 +116,41 @@ def load_config(name: str, configs: Path = CONFIGS) -> dict:
         raise UsageError(f"ID: {path} is not valid TOML: {err}") from None
 
 
+def check_figures(figures: Path) -> None:
+    """--figures can hold the figures and their data: a creatable, writable folder."""
+    import os
+
+    from .safeio import check_path
+
+    figures = check_path(figures, "--figures")
+    for d in [figures / "data", figures, *figures.parents]:  # the deepest folder that exists must be writable
+        if d.exists():
+            if not d.is_dir():
+                raise UsageError(f"--figures: {d} is a file, not a folder")
+            if not os.access(d, os.W_OK):
+                raise UsageError(f"--figures: {d} is not writable")
+            break
+
+
+@contextlib.contextmanager
+def _term_interrupts():
+    """SIGTERM stops an experiment at once, like Ctrl-C (its data folder stays unmarked, so it is rerun)."""
+    import signal
+
+    def handler(signum, frame):
+        raise Interrupted("stopped by SIGTERM; this experiment's data are incomplete and will be rerun")
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        old = None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
+
+
 def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: bool = False,
               progress: bool = True, echo=print, configs: Path = CONFIGS) -> list[Path]:
     """Run (unless its data exist) and plot each experiment; return the figure paths."""
@@ -117,22 +159,19 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
     unknown = [i for i in ids if i not in EXPERIMENTS]
     if unknown:
         raise UsageError(f"ID: unknown experiment {unknown[0]!r} (choose from: {', '.join(EXPERIMENTS)}, or --all)")
-    for parent in [Path(figures), *Path(figures).parents]:
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f"--figures: {parent} is a file, not a folder")
+    check_figures(figures)
     plt = style(seaborn=True)
     made, ran = [], set()
     for name in ids:
         exp = EXPERIMENTS[name]
         cfg = load_config(exp.config, configs)
         data = figures / "data" / exp.config
-        done = data / "DONE"
         owner = EXPERIMENTS[exp.config]
-        if not done.exists() or (force and exp.run is not None):
+        if not is_complete(data) or (force and exp.run is not None):
             if plot_only:
                 raise UsageError(f"--plot-only: no data for {name} in {data}; run without --plot-only first")
             data.mkdir(parents=True, exist_ok=True)
-            done.unlink(missing_ok=True)
+            unmark(data)
             bar = None
             if progress:
                 from rich.progress import Progress
@@ -142,13 +181,15 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
                 task = bar.add_task(f"{exp.config}", total=owner.sims)
             try:
                 tick = (lambda: bar.advance(task)) if bar else None
-                owner.run(cfg, data, tick)
-            except (KeyError, TypeError) as err:
-                raise UsageError(f"{exp.config}.toml: a value has the wrong type or is missing ({err})") from None
+                with _term_interrupts():
+                    owner.run(cfg, data, tick)
+            except (KeyError, TypeError, ValueError) as err:
+                raise UsageError(f"{exp.config}.toml: a value has the wrong type or is missing "
+                                 f"({type(err).__name__}: {str(err)[:120]})") from None
             finally:
                 if bar:
                     bar.stop()
-            done.write_text("complete\n")
+            mark_complete(data)
             ran.add(exp.config)
         elif exp.config not in ran:
             echo(f"{name}: data exist in {data}: redrawing only (--force reruns)")

@@ -7,6 +7,7 @@ Data flow (Spinning Up style): SweepConfig → Simulator → tidy files in the r
     table.csv        one row per baseline: mean and 95 % bootstrap CI over seeds
     sweep.png/.pdf   drawn from the files above by banditlab.plots
     state.pt         the simulator state (a checkpoint while running; the final policies afterwards)
+    DONE             written last, once every file above exists (banditlab.runfolder)
 
 Baselines: values are offsets δV from the behaviour's V^μ (`baseline_ref = "vmu"`), from the sampled group mean
 (`"group"`), or raw V (`absolute = true`). The theorem's prediction is filled in for REINFORCE-type objectives
@@ -15,14 +16,15 @@ is δV·G/(G−1) (theory.group_baseline_offset).
 
 Interruption: SIGINT/SIGTERM set a flag; the loop stops at the next step boundary, writes state.pt and exits 130.
 A checkpoint is also written every `checkpoint_seconds`. The same command on the same folder resumes from it and
-ends with results identical to an uninterrupted run (the generator state is part of the checkpoint).
+ends with results identical to an uninterrupted run (the generator state is part of the checkpoint). A folder
+whose simulation finished but whose outputs were cut short (a signal, a full disk) has state.pt and no DONE: the
+same command writes the missing outputs from state.pt. Runs whose loss or logits leave the finite range are
+flagged `diverged` in summary.csv and counted under the table.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +33,9 @@ import numpy as np
 
 from . import bandits as B
 from . import theory
+from .configfile import ranged
 from .errors import UsageError
+from .runfolder import Interrupted, atomic_output, atomic_save, atomic_write, is_complete, mark_complete, stop_flag
 
 
 @dataclass
@@ -42,29 +46,29 @@ class SweepConfig:
     algo: str = "asymre"              # a name from banditlab.objectives.OBJECTIVES
     algo_args: list = field(default_factory=list)  # ["key=value", ...] parameter overrides
     bandit: str = "paper"             # "paper" or a TOML bandit file
-    arms: int = 100                   # arms of the paper-style random bandit
-    contexts: int = 1                 # contexts of the paper-style random bandit
-    bandit_seed: int = B.PAPER_SEED   # seed of the random mean rewards
+    arms: int = ranged(100, 2, 10**6)  # arms of the paper-style random bandit
+    contexts: int = ranged(1, 1, 10**5)  # contexts of the paper-style random bandit
+    bandit_seed: int = ranged(B.PAPER_SEED, 0, 2**32, hi_open=True)  # seed of the random mean rewards
     rewards: str = ""                 # explicit mean rewards "0,0.8,1" (overrides the random draw)
     mu: str = ""                      # explicit behaviour probabilities "0.3,0.6,0.1"
     noise: str = "bernoulli"          # none | bernoulli | gaussian
-    low: float = 0.0                  # Bernoulli reward values {low, high}
-    high: float = 1.0
-    sigma: float = 0.1                # Gaussian noise scale
+    low: float = ranged(0.0, -1e6, 1e6)  # Bernoulli reward values {low, high}
+    high: float = ranged(1.0, -1e6, 1e6)  # (reward values beyond ±1e6 overflow the updates)
+    sigma: float = ranged(0.1, 0.0, 1e6, lo_open=True)  # Gaussian noise scale
     mode: str = "sampled"             # exact | sampled
-    seeds: int = 8                    # replicas per baseline (sampled mode; exact mode is deterministic: 1)
-    steps: int = 3000                 # SGD steps
-    batch: int = 64                   # pulls per group per step (sampled mode)
-    lr: float = 1.0                   # SGD learning rate on the logits (the paper's is 1)
+    seeds: int = ranged(8, 1, 10**5)  # replicas per baseline (sampled mode; exact mode is deterministic: 1)
+    steps: int = ranged(3000, 1, 10**9)  # SGD steps
+    batch: int = ranged(64, 1, 10**6)  # pulls per group per step (sampled mode)
+    lr: float = ranged(1.0, 0.0, 1e6, lo_open=True)  # SGD learning rate on the logits (the paper's is 1)
     behavior: str = "fixed"           # fixed | on-policy | lag:N | delay:K | mix:A[:init|uniform], comma-combined
-    seed: int = 0                     # seed of the simulation's random stream
-    log_every: int = 0                # record metrics every this many steps (0: steps // 200)
-    support_eps: float = 1e-3         # π(a) ≥ this counts as support
+    seed: int = ranged(0, 0, 2**63, hi_open=True)  # seed of the simulation's random stream
+    log_every: int = ranged(0, 0, 10**9)  # record metrics every this many steps (0: steps // 200)
+    support_eps: float = ranged(1e-3, 0.0, 1.0, lo_open=True)  # π(a) ≥ this counts as support
     dtype: str = "float64"            # float64 | float32
     device: str = "cpu"               # cpu | cuda
-    threads: int = 0                  # torch CPU threads (0: 1 below 4M array elements per step, else all)
+    threads: int = ranged(0, 0, 1024)  # torch CPU threads (0: 1 below 4M array elements per step, else all)
     shard: str = ""                   # "I/N": run only the I-th of N blocks of the grid (merge with `banditlab merge`)
-    checkpoint_seconds: float = 10.0  # write state.pt at most this often while running
+    checkpoint_seconds: float = ranged(10.0, 0.01, 86400.0)  # write state.pt at most this often while running
     out: str = ""                     # run folder (default runs/sweep-<algo>-<time>)
 
     def identity(self) -> dict:
@@ -89,7 +93,10 @@ def parse_floats(text: str, option: str) -> list[float]:
 def parse_range(text: str, option: str = "--baseline", default_num: int = 21) -> np.ndarray:
     """START:STOP[:NUM] (inclusive, NUM points), a comma list, or one number."""
     if ":" not in text:
-        return np.array(parse_floats(text, option))
+        vals = parse_floats(text, option)
+        if len(set(vals)) < len(vals):
+            raise UsageError(f"{option}: {text!r} lists a value twice")
+        return np.array(vals)
     parts = text.split(":")
     try:
         if len(parts) not in (2, 3):
@@ -111,6 +118,7 @@ def parse_range(text: str, option: str = "--baseline", default_num: int = 21) ->
 
 def make_bandit(cfg: SweepConfig) -> B.Bandit:
     """The bandit the config names: a TOML file, explicit lists, or the paper-style random draw."""
+    check_conflicts(cfg)
     if not 0 <= cfg.bandit_seed < 2**32:
         raise UsageError(f"--bandit-seed: must be in [0, 2^32), got {cfg.bandit_seed}")
     try:
@@ -118,7 +126,10 @@ def make_bandit(cfg: SweepConfig) -> B.Bandit:
             return B.from_toml(cfg.bandit)
         if cfg.rewards:
             mu = parse_floats(cfg.mu, "--mu") if cfg.mu else None
-            return B.from_lists(parse_floats(cfg.rewards, "--rewards"), mu, noise=cfg.noise, low=cfg.low,
+            rewards = parse_floats(cfg.rewards, "--rewards")
+            if max(abs(r) for r in rewards) > B.VALUE_LIMIT:
+                raise UsageError(f"--rewards: mean rewards must lie within ±{B.VALUE_LIMIT:g}, got {cfg.rewards!r}")
+            return B.from_lists(rewards, mu, noise=cfg.noise, low=cfg.low,
                                 high=cfg.high, sigma=cfg.sigma)
         if cfg.mu:
             raise UsageError("--mu: needs --rewards (behaviour probabilities of explicit arms)")
@@ -135,37 +146,21 @@ def make_bandit(cfg: SweepConfig) -> B.Bandit:
 
 
 def validate(cfg: SweepConfig) -> None:
-    for name in ("steps", "seeds", "batch"):
-        if getattr(cfg, name) < 1:
-            raise UsageError(f"--{name}: must be a positive integer, got {getattr(cfg, name)}")
-    if cfg.threads < 0:
-        raise UsageError(f"--threads: must be ≥ 0 (0: automatic), got {cfg.threads}")
-    for name, value in (("lr", cfg.lr), ("support_eps", cfg.support_eps), ("sigma", cfg.sigma), ("low", cfg.low),
-                        ("high", cfg.high), ("checkpoint_seconds", cfg.checkpoint_seconds)):
-        if not np.isfinite(value):
-            raise UsageError(f"--{name.replace('_', '-')}: must be a finite number, got {value}")
-    if not 0 < cfg.support_eps <= 1:
-        raise UsageError(f"--support-eps: must be in (0, 1], got {cfg.support_eps}")
-    if not cfg.sigma > 0:
-        raise UsageError(f"--sigma: must be > 0, got {cfg.sigma}")
+    """Every option's declared range, then the checks that involve several options or a word list."""
+    from .configfile import check_ranges
+
+    check_ranges(cfg)
     if not cfg.low < cfg.high:
         raise UsageError(f"--low/--high: need low < high, got {cfg.low} and {cfg.high}")
-    if not 0 <= cfg.seed < 2**63:
-        raise UsageError(f"--seed: must be in [0, 2^63), got {cfg.seed}")
-    if cfg.steps > 10**9:
-        raise UsageError(f"--steps: at most 1e9, got {cfg.steps}")
     if cfg.shard:
         parse_shard(cfg.shard)
-    if not (np.isfinite(cfg.lr) and cfg.lr > 0):
-        raise UsageError(f"--lr: must be a positive finite number, got {cfg.lr}")
+    check_behavior(cfg.behavior)
     if cfg.mode not in ("exact", "sampled"):
         raise UsageError(f"--mode: expected exact or sampled, got {cfg.mode!r}")
     if cfg.baseline_ref not in ("vmu", "group"):
         raise UsageError(f"--baseline-ref: expected vmu or group, got {cfg.baseline_ref!r}")
     if cfg.dtype not in ("float64", "float32"):
         raise UsageError(f"--dtype: expected float64 or float32, got {cfg.dtype!r}")
-    if cfg.log_every < 0:
-        raise UsageError(f"--log-every: must be ≥ 0, got {cfg.log_every}")
     if cfg.device.startswith("cuda"):
         import torch
 
@@ -175,31 +170,40 @@ def validate(cfg: SweepConfig) -> None:
         raise UsageError(f"--device: expected cpu or cuda[:N], got {cfg.device!r}")
 
 
+BANDIT_OPTIONS = ("arms", "contexts", "bandit_seed", "rewards", "mu", "noise", "low", "high", "sigma")
+SWEPT_ARGS = {"offset": "--baseline", "baseline": "--baseline-ref or --absolute"}
+
+
+def check_conflicts(cfg: SweepConfig) -> None:
+    """Options that another option makes meaningless are refused rather than dropped."""
+    default = SweepConfig()
+    given = [k for k in BANDIT_OPTIONS if getattr(cfg, k) != getattr(default, k)]
+    if cfg.bandit != "paper" and given:
+        raise UsageError(f"--bandit {cfg.bandit}: the file defines the bandit; drop --{given[0].replace('_', '-')}")
+    if cfg.rewards and any(k in given for k in ("arms", "contexts", "bandit_seed")):
+        k = next(k for k in ("arms", "contexts", "bandit_seed") if k in given)
+        raise UsageError(f"--rewards: explicit rewards define the arms; drop --{k.replace('_', '-')}")
+    if "sigma" in given and cfg.noise != "gaussian":
+        raise UsageError(f"--sigma: only used with --noise gaussian (the noise is {cfg.noise})")
+    for a in cfg.algo_args:
+        key = a.split("=", 1)[0].strip().replace("-", "_")
+        if key in SWEPT_ARGS:
+            raise UsageError(f"--algo-arg {key}: a sweep sets it from {SWEPT_ARGS[key]}; drop the --algo-arg")
+
+
+def check_behavior(text: str) -> None:
+    """Each part of --behavior sets one thing once: the refresh (fixed, on-policy or lag:N), delay:K, mix:A."""
+    setting = {"fixed": "refresh", "on-policy": "refresh", "lag": "refresh", "delay": "delay", "mix": "mix"}
+    seen = {}
+    for part in (p.strip() for p in text.split(",")):
+        what = setting.get(part.split(":")[0].strip())
+        if what in seen:
+            raise UsageError(f"--behavior {text!r}: {seen[what]!r} and {part!r} both set the {what}; give one")
+        if what:
+            seen[what] = part
+
+
 # ------------------------------------------------------------------------------------------ running
-class Interrupted(Exception):
-    pass
-
-
-def install_stop_flag() -> tuple[dict, dict]:
-    """The first SIGINT/SIGTERM sets flag["stop"], so loops stop (and save) at the next step boundary; a second
-    one raises KeyboardInterrupt at once, for a step that is stuck (the last checkpoint stays)."""
-    flag = {"stop": False}
-
-    def handler(signum, frame):
-        if flag["stop"]:
-            raise KeyboardInterrupt(f"stopped at once by a second {signal.Signals(signum).name}; the last "
-                                    "checkpoint is kept")
-        flag["stop"] = True
-
-    old = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            old[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread
-            pass
-    return flag, old
-
-
 def parse_shard(text: str) -> tuple[int, int]:
     """"I/N" → (I, N) with 1 ≤ I ≤ N."""
     try:
@@ -247,7 +251,8 @@ def check_size(cfg: SweepConfig, bandit, runs: int) -> None:
     per_step = runs * bandit.contexts * (bandit.arms * outcomes if cfg.mode == "exact" else
                                          max(bandit.arms, cfg.batch * 3))
     log = runs * 8 * (cfg.steps // (cfg.log_every or max(1, cfg.steps // 200)) + 2)
-    need = (10 * per_step + log) * width
+    history = (_delay(cfg.behavior) + 1) * runs * bandit.contexts * bandit.arms  # delay:K keeps K+1 policies
+    need = (10 * per_step + log + history) * width
     try:
         have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -255,7 +260,17 @@ def check_size(cfg: SweepConfig, bandit, runs: int) -> None:
     if need > have / 2:
         raise UsageError(f"grid too large: about {need / 2**30:.1f} GiB for {runs} runs × {bandit.contexts} "
                          f"contexts × {bandit.arms} arms (this machine has {have / 2**30:.0f} GiB); use fewer "
-                         "--seeds, baselines, --arms, --contexts or a larger --log-every")
+                         "--seeds, baselines, --arms, --contexts, a smaller --behavior delay:K or a larger "
+                         "--log-every")
+
+
+def _delay(behavior: str) -> int:
+    from .simulate import Behavior
+
+    try:
+        return Behavior.parse(behavior).delay
+    except ValueError:
+        return 0  # the simulator reports the malformed option
 
 
 def build(cfg: SweepConfig):
@@ -316,23 +331,37 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
     config_file, state_file = out / "config.json", out / "state.pt"
     record = {"kind": "sweep", "sweep": asdict(cfg), "identity": cfg.identity(), "bandit": bandit.to_dict(),
               "objective": {"name": objective.name, "params": {k: v for k, v in objective.params.items()}}}
+    identity = _jsonable(cfg.identity())
     if config_file.exists():
         old = json.loads(config_file.read_text())
-        if old.get("identity") != _jsonable(record["identity"]):
-            diff = sorted(k for k in record["identity"]
-                          if old.get("identity", {}).get(k) != _jsonable(record["identity"])[k])
+        if old.get("identity") != identity:
+            diff = sorted(k for k in identity if old.get("identity", {}).get(k) != identity[k])
             raise UsageError(f"--out: {out} holds a different run (differs in: {', '.join(diff)}); "
                              "choose another --out")
     state = sim.initial_state()
     if state_file.exists():
-        state = _load_state(state_file, state, sim, _jsonable(cfg.identity()))
-        if state.step >= cfg.steps and (out / "summary.csv").exists():  # finished: nothing is rewritten
+        state = _load_state(state_file, state, identity)
+        if state.step >= cfg.steps and is_complete(out):  # finished: nothing is rewritten
             if not quiet:
                 print(f"{out}: this run is already complete; its table follows (delete the folder to rerun)")
             return out
-    _atomic_write(config_file, json.dumps(_jsonable(record), indent=2))
-    flag, old_handlers = install_stop_flag()
+    atomic_write(config_file, json.dumps(_jsonable(record), indent=2))
+    with stop_flag() as flag:  # installed until the marker is written
+        if state.step < cfg.steps:
+            state = _simulate(cfg, sim, state, state_file, identity, flag, progress)
+            atomic_save(state_file, {**sim.checkpoint(state), "identity": identity})
+        if state.step < cfg.steps:
+            raise Interrupted(f"interrupted at step {state.step}/{cfg.steps}; state saved in {out}; "
+                              "run the same command again to resume")
+        write_outputs(out, cfg, bandit, objective, grid, sim, state)
+        mark_complete(out)
+    return out
+
+
+def _simulate(cfg, sim, state, state_file, identity, flag, progress):
+    """Run the simulator from `state` until the last step or the stop flag, checkpointing on the way."""
     last = [time.monotonic()]
+    bar = task = None
 
     def on_step(st) -> bool:
         if bar is not None:
@@ -340,64 +369,40 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
         if flag["stop"]:
             return True
         if time.monotonic() - last[0] > cfg.checkpoint_seconds:
-            _save_state(state_file, {**sim.checkpoint(st), "identity": _jsonable(cfg.identity())})
+            atomic_save(state_file, {**sim.checkpoint(st), "identity": identity})
             last[0] = time.monotonic()
         return False
 
-    bar = None
-    try:
-        if state.step < cfg.steps:
-            if progress:
-                from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    if progress:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-                bar = Progress(TextColumn(f"{cfg.algo} {cfg.mode} {sim.runs} runs"), BarColumn(),
-                               TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(),
-                               transient=True)
-                bar.start()
-                task = bar.add_task("sweep", total=cfg.steps, completed=state.step)
-            state = sim.run(state, on_step=on_step)
+        bar = Progress(TextColumn(f"{cfg.algo} {cfg.mode} {sim.runs} runs"), BarColumn(),
+                       TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(), transient=True)
+        bar.start()
+        task = bar.add_task("sweep", total=cfg.steps, completed=state.step)
+    try:
+        return sim.run(state, on_step=on_step)
     finally:
         if bar is not None:
             bar.stop()
-        for sig, h in old_handlers.items():
-            signal.signal(sig, h)
-    _save_state(state_file, {**sim.checkpoint(state), "identity": _jsonable(cfg.identity())})
-    if state.step < cfg.steps:
-        raise Interrupted(f"interrupted at step {state.step}/{cfg.steps}; state saved in {out}; "
-                          "run the same command again to resume")
-    write_outputs(out, cfg, bandit, objective, grid, sim, state)
-    return out
 
 
-def _load_state(path: Path, fresh, sim, identity: dict):
-    """The checkpoint in `path`, checked against the run it should continue; one-line errors otherwise."""
-    import torch
+def _load_state(path: Path, fresh, identity: dict):
+    """The checkpoint in `path` (tensors and plain data only), checked against the run it should continue."""
+    from .safeio import load_tensors
 
+    saved = load_tensors(path, "--out", "delete it to start the run over")
     try:
-        saved = torch.load(path, weights_only=False)
         owner = saved.pop("identity", identity)
         state = type(fresh)(**saved)
-    except Exception as err:  # truncated, empty, random bytes, or not a simulator state
-        raise UsageError(f"--out: {path} is unreadable ({type(err).__name__}); delete it to start the run "
-                         "over") from None
-    if owner != identity or state.logits.shape != fresh.logits.shape or state.logits.dtype != fresh.logits.dtype:
-        raise UsageError(f"--out: {path} belongs to another run (shape {tuple(state.logits.shape)}, expected "
-                         f"{tuple(fresh.logits.shape)}); delete it to start over")
+    except (AttributeError, TypeError):  # not a dict, or not a simulator state
+        raise UsageError(f"--out: {path} is not a simulator state; delete it to start the run over") from None
+    logits = getattr(state, "logits", None)
+    if owner != identity or not hasattr(logits, "shape") or logits.shape != fresh.logits.shape or \
+            logits.dtype != fresh.logits.dtype:
+        raise UsageError(f"--out: {path} belongs to another run (shape {tuple(getattr(logits, 'shape', ()))}, "
+                         f"expected {tuple(fresh.logits.shape)}); delete it to start over")
     return state
-
-
-def _save_state(path: Path, state: dict) -> None:
-    import torch
-
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _jsonable(x):
@@ -437,8 +442,20 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
     for k in ("theory_expected_reward", "theory_support_size", "theory_entropy"):
         summary[k] = [th[o][k] for o in offs]
     summary["improved"] = summary["final_expected_reward"] > v_mu0
-    summary["diverged"] = state.diverged.cpu().numpy()
+    summary["diverged"] = state.diverged.cpu().numpy() | ~finite_runs(values, state.log_steps)
     write_tables(out, tidy, summary)
+
+
+def finite_runs(values: np.ndarray, steps) -> np.ndarray:
+    """[R] True where a run's logits and expected reward stayed finite at every logged step, and its loss at
+    every logged step after step 0 (which has no loss yet) (`values` [S, R, M]); the others are flagged
+    `diverged` (an overflow the simulator's own check can miss, e.g. a NaN loss from rewards near the float
+    range)."""
+    from .simulate import METRICS
+
+    later = np.asarray(steps) > 0
+    ok = np.isfinite(values[:, :, [METRICS.index("min_logit"), METRICS.index("expected_reward")]]).all(axis=(0, 2))
+    return ok & np.isfinite(values[later][:, :, METRICS.index("loss")]).all(axis=0)
 
 
 SUMMARY_COLUMNS = ["baseline_offset", "baseline", "v_mu", "seed", "final_expected_reward", "theory_expected_reward",
@@ -450,15 +467,15 @@ def write_tables(out: Path, tidy, summary) -> None:
     """The run folder's tidy files, its per-baseline table and its figure, from the per-run frames."""
     from .stats import summarise
 
-    tidy.to_parquet(out / "steps.parquet", index=False)
-    summary[SUMMARY_COLUMNS].to_csv(out / "summary.csv", index=False)
+    atomic_output(out / "steps.parquet", lambda f: tidy.to_parquet(f, index=False))
+    atomic_output(out / "summary.csv", lambda f: summary[SUMMARY_COLUMNS].to_csv(f, index=False))
     table = summarise(summary, ["baseline_offset"], "final_expected_reward")
     extra = summary.groupby("baseline_offset").agg(
         baseline=("baseline", "first"), theory=("theory_expected_reward", "first"),
         support=("support_size", "mean"), entropy=("entropy", "mean"), improved=("improved", "mean"),
         diverged=("diverged", "sum")).reset_index()
     table = table.merge(extra, on="baseline_offset")
-    table.to_csv(out / "table.csv", index=False)
+    atomic_output(out / "table.csv", lambda f: table.to_csv(f, index=False))
     from .plots import plot_sweep
 
     plot_sweep(out)
@@ -474,7 +491,7 @@ def merge(shards: list[Path], out: Path) -> Path:
     recs = []
     for d in shards:
         d = Path(d)
-        if kind_of(d) != "sweep" or not (d / "summary.csv").exists():
+        if kind_of(d) != "sweep" or not is_complete(d):
             raise UsageError(f"SHARDS: {d} is not a finished sweep folder")
         recs.append((d, json.loads((d / "config.json").read_text())))
     parts = {}
@@ -490,21 +507,33 @@ def merge(shards: list[Path], out: Path) -> Path:
     first = parts[min(parts)][1]
     if any(strip(rec) != strip(first) for _, rec in parts.values()):
         raise UsageError("SHARDS: the shards come from different commands (their configs differ beyond --shard)")
+    ordered = [parts[key][0] for key in sorted(parts)]
+    tidy = pd.concat([_read_output(d / "steps.parquet") for d in ordered]).sort_values(
+        ["step", "run"], kind="stable").reset_index(drop=True)
+    summary = pd.concat([_read_output(d / "summary.csv") for d in ordered]).reset_index(drop=True)
     lock = claim(Path(out), "sweep")
     try:
         if (Path(out) / "config.json").exists():
             raise UsageError(f"--out: {out} already holds a run; choose a new folder for the merge")
-        ordered = [parts[key][0] for key in sorted(parts)]
-        tidy = pd.concat([pd.read_parquet(d / "steps.parquet") for d in ordered]).sort_values(
-            ["step", "run"], kind="stable").reset_index(drop=True)
-        summary = pd.concat([pd.read_csv(d / "summary.csv") for d in ordered]).reset_index(drop=True)
         record = dict(first, sweep={**first["sweep"], "shard": ""}, identity={**first["identity"], "shard": ""},
                       merged_from=[str(d) for d in ordered])
-        _atomic_write(Path(out) / "config.json", json.dumps(record, indent=2))
+        atomic_write(Path(out) / "config.json", json.dumps(record, indent=2))
         write_tables(Path(out), tidy, summary)
+        mark_complete(Path(out))
     finally:
         lock.close()
     return Path(out)
+
+
+def _read_output(path: Path):
+    """A shard's parquet or csv output; a damaged one is named in one line."""
+    import pandas as pd
+
+    try:
+        return pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    except Exception as err:  # truncated parquet (ArrowInvalid), empty csv, ...
+        raise UsageError(f"SHARDS: {path} is damaged ({type(err).__name__}); rerun that shard into a new "
+                         "folder") from None
 
 
 def format_table(out: Path) -> str:
@@ -513,7 +542,8 @@ def format_table(out: Path) -> str:
 
     t = pd.read_csv(out / "table.csv")
     cfg = json.loads((out / "config.json").read_text())
-    v = pd.read_csv(out / "summary.csv")["v_mu"].iloc[0]
+    summary = pd.read_csv(out / "summary.csv")
+    v = summary["v_mu"].iloc[0]
     seeds = ("deterministic: one run per baseline, no CI" if cfg["sweep"]["mode"] == "exact"
              else f"{int(t['n'].iloc[0])} seed(s)")
     lines = [f"{cfg['objective']['name']} on {cfg['bandit']['name']} bandit, V^μ = {v:.4f}, "
@@ -526,5 +556,9 @@ def format_table(out: Path) -> str:
         lines.append(f"{r.baseline_offset:>+7.3f} {r.baseline:>7.4f} {r['mean']:>8.4f} {ci:>17} {th:>7} "
                      f"{r.support:>8.1f} {r.entropy:>8.3f} {r.improved:>8.0%}" + (
                          f"  {int(r.diverged)} diverged" if r.diverged else ""))
+    bad = int(t["diverged"].sum())
+    if bad:
+        lines.append(f"warning: {bad} of {len(summary)} runs left the finite range (loss or logits overflowed): "
+                     "flagged `diverged` in summary.csv")
     lines.append(f"files: {out}/summary.csv, steps.parquet, table.csv, sweep.png")
     return "\n".join(lines)

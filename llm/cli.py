@@ -71,10 +71,11 @@ def train(
 ):
     """Train a LoRA adapter off-policy with a registry objective; metrics to OUT/metrics.jsonl."""
     _need_llm_extra()
-    from .train import Trainer, config_from
+    from .train import Trainer, check_resume, config_from
 
     opts = {k: v for k, v in locals().items() if k not in ("config", "resume", "progress")}
     cfg = config_from(opts, config)
+    check_resume(cfg, resume)
     out = Trainer(cfg, progress=progress and sys.stderr.isatty(), echo=typer.echo).run(resume=resume)
     if os.environ.get("RANK", "0") == "0":  # one line from a multi-process run
         typer.echo(f"metrics: {out}/metrics.jsonl, adapter: {out}/adapter")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
+from banditlab.configfile import check_algo_args, check_ranges, ranged
 from banditlab.errors import UsageError
 
 # metrics that measure the machine, not the run: they differ between two runs of the same command
@@ -20,44 +21,44 @@ class TrainConfig:
     dataset: str = "arithmetic"         # gsm8k | math | arithmetic
     data_path: str = ""                 # local train JSONL (default: the hub)
     test_path: str = ""                 # local test JSONL (default: the hub)
-    difficulty: int = 2                 # operands per arithmetic problem
-    n_train: int = 0                    # use the first n train problems (0: all; arithmetic: 1000)
+    difficulty: int = ranged(2, 1, 10)  # operands per arithmetic problem
+    n_train: int = ranged(0, 0, 10**6)  # use the first n train problems (0: all; arithmetic: 1000)
     algo: str = "asymre"                # a banditlab objective
     algo_args: list = field(default_factory=list)  # key=value overrides
-    baseline_offset: float | None = None  # δV: sets the objective's `offset` (AsymRE: group mean + δV)
-    group_size: int = 8                 # G samples per prompt
-    prompts_per_step: int = 4           # prompts per step (batch = prompts × G)
-    steps: int = 50                     # optimizer steps (offline: derived from epochs when 0)
-    sync_interval: int = 1              # behaviour refresh period N (1 = on-policy)
-    sync_offset: int = 0                # behaviour is π from K steps before the refresh
+    baseline_offset: float | None = ranged(None, -1e6, 1e6)  # δV: the objective's `offset` (AsymRE: group mean + δV)
+    group_size: int = ranged(8, 1, 1024)  # G samples per prompt
+    prompts_per_step: int = ranged(4, 1, 10**5)  # prompts per step (batch = prompts × G)
+    steps: int = ranged(50, 0, 10**7)  # optimizer steps (offline: derived from epochs when 0)
+    sync_interval: int = ranged(1, 1, 10**7)  # behaviour refresh period N (1 = on-policy)
+    sync_offset: int = ranged(0, 0, 1000)  # behaviour is π from K steps before the refresh
     offline: bool = False               # one dataset from π₀, trained on for `epochs`
     offline_data: str = ""              # where that dataset is kept (default OUT/offline.pt); runs can share one
-    epochs: int = 1                     # passes over the offline dataset
-    max_new_tokens: int = 64            # generation budget per completion (tokens)
-    temperature: float = 1.0            # sampling temperature; log-probs use logits / temperature
-    top_p: float = 1.0                  # nucleus sampling (log-probs ignore the truncation: keep 1 for exact ratios)
-    lr: float = 1e-4                    # AdamW learning rate
+    epochs: int = ranged(1, 1, 10**4)  # passes over the offline dataset
+    max_new_tokens: int = ranged(64, 1, 32768)  # generation budget per completion (tokens)
+    temperature: float = ranged(1.0, 0.01, 100.0)  # sampling temperature; log-probs use logits / temperature
+    top_p: float = ranged(1.0, 0.0, 1.0, lo_open=True)  # nucleus sampling (log-probs ignore it: keep 1)
+    lr: float = ranged(1e-4, 0.0, 1.0, lo_open=True)  # AdamW learning rate
     schedule: str = "constant"          # constant | linear | cosine (after warmup)
-    warmup: int = 0                     # linear warm-up steps
-    weight_decay: float = 0.0           # AdamW weight decay
-    grad_clip: float = 1.0              # max gradient norm (0: off)
-    micro_batch: int = 0                # prompts per forward/backward (0: all at once); gradients accumulate
-    lora_r: int = 8                     # LoRA rank
-    lora_alpha: int = 16                # LoRA scale α (the update is α/r · BA)
-    lora_dropout: float = 0.0           # LoRA dropout
+    warmup: int = ranged(0, 0, 10**7)  # linear warm-up steps
+    weight_decay: float = ranged(0.0, 0.0, 10.0)  # AdamW weight decay
+    grad_clip: float = ranged(1.0, 0.0, 1e6)  # max gradient norm (0: off)
+    micro_batch: int = ranged(0, 0, 10**5)  # prompts per forward/backward (0: all at once); gradients accumulate
+    lora_r: int = ranged(8, 1, 1024)  # LoRA rank
+    lora_alpha: int = ranged(16, 1, 10**5)  # LoRA scale α (the update is α/r · BA)
+    lora_dropout: float = ranged(0.0, 0.0, 1.0, hi_open=True)  # LoRA dropout
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"  # modules that get an adapter, comma-separated
     agg: str = "token-mean"             # token-mean | seq-mean-token-mean | seq-mean-token-sum | ...-norm
     reward: str = "pm1"                 # pm1 (+1/−1) | 01
-    eval_every: int = 0                 # greedy pass@1 on the test split every N steps (0: start and end only)
-    eval_n: int = 64                    # test problems per evaluation (0: no evaluation)
-    eval_train_n: int = 0               # also greedy pass@1 on the first n train problems ("train_accuracy")
-    eval_max_new_tokens: int = 0        # 0: max_new_tokens
-    seed: int = 0                       # seed of the LoRA init, data order and sampling
+    eval_every: int = ranged(0, 0, 10**7)  # greedy pass@1 on the test split every N steps (0: start and end only)
+    eval_n: int = ranged(64, 0, 10**6)  # test problems per evaluation (0: no evaluation)
+    eval_train_n: int = ranged(0, 0, 10**6)  # also greedy pass@1 on the first n train problems ("train_accuracy")
+    eval_max_new_tokens: int = ranged(0, 0, 32768)  # 0: max_new_tokens
+    seed: int = ranged(0, 0, 2**31, hi_open=True)  # seed of the LoRA init, data order and sampling
     device: str = "auto"                # auto | cpu | cuda
     dtype: str = "auto"                 # auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16
     backend: str = "transformers"       # transformers | vllm
-    gen_batch_size: int = 0             # sequences per generate() call (0: from the device's free memory)
-    checkpoint_every: int = 10          # save checkpoint.pt and the adapter every N steps (and on Ctrl-C)
+    gen_batch_size: int = ranged(0, 0, 10**5)  # sequences per generate() call (0: from the device's free memory)
+    checkpoint_every: int = ranged(10, 1, 10**7)  # save checkpoint.pt and the adapter every N steps (and on Ctrl-C)
     tensorboard: bool = False           # also write TensorBoard scalars to OUT/tb
     out: str = ""                       # run folder (default runs/llm-ALGO-TIME)
 
@@ -69,19 +70,8 @@ class TrainConfig:
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Raise UsageError naming the first bad option."""
-    ints = ("group_size", "prompts_per_step", "sync_interval", "epochs", "max_new_tokens", "lora_r",
-            "checkpoint_every", "lora_alpha")
-    for k in ints:
-        if getattr(cfg, k) < 1:
-            raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 1, got {getattr(cfg, k)}")
-    for k in ("steps", "sync_offset", "warmup", "eval_every", "n_train", "micro_batch", "gen_batch_size"):
-        if getattr(cfg, k) < 0:
-            raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 0, got {getattr(cfg, k)}")
-    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
-        raise UsageError(f"--lr: must be a positive finite number, got {cfg.lr}")
-    if not cfg.temperature > 0 or not 0 < cfg.top_p <= 1:
-        raise UsageError("--temperature must be > 0 and --top-p in (0, 1]")
+    """Raise UsageError naming the first bad option: declared ranges first, then the checks across options."""
+    check_ranges(cfg)
     if cfg.steps == 0 and not cfg.offline:
         raise UsageError("--steps: must be ≥ 1 (0 is allowed only with --offline, where epochs set it)")
     if cfg.offline and (cfg.sync_interval != 1 or cfg.sync_offset):
@@ -90,12 +80,6 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError("--group-size: group-mean baselines need at least 2 samples per prompt")
     if cfg.reward not in ("pm1", "01"):
         raise UsageError(f"--reward: expected pm1 or 01, got {cfg.reward!r}")
-    if not 1 <= cfg.difficulty <= 10:
-        raise UsageError(f"--difficulty: arithmetic problems take 1 to 10 operands, got {cfg.difficulty}")
-    if cfg.eval_n < 0 or cfg.eval_train_n < 0 or cfg.eval_max_new_tokens < 0:
-        raise UsageError("--eval-n, --eval-train-n and --eval-max-new-tokens must be ≥ 0")
-    if not 0 <= cfg.lora_dropout < 1 or cfg.weight_decay < 0 or cfg.grad_clip < 0 or cfg.temperature > 100:
-        raise UsageError("--lora-dropout must be in [0, 1), --weight-decay and --grad-clip ≥ 0, --temperature ≤ 100")
     if cfg.schedule not in ("constant", "linear", "cosine"):
         raise UsageError(f"--schedule: expected constant, linear or cosine, got {cfg.schedule!r}")
     if cfg.backend not in ("transformers", "vllm"):
@@ -105,8 +89,23 @@ def validate(cfg: TrainConfig) -> None:
                          "--model smollm2, a .gguf, a local folder or a hub name")
     if cfg.dtype not in ("auto", "float32", "bfloat16"):
         raise UsageError(f"--dtype: expected auto, float32 or bfloat16, got {cfg.dtype!r}")
+    targets = [t.strip() for t in cfg.lora_targets.split(",")]
+    if not all(targets) or len(set(targets)) < len(targets):
+        raise UsageError(f"--lora-targets: expected distinct comma-separated module names, got {cfg.lora_targets!r}")
+    check_algo_args(list(cfg.algo_args))
+    if cfg.baseline_offset is not None and any(a.split("=", 1)[0].strip() == "offset" for a in cfg.algo_args):
+        raise UsageError("--baseline-offset: conflicts with --algo-arg offset=...; give one")
 
 
+def check_lora_targets(model, targets: str) -> None:
+    """Every --lora-targets name matches a module of `model` (by its full dotted name or its last part), checked
+    before training: peft would otherwise drop a name silently or fail with its own exception."""
+    names = [n for n, _ in model.named_modules()]
+    short = sorted({n.rsplit(".", 1)[-1] for n in names if n and not n.rsplit(".", 1)[-1].isdigit()})
+    for t in (t.strip() for t in targets.split(",")):
+        if not any(n == t or n.endswith("." + t) for n in names):
+            raise UsageError(f"--lora-targets: the model has no module named {t!r} (its module names include: "
+                             f"{', '.join(short[:12])})")
 
 
 def check_installed(cfg: TrainConfig) -> None:

@@ -6,6 +6,10 @@ A `Problem` is a question and a gold final answer (a string math-verify can pars
                 JSONL with `problem` and `answer` (or `solution` with a \\boxed{} answer)
     arithmetic  generated in code: sums and products of random integers, `difficulty` = number of operands
 Prompts use the tokenizer's chat template when it has one and ask for the final answer in \\boxed{}.
+Local files must be regular UTF-8 JSONL files under 64 MiB; each row holds only the dataset's known fields
+(`FIELDS`), with text where text is expected (a boolean is not an answer). Questions longer than
+`MAX_QUESTION_CHARS` are refused with their row number (the longest GSM8K question is under 1,000 characters,
+the longest MATH-500 problem under 2,000): one huge prompt would otherwise stall a step for minutes.
 Hub loading needs the `datasets` package and network access; tests use the local copies in ../shared/data.
 """
 
@@ -17,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 INSTRUCTION = "Solve the problem step by step, then give the final answer in \\boxed{}."
+MAX_QUESTION_CHARS = 16_384
+FIELDS = {"gsm8k": {"question", "answer", "id"},
+          "math": {"problem", "answer", "solution", "unique_id", "id", "subject", "level", "type"}}
 
 
 class DataError(ValueError):
@@ -52,24 +59,25 @@ def last_boxed(text: str) -> str | None:
 
 
 def read_jsonl(path: str | Path, option: str = "--data-path") -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{option}: file not found: {path}")
-    rows = []
+    from banditlab.errors import UsageError
+    from banditlab.safeio import read_text
+
     try:
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{option}: {path} line {n} is not valid JSON ({err.msg})") from None
-                if not isinstance(row, dict):
-                    raise DataError(f"{option}: {path} line {n} is not a JSON object")
-                rows.append(row)
-    except UnicodeDecodeError:
-        raise DataError(f"{option}: {path} is not UTF-8 text") from None
+        text = read_text(path, option)
+    except UsageError as err:
+        raise DataError(str(err)) from None
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as err:
+            raise DataError(f"{option}: {path} line {n} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})"
+                            ) from None
+        if not isinstance(row, dict):
+            raise DataError(f"{option}: {path} line {n} is not a JSON object")
+        rows.append(row)
     if not rows:
         raise DataError(f"{option}: {path} holds no rows")
     return rows
@@ -79,17 +87,26 @@ def _from_rows(rows: list[dict], dataset: str, where: str) -> list[Problem]:
     out = []
     for n, row in enumerate(rows, 1):
         try:
+            unknown = sorted(set(row) - FIELDS[dataset])
+            if unknown:
+                raise DataError(f"unknown field {unknown[0]!r} (a {dataset} row holds "
+                                f"{', '.join(sorted(FIELDS[dataset]))})")
             text = row["question"] if dataset == "gsm8k" else row["problem"]
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"the {'question' if dataset == 'gsm8k' else 'problem'} must be non-empty text")
+            if len(text) > MAX_QUESTION_CHARS:
+                raise DataError(f"the question is {len(text):,} characters, over the {MAX_QUESTION_CHARS:,} limit")
             if dataset == "gsm8k":
                 if not isinstance(row["answer"], str):
                     raise DataError("'answer' must be text ending in '#### N'")
                 out.append(Problem(str(row.get("id", n)), text, gsm8k_gold(row["answer"])))
             else:
                 sol = row.get("solution", "")
-                ans = row.get("answer") or (last_boxed(sol) if isinstance(sol, str) else None)
-                if isinstance(ans, (int, float)) and not isinstance(ans, bool):
+                raw = row.get("answer")
+                if isinstance(raw, bool) or not isinstance(raw, (str, int, float, type(None))):
+                    raise DataError(f"'answer' must be text or a number, got {raw!r}")
+                ans = raw or (last_boxed(sol) if isinstance(sol, str) else None)
+                if isinstance(ans, (int, float)):
                     ans = str(ans)
                 if not ans:
                     raise DataError("no 'answer' field and no \\boxed{} in 'solution'")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-CACHE = Path(os.environ.get("BANDITLAB_CACHE", Path.home() / ".cache" / "banditlab"))
+CACHE = Path(os.environ.get("BANDITLAB_CACHE") or Path(os.path.expanduser("~")) / ".cache" / "banditlab")
 TINY_CHARS = string.ascii_letters + string.digits + string.punctuation + " \n"
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import asdict
@@ -36,6 +35,8 @@ import numpy as np
 import torch
 
 from banditlab.errors import UsageError
+from banditlab.runfolder import (Interrupted, atomic_save, atomic_write, is_complete, mark_complete, stop_flag,
+                                 unmark)
 
 from .config import TIMING_KEYS, TrainConfig, check_installed, validate  # noqa: F401  (re-exported)
 
@@ -111,6 +112,11 @@ class Trainer:
             base, self.tok = load_model(cfg.model, dtype, self.device, cfg.seed)
         except (DataError, ModelError) as err:
             raise UsageError(str(err)) from None
+        if cfg.n_train and len(self.train_set) < cfg.n_train:
+            raise UsageError(f"--n-train: {cfg.n_train} problems asked for, the data hold {len(self.train_set)}")
+        from .config import check_lora_targets
+
+        check_lora_targets(base, cfg.lora_targets)
         torch.manual_seed(cfg.seed)
         self.model = add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -125,6 +131,8 @@ class Trainer:
         from .data import build_prompt
 
         self.prompts = [build_prompt(self.tok, p.question) for p in self.train_set]
+        if cfg.offline and cfg.offline_data and Path(cfg.offline_data).exists():  # checked before any write
+            self.offline_data = _offline_from_dict(Path(cfg.offline_data), len(self.prompts) * cfg.group_size)
         self.test_prompts = [build_prompt(self.tok, p.question) for p in self.test_set]
         if cfg.backend == "vllm":
             self.backend = make_vllm_backend(cfg.model, self.model, self.tok, cfg.lora_r, dtype, self.device,
@@ -207,7 +215,7 @@ class Trainer:
         """TOPR's offline dataset: G samples of every train prompt from π₀, generated once (and checkpointed)."""
         path = Path(self.cfg.offline_data) if self.cfg.offline_data else self.out / "offline.pt"
         if path.exists():
-            return torch.load(path, weights_only=False)
+            return _offline_from_dict(path, len(self.prompts) * self.cfg.group_size)
         c = self.cfg
         parts, correct = [], []
         for s in range(0, len(self.prompts), c.prompts_per_step):
@@ -231,8 +239,7 @@ class Trainer:
                          torch.cat([padr(p.logprobs, T, 0.0) for p in parts]), sum((p.texts for p in parts), [])),
                 self._rewards(correct), correct)
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(data, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)
+        atomic_save(path, _offline_to_dict(data))
         return data
 
     # -------------------------------------------------------------------------------------- one step
@@ -391,21 +398,19 @@ class Trainer:
         state = {"step": self.step, "policy": lora_state(self.model), "behaviour": self.behaviour,
                  "behaviour_version": self.behaviour_version, "history": self.history,
                  "optimizer": self.opt.state_dict(), "rng": _rng_state()}
-        tmp = self.out / "checkpoint.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / "checkpoint.pt")
+        atomic_save(self.out / "checkpoint.pt", state)
         self.model.save_pretrained(self.out / "adapter")
         self.dist.barrier()
 
     def load(self) -> None:
         from .models import lora_params
 
-        try:
-            s = torch.load(self.out / "checkpoint.pt", weights_only=False)
-            assert isinstance(s, dict) and {"step", "policy", "optimizer", "rng"} <= set(s)
-        except Exception as err:  # truncated, empty or foreign file
-            raise UsageError(f"--resume: {self.out / 'checkpoint.pt'} is unreadable ({type(err).__name__}); "
-                             "delete the folder to start over") from None
+        from banditlab.safeio import load_tensors
+
+        path = self.out / "checkpoint.pt"
+        s = load_tensors(path, "--resume", "delete the folder to start over")
+        if not (isinstance(s, dict) and {"step", "policy", "optimizer", "rng"} <= set(s)):
+            raise UsageError(f"--resume: {path} is not a trainer checkpoint; delete the folder to start over")
         with torch.no_grad():
             for n, p in lora_params(self.model).items():
                 p.copy_(s["policy"][n])
@@ -438,6 +443,7 @@ class Trainer:
         from banditlab.runfolder import claim
 
         main = self.dist.main  # only the main process writes the run folder
+        check_resume(c, resume)
         if main:
             self._lock = claim(self.out, "llm-train")  # held until the run ends
         self.dist.barrier()
@@ -451,16 +457,20 @@ class Trainer:
                 raise UsageError(f"--out: {self.out} already holds a run; pass --resume to continue it")
             self.load()
             if main:
-                lines = metrics_file.read_text().splitlines() if metrics_file.exists() else []
-                metrics_file.write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] <= self.step))
+                atomic_write(metrics_file, "".join(json.dumps(r) + "\n" for r in read_metrics(metrics_file)
+                                                   if r["step"] <= self.step))
+            if is_complete(self.out) and self.step >= self.total_steps:
+                self.echo(f"{self.out}: this run is already complete")
+                return self.out
         else:
             if main:
-                cfg_file.write_text(json.dumps({"kind": "llm-train", "config": asdict(c), "identity": c.identity(),
-                                                "world_size": self.dist.world,
-                                                "objective": {"name": self.objective.name,
-                                                              "params": self.objective.params}},
-                                               indent=2, default=str))
-                metrics_file.write_text("")
+                unmark(self.out)
+                atomic_write(cfg_file, json.dumps({"kind": "llm-train", "config": asdict(c), "identity": c.identity(),
+                                                   "world_size": self.dist.world,
+                                                   "objective": {"name": self.objective.name,
+                                                                 "params": self.objective.params}},
+                                                  indent=2, default=str))
+                atomic_write(metrics_file, "")
             if c.eval_n:
                 self.echo(f"evaluating step 0: greedy pass@1 on {len(self.test_set)} test problems")
             logs = self.eval_logs()
@@ -482,9 +492,16 @@ class Trainer:
                            TextColumn("{task.description}"), TimeRemainingColumn(), transient=True)
             bar.start()
             task = bar.add_task("", total=self.total_steps, completed=self.step)
-        from banditlab.sweep import Interrupted, install_stop_flag
+        with stop_flag() as flag:  # held until the completion marker is written
+            done = self._loop(flag, metrics_file, writer, bar, task if bar else None)
+            if main:
+                mark_complete(self.out)
+        self._report(done)
+        return self.out
 
-        flag, old_handlers = install_stop_flag()
+    def _loop(self, flag, metrics_file, writer, bar, task) -> list[dict]:
+        """Steps until `total_steps` or the stop flag; returns the metrics rows of the steps it ran."""
+        c = self.cfg
         done = []
         try:
             while self.step < self.total_steps:
@@ -513,15 +530,14 @@ class Trainer:
                     raise Interrupted(f"interrupted after step {self.step}/{self.total_steps}; checkpoint saved in "
                                       f"{self.out}; rerun with --resume to continue")
         finally:
-            import signal
-
-            for sig, h in old_handlers.items():
-                signal.signal(sig, h)
             if bar:
                 bar.stop()
             if writer:
                 writer.close()
             self.grader.close()
+        return done
+
+    def _report(self, done: list[dict]) -> None:
         if done:
             tot = lambda k: sum(d[k] for d in done)
             gen_tok = sum(d["gen_tokens_per_s"] * d["gen_seconds"] for d in done)
@@ -531,7 +547,6 @@ class Trainer:
                       f"{train_tok / max(tot('train_seconds'), 1e-9):.0f} tokens/s" + (
                           f", peak GPU memory {max(d['peak_memory_gb'] for d in done):.2f} GB"
                           if self.device.startswith("cuda") else ""))
-        return self.out
 
     def _write(self, path: Path, logs: dict) -> None:
         if self.dist.main:
@@ -540,16 +555,73 @@ class Trainer:
 
 
 def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+    """Every generator's state as tensors and plain data (what `safeio.load_tensors` reads back)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {"python": random.getstate(), "numpy": [name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss,
+                                                     gauss],
+            "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def _set_rng_state(s: dict) -> None:
     random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
+    name, keys, pos, has_gauss, gauss = s["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.int64).astype(np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(s["torch"])
     if s["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _offline_to_dict(data) -> dict:
+    """The offline dataset (Rollouts, rewards, correct) as tensors and plain data."""
+    r, rewards, correct = data
+    return {"prompt_ids": r.prompt_ids, "prompt_mask": r.prompt_mask, "completion_ids": r.completion_ids,
+            "completion_mask": r.completion_mask, "logprobs": r.logprobs, "texts": list(r.texts),
+            "rewards": rewards, "correct": list(correct)}
+
+
+def _offline_from_dict(path: Path, rows: int):
+    """The offline dataset in `path` (tensors and plain data only), checked against the run's prompts × G."""
+    from banditlab.safeio import load_tensors
+
+    from .generation import Rollouts
+
+    d = load_tensors(path, "--offline-data", "delete it or point --offline-data elsewhere to regenerate it")
+    keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "logprobs", "texts", "rewards",
+            "correct")
+    if not isinstance(d, dict) or set(d) != set(keys) or len(d["texts"]) != rows or len(d["rewards"]) != rows:
+        raise UsageError(f"--offline-data: {path} is not the offline dataset of this run ({rows} rows of "
+                         "prompts × group size expected); delete it or point --offline-data elsewhere")
+    return Rollouts(*(d[k] for k in keys[:6])), d["rewards"], d["correct"]
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The rows of metrics.jsonl. A last line cut short (the process died while appending) is dropped; damage
+    anywhere else is refused with the line number."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError
+        except ValueError:
+            if n == len(lines):
+                break
+            raise UsageError(f"--resume: {path} line {n} is damaged; delete the folder to start over") from None
+        rows.append(row)
+    return rows
+
+
+def check_resume(cfg: TrainConfig, resume: bool) -> None:
+    """--resume needs a folder holding a checkpoint; checked before anything is loaded or written."""
+    if not resume:
+        return
+    if not cfg.out:
+        raise UsageError("--resume: needs --out, the run folder to continue")
+    if not (Path(cfg.out) / "checkpoint.pt").exists():
+        what = "does not exist" if not Path(cfg.out).exists() else "holds no checkpoint.pt"
+        raise UsageError(f"--resume: {cfg.out} {what}; run without --resume to start a new run there")
 
 
 def config_from(options: dict, config_file: str | None) -> TrainConfig:

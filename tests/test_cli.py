@@ -68,7 +68,8 @@ BAD = [
 
 @pytest.mark.parametrize("args,option", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_options_give_one_line_and_exit_2(args, option, capsys, tmp_path):
-    code, out, err = run_cli(["sweep", *SMALL, "--out", str(tmp_path / "run"), *args], capsys)
+    small = SMALL[2:] if {"--rewards", "--bandit"} & set(args) else SMALL  # explicit arms: no --arms
+    code, out, err = run_cli(["sweep", *small, "--out", str(tmp_path / "run"), *args], capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and option in lines[0] and "Traceback" not in err

@@ -1,0 +1,88 @@
+"""Reading files back safely: regular files only, a size limit, and never code.
+
+    check_path(path, option)            a path the operating system can hold (length, depth), refused otherwise
+    regular_file(path, option, limit)   a regular file under `limit` bytes; pipes, devices and folders are refused
+                                        from `stat`, before anything opens them (a FIFO would block, /dev/zero
+                                        would read forever)
+    read_text(path, option, limit)      its UTF-8 text, read with the limit
+    load_tensors(path, option, hint)    torch.load(weights_only=True): tensors, numbers, strings, lists, tuples and
+                                        dicts only. A pickle that names any other global (a payload such as
+                                        os.system) is refused by torch's restricted unpickler before it can run.
+
+Every refusal is a `UsageError` whose one line names the option and the file.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from pathlib import Path
+
+from .errors import UsageError
+
+MiB = 2**20
+TEXT_LIMIT = 64 * MiB          # configs, bandit files, JSONL datasets (GSM8K train is 4 MiB)
+TENSOR_LIMIT = 64 * 2**30      # checkpoints and offline datasets
+PATH_MAX, DEPTH_MAX = 4096, 256
+
+
+def check_path(path, option: str) -> Path:
+    """`path` as a Path, refused when it is longer or deeper than a file system holds."""
+    text = os.fspath(path)
+    if "\0" in text:
+        raise UsageError(f"{option}: the path contains a NUL byte")
+    if len(text) > PATH_MAX or len(Path(text).parts) > DEPTH_MAX:
+        raise UsageError(f"{option}: path too long or too deep ({len(text)} characters, {len(Path(text).parts)} "
+                         f"parts; at most {PATH_MAX} and {DEPTH_MAX})")
+    return Path(text)
+
+
+def regular_file(path, option: str, limit: int = TEXT_LIMIT) -> Path:
+    p = check_path(path, option)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise UsageError(f"{option}: file not found: {p}") from None
+    except OSError as err:
+        raise UsageError(f"{option}: cannot read {p}: {err.strerror or err}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{option}: {p} is a folder, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"{option}: {p} is not a regular file (a pipe, socket or device); give a file")
+    if st.st_size > limit:
+        raise UsageError(f"{option}: {p} is {st.st_size / MiB:.0f} MiB, over the {limit / MiB:.0f} MiB limit")
+    return p
+
+
+def read_text(path, option: str, limit: int = TEXT_LIMIT) -> str:
+    p = regular_file(path, option, limit)
+    try:
+        with open(p, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as err:
+        raise UsageError(f"{option}: cannot read {p}: {err.strerror or err}") from None
+    if len(data) > limit:
+        raise UsageError(f"{option}: {p} grew past the {limit / MiB:.0f} MiB limit while being read")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{option}: {p} is not UTF-8 text") from None
+
+
+def load_tensors(path, option: str, hint: str = "delete it to start over"):
+    """The tensors and plain data in a torch file; any other pickled object is refused without running it."""
+    import pickle
+
+    import torch
+
+    p = regular_file(path, option, TENSOR_LIMIT)
+    try:
+        with warnings.catch_warnings():  # torch warns about old pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            return torch.load(p, weights_only=True)
+    except pickle.UnpicklingError:
+        raise UsageError(f"{option}: {p} holds pickled objects beyond tensors and plain data; refused without "
+                         f"loading them ({hint})") from None
+    except Exception as err:  # truncated, empty, random bytes
+        raise UsageError(f"{option}: {p} is unreadable ({type(err).__name__}); {hint}") from None

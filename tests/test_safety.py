@@ -1,0 +1,429 @@
+"""Reliability by class (docs/reliability.md): no loader runs code, a run folder is complete only when its marker
+says so and a rerun finishes it, every input surface has one strict schema, and a full disk says so."""
+
+import contextlib
+import errno
+import io
+import json
+import os
+import pickle
+import signal
+import tomllib
+
+import pandas as pd
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from banditlab import runfolder
+from banditlab.cli import main
+
+SWEEP = ["sweep", "--arms", "5", "--steps", "30", "--seeds", "2", "--baseline", "-0.1,0.1", "--no-progress"]
+LLM = ["llm", "train", "--model", "tiny", "--steps", "1", "--group-size", "2", "--prompts-per-step", "2",
+       "--max-new-tokens", "4", "--eval-n", "0", "--n-train", "4", "--no-progress"]
+
+
+def cli(args):
+    """(exit code, stdout, stderr) of an in-process command."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def one_line(code, err, expected_code=2):
+    lines = err.strip().splitlines()
+    return code == expected_code and len(lines) == 1 and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------ 1. loading runs no code
+class Payload:
+    """Unpickling this runs `touch MARKER` (os.system): the attack a crafted state file carries."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def craft(path, marker, zip_format):
+    """A torch file (zip) or a raw pickle whose loading would run the payload."""
+    obj = {"step": 0, "policy": Payload(marker)}
+    if zip_format:
+        torch.save(obj, path)
+    else:
+        path.write_bytes(pickle.dumps(obj))
+
+
+@pytest.fixture(scope="module")
+def llm_run(tmp_path_factory):
+    """A finished one-step tiny LLM run, and an offline one with its offline dataset."""
+    root = tmp_path_factory.mktemp("llm")
+    assert cli([*LLM, "--out", root / "run"])[0] == 0
+    assert cli([*LLM, "--offline", "--algo", "topr", "--offline-data", root / "offline.pt",
+                "--out", root / "off"])[0] == 0
+    return root
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["torch-zip", "raw-pickle"])
+@pytest.mark.parametrize("loader", ["sweep state.pt", "llm checkpoint.pt", "--offline-data"])
+def test_a_crafted_pickle_never_runs_and_gives_one_line(loader, zip_format, tmp_path, llm_run):
+    marker = tmp_path / "PWNED"
+    if loader == "sweep state.pt":
+        out = tmp_path / "sweep"
+        assert cli([*SWEEP, "--out", out])[0] == 0
+        runfolder.unmark(out)  # unfinished: the rerun must read state.pt
+        craft(out / "state.pt", marker, zip_format)
+        code, _, err = cli([*SWEEP, "--out", out])
+    elif loader == "llm checkpoint.pt":
+        import shutil
+
+        out = tmp_path / "run"
+        shutil.copytree(llm_run / "run", out)
+        craft(out / "checkpoint.pt", marker, zip_format)
+        code, _, err = cli([*LLM, "--out", out, "--resume"])
+    else:
+        data = tmp_path / "offline.pt"
+        craft(data, marker, zip_format)
+        code, _, err = cli([*LLM, "--offline", "--algo", "topr", "--offline-data", data, "--out", tmp_path / "new"])
+        assert not (tmp_path / "new").exists()
+    assert not marker.exists(), "the payload ran"
+    assert one_line(code, err) and ("pickled objects" in err or "unreadable" in err), err
+
+
+def test_the_files_the_tool_writes_load_back_as_plain_data(llm_run):
+    from banditlab.safeio import load_tensors
+
+    for f in ("run/checkpoint.pt", "offline.pt"):
+        assert isinstance(load_tensors(llm_run / f, "--test"), dict)
+
+
+# ------------------------------------------------------------------------------------------ 2. completion
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing after it runs (it passes every `except Exception`)."""
+
+
+FINAL_WRITES = ["state.pt", "steps.parquet", "summary.csv", "table.csv", "sweep.png", "DONE"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    assert cli([*SWEEP, "--out", out])[0] == 0
+    return out
+
+
+def interrupt_at(monkeypatch, target, action):
+    """Run `action` at the moment the final output `target` is about to be written."""
+    import banditlab.plots as plots
+
+    real_replace, real_plot = os.replace, plots.plot_sweep
+
+    def replace(src, dst, *a, **k):
+        if os.path.basename(dst) == target:
+            action()
+        return real_replace(src, dst, *a, **k)
+
+    def plot(out, *a, **k):
+        if target == "sweep.png":
+            action()
+        return real_plot(out, *a, **k)
+
+    monkeypatch.setattr(runfolder.os, "replace", replace)
+    monkeypatch.setattr(plots, "plot_sweep", plot)
+
+
+def same_outputs(a, b):
+    for f in ("summary.csv", "table.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(a / f), pd.read_csv(b / f), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_parquet(a / "steps.parquet"), pd.read_parquet(b / "steps.parquet"))
+
+
+@pytest.mark.slow  # 24 cases of about a second each
+@pytest.mark.parametrize("target", FINAL_WRITES)
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGINT twice", "disk full"])
+def test_a_signal_or_full_disk_at_every_final_write_never_leaves_a_folder_claiming_completion(
+        target, how, tmp_path, monkeypatch, reference):
+    """At each final output write: a kill or a second Ctrl-C leaves no DONE and the rerun finishes the folder;
+    a first SIGTERM lets the run finish (handlers stay until DONE); a full disk says so. Every rerun ends with
+    the files of an uninterrupted run."""
+    out = tmp_path / "run"
+
+    def act():
+        if how == "SIGKILL":
+            raise Killed
+        if how == "disk full":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        os.kill(os.getpid(), signal.SIGINT if how == "SIGINT twice" else signal.SIGTERM)
+        if how == "SIGINT twice":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    interrupt_at(monkeypatch, target, act)
+    if how == "SIGKILL":
+        with pytest.raises(Killed):
+            main([*SWEEP, "--out", str(out)])
+        code, err = None, ""
+    else:
+        code, _, err = cli([*SWEEP, "--out", out])
+    monkeypatch.undo()
+    if how == "SIGTERM":
+        assert code == 0 and runfolder.is_complete(out), err
+    else:
+        assert not runfolder.is_complete(out)
+        if how == "disk full":
+            assert one_line(code, err, 1) and "disk is full" in err, err
+        if how == "SIGINT twice":
+            assert one_line(code, err, 130), err
+        code, text, err = cli([*SWEEP, "--out", out])
+        assert code == 0 and "already complete" not in text and runfolder.is_complete(out), err
+    same_outputs(out, reference)
+
+
+def test_llm_resume_drops_a_truncated_last_metrics_line_and_refuses_a_missing_folder(tmp_path, llm_run):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(llm_run / "run", out)
+    text = (out / "metrics.jsonl").read_text()
+    (out / "metrics.jsonl").write_text(text[:-15])  # the process died while appending the last row
+    runfolder.unmark(out)
+    code, _, err = cli([*LLM, "--out", out, "--resume"])
+    assert code == 0 and runfolder.is_complete(out), err
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0]
+    code, _, err = cli([*LLM, "--out", tmp_path / "nowhere", "--resume"])
+    assert one_line(code, err) and "does not exist" in err and not (tmp_path / "nowhere").exists()
+
+
+def test_reproduce_marks_its_data_complete_only_after_the_run(tmp_path, monkeypatch):
+    """The experiment's run and plot are stand-ins (the real ones take seconds): the first run dies half-way,
+    so its data folder stays unmarked and the next call runs it again and marks it."""
+    import matplotlib.pyplot as plt
+
+    from banditlab import reproduce as R
+
+    exp = R.EXPERIMENTS["rec-counterexample"]
+    calls = []
+
+    def run(cfg, data, tick):
+        (data / "steps.parquet").write_text("half")
+        calls.append(data)
+        if len(calls) == 1:
+            raise Killed
+
+    fake = exp.__class__(exp.config, run, lambda cfg, data, out, plt_: plt.figure(), exp.title, 0)
+    monkeypatch.setattr(R, "EXPERIMENTS", {**R.EXPERIMENTS, "rec-counterexample": fake})
+    with pytest.raises(Killed):
+        R.reproduce(["rec-counterexample"], tmp_path, progress=False, echo=lambda *_: None)
+    assert not runfolder.is_complete(tmp_path / "data" / "rec-counterexample")
+    R.reproduce(["rec-counterexample"], tmp_path, progress=False, echo=lambda *_: None)
+    assert len(calls) == 2 and runfolder.is_complete(tmp_path / "data" / "rec-counterexample")
+    R.reproduce(["rec-counterexample"], tmp_path, progress=False, echo=lambda *_: None)
+    assert len(calls) == 2  # complete: not rerun
+
+
+# ------------------------------------------------------------------------------------------ 3–5. strict schemas
+NUMBER = st.one_of(st.floats(-2.0, 2.0), st.integers(-3, 3))
+VALUE = st.one_of(NUMBER, st.booleans(), st.text(max_size=3), st.lists(NUMBER, min_size=0, max_size=4),
+                  st.lists(st.booleans(), min_size=1, max_size=3), st.floats(allow_nan=False) | st.just(1e308))
+BANDIT_KEYS = ["means", "mu", "logits", "noise", "low", "high", "sigma", "mue", "noize", "weight", "context"]
+
+
+def toml_value(v):
+    return json.dumps(v) if not isinstance(v, float) or abs(v) < 1e300 else repr(v)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=st.dictionaries(st.sampled_from(BANDIT_KEYS), VALUE, min_size=1, max_size=5))
+def test_bandit_files_are_read_exactly_or_refused_by_key(table, tmp_path):
+    """A bandit file either gives a bandit built from exactly its keys, or one line naming what is wrong: an
+    unknown key, a type (a boolean is not a number), mu and logits together, a value out of range."""
+    from banditlab.bandits import BanditError, TOP_KEYS, from_toml
+
+    text = "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
+    path = tmp_path / "b.toml"
+    path.write_text(text)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return  # not TOML: refused by the reader
+    try:
+        b = from_toml(path)
+    except BanditError as err:
+        assert len(str(err).splitlines()) == 1
+        return
+    assert set(data) <= TOP_KEYS and not {"mu", "logits"} <= set(data)
+    assert all(not isinstance(x, bool) for x in data["means"]) and b.means[0].tolist() == [float(x) for x in
+                                                                                            data["means"]]
+    if "mu" in data:
+        assert abs(b.mu[0] - [float(x) for x in data["mu"]]).max() < 1e-9
+
+
+SWEEP_FIELDS = ["steps", "seeds", "lr", "sigma", "seed", "threads", "checkpoint_seconds", "baseline", "absolute",
+                "behavior", "stepz", "arms"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(SWEEP_FIELDS), value=VALUE, in_table=st.booleans())
+def test_config_files_take_exactly_their_keys_or_refuse_by_name(key, value, in_table, tmp_path):
+    """A TOML config key either lands in the config with its exact value and type, inside its declared range,
+    or is refused naming the key (unknown key, wrong type, out of range)."""
+    from dataclasses import fields
+
+    from banditlab.configfile import merged_config
+    from banditlab.errors import UsageError
+    from banditlab.sweep import SweepConfig
+
+    path = tmp_path / "c.toml"
+    path.write_text(("[sweep]\n" if in_table else "") + f"{key} = {toml_value(value)}\n")
+    try:
+        cfg = merged_config(SweepConfig, str(path), {}, section="sweep")
+    except UsageError as err:
+        assert key in str(err) or key.replace("_", "-") in str(err) or "TOML" in str(err)
+        return
+    f = {f.name: f for f in fields(SweepConfig)}[key]
+    got = getattr(cfg, key)
+    assert not isinstance(value, bool) or f.type in ("bool", bool)
+    assert got == value or (f.type in ("str", str) and got == str(value))
+    if "range" in f.metadata:
+        lo, hi, _, _ = f.metadata["range"]
+        assert (lo is None or got >= lo) and (hi is None or got <= hi)
+
+
+def test_keys_beside_a_table_and_conflicting_options_are_refused(tmp_path):
+    both = tmp_path / "both.toml"
+    both.write_text("steps = 5\n[sweep]\nseeds = 2\n")
+    good = tmp_path / "bandit.toml"
+    good.write_text("means = [0.1, 0.9]\n")
+    cases = [
+        (["sweep", "--config", both], "steps"),
+        (["sweep", "--bandit", good, "--arms", "7"], "--arms"),
+        (["sweep", "--bandit", good, "--noise", "gaussian"], "--noise"),
+        (["sweep", "--rewards", "0,1", "--arms", "7"], "--arms"),
+        (["sweep", "--behavior", "fixed,on-policy"], "--behavior"),
+        (["sweep", "--behavior", "lag:5,lag:7"], "--behavior"),
+        (["sweep", "--baseline", "0,0"], "--baseline"),
+        (["sweep", "--algo-arg", "offset=5"], "offset"),
+        (["sweep", "--algo", "topr", "--algo-arg", "a_neg=1", "--algo-arg", "a_neg=0"], "a_neg"),
+        (["sweep", "--sigma", "0.3"], "--sigma"),
+        (["sweep", "--threads", "1000000"], "--threads"),
+        (["sweep", "--seed", "-1"], "--seed"),
+        (["sweep", "--config", "/dev/zero"], "--config"),
+        (["sweep", "--out", "a/" * 3000], "--out"),
+        ([*LLM, "--baseline-offset", "0.1", "--algo-arg", "offset=0.2"], "--baseline-offset"),
+        ([*LLM, "--lora-targets", "q_proj,bogus_proj"], "bogus_proj"),
+        ([*LLM, "--temperature", "1e-45"], "--temperature"),
+        ([*LLM, "--lora-r", str(10**9)], "--lora-r"),
+        ([*LLM, "--n-train", str(10**8)], "--n-train"),
+    ]
+    for args, name in cases:
+        out = tmp_path / "out"
+        code, _, err = cli([*args, "--out", out] if "--out" not in args else args)
+        assert one_line(code, err) and name in err, (args, err)
+        assert not out.exists(), args
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for args in (["sweep", "--config", fifo], ["sweep", "--bandit", fifo],
+                 [*LLM, "--dataset", "gsm8k", "--data-path", fifo]):
+        code, _, err = cli([*args, "--out", tmp_path / "o"])
+        assert one_line(code, err) and "regular file" in err, err
+
+
+ROW = st.dictionaries(st.sampled_from(["question", "answer", "id", "extra", "problem", "solution"]),
+                      st.one_of(st.text(max_size=5), st.booleans(), st.integers(0, 9), st.none(),
+                                st.just("x" * 20_000), st.just("so #### 7")), max_size=4)
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(ROW, min_size=1, max_size=3), dataset=st.sampled_from(["gsm8k", "math"]))
+def test_dataset_rows_are_problems_or_refused_with_their_row(rows, dataset):
+    """A JSONL row becomes a Problem with text question and answer (no booleans, no unknown fields, a capped
+    question length), or the file is refused naming the row."""
+    from llm.data import FIELDS, MAX_QUESTION_CHARS, DataError, _from_rows
+
+    try:
+        problems = _from_rows(rows, dataset, "test.jsonl")
+    except DataError as err:
+        assert "row" in str(err) and len(str(err).splitlines()) == 1
+        return
+    for row, p in zip(rows, problems):
+        assert set(row) <= FIELDS[dataset]
+        q = row["question" if dataset == "gsm8k" else "problem"]
+        assert p.question == q and isinstance(q, str) and len(q) <= MAX_QUESTION_CHARS
+        assert not isinstance(row.get("answer"), bool) and isinstance(p.answer, str) and p.answer
+
+
+# ------------------------------------------------------------------------------------------ 6–8
+def test_runs_that_leave_the_finite_range_are_flagged():
+    import numpy as np
+
+    from banditlab.simulate import METRICS
+    from banditlab.sweep import finite_runs
+
+    values = np.zeros((3, 4, len(METRICS)))
+    values[0, :, METRICS.index("loss")] = np.nan  # step 0 has no loss yet
+    values[2, 1, METRICS.index("loss")] = np.nan
+    values[1, 2, METRICS.index("min_logit")] = -np.inf
+    assert finite_runs(values, [0, 5, 10]).tolist() == [True, False, False, True]
+
+
+def test_figure_paths_keep_dots_in_their_names(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from banditlab.plots import save
+
+    fig = plt.figure()
+    paths = save(fig, tmp_path / "v1.0") + save(fig, tmp_path / "v1.1") + save(fig, tmp_path / "w.png")
+    plt.close(fig)
+    assert [p.name for p in paths] == ["v1.0.png", "v1.0.pdf", "v1.1.png", "v1.1.pdf", "w.png", "w.pdf"]
+
+
+def test_a_deleted_working_directory_gives_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+            "from banditlab.cli import main; main(['sweep'])")
+    r = subprocess.run([sys.executable, "-c", code, str(gone)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "working directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_the_model_cache_needs_no_home_when_banditlab_cache_is_set(monkeypatch):
+    import importlib
+    import pwd
+
+    import llm.models as models
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setenv("BANDITLAB_CACHE", "/tmp/banditlab-cache-test")
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))
+    try:
+        assert str(importlib.reload(models).CACHE) == "/tmp/banditlab-cache-test"
+    finally:
+        monkeypatch.undo()
+        importlib.reload(models)
+
+
+def test_merge_names_a_truncated_shard_in_one_line(tmp_path):
+    shards = [tmp_path / f"s{i}" for i in (1, 2)]
+    for i, d in enumerate(shards, 1):
+        assert cli([*SWEEP, "--shard", f"{i}/2", "--out", d])[0] == 0
+    data = (shards[1] / "steps.parquet").read_bytes()
+    (shards[1] / "steps.parquet").write_bytes(data[: len(data) // 2])
+    code, _, err = cli(["merge", *shards, "--out", tmp_path / "m"])
+    assert one_line(code, err) and "s2/steps.parquet" in err and "damaged" in err, err
+    assert not (tmp_path / "m").exists()
