@@ -46,7 +46,7 @@ class TrainConfig:
     lora_alpha: int = 16                # LoRA scale α (the update is α/r · BA)
     lora_dropout: float = 0.0           # LoRA dropout
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"  # modules that get an adapter, comma-separated
-    agg: str = "token-mean"             # token-mean | seq-mean-token-mean | seq-mean-token-sum | ...-norm
+    agg: str | None = None              # token-mean | seq-mean-token-mean | ... (default: the algorithm's own)
     reward: str = "pm1"                 # pm1 (+1/−1) | 01
     eval_every: int = 0                 # greedy pass@1 on the test split every N steps (0: start and end only)
     eval_n: int = 64                    # test problems per evaluation (0: no evaluation)
