@@ -642,7 +642,7 @@ class Objective:
                 raise ObjectiveError(err)
         for text, ok in self.fn.checks:
             if not ok(p):
-                raise ObjectiveError(f"{self.name}: {text} is required, got " + ", ".join(
+                raise ObjectiveError(f"{text} is required, got " + ", ".join(
                     f"{k}={p[k]!r}" for k in p if k in text))
 
     def with_params(self, **overrides) -> "Objective":
