@@ -222,7 +222,7 @@ def ref_opsm(logp, logp_old, r, group, mask, agg, delta=0.5, **kw):
     a = adv(r, group, **kw)
     out = []
     for i in range(len(r)):
-        drift = sum(float(logp_old[i, t] - logp[i, t]) * mask[i, t] for t in range(mask.shape[1])) / mask[i].sum()
+        drift = sum(float((logp_old[i, t] - logp[i, t]).detach()) * mask[i, t] for t in range(mask.shape[1])) / mask[i].sum()
         keep = 0.0 if a[i] < 0 and drift > delta else 1.0
         row = []
         for t in range(mask.shape[1]):
