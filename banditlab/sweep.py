@@ -287,6 +287,10 @@ def build(cfg: SweepConfig):
         raise UsageError(f"--algo: {err}" if "algo-arg" not in str(err) else str(err)) from None
     if "offset" not in objective.params:
         raise UsageError(f"--baseline: algorithm {cfg.algo!r} has no baseline to sweep")
+    fixed = sorted({a.partition("=")[0].strip().replace("-", "_") for a in cfg.algo_args} & {"offset", "baseline"})
+    if fixed:  # the sweep sets both itself: a value here would be recorded in config.json but never used
+        raise UsageError(f"--algo-arg {fixed[0]}: a sweep sets the baseline from --baseline, --baseline-ref and "
+                         "--absolute; give it there")
     mode = "absolute" if cfg.absolute else cfg.baseline_ref
     objective = objective.with_params(baseline=mode)
     replicas = replicas_of(cfg)

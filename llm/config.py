@@ -47,7 +47,7 @@ class TrainConfig:
     lora_alpha: int = ranged(16, 1, 10**5)  # LoRA scale α (the update is α/r · BA)
     lora_dropout: float = ranged(0.0, 0.0, 1.0, hi_open=True)  # LoRA dropout
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj"  # modules that get an adapter, comma-separated
-    agg: str = "token-mean"             # token-mean | seq-mean-token-mean | seq-mean-token-sum | ...-norm
+    agg: str | None = None              # token-mean | seq-mean-token-mean | ... (default: the algorithm's own)
     reward: str = "pm1"                 # pm1 (+1/−1) | 01
     eval_every: int = ranged(0, 0, 10**7)  # greedy pass@1 on the test split every N steps (0: start and end only)
     eval_n: int = ranged(64, 0, 10**6)  # test problems per evaluation (0: no evaluation)

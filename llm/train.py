@@ -68,7 +68,7 @@ def build_objective(cfg: TrainConfig):
     if obj.params.get("baseline") == "vmu":
         raise UsageError("--algo-arg baseline=vmu: an LLM batch has no exact V^μ; use group or absolute")
     try:
-        return obj.with_params(agg=cfg.agg)
+        return obj if cfg.agg is None else obj.with_params(agg=cfg.agg)
     except ValueError as err:
         raise UsageError(f"--agg: {err}") from None
 
@@ -272,6 +272,8 @@ class Trainer:
                 logp_old = torch.cat([token_logprobs(self.model, ids[s: s + self.fwd_chunk], att[s: s + self.fwd_chunk],
                                                      T, c.temperature).float()
                                       for s in range(0, len(ids), self.fwd_chunk)])
+        # the engine's own log-probs of what it sampled (vLLM), for the objectives that correct its mismatch
+        roll = r.logprobs.to(dev) if c.backend == "vllm" and not c.offline else None
         for g in self.opt.param_groups:
             g["lr"] = self.lr_at(self.step)
         self.opt.zero_grad(set_to_none=True)
@@ -297,7 +299,8 @@ class Trainer:
             logp = logp.float()
             old = logp.detach() if on_policy else logp_old[rows]
             group = groups[rows] - groups[rows].min()
-            batch = Batch(logp, old, rewards[rows], group=group, mask=cmask[rows], totals=totals)
+            batch = Batch(logp, old, rewards[rows], group=group, mask=cmask[rows], totals=totals,
+                          logp_rollout=None if roll is None else roll[rows])
             loss = self.objective(batch)
             loss.backward()
             logs["loss"] += float(loss.detach())

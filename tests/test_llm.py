@@ -115,9 +115,14 @@ HAND = {  # the paper's per-sample weight on Σ_t ∇ log π, on-policy (ρ = 1)
     ("red-weight", ()): (R - MEAN) * torch.exp(R - MEAN),
     ("sft", ()): (R > 0).float(),
 }
+# on-policy (ρ = 1, no engine log-probs) every GRPO-family correction is GRPO's weight; GSPO, SAPO and GMPO are
+# compared under token-mean, the hand surrogate's aggregation (their own is seq-mean-token-mean)
+HAND.update({(name, args): HAND[("grpo", ())] for name, args in [
+    ("dapo", ()), ("gspo", ("agg=token-mean",)), ("cispo", ()), ("sapo", ("agg=token-mean",)),
+    ("gmpo", ("agg=token-mean",)), ("m2po", ()), ("grpo-opsm", ()), ("grpo-tis", ()), ("grpo-mis", ())]})
 
 
-@pytest.mark.parametrize("algo,args", list(HAND), ids=[a for a, _ in HAND])
+@pytest.mark.parametrize("algo,args", list(HAND), ids=[f"{a}-{'-'.join(x)}" for a, x in HAND])
 def test_each_objective_moves_lora_as_its_formula_says(algo, args, tmp_path):
     from llm.models import lora_params
 

@@ -3,6 +3,8 @@
 import math
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 import torch
 
 from banditlab.objectives import OBJECTIVES, Batch, get_objective, parse_algo_args
@@ -185,3 +187,71 @@ def test_taper_is_the_antiderivative_of_the_clipped_ratio():
         (g,) = torch.autograd.grad(t.sum(), logp)
         assert torch.allclose(g, torch.exp(logp).clamp(a, b))  # dT/dlog π = clip(ρ, a, b) (μ = 1 here)
         assert torch.isfinite(t).all()
+
+
+# ------------------------------------------------------------------------------------------ the parameter schema
+def _ranged():
+    from banditlab.objectives import ADVANTAGE_RANGES
+
+    return [(name, key, rng) for name, o in OBJECTIVES.items()
+            for key, rng in {**(ADVANTAGE_RANGES if o.fn.uses_advantage else {}), **o.fn.ranges}.items()]
+
+
+RANGED = _ranged()
+
+
+@settings(max_examples=150, deadline=None)
+@given(case=st.sampled_from(RANGED), u=st.floats(0, 1), outside=st.booleans(), far=st.floats(1e-3, 1e3))
+def test_every_declared_range_accepts_inside_and_refuses_outside(case, u, outside, far):
+    """Hypothesis over the registry's schema: a value inside a parameter's declared range is accepted (unless a
+    cross-check such as a_pos <= b_pos refuses it, with a line naming both) and gives a finite loss; a value
+    outside is refused with one line that names the parameter."""
+    from banditlab.objectives import ObjectiveError
+
+    name, key, (lo, hi, lo_open, hi_open) = case
+    if outside:
+        value = lo - far if lo > -math.inf else hi + far
+        with pytest.raises(ObjectiveError) as e:
+            parse_algo_args(name, [f"{key}={value!r}"])
+        assert key in str(e.value) and "\n" not in str(e.value)
+        return
+    top = hi if hi < math.inf else lo + 10.0
+    value = lo + u * (top - lo)
+    assume(not (lo_open and value == lo))
+    try:
+        obj = parse_algo_args(name, [f"{key}={value!r}"])
+    except ObjectiveError as err:
+        assert "is required" in str(err) and key in str(err) and "\n" not in str(err)
+        return
+    logp = LOGP.clone().requires_grad_(True)
+    loss = obj(Batch(logp, LOGP_OLD, R, group=G))
+    (g,) = torch.autograd.grad(loss, logp)
+    assert torch.isfinite(loss) and torch.isfinite(g).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(name=st.sampled_from(list(OBJECTIVES)), key=st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12))
+def test_unknown_and_repeated_keys_are_refused(name, key):
+    from banditlab.objectives import ObjectiveError
+
+    params = OBJECTIVES[name].params
+    if key in params:
+        good = f"{key}={params[key]}".replace("None", "none")
+        with pytest.raises(ObjectiveError, match="given twice"):
+            parse_algo_args(name, [good, good])
+    else:
+        with pytest.raises(ObjectiveError, match=f"'{key}'"):
+            parse_algo_args(name, [f"{key}=1"])
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("ppo", ["eps_low=-1"]), "eps_low"), (("topr", ["a_pos=2"]), "a_pos <= b_pos"),
+    (("red-weight", ["temp=0"]), "temp"), (("grpo", ["std_norm=3"]), "std_norm"),
+    (("sapo", ["tau_neg=-0.5"]), "tau_neg"), (("grpo-tis", ["mismatch=clip"]), "mismatch"),
+])
+def test_meaningless_values_are_refused_in_one_line(args, needle):
+    from banditlab.errors import UsageError
+
+    with pytest.raises(UsageError) as e:
+        parse_algo_args(*args)
+    assert needle in str(e.value) and "\n" not in str(e.value)

@@ -13,7 +13,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from banditlab.objectives import AGGREGATIONS, OBJECTIVES, Batch, batch_totals, get_objective
+from dataclasses import replace
+
+from banditlab.objectives import AGGREGATIONS, OBJECTIVES, Batch, batch_totals, get_objective, prepare, select
 
 F64 = torch.float64
 
@@ -164,6 +166,86 @@ def ref_red_drop(logp, logp_old, r, group, mask, agg, ties):
     return ref_reinforce(logp, logp_old, r, group, mask, agg)
 
 
+def ref_sapo(logp, logp_old, r, group, mask, agg, tau=(1.0, 1.05), **kw):
+    """SAPO eqs. 5–6: ℓ_t = −(4/τ) σ(τ(ρ_t − 1)) A, τ = τ_pos for A > 0 else τ_neg."""
+    a = adv(r, group, **kw)
+    out = []
+    for i in range(len(r)):
+        t_ = tau[0] if a[i] > 0 else tau[1]
+        out.append([-(4 / t_) * torch.sigmoid(t_ * (torch.exp(logp[i, t] - logp_old[i, t]) - 1)) * a[i]
+                    for t in range(mask.shape[1])])
+    return reduce(out, mask, agg)
+
+
+def ref_gmpo(logp, logp_old, r, group, mask, agg, eps=(0.4, 0.4), **kw):
+    """GMPO eq. 4: −A · exp(mean_t of Δ_t clipped to [−ε_low, ε_high] on the side sgn(A) exploits)."""
+    a = adv(r, group, **kw)
+    out = []
+    for i in range(len(r)):
+        terms = []
+        for t in range(mask.shape[1]):
+            if mask[i, t]:
+                d = logp[i, t] - logp_old[i, t]
+                dc = d.clamp(-eps[0], eps[1])
+                terms.append(torch.minimum(d, dc) if a[i] > 0 else torch.maximum(d, dc) if a[i] < 0 else 0 * d)
+        li = -a[i] * torch.exp(sum(terms) / len(terms))
+        out.append([li] * mask.shape[1])
+    return reduce(out, mask, agg)
+
+
+def ref_m2po(logp, logp_old, r, group, mask, agg, tau=0.04, **kw):
+    """M2PO Algorithm 1: drop trust-region tokens (A·log ρ > 0) by decreasing (log ρ)² until their mean ≤ τ;
+    ℓ_t = −M_t ρ_t A."""
+    a = adv(r, group, **kw)
+    n, T = mask.shape
+    trust = [(i, t) for i in range(n) for t in range(T) if mask[i, t] and a[i] * float((logp[i, t] - logp_old[i, t]).detach()) > 0]
+    trust.sort(key=lambda it: float((logp[it] - logp_old[it]).detach()) ** 2)
+    dropped = set()
+    while trust and sum(float((logp[it] - logp_old[it]).detach()) ** 2 for it in trust) / len(trust) > tau:
+        dropped.add(trust.pop())
+    return reduce([[0 * logp[i, t] if (i, t) in dropped else -torch.exp(logp[i, t] - logp_old[i, t]) * a[i]
+                    for t in range(T)] for i in range(n)], mask, agg)
+
+
+def ref_gspo(logp, logp_old, r, group, mask, agg, eps=(3e-4, 4e-4), **kw):
+    """GSPO eq. 7: −min(s A, clip(s, 1 − ε_low, 1 + ε_high) A) per sequence, s = exp(mean_t log ρ_t), on every token."""
+    a = adv(r, group, **kw)
+    out = []
+    for i in range(len(r)):
+        s = torch.exp(sum((logp[i, t] - logp_old[i, t]) * mask[i, t] for t in range(mask.shape[1])) / mask[i].sum())
+        out.append([-torch.minimum(s * a[i], s.clamp(1 - eps[0], 1 + eps[1]) * a[i])] * mask.shape[1])
+    return reduce(out, mask, agg)
+
+
+def ref_opsm(logp, logp_old, r, group, mask, agg, delta=0.5, **kw):
+    """DeepSeek-V3.2 eq. 9: GRPO's token loss times M_i = 0 where A_i < 0 and mean_t log(μ/π) > δ."""
+    a = adv(r, group, **kw)
+    out = []
+    for i in range(len(r)):
+        drift = sum(float((logp_old[i, t] - logp[i, t]).detach()) * mask[i, t] for t in range(mask.shape[1])) / mask[i].sum()
+        keep = 0.0 if a[i] < 0 and drift > delta else 1.0
+        row = []
+        for t in range(mask.shape[1]):
+            rho = torch.exp(logp[i, t] - logp_old[i, t])
+            row.append(-keep * torch.minimum(rho * a[i], rho.clamp(0.8, 1.2) * a[i]))
+        out.append(row)
+    return reduce(out, mask, agg)
+
+
+def ref_dapo(logp, logp_old, r, group, mask, agg, **kw):
+    """DAPO eqs. 10–11: groups whose rewards are all equal leave the batch; PPO clip [0.8, 1.28] on the rest."""
+    keep = [i for i in range(len(r)) if len({float(r[j]) for j in range(len(r)) if group[j] == group[i]}) > 1]
+    a = adv(r, group, **kw)
+    out = []
+    for i in keep:
+        row = []
+        for t in range(mask.shape[1]):
+            rho = torch.exp(logp[i, t] - logp_old[i, t])
+            row.append(-torch.minimum(rho * a[i], rho.clamp(0.8, 1.28) * a[i]))
+        out.append(row)
+    return reduce(out, mask[keep], agg)
+
+
 # ------------------------------------------------------------------------------------------ the cases
 CASES = {  # id: (registry name, overrides, reference, reference kwargs)
     "reinforce": ("reinforce", {}, ref_reinforce, {}),
@@ -195,6 +277,16 @@ CASES = {  # id: (registry name, overrides, reference, reference kwargs)
     "rep-asymre": ("rep-asymre", {"coef": 0.1}, ref_rec, {"clip": "none", "reg": "fkl", "coef": 0.1}),
     "sft-all": ("sft", {}, ref_sft, {}),
     "sft-positive": ("sft", {"norm": "positive"}, ref_sft, {"norm": "positive"}),
+    "dapo": ("dapo", {}, ref_dapo, {"std_norm": True}),
+    "gspo": ("gspo", {"eps_low": 0.05, "eps_high": 0.1}, ref_gspo, {"std_norm": True, "eps": (0.05, 0.1)}),
+    "cispo": ("cispo", {}, ref_tapered, {"windows": ((0, 5), (0, 5)), "level": "token", "std_norm": True}),
+    "cispo-verl": ("cispo", {"a_pos": 0.8, "a_neg": 0.8, "b_pos": 1.2, "b_neg": 1.2}, ref_tapered,
+                   {"windows": ((0.8, 1.2), (0.8, 1.2)), "level": "token", "std_norm": True}),
+    "sapo": ("sapo", {}, ref_sapo, {"std_norm": True}),
+    "gmpo": ("gmpo", {"eps_low": 0.1, "eps_high": 0.2}, ref_gmpo, {"std_norm": True, "eps": (0.1, 0.2)}),
+    "m2po": ("m2po", {}, ref_m2po, {"std_norm": True}),
+    "grpo-opsm": ("grpo-opsm", {"opsm_delta": 0.05}, ref_opsm, {"std_norm": True, "delta": 0.05}),
+    "grpo-tis": ("grpo-tis", {}, ref_ppo, {"std_norm": True}),  # no engine log-probs: weight 1 (see below)
 }
 
 
@@ -311,3 +403,55 @@ def test_readme_embeds_the_parity_table_printed_by_algos(capsys):
     with pytest.raises(SystemExit) as e:
         main(["algos", "--references"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == markdown()
+
+
+# ------------------------------------------------------------------------------------------ engine mismatch
+@pytest.mark.parametrize("mode", ["truncate", "mask"])
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_mismatch_correction_matches_the_loop(mode, level):
+    """TIS / MIS (Yao et al. 2025; TRL vllm_importance_sampling_mode): GRPO's token loss times w = min(ρ_roll, C)
+    or 1[ρ_roll ≤ C], ρ_roll = μ/μ_roll per token or its product over the sequence. C = 1.1 so both sides occur."""
+    logp, old, r, group, mask = ragged_batch(seed=11)
+    roll = old + 0.1 * torch.randn(old.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
+    name = "grpo-tis" if mode == "truncate" else "grpo-mis"
+    obj = get_objective(name, mismatch_level=level, mismatch_cap=1.1)
+
+    def ref(lp):
+        a = adv(r, group, std_norm=True)
+        out = []
+        for i in range(len(r)):
+            seq = math.exp(sum(float(old[i, t] - roll[i, t]) * mask[i, t] for t in range(mask.shape[1])))
+            row = []
+            for t in range(mask.shape[1]):
+                rr = seq if level == "sequence" else math.exp(float(old[i, t] - roll[i, t]))
+                w = min(rr, 1.1) if mode == "truncate" else float(rr <= 1.1)
+                rho = torch.exp(lp[i, t] - old[i, t])
+                row.append(-w * torch.minimum(rho * a[i], rho.clamp(0.8, 1.2) * a[i]))
+            out.append(row)
+        return reduce(out, mask, "token-mean")
+
+    ours = grads(lambda lp: obj(Batch(lp, old, r, group=group, mask=mask, logp_rollout=roll)), logp)
+    assert torch.allclose(ours * mask, grads(ref, logp) * mask, atol=1e-10)
+    plain = grads(lambda lp: get_objective("grpo")(Batch(lp, old, r, group=group, mask=mask)), logp)
+    assert not torch.allclose(ours * mask, plain * mask, atol=1e-6)  # the correction acted
+
+
+# ------------------------------------------------------------------------------------------ micro-batches that split groups
+@pytest.mark.parametrize("agg", AGGREGATIONS)
+@pytest.mark.parametrize("name", [n for n in OBJECTIVES if n != "m2po"])
+def test_prepared_micro_batches_that_split_groups_add_up(name, agg):
+    """`prepare` computes the advantage (RED-Drop's random drops included), the row weights and the denominators
+    once; slices of 1, 2 and 3 rows cut across every group and the summed gradient equals the full-batch one.
+    M2PO is left out: its mask ranks all of the batch's current log-ratios, which a micro-batch cannot see."""
+    logp, old, r, group, mask = ragged_batch(seed=9, groups=(4, 4, 3, 1))
+    obj = get_objective(name, agg=agg)
+    base = Batch(logp, old, r, group=group, mask=mask, generator=torch.Generator().manual_seed(2))
+    ready = prepare(base, obj)
+    full = grads(lambda lp: obj(replace(ready, logp=lp, totals=None)), logp)
+    cuts = [0, 1, 3, 6, 7, 9, 12]
+
+    def summed(lp):
+        b = replace(ready, logp=lp)
+        return sum(obj(select(b, torch.arange(s, e))) for s, e in zip(cuts[:-1], cuts[1:]))
+
+    assert torch.allclose(grads(summed, logp), full, atol=1e-12), name

@@ -27,7 +27,8 @@ def plot_algorithm_zoo(cfg, data: Path, out: Path, plt):
     df = pd.read_parquet(data / "steps.parquet")
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(17, 5.5), gridspec_kw={"width_ratios": [1.4, 1]}, layout="constrained")
     names = list(df.method.unique())
-    cmap = plt.get_cmap("tab20")
+    colors = [*plt.get_cmap("tab20").colors, *plt.get_cmap("tab20b").colors[::2]]
+    cmap = lambda i: colors[i % len(colors)]
     finals = []
     for i, name in enumerate(names):
         g = df[df.method == name]
@@ -55,5 +56,5 @@ def plot_algorithm_zoo(cfg, data: Path, out: Path, plt):
                  f"{cfg['seeds']} seeds", fontsize=12)
     return fig
 
-CONFIG, SIMS, run = "algorithm-zoo", 42000, run_algorithm_zoo
+CONFIG, SIMS, run = "algorithm-zoo", 69000, run_algorithm_zoo
 FIGURES = {"algorithm-zoo": ("every objective", plot_algorithm_zoo)}

@@ -26,12 +26,12 @@ def plot_staleness(cfg, data: Path, out: Path, plt):
     last = df[df.step == df.step.max()]
     s = summarise(last, ["method", "behavior"], "expected_reward")
     behs, labels = cfg["behaviors"], list(cfg["methods"])
-    fig, ax = plt.subplots(figsize=(13, 5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(16, 5.5), layout="constrained")
     w = 0.8 / len(labels)
     for i, lab in enumerate(labels):
         g = s[s.method == lab].set_index("behavior").loc[behs]
         x = np.arange(len(behs)) + i * w - 0.4 + w / 2
-        ax.bar(x, g["mean"], w, color=f"C{i}", label=lab)
+        ax.bar(x, g["mean"], w, color=plt.get_cmap("tab20")(i % 20), label=lab)
         ax.errorbar(x, g["mean"], yerr=np.nan_to_num([g["mean"] - g.ci_low, g.ci_high - g["mean"]]), fmt="none",
                     color="k", capsize=2, lw=1)
     b = B.paper(low=-1.0)
@@ -47,5 +47,5 @@ def plot_staleness(cfg, data: Path, out: Path, plt):
     ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
-CONFIG, SIMS, run = "staleness", 75000, run_staleness
+CONFIG, SIMS, run = "staleness", 210000, run_staleness
 FIGURES = {"staleness": ("stale behaviour", plot_staleness)}
