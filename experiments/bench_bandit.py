@@ -39,17 +39,20 @@ from banditlab.objectives import get_objective
 from banditlab.simulate import SimConfig, Simulator
 
 
-def exact_peer(logits0, means, mu, offsets, lr, steps):
+def exact_peer(logits0, means, mu, offsets, lr, steps, center_every=50):
     """The strong hand-written expected AsymRE update on a [runs, arms] array, Δl = η(μ(r̄ − V) − π(V^μ − V)),
-    in place, with z = exp(max(l, −700)): no exp takes the slow underflow path and no max pass is needed (the
-    update keeps Σ_k l_k fixed, so the logits of this bandit stay far below exp's overflow)."""
+    in place, with z = exp(max(l, −700)): no exp takes the slow underflow path, and no max pass is needed
+    except a re-centring every `center_every` steps (a step moves a logit by at most 2η max|r̄ − V|, so e^l
+    stays finite in between)."""
     l = np.repeat(logits0[None, :], len(offsets), 0)
     vmu = float(mu @ means)
     V = (vmu + offsets)[:, None]
     drive = lr * mu[None, :] * (means[None, :] - V)  # ημ(r̄ − V), constant for a fixed behaviour
     push = lr * (vmu - V)                            # η(V^μ − V)
     z, s = np.empty_like(l), np.empty((len(offsets), 1))
-    for _ in range(steps):
+    for t in range(steps):
+        if t % center_every == 0:
+            l -= l.max(-1, keepdims=True)
         np.maximum(l, -700.0, out=z)
         np.exp(z, out=z)
         np.sum(z, -1, keepdims=True, out=s)
@@ -93,10 +96,11 @@ class SampledPeer:
     draws B pulls per run as cells (arm, outcome) from one alias table over μ(a)P(r|a), counts them with one
     bincount into n [runs, arms, 2] and applies the gradient step of ℓ = −(1/B) Σ_i (r_i − V) log π(a_i):
         Δl = (η/B)(D − π Σ_k D_k),   D_k = n_k1 − V (n_k0 + n_k1),
-    in preallocated buffers."""
+    in preallocated buffers, re-centring the logits every `center_every` steps."""
 
-    def __init__(self, logits0, means, mu, offsets, lr, batch, seed=0):
+    def __init__(self, logits0, means, mu, offsets, lr, batch, seed=0, center_every=50):
         R, K = len(offsets), len(means)
+        self.center_every, self.t = center_every, 0
         self.l = np.repeat(logits0[None, :], R, 0)
         self.V = (float(mu @ means) + offsets)[:, None]
         self.prob, self.alias = alias_table(np.stack([mu * (1 - means), mu * means], -1).reshape(-1))
@@ -123,6 +127,9 @@ class SampledPeer:
     def step(self, n):
         """One SGD step from the counts n; returns the logits [runs, arms] (updated in place)."""
         l, z, s, D, sD = self.l, self.z, self.s, self.D, self.sD
+        if self.t % self.center_every == 0:  # a step moves a logit by at most 2η max|r − V|
+            l -= l.max(-1, keepdims=True)
+        self.t += 1
         np.sum(n, -1, out=D)
         D *= -self.V
         D += n[..., 1]
@@ -204,6 +211,7 @@ def sampled_step_gap(b, offsets, batch, seed=0):
     from banditlab.objectives import Batch
 
     peer = SampledPeer(b.logits[0], b.means[0], b.mu[0], offsets, 1.0, batch, seed)
+    peer.t = 1  # no re-centring in this step
     l0 = peer.l.copy()
     n = peer.draw()
     l1 = peer.step(n).copy()
