@@ -54,27 +54,34 @@ def _exp_numpy(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 
 _EXP_KERNELS = {"torch": _exp_torch, "numpy": _exp_numpy}
-_exp_choice: dict = {}
+_choice: dict = {}
+
+
+def fastest(name: str, kernels: dict, *args) -> str:
+    """The name of the fastest of `kernels` (functions of `args`), measured once per process and `name` on
+    this machine: numpy's and torch's CPU kernels differ by 2× either way between CPUs (numpy's float64 exp
+    is 2× faster than torch's on some, 2.4× slower on others). Best of 5 alternating rounds of 4 calls."""
+    if name not in _choice:
+        import time
+
+        best = {k: float("inf") for k in kernels}
+        for _ in range(5):
+            for k, fn in kernels.items():
+                t = time.perf_counter()
+                for _ in range(4):
+                    fn(*args)
+                best[k] = min(best[k], time.perf_counter() - t)
+        _choice[name] = min(best, key=best.get)
+    return _choice[name]
 
 
 def exp_kernel(dtype: torch.dtype) -> str:
-    """The faster of numpy's and torch's CPU exp for `dtype`, measured once per process on this machine
-    (their relative speed differs between CPUs: numpy's float64 exp is 2× faster on some, 2.4× slower on
-    others). Timed on 16k values in alternation, best of 5 each: about 5 ms."""
-    if dtype not in _exp_choice:
-        import time
-
+    """"numpy" or "torch": the faster CPU exp for `dtype` here (timed on 16k values, about 5 ms)."""
+    name = f"exp-{dtype}"
+    if name not in _choice:
         x = torch.linspace(-30.0, 5.0, 1 << 14, dtype=dtype)
-        out = torch.empty_like(x)
-        best = {k: float("inf") for k in _EXP_KERNELS}
-        for _ in range(5):
-            for k, fn in _EXP_KERNELS.items():
-                t = time.perf_counter()
-                for _ in range(4):
-                    fn(x, out)
-                best[k] = min(best[k], time.perf_counter() - t)
-        _exp_choice[dtype] = min(best, key=best.get)
-    return _exp_choice[dtype]
+        fastest(name, _EXP_KERNELS, x, torch.empty_like(x))
+    return _choice[name]
 
 
 def exp_clamped(x: torch.Tensor, out: torch.Tensor, clamp: bool = True) -> torch.Tensor:
@@ -90,6 +97,32 @@ def exp_clamped(x: torch.Tensor, out: torch.Tensor, clamp: bool = True) -> torch
     with np.errstate(over="ignore"):
         np.exp(x.numpy(), out=out.numpy())
     return out
+
+
+def _alias_torch(u: torch.Tensor, base: torch.Tensor | None, M: int, tables: tuple):
+    """Walker's alias method on flat tables (prob, alias, arm, reward, log μ per cell) of M cells per context:
+    u ∈ [0, 1) picks cell i = base + ⌊uM⌋ (base = c·M for context c), kept when the coin uM − ⌊uM⌋ < prob[i],
+    else alias[i]."""
+    prob, alias, arm_of, reward_of, logmu_of = tables
+    x = u * M
+    i = x.long().clamp_max_(M - 1)
+    coin = x.sub_(i)
+    if base is not None:
+        i += base
+    cell = torch.where(coin < prob.take(i), i, alias.take(i))
+    return arm_of.take(cell), reward_of.take(cell), logmu_of.take(cell)
+
+
+def _alias_numpy(u: torch.Tensor, base: torch.Tensor | None, M: int, tables: tuple):
+    """`_alias_torch` with numpy's gathers (on the CPU)."""
+    prob, alias, arm_of, reward_of, logmu_of = (t.numpy() for t in tables)
+    x = u.numpy() * M
+    i = np.minimum(x.astype(np.intp), M - 1)
+    x -= i
+    if base is not None:
+        i += base.numpy()
+    cell = np.where(x < prob.take(i), i, alias.take(i))
+    return tuple(torch.from_numpy(t.take(cell)) for t in (arm_of, reward_of, logmu_of))
 
 
 @dataclass(frozen=True)
@@ -252,12 +285,18 @@ class Simulator:
                      group=self.exact_group, weight=weight, v_mu=v)
 
     def sampled_batch(self, logp: torch.Tensor, snapshot: torch.Tensor, g: torch.Generator) -> Batch:
+        flat, arms, batch = self.sampled_pulls(snapshot, g, logp.shape[0])
+        R = logp.shape[0]
+        batch.logp = logp.reshape(R, -1).gather(-1, flat).reshape(R, -1)
+        return batch
+
+    def sampled_pulls(self, snapshot: torch.Tensor, g: torch.Generator, R: int):
+        """One step's pulls: (flat index c·K + a of each pull into [R, C·K], its arm a, and a Batch whose logp
+        is still unset): C groups of B pulls per run, contexts from p(x), arms from μ(·|x), rewards from the
+        noise model."""
         logmu, mu, vmu, cache = self._behaviour(snapshot)
-        R, C, K = logp.shape
-        B, b = self.cfg.batch, self.bandit
-        if "cdf" not in cache:
-            cdf = mu.cumsum(-1)
-            cache["cdf"] = (cdf / cdf[..., -1:]).contiguous()
+        C, K = self.means.shape
+        B = self.cfg.batch
         rand = lambda *shape: self._draw(torch.rand, shape, g)
         if C == 1:  # one group per step, no context draw
             ctx = torch.zeros(R, 1, dtype=torch.long, device=self.device)
@@ -265,7 +304,62 @@ class Simulator:
         else:  # each of the C groups of a step draws its context from p(x)
             ctx = torch.searchsorted(self.p_ctx.cumsum(0).expand(R, C).contiguous(), rand(R, C)).clamp_max(C - 1)
             pick = lambda x: x.gather(1, ctx[..., None].expand(R, C, x.shape[-1]))
-        # inverse-CDF sampling of B arms per group: a = min{a : F_μ(a) ≥ u}
+        if self.behavior.is_fixed and self.bandit.noise != "gaussian":  # one μ for every run: one table
+            arms, reward, logp_old = self._alias_draw(cache, ctx, rand(R, C, B))
+        else:
+            arms, reward, logp_old = self._cdf_draw(cache, mu, logmu, pick, rand, g)
+        flat = (arms if C == 1 else arms + K * ctx[..., None]).reshape(R, -1)
+        v = vmu.gather(1, ctx)[..., None].expand(R, C, B)
+        batch = Batch(None, logp_old.reshape(R, -1), reward.reshape(R, -1), group=self.sample_group,
+                      v_mu=v.reshape(R, -1), generator=g)
+        return flat, arms, batch
+
+    def _alias_draw(self, cache: dict, ctx: torch.Tensor, u: torch.Tensor):
+        """(arms, rewards, log μ(arm)) of pulls drawn from one alias table over the cells (arm, outcome) of
+        each context, with probabilities μ(a|x) P(r|a, x), shared by every run (a fixed behaviour): one
+        uniform u per pull gives the cell i = ⌊uM⌋ of its context's M cells, kept when uM − i < prob[i]
+        and replaced by alias[i] otherwise (Walker's method)."""
+        if "alias" not in cache:
+            cache["alias"] = self._alias_tables(cache)
+        tables, M = cache["alias"]
+        base = ctx[..., None] * M if ctx.shape[1] > 1 else None  # context c's cells are c·M … c·M + M − 1
+        if u.device.type != "cpu":
+            return _alias_torch(u, base, M, tables)
+        kernels = {"torch": _alias_torch, "numpy": _alias_numpy}
+        few = u.reshape(-1)[: 1 << 14]
+        return kernels[fastest("alias", kernels, few, None, M, tables)](u, base, M, tables)
+
+    def _alias_tables(self, cache: dict):
+        """Flat alias tables over every context's (arm, outcome) cells, built once per behaviour (Vose)."""
+        logmu = self._cached_mu[1][0]                             # [C, K], the same for every run
+        vals, probs = self.out_vals.cpu().numpy(), self.out_probs.cpu().numpy()  # [C, K, O]
+        C, K, O = vals.shape
+        M = K * O
+        p = (logmu.exp().cpu().numpy()[..., None] * probs).reshape(C, M)
+        prob, alias = np.ones((C, M)), np.tile(np.arange(M), (C, 1))
+        for c in range(C):
+            scaled = p[c] * M / p[c].sum()
+            small = [j for j in range(M) if scaled[j] < 1.0]
+            large = [j for j in range(M) if scaled[j] >= 1.0]
+            while small and large:
+                lo, hi = small.pop(), large.pop()
+                prob[c, lo], alias[c, lo] = scaled[lo], hi
+                scaled[hi] -= 1.0 - scaled[lo]
+                (small if scaled[hi] < 1.0 else large).append(hi)
+        alias += np.arange(C)[:, None] * M                      # flat cell ids
+        cells = np.arange(C * M)
+        t = lambda x, dt=self.dtype: torch.as_tensor(x, dtype=dt, device=self.device)
+        return (t(prob.reshape(-1)), t(alias.reshape(-1), torch.long), t((cells % M) // O, torch.long),
+                t(vals.reshape(-1)), t(np.repeat(logmu.cpu().numpy().reshape(-1), O))), M
+
+    def _cdf_draw(self, cache: dict, mu, logmu, pick, rand, g):
+        """(arms, rewards, log μ(arm)) by inverse-CDF sampling from each run's own μ, a = min{a : F_μ(a) ≥ u},
+        and rewards from the noise model."""
+        b, B = self.bandit, self.cfg.batch
+        R, C, K = mu.shape
+        if "cdf" not in cache:
+            cdf = mu.cumsum(-1)
+            cache["cdf"] = (cdf / cdf[..., -1:]).contiguous()
         arms = torch.searchsorted(pick(cache["cdf"]), rand(R, C, B)).clamp_max(K - 1)
         means = pick(self.means.expand(R, C, K)).gather(-1, arms)
         if b.noise == "bernoulli":
@@ -275,9 +369,7 @@ class Simulator:
             reward = means + b.sigma * self._draw(torch.randn, tuple(means.shape), g)
         else:
             reward = means
-        v = vmu.gather(1, ctx)[..., None].expand(R, C, B)
-        return Batch(pick(logp).gather(-1, arms).reshape(R, -1), pick(logmu).gather(-1, arms).reshape(R, -1),
-                     reward.reshape(R, -1), group=self.sample_group, v_mu=v.reshape(R, -1), generator=g)
+        return arms, reward, pick(logmu).gather(-1, arms)
 
     def _draw(self, fn, shape: tuple, g: torch.Generator) -> torch.Tensor:
         """Random numbers of `shape` ([runs, ...]); in a shard, the whole grid's draw sliced to this shard's rows."""
@@ -323,6 +415,7 @@ class Simulator:
         self._floor = None  # the lowest logit at the last centring (see _fast_step), unknown until one
         any_bad = bool(state.diverged.any())
         fast = cfg.grad == "analytic" and cfg.mode == "exact" and self.objective.linear_in_logp
+        fast_sampled = cfg.grad == "analytic" and cfg.mode == "sampled" and self.objective.linear_in_logp
         while state.step < until:
             t = state.step
             if beh.lag is not None:  # copies, because the fast path updates state.logits in place
@@ -333,7 +426,9 @@ class Simulator:
                     state.snapshot = state.history[0] if (beh.delay and t >= beh.delay) else (
                         self.logits0 if beh.delay else state.logits.clone())
             logged = (t + 1) % cfg.log_every == 0 or t + 1 == cfg.steps
-            if not (fast and not any_bad and self._fast_step(state, logged)):
+            if fast_sampled and not any_bad:
+                self._sampled_linear_step(state, g, logged)
+            elif not (fast and not any_bad and self._fast_step(state, logged)):
                 grad, loss = self.logit_grad(state.logits, state.snapshot, g, need_loss=logged)
                 step = state.logits - self.lr * grad
                 state.logits = torch.where(state.diverged[:, None, None], state.logits, step) if any_bad else step
@@ -385,6 +480,35 @@ class Simulator:
             self._fast_loss = (G * l).sum((-1, -2)) - (S * torch.log(s)).sum((-1, -2)) + cache["L0"]
         l.sub_(lrG).addcmul_(z, lrS / s)
         return True
+
+    def _sampled_linear_step(self, state: SimState, g: torch.Generator, logged: bool) -> None:
+        """The sampled step for objectives linear in log π, in place. Their G = ∂ℓ/∂log π does not depend on
+        log π, so the registry objective is differentiated on a zero leaf over the pulls only (no softmax of
+        every logit), G is scattered onto the arms, and l ← l − η G + z · (η S / s) with z = exp(l), s = Σ z,
+        S = Σ_k G_k, as in `_fast_step`; where s leaves float range the step uses softmax(l) instead. The loss
+        at a logged step is L(0) + Σ_i G_i log π(a_i)."""
+        l = state.logits
+        R, C, K = l.shape
+        flat, _, batch = self.sampled_pulls(state.snapshot, g, R)
+        batch.logp = torch.zeros(flat.shape, dtype=self.dtype, device=self.device, requires_grad=True)
+        loss0 = self.objective(batch, **self.params)
+        (coef,) = torch.autograd.grad(loss0.sum(), batch.logp)
+        G = torch.zeros(R, C * K, dtype=self.dtype, device=self.device).scatter_add_(1, flat, coef).view(R, C, K)
+        if self._z is None or self._z.shape != l.shape:
+            self._z = torch.empty_like(l)
+        z = exp_clamped(l, self._z)
+        s = z.sum(-1, keepdim=True)
+        if logged:
+            logp = (l - s.log()).reshape(R, -1).gather(-1, flat)
+            self._fast_loss = loss0.detach() + (coef * logp).sum(-1)
+        S = G.sum(-1, keepdim=True)
+        if not bool(((s > 0) & torch.isfinite(s)).all()):
+            z, s = torch.softmax(l, -1), torch.ones_like(s)
+        if isinstance(self.lr, torch.Tensor):
+            G, S = G * self.lr, S * self.lr
+        else:
+            G, S = G.mul_(self.lr), S.mul_(self.lr)
+        l.sub_(G).addcmul_(z, S.div_(s))
 
     def _linear_coeffs(self, logits: torch.Tensor, snapshot: torch.Tensor):
         """(G, Σ_k G) for an objective linear in log π: G = ∂L/∂log π from the registry, computed once per snapshot."""
