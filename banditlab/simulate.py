@@ -242,6 +242,7 @@ class Simulator:
         self._cached_mu: tuple | None = None
         self._z: torch.Tensor | None = None   # the fast step's exp buffer
         self._floor: float | None = None
+        self._queue: list = []                 # sampled steps drawn ahead (`_pull_steps`)
         self._fast_loss: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------ state
@@ -296,23 +297,34 @@ class Simulator:
         noise model."""
         logmu, mu, vmu, cache = self._behaviour(snapshot)
         C, K = self.means.shape
-        B = self.cfg.batch
-        rand = lambda *shape: self._draw(torch.rand, shape, g)
-        if C == 1:  # one group per step, no context draw
-            ctx = torch.zeros(R, 1, dtype=torch.long, device=self.device)
-            pick = lambda x: x
-        else:  # each of the C groups of a step draws its context from p(x)
-            ctx = torch.searchsorted(self.p_ctx.cumsum(0).expand(R, C).contiguous(), rand(R, C)).clamp_max(C - 1)
-            pick = lambda x: x.gather(1, ctx[..., None].expand(R, C, x.shape[-1]))
-        if self.behavior.is_fixed and self.bandit.noise != "gaussian":  # one μ for every run: one table
-            arms, reward, logp_old = self._alias_draw(cache, ctx, rand(R, C, B))
+        ctx = self._contexts(g, R)
+        if self._shared_table():  # one μ for every run: one alias table
+            arms, reward, logp_old = self._alias_draw(cache, ctx, self._draw(torch.rand, (R, C, self.cfg.batch), g))
         else:
-            arms, reward, logp_old = self._cdf_draw(cache, mu, logmu, pick, rand, g)
-        flat = (arms if C == 1 else arms + K * ctx[..., None]).reshape(R, -1)
-        v = vmu.gather(1, ctx)[..., None].expand(R, C, B)
-        batch = Batch(None, logp_old.reshape(R, -1), reward.reshape(R, -1), group=self.sample_group,
-                      v_mu=v.reshape(R, -1), generator=g)
+            pick = (lambda x: x) if C == 1 else (lambda x: x.gather(1, ctx[..., None].expand(R, C, x.shape[-1])))
+            arms, reward, logp_old = self._cdf_draw(cache, mu, logmu, pick, g)
+        return self._pulls_batch(ctx, arms, reward, logp_old, vmu, g)
+
+    def _pulls_batch(self, ctx, arms, reward, logp_old, vmu, g):
+        """(flat indices, arms, Batch without logp) from pulls shaped [..., C, B] with contexts [..., C]."""
+        C, K = self.means.shape
+        lead = arms.shape[:-2]
+        flat = (arms if C == 1 else arms + K * ctx[..., None]).reshape(*lead, -1)
+        v = vmu.expand(*lead, C).gather(-1, ctx)[..., None].expand(arms.shape)
+        batch = Batch(None, logp_old.reshape(*lead, -1), reward.reshape(*lead, -1), group=self.sample_group,
+                      v_mu=v.reshape(*lead, -1), generator=g)
         return flat, arms, batch
+
+    def _contexts(self, g: torch.Generator, R: int) -> torch.Tensor:
+        """[R, C] the context of each of the C groups of a step, drawn from p(x) (all 0 with one context)."""
+        C = self.means.shape[0]
+        if C == 1:
+            return torch.zeros(R, 1, dtype=torch.long, device=self.device)
+        u = self._draw(torch.rand, (R, C), g)
+        return torch.searchsorted(self.p_ctx.cumsum(0).expand(R, C).contiguous(), u).clamp_max(C - 1)
+
+    def _shared_table(self) -> bool:
+        return self.behavior.is_fixed and self.bandit.noise != "gaussian"
 
     def _alias_draw(self, cache: dict, ctx: torch.Tensor, u: torch.Tensor):
         """(arms, rewards, log μ(arm)) of pulls drawn from one alias table over the cells (arm, outcome) of
@@ -352,11 +364,12 @@ class Simulator:
         return (t(prob.reshape(-1)), t(alias.reshape(-1), torch.long), t((cells % M) // O, torch.long),
                 t(vals.reshape(-1)), t(np.repeat(logmu.cpu().numpy().reshape(-1), O))), M
 
-    def _cdf_draw(self, cache: dict, mu, logmu, pick, rand, g):
+    def _cdf_draw(self, cache: dict, mu, logmu, pick, g):
         """(arms, rewards, log μ(arm)) by inverse-CDF sampling from each run's own μ, a = min{a : F_μ(a) ≥ u},
         and rewards from the noise model."""
         b, B = self.bandit, self.cfg.batch
         R, C, K = mu.shape
+        rand = lambda *shape: self._draw(torch.rand, shape, g)
         if "cdf" not in cache:
             cdf = mu.cumsum(-1)
             cache["cdf"] = (cdf / cdf[..., -1:]).contiguous()
@@ -416,6 +429,9 @@ class Simulator:
         any_bad = bool(state.diverged.any())
         fast = cfg.grad == "analytic" and cfg.mode == "exact" and self.objective.linear_in_logp
         fast_sampled = cfg.grad == "analytic" and cfg.mode == "sampled" and self.objective.linear_in_logp
+        R, C, K = state.logits.shape
+        ahead = max(1, min(64, (1 << 21) // (R * C * max(K, cfg.batch))))  # steps drawn together (memory cap)
+        self._queue = []
         while state.step < until:
             t = state.step
             if beh.lag is not None:  # copies, because the fast path updates state.logits in place
@@ -427,20 +443,24 @@ class Simulator:
                         self.logits0 if beh.delay else state.logits.clone())
             logged = (t + 1) % cfg.log_every == 0 or t + 1 == cfg.steps
             if fast_sampled and not any_bad:
-                self._sampled_linear_step(state, g, logged)
+                self._sampled_linear_step(state, g, logged, min(ahead, until - t))
             elif not (fast and not any_bad and self._fast_step(state, logged)):
+                if self._queue:  # a run diverged: drop the steps drawn ahead and draw from this step on
+                    g.set_state(self._queue[0][0])
+                    self._queue = []
                 grad, loss = self.logit_grad(state.logits, state.snapshot, g, need_loss=logged)
                 step = state.logits - self.lr * grad
                 state.logits = torch.where(state.diverged[:, None, None], state.logits, step) if any_bad else step
                 self._fast_loss = loss
             state.step = t + 1
             if logged:
-                state.rng = g.get_state()
+                state.rng = self._rng_now(g)
                 self._log(state, self._fast_loss.detach())
                 any_bad = bool(state.diverged.any())
             if on_step is not None and on_step(state):
                 break
-        state.rng = g.get_state()
+        state.rng = self._rng_now(g)
+        self._queue = []
         return state
 
     def checkpoint(self, state: SimState) -> dict:
@@ -448,7 +468,7 @@ class Simulator:
         current state (call from `on_step`)."""
         d = state.to_dict()
         if getattr(self, "_g", None) is not None:
-            d["rng"] = self._g.get_state()
+            d["rng"] = self._rng_now(self._g)
         return d
 
     def _fast_step(self, state: SimState, logged: bool) -> bool:
@@ -481,34 +501,62 @@ class Simulator:
         l.sub_(lrG).addcmul_(z, lrS / s)
         return True
 
-    def _sampled_linear_step(self, state: SimState, g: torch.Generator, logged: bool) -> None:
+    def _sampled_linear_step(self, state: SimState, g: torch.Generator, logged: bool, ahead: int) -> None:
         """The sampled step for objectives linear in log π, in place. Their G = ∂ℓ/∂log π does not depend on
         log π, so the registry objective is differentiated on a zero leaf over the pulls only (no softmax of
         every logit), G is scattered onto the arms, and l ← l − η G + z · (η S / s) with z = exp(l), s = Σ z,
         S = Σ_k G_k, as in `_fast_step`; where s leaves float range the step uses softmax(l) instead. The loss
-        at a logged step is L(0) + Σ_i G_i log π(a_i)."""
+        at a logged step is L(0) + Σ_i G_i log π(a_i). With a fixed behaviour the pulls do not depend on π,
+        so up to `ahead` steps are drawn (in the same order as one at a time) and differentiated together."""
+        if not self._queue:
+            self._queue = self._pull_steps(state, g, ahead)
+        _, lrG, lrS, loss0, flat, coef = self._queue.pop(0)
         l = state.logits
-        R, C, K = l.shape
-        flat, _, batch = self.sampled_pulls(state.snapshot, g, R)
-        batch.logp = torch.zeros(flat.shape, dtype=self.dtype, device=self.device, requires_grad=True)
-        loss0 = self.objective(batch, **self.params)
-        (coef,) = torch.autograd.grad(loss0.sum(), batch.logp)
-        G = torch.zeros(R, C * K, dtype=self.dtype, device=self.device).scatter_add_(1, flat, coef).view(R, C, K)
         if self._z is None or self._z.shape != l.shape:
             self._z = torch.empty_like(l)
         z = exp_clamped(l, self._z)
         s = z.sum(-1, keepdim=True)
         if logged:
-            logp = (l - s.log()).reshape(R, -1).gather(-1, flat)
-            self._fast_loss = loss0.detach() + (coef * logp).sum(-1)
-        S = G.sum(-1, keepdim=True)
+            logp = (l - s.log()).reshape(l.shape[0], -1).gather(-1, flat)
+            self._fast_loss = loss0 + (coef * logp).sum(-1)
         if not bool(((s > 0) & torch.isfinite(s)).all()):
             z, s = torch.softmax(l, -1), torch.ones_like(s)
-        if isinstance(self.lr, torch.Tensor):
-            G, S = G * self.lr, S * self.lr
+        l.sub_(lrG).addcmul_(z, lrS / s)
+
+    def _pull_steps(self, state: SimState, g: torch.Generator, n: int) -> list:
+        """[(generator state before the step, ηG, ηS, L(0), flat indices, ∂ℓ/∂log π(a_i))] for the next n steps
+        (one step unless the behaviour is fixed and the objective draws no random numbers of its own)."""
+        R, C, K = state.logits.shape
+        logmu, mu, vmu, cache = self._behaviour(state.snapshot)
+        if not (self._shared_table() and not self.objective.params.get("red_drop")):
+            n = 1
+        rngs, ctxs, us = [], [], []
+        for _ in range(n):
+            rngs.append(g.get_state())
+            ctxs.append(self._contexts(g, R))
+            if self._shared_table():
+                us.append(self._draw(torch.rand, (R, C, self.cfg.batch), g))
+        if us:
+            ctx = torch.stack(ctxs)
+            arms, reward, logp_old = self._alias_draw(cache, ctx.reshape(n * R, C), torch.stack(us).reshape(n * R, C, -1))
+            flat, _, batch = self._pulls_batch(ctx, arms.view(n, R, C, -1), reward.view(n, R, C, -1),
+                                               logp_old.view(n, R, C, -1), vmu, g)
         else:
-            G, S = G.mul_(self.lr), S.mul_(self.lr)
-        l.sub_(G).addcmul_(z, S.div_(s))
+            g.set_state(rngs[0])
+            flat, _, batch = self.sampled_pulls(state.snapshot, g, R)
+            flat, batch.logp_old, batch.reward, batch.v_mu = (x[None] for x in (flat, batch.logp_old, batch.reward, batch.v_mu))
+        batch.logp = torch.zeros(flat.shape, dtype=self.dtype, device=self.device, requires_grad=True)
+        loss0 = self.objective(batch, **self.params)
+        (coef,) = torch.autograd.grad(loss0.sum(), batch.logp)
+        G = torch.zeros(n, R, C * K, dtype=self.dtype, device=self.device).scatter_add_(2, flat, coef).view(n, R, C, K)
+        S = G.sum(-1, keepdim=True)
+        G, S = G * self.lr, S * self.lr
+        loss0 = loss0.detach()
+        return [(rngs[k], G[k], S[k], loss0[k], flat[k], coef[k]) for k in range(n)]
+
+    def _rng_now(self, g: torch.Generator) -> torch.Tensor:
+        """The generator state at the current step boundary (before any steps drawn ahead)."""
+        return self._queue[0][0] if self._queue else g.get_state()
 
     def _linear_coeffs(self, logits: torch.Tensor, snapshot: torch.Tensor):
         """(G, Σ_k G) for an objective linear in log π: G = ∂L/∂log π from the registry, computed once per snapshot."""

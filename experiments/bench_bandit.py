@@ -49,13 +49,13 @@ def exact_peer(logits0, means, mu, offsets, lr, steps, center_every=50):
     V = (vmu + offsets)[:, None]
     drive = lr * mu[None, :] * (means[None, :] - V)  # ημ(r̄ − V), constant for a fixed behaviour
     push = lr * (vmu - V)                            # η(V^μ − V)
-    z, s = np.empty_like(l), np.empty((len(offsets), 1))
+    z, s, ones = np.empty_like(l), np.empty((len(offsets), 1)), np.ones((l.shape[1], 1))
     for t in range(steps):
         if t % center_every == 0:
             l -= l.max(-1, keepdims=True)
         np.maximum(l, -700.0, out=z)
         np.exp(z, out=z)
-        np.sum(z, -1, keepdims=True, out=s)
+        np.matmul(z, ones, out=s)  # row sums by BLAS: faster than np.sum over a short last axis
         np.divide(push, s, out=s)
         z *= s
         l += drive
@@ -95,7 +95,7 @@ class SampledPeer:
     """The strong hand-written sampled AsymRE update (fixed behaviour μ, Bernoulli rewards in {0, 1}). Each step
     draws B pulls per run as cells (arm, outcome) from one alias table over μ(a)P(r|a), counts them with one
     bincount into n [runs, arms, 2] and applies the gradient step of ℓ = −(1/B) Σ_i (r_i − V) log π(a_i):
-        Δl = (η/B)(D − π Σ_k D_k),   D_k = n_k1 − V (n_k0 + n_k1),
+        Δl = (η/B)(D − π Σ_k D_k),   D_k = n_k1 (1 − V) − n_k0 V,
     in preallocated buffers, re-centring the logits every `center_every` steps."""
 
     def __init__(self, logits0, means, mu, offsets, lr, batch, seed=0, center_every=50):
@@ -110,6 +110,7 @@ class SampledPeer:
         self.keep = np.empty(R * batch, bool)
         self.offset = np.repeat(np.arange(R) * 2 * K, batch)
         self.z, self.s, self.D, self.sD = np.empty((R, K)), np.empty((R, 1)), np.empty((R, K)), np.empty((R, 1))
+        self.tmp, self.ones, self.one_minus_V = np.empty((R, K)), np.ones((K, 1)), 1.0 - self.V
 
     def draw(self):
         """The counts n [runs, arms, 2] of one step's B pulls per run."""
@@ -130,13 +131,13 @@ class SampledPeer:
         if self.t % self.center_every == 0:  # a step moves a logit by at most 2η max|r − V|
             l -= l.max(-1, keepdims=True)
         self.t += 1
-        np.sum(n, -1, out=D)
-        D *= -self.V
-        D += n[..., 1]
-        np.sum(D, -1, keepdims=True, out=sD)
+        np.multiply(n[..., 1], self.one_minus_V, out=D)  # D = n₁(1 − V) − n₀V
+        np.multiply(n[..., 0], self.V, out=self.tmp)
+        D -= self.tmp
+        np.matmul(D, self.ones, out=sD)   # row sums by BLAS
         np.maximum(l, -700.0, out=z)
         np.exp(z, out=z)
-        np.sum(z, -1, keepdims=True, out=s)
+        np.matmul(z, self.ones, out=s)
         np.divide(sD, s, out=s)
         z *= s
         D -= z
