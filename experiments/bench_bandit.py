@@ -19,8 +19,10 @@ float64, Bernoulli rewards, fixed behaviour μ = π₀ unless named. Variants:
   sampled-mix    the same with lag:10,mix:0.2:uniform
   loop           a plain per-run Python loop over the exact update (one run at a time, extrapolated)
 Reports seconds, policy updates per second (runs × steps / s) and the ratio to the mode's strong peer (> 1:
-faster). Timing is wall clock, best of --repeat; on a shared machine compare ratios within one run. On CUDA the
-numpy peers and the loop are left out (they run on the CPU); `floor` runs on the device.
+faster). Timing is the process's CPU time on the CPU (robust to other processes on a shared machine; equal to
+wall time for one thread on an idle one) and wall time on CUDA (--clock), best of --repeat; compare ratios
+within one run. On CUDA the numpy peers and the loop are left out (they run on the CPU); `floor` runs on the
+device.
 Before timing, the peers are checked against banditlab: exact-peer and exact mode give the same final π.
 """
 
@@ -151,13 +153,13 @@ class SampledPeer:
         return self.l
 
 
-def timed(fn, repeat=3, sync=lambda: None):
+def timed(fn, repeat=3, sync=lambda: None, clock=time.perf_counter):
     best = float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = clock()
         fn()
         sync()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, clock() - t)
     return best
 
 
@@ -182,6 +184,9 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every variant")
     ap.add_argument("--repeat", type=int, default=3, help="timings per variant (the best is kept)")
     ap.add_argument("--loop-runs", type=int, default=21, help="runs timed in the per-run loop (0: leave it out)")
+    ap.add_argument("--clock", default="auto", choices=("auto", "process", "wall"),
+                    help="process: this process's CPU time (robust on a shared machine, = wall time for 1 thread "
+                         "on an idle one); wall: elapsed time; auto: process on the CPU, wall on CUDA")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     a = ap.parse_args(argv)
     a.modes = [m for m in a.modes.split(",") if m]
@@ -191,6 +196,8 @@ def parse_args(argv=None):
         a.device = "cuda" if torch.cuda.is_available() else "cpu"
     if a.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda: torch sees no CUDA device")
+    if a.clock == "auto":
+        a.clock = "wall" if a.device == "cuda" else "process"
     return a
 
 
@@ -283,15 +290,17 @@ def main(argv=None):
     offsets = np.repeat(lin, a.seeds) if a.runs is None else lin[np.arange(a.runs) % a.baselines]
     runs = len(offsets)
     sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
+    clock = time.process_time if a.clock == "process" else time.perf_counter
     b = bandits.paper(arms=a.arms, noise="bernoulli")
     exact_gap, sampled_gap = check_peers(b, lin, min(a.steps, 500), a.batch)
     slow = 1 if a.steps > 3000 else a.repeat
     results = {}
     for name, fn in variants(a, offsets, a.device).items():
-        t = timed(fn, a.repeat if name in ("floor", "exact", "exact-peer", "sampled", "sampled-peer") else slow, sync)
+        t = timed(fn, a.repeat if name in ("floor", "exact", "exact-peer", "sampled", "sampled-peer") else slow, sync,
+                  clock)
         results[name] = t * (runs / a.loop_runs if name == "loop" else 1)
     print(f"grid: {runs} runs × {a.arms} arms, {a.steps} steps, float64, device {a.device}, CPU {cpu_name()}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+          f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {a.clock} time")
     print(f"peer checks: exact-peer vs exact mode final π max |Δ| = {exact_gap:.1e}; sampled-peer step vs "
           f"registry gradient on the same pulls max |Δ| = {sampled_gap:.1e}")
     print(f"{'variant':<13} {'seconds':>8} {'updates/s':>13} {'× peer':>7} {'× floor':>8}")
@@ -305,7 +314,8 @@ def main(argv=None):
     if a.json:
         meta = {"runs": runs, "arms": a.arms, "steps": a.steps, "batch": a.batch, "device": a.device,
                 "cpu": cpu_name(), "gpu": torch.cuda.get_device_name() if a.device == "cuda" else None,
-                "torch": torch.__version__, "threads": torch.get_num_threads(), "exact_peer_gap": exact_gap,
+                "torch": torch.__version__, "threads": torch.get_num_threads(), "clock": a.clock,
+                "exact_peer_gap": exact_gap,
                 "sampled_peer_gap": sampled_gap}
         with open(a.json, "w") as f:
             json.dump({"config": meta, "results": table}, f, indent=1)
