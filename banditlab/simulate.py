@@ -42,6 +42,89 @@ from .objectives import Batch, Objective
 METRICS = ("expected_reward", "v_mu", "entropy", "support_size", "kl_mu_pi", "p_best", "min_logit", "loss")
 
 
+def _exp_torch(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    return torch.exp(torch.clamp_min(x, -700.0, out=out), out=out)
+
+
+def _exp_numpy(x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    buf = torch.clamp_min(x, -700.0, out=out).numpy()
+    with np.errstate(over="ignore"):  # an overflow shows as Σ z = inf, which the callers check
+        np.exp(buf, out=buf)
+    return out
+
+
+_EXP_KERNELS = {"torch": _exp_torch, "numpy": _exp_numpy}
+_choice: dict = {}
+
+
+def fastest(name: str, kernels: dict, *args) -> str:
+    """The name of the fastest of `kernels` (functions of `args`), measured once per process and `name` on
+    this machine: numpy's and torch's CPU kernels differ by 2× either way between CPUs (numpy's float64 exp
+    is 2× faster than torch's on some, 2.4× slower on others). Best of 5 alternating rounds of 4 calls."""
+    if name not in _choice:
+        import time
+
+        best = {k: float("inf") for k in kernels}
+        for _ in range(5):
+            for k, fn in kernels.items():
+                t = time.perf_counter()
+                for _ in range(4):
+                    fn(*args)
+                best[k] = min(best[k], time.perf_counter() - t)
+        _choice[name] = min(best, key=best.get)
+    return _choice[name]
+
+
+def exp_kernel(dtype: torch.dtype) -> str:
+    """"numpy" or "torch": the faster CPU exp for `dtype` here (timed on 16k values, about 5 ms)."""
+    name = f"exp-{dtype}"
+    if name not in _choice:
+        x = torch.linspace(-30.0, 5.0, 1 << 14, dtype=dtype)
+        fastest(name, _EXP_KERNELS, x, torch.empty_like(x))
+    return _choice[name]
+
+
+def exp_clamped(x: torch.Tensor, out: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+    """out = exp(max(x, −700)): below −745 exp underflows on a slow path (4–8× slower), while e^−700 = 1e−304
+    is below one ulp of any sum it enters. `clamp=False` skips the max when the caller knows x > −700.
+    On the CPU by the faster kernel of `exp_kernel`."""
+    if x.device.type != "cpu":
+        return _exp_torch(x, out) if clamp else torch.exp(x, out=out)
+    if exp_kernel(x.dtype) == "torch":
+        return _exp_torch(x, out) if clamp else torch.exp(x, out=out)
+    if clamp:
+        return _exp_numpy(x, out)
+    with np.errstate(over="ignore"):
+        np.exp(x.numpy(), out=out.numpy())
+    return out
+
+
+def _alias_torch(u: torch.Tensor, base: torch.Tensor | None, M: int, tables: tuple):
+    """Walker's alias method on flat tables (prob, alias, arm, reward, log μ per cell) of M cells per context:
+    u ∈ [0, 1) picks cell i = base + ⌊uM⌋ (base = c·M for context c), kept when the coin uM − ⌊uM⌋ < prob[i],
+    else alias[i]."""
+    prob, alias, arm_of, reward_of, logmu_of = tables
+    x = u * M
+    i = x.long().clamp_max_(M - 1)
+    coin = x.sub_(i)
+    if base is not None:
+        i += base
+    cell = torch.where(coin < prob.take(i), i, alias.take(i))
+    return arm_of.take(cell), reward_of.take(cell), logmu_of.take(cell)
+
+
+def _alias_numpy(u: torch.Tensor, base: torch.Tensor | None, M: int, tables: tuple):
+    """`_alias_torch` with numpy's gathers (on the CPU)."""
+    prob, alias, arm_of, reward_of, logmu_of = (t.numpy() for t in tables)
+    x = u.numpy() * M
+    i = np.minimum(x.astype(np.intp), M - 1)
+    x -= i
+    if base is not None:
+        i += base.numpy()
+    cell = np.where(x < prob.take(i), i, alias.take(i))
+    return tuple(torch.from_numpy(t.take(cell)) for t in (arm_of, reward_of, logmu_of))
+
+
 @dataclass(frozen=True)
 class Behavior:
     lag: int | None = None     # None: fixed behaviour μ = π₀
@@ -158,6 +241,8 @@ class Simulator:
         self.shard_rows = None if shard_rows is None else torch.as_tensor(shard_rows, device=self.device)
         self._cached_mu: tuple | None = None
         self._z: torch.Tensor | None = None   # the fast step's exp buffer
+        self._floor: float | None = None
+        self._queue: list = []                 # sampled steps drawn ahead (`_pull_steps`)
         self._fast_loss: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------ state
@@ -201,20 +286,93 @@ class Simulator:
                      group=self.exact_group, weight=weight, v_mu=v)
 
     def sampled_batch(self, logp: torch.Tensor, snapshot: torch.Tensor, g: torch.Generator) -> Batch:
+        flat, arms, batch = self.sampled_pulls(snapshot, g, logp.shape[0])
+        R = logp.shape[0]
+        batch.logp = logp.reshape(R, -1).gather(-1, flat).reshape(R, -1)
+        return batch
+
+    def sampled_pulls(self, snapshot: torch.Tensor, g: torch.Generator, R: int):
+        """One step's pulls: (flat index c·K + a of each pull into [R, C·K], its arm a, and a Batch whose logp
+        is still unset): C groups of B pulls per run, contexts from p(x), arms from μ(·|x), rewards from the
+        noise model."""
         logmu, mu, vmu, cache = self._behaviour(snapshot)
-        R, C, K = logp.shape
-        B, b = self.cfg.batch, self.bandit
+        C, K = self.means.shape
+        ctx = self._contexts(g, R)
+        if self._shared_table():  # one μ for every run: one alias table
+            arms, reward, logp_old = self._alias_draw(cache, ctx, self._draw(torch.rand, (R, C, self.cfg.batch), g))
+        else:
+            pick = (lambda x: x) if C == 1 else (lambda x: x.gather(1, ctx[..., None].expand(R, C, x.shape[-1])))
+            arms, reward, logp_old = self._cdf_draw(cache, mu, logmu, pick, g)
+        return self._pulls_batch(ctx, arms, reward, logp_old, vmu, g)
+
+    def _pulls_batch(self, ctx, arms, reward, logp_old, vmu, g):
+        """(flat indices, arms, Batch without logp) from pulls shaped [..., C, B] with contexts [..., C]."""
+        C, K = self.means.shape
+        lead = arms.shape[:-2]
+        flat = (arms if C == 1 else arms + K * ctx[..., None]).reshape(*lead, -1)
+        v = vmu.expand(*lead, C).gather(-1, ctx)[..., None].expand(arms.shape)
+        batch = Batch(None, logp_old.reshape(*lead, -1), reward.reshape(*lead, -1), group=self.sample_group,
+                      v_mu=v.reshape(*lead, -1), generator=g)
+        return flat, arms, batch
+
+    def _contexts(self, g: torch.Generator, R: int) -> torch.Tensor:
+        """[R, C] the context of each of the C groups of a step, drawn from p(x) (all 0 with one context)."""
+        C = self.means.shape[0]
+        if C == 1:
+            return torch.zeros(R, 1, dtype=torch.long, device=self.device)
+        u = self._draw(torch.rand, (R, C), g)
+        return torch.searchsorted(self.p_ctx.cumsum(0).expand(R, C).contiguous(), u).clamp_max(C - 1)
+
+    def _shared_table(self) -> bool:
+        return self.behavior.is_fixed and self.bandit.noise != "gaussian"
+
+    def _alias_draw(self, cache: dict, ctx: torch.Tensor, u: torch.Tensor):
+        """(arms, rewards, log μ(arm)) of pulls drawn from one alias table over the cells (arm, outcome) of
+        each context, with probabilities μ(a|x) P(r|a, x), shared by every run (a fixed behaviour): one
+        uniform u per pull gives the cell i = ⌊uM⌋ of its context's M cells, kept when uM − i < prob[i]
+        and replaced by alias[i] otherwise (Walker's method)."""
+        if "alias" not in cache:
+            cache["alias"] = self._alias_tables(cache)
+        tables, M = cache["alias"]
+        base = ctx[..., None] * M if ctx.shape[1] > 1 else None  # context c's cells are c·M … c·M + M − 1
+        if u.device.type != "cpu":
+            return _alias_torch(u, base, M, tables)
+        kernels = {"torch": _alias_torch, "numpy": _alias_numpy}
+        few = u.reshape(-1)[: 1 << 14]
+        return kernels[fastest("alias", kernels, few, None, M, tables)](u, base, M, tables)
+
+    def _alias_tables(self, cache: dict):
+        """Flat alias tables over every context's (arm, outcome) cells, built once per behaviour (Vose)."""
+        logmu = self._cached_mu[1][0]                             # [C, K], the same for every run
+        vals, probs = self.out_vals.cpu().numpy(), self.out_probs.cpu().numpy()  # [C, K, O]
+        C, K, O = vals.shape
+        M = K * O
+        p = (logmu.exp().cpu().numpy()[..., None] * probs).reshape(C, M)
+        prob, alias = np.ones((C, M)), np.tile(np.arange(M), (C, 1))
+        for c in range(C):
+            scaled = p[c] * M / p[c].sum()
+            small = [j for j in range(M) if scaled[j] < 1.0]
+            large = [j for j in range(M) if scaled[j] >= 1.0]
+            while small and large:
+                lo, hi = small.pop(), large.pop()
+                prob[c, lo], alias[c, lo] = scaled[lo], hi
+                scaled[hi] -= 1.0 - scaled[lo]
+                (small if scaled[hi] < 1.0 else large).append(hi)
+        alias += np.arange(C)[:, None] * M                      # flat cell ids
+        cells = np.arange(C * M)
+        t = lambda x, dt=self.dtype: torch.as_tensor(x, dtype=dt, device=self.device)
+        return (t(prob.reshape(-1)), t(alias.reshape(-1), torch.long), t((cells % M) // O, torch.long),
+                t(vals.reshape(-1)), t(np.repeat(logmu.cpu().numpy().reshape(-1), O))), M
+
+    def _cdf_draw(self, cache: dict, mu, logmu, pick, g):
+        """(arms, rewards, log μ(arm)) by inverse-CDF sampling from each run's own μ, a = min{a : F_μ(a) ≥ u},
+        and rewards from the noise model."""
+        b, B = self.bandit, self.cfg.batch
+        R, C, K = mu.shape
+        rand = lambda *shape: self._draw(torch.rand, shape, g)
         if "cdf" not in cache:
             cdf = mu.cumsum(-1)
             cache["cdf"] = (cdf / cdf[..., -1:]).contiguous()
-        rand = lambda *shape: self._draw(torch.rand, shape, g)
-        if C == 1:  # one group per step, no context draw
-            ctx = torch.zeros(R, 1, dtype=torch.long, device=self.device)
-            pick = lambda x: x
-        else:  # each of the C groups of a step draws its context from p(x)
-            ctx = torch.searchsorted(self.p_ctx.cumsum(0).expand(R, C).contiguous(), rand(R, C)).clamp_max(C - 1)
-            pick = lambda x: x.gather(1, ctx[..., None].expand(R, C, x.shape[-1]))
-        # inverse-CDF sampling of B arms per group: a = min{a : F_μ(a) ≥ u}
         arms = torch.searchsorted(pick(cache["cdf"]), rand(R, C, B)).clamp_max(K - 1)
         means = pick(self.means.expand(R, C, K)).gather(-1, arms)
         if b.noise == "bernoulli":
@@ -224,9 +382,7 @@ class Simulator:
             reward = means + b.sigma * self._draw(torch.randn, tuple(means.shape), g)
         else:
             reward = means
-        v = vmu.gather(1, ctx)[..., None].expand(R, C, B)
-        return Batch(pick(logp).gather(-1, arms).reshape(R, -1), pick(logmu).gather(-1, arms).reshape(R, -1),
-                     reward.reshape(R, -1), group=self.sample_group, v_mu=v.reshape(R, -1), generator=g)
+        return arms, reward, pick(logmu).gather(-1, arms)
 
     def _draw(self, fn, shape: tuple, g: torch.Generator) -> torch.Tensor:
         """Random numbers of `shape` ([runs, ...]); in a shard, the whole grid's draw sliced to this shard's rows."""
@@ -237,17 +393,24 @@ class Simulator:
 
     # ------------------------------------------------------------------------------------------ metrics
     def metrics(self, logits: torch.Tensor, snapshot: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-        """[R, len(METRICS)] exact metrics of π = softmax(logits), context-averaged with p(x)."""
-        logp = torch.log_softmax(logits, -1)
-        pi = logp.exp()
-        logmu, mu, vmu, _ = self._behaviour(snapshot)
+        """[R, len(METRICS)] exact metrics of π = softmax(l), context-averaged with p(x), from one exp of the
+        centred logits l (max 0 in every row, as `_log` leaves them): with z = e^l and s = Σ z, π = z/s,
+        H(π) = log s − Σ π l and KL(μ‖π) = Σ μ log μ − Σ μ l + log s."""
+        logmu, mu, vmu, cache = self._behaviour(snapshot)
+        if "mu_logmu" not in cache:
+            cache["mu_logmu"] = (mu * logmu).sum(-1)
+        l = logits
+        z = exp_clamped(l, torch.empty_like(l))
+        s = z.sum(-1)
+        log_s = s.log()
+        pi = z.div_(s[..., None])
         avg = lambda x: (x * self.p_ctx).sum(-1)
         J = avg((pi * self.means).sum(-1))
-        ent = avg(-(pi * logp).sum(-1))
-        support = avg((pi >= self.cfg.support_eps).to(self.dtype).sum(-1))
-        kl = avg((mu * (logmu - logp)).sum(-1))
+        ent = avg(log_s - (pi * l).sum(-1))
+        support = avg((pi >= self.cfg.support_eps).sum(-1).to(self.dtype))
+        kl = avg(cache["mu_logmu"] - (mu * l).sum(-1) + log_s)
         pbest = avg(pi.gather(-1, self.best.expand(pi.shape[0], -1)[..., None])[..., 0])
-        min_logit = (logits - logits.amax(-1, keepdim=True)).amin(-1).amin(-1)
+        min_logit = l.amin(-1).amin(-1)
         return torch.stack([J, avg(vmu), ent, support, kl, pbest, min_logit, loss], -1)
 
     # ------------------------------------------------------------------------------------------ loop
@@ -262,8 +425,13 @@ class Simulator:
         self._g = g  # `checkpoint` reads the live generator state, which `state.rng` holds only at logged steps
         if state.step == 0 and not state.log_steps:
             self._log(state, torch.full((self.runs,), float("nan"), dtype=self.dtype, device=self.device))
+        self._floor = None  # the lowest logit at the last centring (see _fast_step), unknown until one
         any_bad = bool(state.diverged.any())
         fast = cfg.grad == "analytic" and cfg.mode == "exact" and self.objective.linear_in_logp
+        fast_sampled = cfg.grad == "analytic" and cfg.mode == "sampled" and self.objective.linear_in_logp
+        R, C, K = state.logits.shape
+        ahead = max(1, min(64, (1 << 21) // (R * C * max(K, cfg.batch))))  # steps drawn together (memory cap)
+        self._queue = []
         while state.step < until:
             t = state.step
             if beh.lag is not None:  # copies, because the fast path updates state.logits in place
@@ -274,19 +442,25 @@ class Simulator:
                     state.snapshot = state.history[0] if (beh.delay and t >= beh.delay) else (
                         self.logits0 if beh.delay else state.logits.clone())
             logged = (t + 1) % cfg.log_every == 0 or t + 1 == cfg.steps
-            if not (fast and not any_bad and self._fast_step(state, logged)):
+            if fast_sampled and not any_bad:
+                self._sampled_linear_step(state, g, logged, min(ahead, until - t))
+            elif not (fast and not any_bad and self._fast_step(state, logged)):
+                if self._queue:  # a run diverged: drop the steps drawn ahead and draw from this step on
+                    g.set_state(self._queue[0][0])
+                    self._queue = []
                 grad, loss = self.logit_grad(state.logits, state.snapshot, g, need_loss=logged)
                 step = state.logits - self.lr * grad
                 state.logits = torch.where(state.diverged[:, None, None], state.logits, step) if any_bad else step
                 self._fast_loss = loss
             state.step = t + 1
             if logged:
-                state.rng = g.get_state()
+                state.rng = self._rng_now(g)
                 self._log(state, self._fast_loss.detach())
                 any_bad = bool(state.diverged.any())
             if on_step is not None and on_step(state):
                 break
-        state.rng = g.get_state()
+        state.rng = self._rng_now(g)
+        self._queue = []
         return state
 
     def checkpoint(self, state: SimState) -> dict:
@@ -294,7 +468,7 @@ class Simulator:
         current state (call from `on_step`)."""
         d = state.to_dict()
         if getattr(self, "_g", None) is not None:
-            d["rng"] = self._g.get_state()
+            d["rng"] = self._rng_now(self._g)
         return d
 
     def _fast_step(self, state: SimState, logged: bool) -> bool:
@@ -302,27 +476,20 @@ class Simulator:
         l ← l − η G + z · (η S / s), i.e. l − η(G − π S), without a max-subtraction pass. The step keeps Σ_k l_k
         fixed and moves any logit by at most η(max|G| + max|S|); logits are re-centred (max 0) at every logged
         step, so when log_every · η(max|G| + max|S|) < 600 neither exp(l) nor Σ z can leave float range before
-        the next centring (`safe`); otherwise each step checks Σ z and falls back to the general step.
-        On the CPU, numpy's exp is used: measured 2.0× faster than torch's for float64 on this machine.
+        the next centring (`safe`); otherwise each step checks Σ z and falls back to the general step. When also
+        the lowest logit at the last centring minus that bound stays above −700, exp needs no clamp.
         Returns False to fall back."""
         cache = self._behaviour(state.snapshot)[3]
         if "fast" not in cache:
             G, S = self._linear_coeffs(state.logits, state.snapshot)
             lrG, lrS = self.lr * G, self.lr * S
             bound = float(lrG.abs().max() + lrS.abs().max()) * self.cfg.log_every
-            cache["fast"] = (lrG, lrS, bound < 600 and self.dtype == torch.float64)
-        lrG, lrS, safe = cache["fast"]
+            cache["fast"] = (lrG, lrS, bound < 600 and self.dtype == torch.float64, bound)
+        lrG, lrS, safe, bound = cache["fast"]
         l = state.logits
-        if self.device.type == "cpu":
-            if self._z is None or self._z.shape != l.shape:
-                self._z = torch.empty_like(l)
-            buf = self._z.numpy()
-            np.maximum(l.numpy(), -700.0, out=buf)  # exp below −745 underflows on a slow path (4–8× slower);
-            with np.errstate(over="ignore"):         # e^−700 = 1e−304 moves no logit (below one ulp); an
-                np.exp(buf, out=buf)                 # overflow shows as Σ z = inf and takes the general step
-            z = self._z
-        else:
-            z = torch.exp(l.clamp_min(-700.0))
+        if self._z is None or self._z.shape != l.shape:
+            self._z = torch.empty_like(l)
+        z = exp_clamped(l, self._z, clamp=not (safe and self._floor is not None and self._floor - bound > -700))
         s = z.sum(-1, keepdim=True)
         if not safe and not bool(((s > 0) & torch.isfinite(s)).all()):
             return False
@@ -333,6 +500,63 @@ class Simulator:
             self._fast_loss = (G * l).sum((-1, -2)) - (S * torch.log(s)).sum((-1, -2)) + cache["L0"]
         l.sub_(lrG).addcmul_(z, lrS / s)
         return True
+
+    def _sampled_linear_step(self, state: SimState, g: torch.Generator, logged: bool, ahead: int) -> None:
+        """The sampled step for objectives linear in log π, in place. Their G = ∂ℓ/∂log π does not depend on
+        log π, so the registry objective is differentiated on a zero leaf over the pulls only (no softmax of
+        every logit), G is scattered onto the arms, and l ← l − η G + z · (η S / s) with z = exp(l), s = Σ z,
+        S = Σ_k G_k, as in `_fast_step`; where s leaves float range the step uses softmax(l) instead. The loss
+        at a logged step is L(0) + Σ_i G_i log π(a_i). With a fixed behaviour the pulls do not depend on π,
+        so up to `ahead` steps are drawn (in the same order as one at a time) and differentiated together."""
+        if not self._queue:
+            self._queue = self._pull_steps(state, g, ahead)
+        _, lrG, lrS, loss0, flat, coef = self._queue.pop(0)
+        l = state.logits
+        if self._z is None or self._z.shape != l.shape:
+            self._z = torch.empty_like(l)
+        z = exp_clamped(l, self._z)
+        s = z.sum(-1, keepdim=True)
+        if logged:
+            logp = (l - s.log()).reshape(l.shape[0], -1).gather(-1, flat)
+            self._fast_loss = loss0 + (coef * logp).sum(-1)
+        if not bool(((s > 0) & torch.isfinite(s)).all()):
+            z, s = torch.softmax(l, -1), torch.ones_like(s)
+        l.sub_(lrG).addcmul_(z, lrS / s)
+
+    def _pull_steps(self, state: SimState, g: torch.Generator, n: int) -> list:
+        """[(generator state before the step, ηG, ηS, L(0), flat indices, ∂ℓ/∂log π(a_i))] for the next n steps
+        (one step unless the behaviour is fixed and the objective draws no random numbers of its own)."""
+        R, C, K = state.logits.shape
+        logmu, mu, vmu, cache = self._behaviour(state.snapshot)
+        if not (self._shared_table() and not self.objective.params.get("red_drop")):
+            n = 1
+        rngs, ctxs, us = [], [], []
+        for _ in range(n):
+            rngs.append(g.get_state())
+            ctxs.append(self._contexts(g, R))
+            if self._shared_table():
+                us.append(self._draw(torch.rand, (R, C, self.cfg.batch), g))
+        if us:
+            ctx = torch.stack(ctxs)
+            arms, reward, logp_old = self._alias_draw(cache, ctx.reshape(n * R, C), torch.stack(us).reshape(n * R, C, -1))
+            flat, _, batch = self._pulls_batch(ctx, arms.view(n, R, C, -1), reward.view(n, R, C, -1),
+                                               logp_old.view(n, R, C, -1), vmu, g)
+        else:
+            g.set_state(rngs[0])
+            flat, _, batch = self.sampled_pulls(state.snapshot, g, R)
+            flat, batch.logp_old, batch.reward, batch.v_mu = (x[None] for x in (flat, batch.logp_old, batch.reward, batch.v_mu))
+        batch.logp = torch.zeros(flat.shape, dtype=self.dtype, device=self.device, requires_grad=True)
+        loss0 = self.objective(batch, **self.params)
+        (coef,) = torch.autograd.grad(loss0.sum(), batch.logp)
+        G = torch.zeros(n, R, C * K, dtype=self.dtype, device=self.device).scatter_add_(2, flat, coef).view(n, R, C, K)
+        S = G.sum(-1, keepdim=True)
+        G, S = G * self.lr, S * self.lr
+        loss0 = loss0.detach()
+        return [(rngs[k], G[k], S[k], loss0[k], flat[k], coef[k]) for k in range(n)]
+
+    def _rng_now(self, g: torch.Generator) -> torch.Tensor:
+        """The generator state at the current step boundary (before any steps drawn ahead)."""
+        return self._queue[0][0] if self._queue else g.get_state()
 
     def _linear_coeffs(self, logits: torch.Tensor, snapshot: torch.Tensor):
         """(G, Σ_k G) for an objective linear in log π: G = ∂L/∂log π from the registry, computed once per snapshot."""
@@ -368,14 +592,14 @@ class Simulator:
         loss = self.objective(self._batch(leaf, snapshot, g), **self.params)
         (G,) = torch.autograd.grad(loss.sum(), leaf)
         logp = leaf.detach()
-        pi = torch.from_numpy(np.exp(logp.numpy())) if self.device.type == "cpu" else logp.exp()  # see _fast_step
+        pi = exp_clamped(logp, torch.empty_like(logp))
         return torch.addcmul(G, pi, G.sum(-1, keepdim=True), value=-1), loss
 
     def _batch(self, logp: torch.Tensor, snapshot: torch.Tensor, g: torch.Generator) -> Batch:
         return self.exact_batch(logp, snapshot) if self.cfg.mode == "exact" else self.sampled_batch(logp, snapshot, g)
 
     def _log(self, state: SimState, loss: torch.Tensor) -> None:
-        bad = ~torch.isfinite(state.logits).all(-1).all(-1)
+        bad = ~torch.isfinite(state.logits.sum((-1, -2)))  # a sum is finite only when every term is
         if bad.any():
             state.diverged = state.diverged | bad
             state.logits = torch.where(state.diverged[:, None, None], state.good, state.logits)
@@ -383,7 +607,9 @@ class Simulator:
         state.logits = state.logits - state.logits.amax(-1, keepdim=True)
         state.good = state.logits.clone()
         state.log_steps.append(state.step)
-        state.log_values.append(self.metrics(state.logits, state.snapshot, loss).cpu())
+        values = self.metrics(state.logits, state.snapshot, loss).cpu()
+        state.log_values.append(values)
+        self._floor = float(values[:, METRICS.index("min_logit")].min())
 
 
 def tidy_frame(state: SimState, columns: dict):

@@ -152,10 +152,13 @@ def test_delay_uses_the_policy_k_steps_old():
     assert not torch.allclose(torch.softmax(st.snapshot, -1), history[29 - 4 - 1])
 
 
-def test_resume_is_bit_identical():
+@pytest.mark.parametrize("algo,behavior", [("red-drop", "lag:9"), ("asymre", "fixed")])
+def test_resume_is_bit_identical(algo, behavior):
+    """Stopped at step 37 and resumed, a run ends exactly as an uninterrupted one; with a fixed behaviour the
+    sampled step draws many steps ahead, so step 37 falls inside a block of steps drawn together."""
     b = bandits.paper(arms=12)
-    cfg = SimConfig(mode="sampled", steps=120, log_every=10, behavior="lag:9")
-    mk = lambda: Simulator(b, get_objective("red-drop"), {"offset": np.zeros(3)}, cfg, seed=5)
+    cfg = SimConfig(mode="sampled", steps=120, log_every=10, behavior=behavior)
+    mk = lambda: Simulator(b, get_objective(algo), {"offset": np.zeros(3)}, cfg, seed=5)
     full = mk().run(mk().initial_state())
     s = mk()
     part = s.run(s.initial_state(), on_step=lambda st: st.step == 37)
