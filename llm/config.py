@@ -42,6 +42,7 @@ class TrainConfig:
     weight_decay: float = 0.0           # AdamW weight decay
     grad_clip: float = 1.0              # max gradient norm (0: off)
     micro_batch: int = 0                # prompts per forward/backward (0: all at once); gradients accumulate
+    grad_checkpointing: str = "auto"    # on | off | auto (on CUDA: on when a micro-batch needs it, llm/memory.py)
     lora_r: int = 8                     # LoRA rank
     lora_alpha: int = 16                # LoRA scale α (the update is α/r · BA)
     lora_dropout: float = 0.0           # LoRA dropout
@@ -63,7 +64,8 @@ class TrainConfig:
 
     def identity(self) -> dict:
         d = asdict(self)
-        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size", "offline_data"):
+        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size", "offline_data",
+                  "grad_checkpointing"):
             d.pop(k)
         return d
 
@@ -103,6 +105,8 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.backend == "vllm" and cfg.model == "tiny":
         raise UsageError("--backend vllm: the tiny model is built in code and vLLM needs a model folder; use "
                          "--model smollm2, a .gguf, a local folder or a hub name")
+    if cfg.grad_checkpointing not in ("auto", "on", "off"):
+        raise UsageError(f"--grad-checkpointing: expected auto, on or off, got {cfg.grad_checkpointing!r}")
     if cfg.dtype not in ("auto", "float32", "bfloat16"):
         raise UsageError(f"--dtype: expected auto, float32 or bfloat16, got {cfg.dtype!r}")
 
