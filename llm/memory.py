@@ -18,8 +18,10 @@ in b bytes (bf16: 2, float32: 4), LoRA adapter in a bytes (peft keeps it in floa
                    and n · S tokens; with checkpointing, L · b · h per token (each layer's input) plus one layer's
                    activations, recomputed during its backward
     head           n · S · (4 + b) · h + C · b · h   (the final norm's float32 input and output, the completion rows)
-    logits         4 · 4 B · V · min(C, LOGIT_BUDGET / V): float32 logits, log-softmax, entropy and their gradients
-                   for one chunk of tokens (`generation.token_logprobs`)
+    logits         3 · 4 B · V · min(C, LOGIT_BUDGET / V): three float32 [chunk, V] tensors of one chunk of tokens
+                   alive at once (`generation.token_logprobs`): the log-softmax with the entropy's exp and product in
+                   the forward; the log-softmax, the gather's gradient and the fused log-softmax gradient in the
+                   backward
     backward       3b · ff per token: one layer's MLP gradients alive at once
 Attention masks are left out (none without padding; n · S² bytes with it). Korthikanti et al. 2022 ("Reducing
 activation recomputation in large transformer models", eq. 2) count 34 · h bytes per token and layer for full
@@ -89,7 +91,7 @@ def training_bytes(s: Shape, r: int, targets, seqs: int, seq_len: int, completio
         "lora": 16 * lora_param_count(s, r, targets),
         "activations": act,
         "head": tokens * (4 + b) * s.hidden + ctok * b * s.hidden,
-        "logits": 16 * s.vocab * min(ctok, max(1, LOGIT_BUDGET // s.vocab)),
+        "logits": 12 * s.vocab * min(ctok, max(1, LOGIT_BUDGET // s.vocab)),
         "backward": 3 * b * s.ff * tokens,
     }
 
