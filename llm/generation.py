@@ -6,7 +6,8 @@ with the end-of-sequence token when the model emitted one (it is part of the act
 
 `token_logprobs` is the one function that turns a model and such a batch into per-token log-probs of the
 completion, log softmax(logits / temperature): the trainer uses it for log π (with gradient) and log μ (the
-behaviour snapshot, no gradient), so on-policy the ratio is exactly 1. Backends:
+behaviour snapshot, no gradient), so on-policy the ratio is exactly 1; it holds float32 logits for one chunk of
+tokens at a time, never more than `memory.LOGIT_BUDGET` entries (docs/memory.md). Backends:
     transformers  `HFBackend`: model.generate on the training model (behaviour adapter swapped in); the
                   behaviour log-probs from `token_logprobs` on request (the trainer computes log μ itself)
     vllm          `llm.vllm_backend.VLLMBackend` (the `vllm` extra, imported lazily): the LoRA adapter pushed to
