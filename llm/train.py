@@ -115,6 +115,12 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        from .generation import decoder_and_head
+
+        try:
+            decoder_and_head(self.model)  # the log-probs' chunked LM head needs a plain one
+        except ValueError as err:
+            raise UsageError(f"--model: {err}") from None
         if self.checkpointing_wanted():
             from .models import enable_checkpointing
 
