@@ -1,77 +1,181 @@
-"""GPU memory arithmetic for the paper configs in experiments/llm/: what fits on one 80 GB GPU, per process.
+"""GPU memory of the paper configs in experiments/llm/ on one 80 GB GPU, and a CPU check of the estimate.
 
-    python experiments/llm_memory.py [--gpu-gb 80]
+    python experiments/llm_memory.py [--gpu-gb 80]     # the paper configs' table (docs/memory.md)
+    python experiments/llm_memory.py --measure         # estimate vs measured peak on CPU (minutes)
 
-An estimate, not a measurement (no GPU was lent to this work). Per process, for LoRA training with the transformers
-backend (vLLM instead reserves `gpu_memory_utilization` = 0.3 of the device for its weights and KV cache):
-    weights        2 B per base parameter (bf16)
-    LoRA state     16 B per LoRA parameter (fp32 weight, gradient and two AdamW moments)
-    activations    34 · hidden · 2 B per token per layer kept for the backward pass (Korthikanti et al. 2022,
-                   attention scores excluded: SDPA/flash attention does not store them), for one micro-batch
-    logits         3 · vocab · 4 B per token of one micro-batch (fp32 logits, log-softmax, and the entropy's exp)
-    KV cache       2 · layers · kv_heads · head_dim · 2 B per token, for generate() on a batch of one step's share
-A micro-batch is `--micro-batch` prompts × G sequences × (prompt + max_new_tokens) tokens; prompts are taken
-as 256 tokens. The model shapes are the published configs of the three models.
+The estimate is llm/memory.py's (formula in its docstring): per process, LoRA training with bf16 weights and a
+float32 adapter, gradient checkpointing on and log-probs computed one chunk of tokens at a time. Peak = weights +
+LoRA state + vLLM's share + one micro-batch's training memory (activations + head + logits + backward); with
+`--backend vllm` the engine reserves `gpu_memory_utilization` = 0.3 of the device for its own weights and KV cache,
+so the trainer gets the other 70 %. A micro-batch is `--micro-batch` prompts × G sequences × (prompt +
+max_new_tokens) tokens, prompts taken as PROMPT_TOKENS = 256. The model shapes are the three models' published
+configs. No GPU has run these configs: every row is a prediction.
+
+`--measure` checks the formula where it can run: a Llama with the 8B models' shape ratios scaled down (hidden 512,
+ff 1792, 4 heads of 128, 1 KV head; 4 layers with the full 128,256-token vocabulary, and 8 layers with a
+32,000-token one, where the activations weigh more), random weights, float32 on the CPU, LoRA r 8 on q/k/v/o. Each
+case runs in a fresh process; its peak is the resident set size sampled every 0.2 ms during one forward + backward
+of Σ w · log π, minus the resident size just before (glibc told to return freed blocks ≥ 64 kB at once, so that the
+resident size follows live tensors). Cases: the unchunked full-logits formula (the [N, T, V] float32 logits, for
+comparison), chunked log-probs, and chunked + checkpointing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
-MODELS = {  # layers, hidden, intermediate, heads, kv_heads, vocab, parameters
-    "meta-llama/Llama-3.1-8B-Instruct": (32, 4096, 14336, 32, 8, 128256, 8.03e9),
-    "meta-llama/Meta-Llama-3-8B-Instruct": (32, 4096, 14336, 32, 8, 128256, 8.03e9),
-    "Qwen/Qwen2.5-1.5B-Instruct": (28, 1536, 8960, 12, 2, 151936, 1.54e9),
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from llm.memory import PROMPT_TOKENS, Shape, training_bytes  # noqa: E402
+
+MODELS = {  # layers, hidden, intermediate, heads, kv_heads, vocab, parameters (published configs)
+    "meta-llama/Llama-3.1-8B-Instruct": Shape(32, 4096, 14336, 32, 8, 128256, 8.03e9),
+    "meta-llama/Meta-Llama-3-8B-Instruct": Shape(32, 4096, 14336, 32, 8, 128256, 8.03e9),
+    "Qwen/Qwen2.5-1.5B-Instruct": Shape(28, 1536, 8960, 12, 2, 151936, 1.54e9),
 }
-PROMPT = 256
+VLLM_SHARE = 0.3
+GB = 2**30
+TRAIN_PARTS = ("activations", "head", "logits", "backward")
 
 
-def lora_params(shape, r, targets):
-    L, h, ff, heads, kv, _, _ = shape
-    hd = h // heads
-    dims = {"q_proj": (h, h), "k_proj": (h, kv * hd), "v_proj": (h, kv * hd), "o_proj": (h, h),
-            "gate_proj": (h, ff), "up_proj": (h, ff), "down_proj": (ff, h)}
-    return L * sum(r * (dims[t][0] + dims[t][1]) for t in targets)
-
-
-def estimate(cfg: dict, micro_prompts: int, gb=2**30) -> dict:
+def paper_row(cfg: dict, gpu_gb: float) -> dict:
+    """Memory of one paper config: fixed parts, per prompt of a micro-batch, the largest micro-batch that fits."""
     shape = MODELS[cfg["model"]]
-    L, h, _, heads, kv, vocab, n = shape
-    G, T = cfg["group_size"], PROMPT + cfg["max_new_tokens"]
     targets = cfg.get("lora_targets", "q_proj,k_proj,v_proj,o_proj").split(",")
-    tokens = micro_prompts * G * T
-    gen_tokens = cfg["prompts_per_step"] * G * T
-    return {
-        "weights": 2 * n / gb,
-        "lora": 16 * lora_params(shape, cfg["lora_r"], targets) / gb,
-        "activations": 34 * h * 2 * L * tokens / gb,
-        "logits": 3 * vocab * 4 * tokens / gb,
-        "kv_cache": 2 * L * kv * (h // heads) * 2 * gen_tokens / gb,
-    }
+    G, S = cfg["group_size"], PROMPT_TOKENS + cfg["max_new_tokens"]
+    part = lambda prompts: training_bytes(shape, cfg["lora_r"], targets, prompts * G, S, cfg["max_new_tokens"], True)
+    one = part(1)
+    vllm = VLLM_SHARE * gpu_gb * GB if cfg.get("backend") == "vllm" else 0.0
+    fixed = one["weights"] + one["lora"] + vllm
+    peak = lambda prompts: fixed + sum(part(prompts)[k] for k in TRAIN_PARTS)
+    fit = 0
+    while peak(fit + 1) <= gpu_gb * GB:
+        fit += 1
+    mb = cfg.get("micro_batch", 0) or cfg["prompts_per_step"]
+    return {"G": G, "S": S, "weights": one["weights"] / GB, "lora": one["lora"] / GB, "vllm": vllm / GB,
+            "per_prompt": (peak(2) - peak(1)) / GB, "fit": fit, "micro_batch": mb, "peak": peak(mb) / GB}
+
+
+def table(gpu_gb: float) -> None:
+    print(f"| config | G × tokens | weights | LoRA state | vLLM | per prompt in a micro-batch | largest micro-batch "
+          f"on {gpu_gb:g} GB | config's micro-batch | predicted peak | measured on GPU |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for f in sorted((Path(__file__).parent / "llm").glob("*.toml")):
+        cfg = tomllib.loads(f.read_text())
+        cfg = cfg.get("train", cfg)
+        r = paper_row(cfg, gpu_gb)
+        print(f"| `{f.stem}` | {r['G']} × {r['S']} | {r['weights']:.1f} GB | {r['lora']:.2f} GB | {r['vllm']:.0f} GB | "
+              f"{r['per_prompt']:.1f} GB | {r['fit']} prompt(s) | {r['micro_batch']} | {r['peak']:.1f} GB | not yet |")
+
+
+# ------------------------------------------------------------------------------------------ the CPU check
+SMALL = dict(hidden=512, ff=1792, heads=4, kv_heads=1)
+SEQS, PROMPT, COMPLETION = 4, 128, 256
+CASES = [  # name, vocabulary, layers, log-prob path, checkpointing
+    ("full logits (unchunked formula)", 128256, 4, "full", False),
+    ("chunked", 128256, 4, "chunked", False),
+    ("chunked + checkpointing", 128256, 4, "chunked", True),
+    ("chunked", 32000, 8, "chunked", False),
+    ("chunked + checkpointing", 32000, 8, "chunked", True),
+]
+
+
+def full_logits_logprobs(model, ids, att, T):
+    """The unchunked formula, for comparison: float32 log-softmax over the whole [N, T, V] logits."""
+    import torch
+
+    pos = (att.cumsum(-1) - 1).clamp_min(0)
+    logits = model(input_ids=ids, attention_mask=att, position_ids=pos, logits_to_keep=T + 1).logits
+    logp_all = torch.log_softmax(logits[:, :-1].float(), -1)
+    logp = logp_all.gather(-1, ids[:, -T:, None])[..., 0]
+    with torch.no_grad():
+        ent = -(logp_all.exp() * logp_all).sum(-1)
+    return logp, ent
+
+
+def rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def measure_case(vocab: int, layers: int, path: str, ckpt: bool) -> dict:
+    """Peak resident bytes above the start of one forward + backward (runs in its own process)."""
+    import threading
+
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llm.generation import token_logprobs
+    from llm.models import add_lora, enable_checkpointing
+
+    torch.set_num_threads(1)
+    s = SMALL
+    cfg = LlamaConfig(vocab_size=vocab, hidden_size=s["hidden"], intermediate_size=s["ff"],
+                      num_hidden_layers=layers, num_attention_heads=s["heads"], num_key_value_heads=s["kv_heads"],
+                      max_position_embeddings=2048, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = add_lora(LlamaForCausalLM(cfg)).train()
+    if ckpt:
+        enable_checkpointing(model)
+    ids = torch.randint(0, vocab, (SEQS, PROMPT + COMPLETION))
+    att = torch.ones_like(ids)
+    w = torch.randn(SEQS, COMPLETION)
+    peak, done = [0], threading.Event()
+
+    def poll():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss())
+            done.wait(0.0002)
+
+    start = rss()
+    t = threading.Thread(target=poll)
+    t.start()
+    logp = (full_logits_logprobs(model, ids, att, COMPLETION) if path == "full"
+            else token_logprobs(model, ids, att, COMPLETION, entropy=True))[0]
+    (logp * w).sum().backward()
+    done.set()
+    t.join()
+    return {"peak": max(peak[0], rss()) - start}
+
+
+def measure() -> None:
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    print(f"Llama {SMALL}, float32 on CPU, LoRA r 8 on q/k/v/o; {SEQS} sequences × ({PROMPT} prompt + {COMPLETION} "
+          f"completion) tokens; one forward + backward\n")
+    print("| case | vocabulary | layers | estimate (MB) | measured peak (MB) | measured / estimate |")
+    print("|---|---:|---:|---:|---:|---:|")
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
+    for name, vocab, layers, path, ckpt in CASES:
+        out = subprocess.run([sys.executable, __file__, "--case", json.dumps([vocab, layers, path, ckpt])], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        got = json.loads(out.strip().splitlines()[-1])["peak"] / 2**20
+        est = "–"
+        if path == "chunked":
+            shape = Shape(layers=layers, vocab=vocab, params=0, **SMALL)
+            parts = training_bytes(shape, 8, targets, SEQS, PROMPT + COMPLETION, COMPLETION, ckpt, b=4, a=4)
+            est = sum(parts[k] for k in TRAIN_PARTS) / 2**20
+        ratio = f"{got / est:.2f}" if est != "–" else "–"
+        print(f"| {name} | {vocab} | {layers} | {est if est == '–' else f'{est:.0f}'} | {got:.0f} | {ratio} |",
+              flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu-gb", type=float, default=80.0)
+    ap.add_argument("--measure", action="store_true", help="estimate vs measured peak on CPU, scaled-down Llama")
+    ap.add_argument("--case", help=argparse.SUPPRESS)
     a = ap.parse_args()
-    print(f"| config | G × (prompt + new) tokens | weights | LoRA state | per prompt in a micro-batch "
-          f"(activations + logits) | KV cache for a step's generation | largest micro-batch on {a.gpu_gb:g} GB |")
-    print("|---|---|---:|---:|---:|---:|---|")
-    for f in sorted((Path(__file__).parent / "llm").glob("*.toml")):
-        cfg = tomllib.loads(f.read_text())
-        cfg = cfg.get("train", cfg)
-        one = estimate(cfg, 1)
-        fixed = one["weights"] + one["lora"]
-        per = one["activations"] + one["logits"]
-        fit = int((a.gpu_gb - fixed) // per)
-        kv = one["kv_cache"]
-        verdict = (f"{fit} prompt(s) (config: {cfg.get('micro_batch', 0)})" if fit >= 1 else
-                   "none: one prompt's G sequences do not fit; needs gradient checkpointing (not implemented) or a "
-                   "shorter --max-new-tokens")
-        print(f"| `{f.stem}` | {cfg['group_size']} × {PROMPT + cfg['max_new_tokens']} | {one['weights']:.1f} GB | "
-              f"{one['lora']:.2f} GB | {per:.1f} GB | {kv:.1f} GB ({cfg['prompts_per_step']} prompts) | {verdict} |")
+    if a.case:
+        print(json.dumps(measure_case(*json.loads(a.case))))
+    elif a.measure:
+        measure()
+    else:
+        table(a.gpu_gb)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ def train(
     warmup: Optional[int] = O(None, help=_h("warmup")), weight_decay: Optional[float] = O(None, help=_h("weight_decay")),
     grad_clip: Optional[float] = O(None, help=_h("grad_clip")),
     micro_batch: Optional[int] = O(None, help=_h("micro_batch")),
+    grad_checkpointing: Optional[str] = O(None, help=_h("grad_checkpointing")),
     lora_r: Optional[int] = O(None, help=_h("lora_r")), lora_alpha: Optional[int] = O(None, help=_h("lora_alpha")),
     lora_dropout: Optional[float] = O(None, help=_h("lora_dropout")),
     lora_targets: Optional[str] = O(None, help=_h("lora_targets")),

@@ -43,6 +43,7 @@ class TrainConfig:
     weight_decay: float = ranged(0.0, 0.0, 10.0)  # AdamW weight decay
     grad_clip: float = ranged(1.0, 0.0, 1e6)  # max gradient norm (0: off)
     micro_batch: int = ranged(0, 0, 10**5)  # prompts per forward/backward (0: all at once); gradients accumulate
+    grad_checkpointing: str = "auto"    # on | off | auto (on CUDA: on when a micro-batch needs it, llm/memory.py)
     lora_r: int = ranged(8, 1, 1024)  # LoRA rank
     lora_alpha: int = ranged(16, 1, 10**5)  # LoRA scale α (the update is α/r · BA)
     lora_dropout: float = ranged(0.0, 0.0, 1.0, hi_open=True)  # LoRA dropout
@@ -64,7 +65,8 @@ class TrainConfig:
 
     def identity(self) -> dict:
         d = asdict(self)
-        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size", "offline_data"):
+        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size", "offline_data",
+                  "grad_checkpointing"):
             d.pop(k)
         return d
 
@@ -87,6 +89,8 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.backend == "vllm" and cfg.model == "tiny":
         raise UsageError("--backend vllm: the tiny model is built in code and vLLM needs a model folder; use "
                          "--model smollm2, a .gguf, a local folder or a hub name")
+    if cfg.grad_checkpointing not in ("auto", "on", "off"):
+        raise UsageError(f"--grad-checkpointing: expected auto, on or off, got {cfg.grad_checkpointing!r}")
     if cfg.dtype not in ("auto", "float32", "bfloat16"):
         raise UsageError(f"--dtype: expected auto, float32 or bfloat16, got {cfg.dtype!r}")
     targets = [t.strip() for t in cfg.lora_targets.split(",")]

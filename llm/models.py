@@ -175,6 +175,21 @@ def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, targets: 
         return get_peft_model(model, cfg)
 
 
+def enable_checkpointing(model) -> None:
+    """Activation (gradient) checkpointing of every decoder layer of a peft model: each layer keeps only its input
+    and recomputes its activations in the backward pass. Non-reentrant torch.utils.checkpoint (gradients reach the
+    LoRA weights inside a layer without the layer's input requiring grad), and the input embeddings' output made
+    to require grad all the same (what the reentrant variant would need); frozen weights get no gradient. The
+    training forward runs with use_cache off (`generation.token_logprobs`), so no KV cache is built."""
+    base = model.get_base_model()
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):  # transformers ≥ 5.x; the older name warns there
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    base.enable_input_require_grads()
+
+
 def lora_params(model) -> dict[str, torch.nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if "lora_" in n}
 

@@ -16,10 +16,11 @@ Behaviour policy (as in the REC paper's sync_interval / sync_offset):
     offline           one dataset of G samples per train prompt from π₀, then `epochs` passes over it (TOPR)
 
 Data parallel when launched with several processes (torchrun / accelerate launch): see llm/distributed.py.
-Deliberately left out: KL penalties to a reference model (none of the three papers uses one), gradient
-checkpointing, and packing. Micro-batches split the batch by whole prompt groups (group baselines stay exact); each is aggregated
-with the whole batch's denominators (`objectives.batch_totals`), so the accumulated gradient equals the
-full-batch gradient for every aggregation.
+Memory: `--grad-checkpointing` (llm/models.enable_checkpointing) and log-probs computed a chunk of tokens at a
+time (`token_logprobs`); llm/memory.py estimates a step's peak. Deliberately left out: KL penalties to a reference
+model (none of the three papers uses one), and packing. Micro-batches split the batch by whole prompt groups (group
+baselines stay exact); each is aggregated with the whole batch's denominators (`objectives.batch_totals`), so the
+accumulated gradient equals the full-batch gradient for every aggregation.
 """
 
 from __future__ import annotations
@@ -120,6 +121,17 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = add_lora(base, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        from .generation import decoder_and_head
+
+        try:
+            decoder_and_head(self.model)  # the log-probs' chunked LM head needs a plain one
+        except ValueError as err:
+            raise UsageError(f"--model: {err}") from None
+        if self.checkpointing_wanted():
+            from .models import enable_checkpointing
+
+            enable_checkpointing(self.model)
+            echo("gradient checkpointing on (--grad-checkpointing off to keep every activation)")
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.grader = Grader(cfg.reward)
         self.init_state = lora_state(self.model)
@@ -147,6 +159,25 @@ class Trainer:
         self.fwd_chunk = (cfg.micro_batch or cfg.prompts_per_step) * cfg.group_size
         self.total_steps = cfg.steps or math.ceil(len(self.train_set) / cfg.prompts_per_step) * cfg.epochs
         self.out = Path(cfg.out or f"runs/llm-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+    def checkpointing_wanted(self) -> bool:
+        """--grad-checkpointing on / off, or auto: on a CUDA device, on when one micro-batch of full-length
+        sequences (PROMPT_TOKENS + max_new_tokens) would keep activations over half the free memory
+        (`memory.needs_checkpointing`); off on a CPU."""
+        c = self.cfg
+        if c.grad_checkpointing != "auto" or not self.device.startswith("cuda"):
+            return c.grad_checkpointing == "on"
+        from .memory import PROMPT_TOKENS, Shape, needs_checkpointing
+        from .models import lora_params
+
+        base = self.model.get_base_model()
+        shape = Shape.of(base.config, sum(p.numel() for p in base.parameters()))
+        seqs = (c.micro_batch or math.ceil(c.prompts_per_step / self.dist.world)) * c.group_size
+        free, _ = torch.cuda.mem_get_info(torch.device(self.device))
+        b = next(base.parameters()).element_size()
+        a = next(iter(lora_params(self.model).values())).element_size()
+        return needs_checkpointing(shape, c.lora_r, c.lora_targets.split(","), seqs, PROMPT_TOKENS + c.max_new_tokens,
+                                   free, b, a)
 
     # -------------------------------------------------------------------------------------- schedule
     def lr_at(self, step: int) -> float:
