@@ -57,13 +57,15 @@ class TrainConfig:
     dtype: str = "auto"                 # auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16
     backend: str = "transformers"       # transformers | vllm
     gen_batch_size: int = 0             # sequences per generate() call (0: from the device's free memory)
+    threads: int = 0                    # torch CPU threads (0: half the cores, at least 1)
     checkpoint_every: int = 10          # save checkpoint.pt and the adapter every N steps (and on Ctrl-C)
     tensorboard: bool = False           # also write TensorBoard scalars to OUT/tb
     out: str = ""                       # run folder (default runs/llm-ALGO-TIME)
 
     def identity(self) -> dict:
         d = asdict(self)
-        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size", "offline_data"):
+        for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size", "offline_data",
+                  "threads"):
             d.pop(k)
         return d
 
@@ -75,7 +77,7 @@ def validate(cfg: TrainConfig) -> None:
     for k in ints:
         if getattr(cfg, k) < 1:
             raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 1, got {getattr(cfg, k)}")
-    for k in ("steps", "sync_offset", "warmup", "eval_every", "n_train", "micro_batch", "gen_batch_size"):
+    for k in ("steps", "sync_offset", "warmup", "eval_every", "n_train", "micro_batch", "gen_batch_size", "threads"):
         if getattr(cfg, k) < 0:
             raise UsageError(f"--{k.replace('_', '-')}: must be ≥ 0, got {getattr(cfg, k)}")
     if not (math.isfinite(cfg.lr) and cfg.lr > 0):
