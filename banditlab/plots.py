@@ -134,3 +134,64 @@ def plot_sweep(run: str | Path) -> list[Path]:
     fig.savefig(run / "sweep.png", dpi=120)
     plt.close(fig)
     return [run / "sweep.png"]
+
+
+# (title, y label, metrics.jsonl keys drawn in that panel) of an LLM run's curves; panels without data are left out
+LLM_PANELS = (
+    ("Reward of the sampled batch", "mean reward", ("reward_mean",)),
+    ("Accuracy (greedy pass@1: markers)", "accuracy", ("accuracy", "test_accuracy", "train_accuracy")),
+    ("Entropy of π", "nats per token", ("entropy",)),
+    ("Ratio π/μ over the batch's tokens", "ratio (min, mean, max)", ("ratio_mean", "ratio_min", "ratio_max")),
+    ("KL from μ to π", r"$\mathrm{KL}(\mu \| \pi)$ per token", ("kl_behaviour",)),
+    ("Throughput", "tokens / s", ("tokens_per_s", "gen_tokens_per_s", "train_tokens_per_s")),
+)
+_LINE = {"test_accuracy": dict(marker="o", ls="--"), "train_accuracy": dict(marker="s", ls=":"),
+         "ratio_min": dict(lw=0.8, ls=":"), "ratio_max": dict(lw=0.8, ls=":"),
+         "gen_tokens_per_s": dict(ls="--", lw=1), "train_tokens_per_s": dict(ls=":", lw=1)}
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl (a partial last line, from a run still writing, is skipped)."""
+    rows = []
+    for line in (Path(run) / "metrics.jsonl").read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def plot_llm_runs(runs: list, out: Path) -> list[Path]:
+    """An LLM run's curves against the step (several runs overlaid, one colour each), from metrics.jsonl alone."""
+    plt = style()
+    data = {Path(r).name: read_metrics(Path(r)) for r in runs}
+    panels = [p for p in LLM_PANELS if any(k in row for rows in data.values() for row in rows for k in p[2])]
+    cols = min(3, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.8 * nrows + 0.6), squeeze=False)
+    for ax, (title, ylabel, keys) in zip(axes.flat, panels):
+        for i, (name, rows) in enumerate(data.items()):
+            for k in keys:
+                pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float)) and r[k] == r[k]]
+                if pts:
+                    x, y = zip(*pts)
+                    ax.plot(x, y, color=f"C{i % 10}", label=(k if len(data) == 1 else None), **_LINE.get(k, {}))
+        if keys[0] == "ratio_mean":
+            ax.set_yscale("log")
+        ax.set(title=title, xlabel="step", ylabel=ylabel)
+        if len(data) == 1:
+            ax.legend(fontsize=8)
+        elif len(keys) > 1:  # colours name the runs (figure legend); line styles name the metrics, in grey
+            present = [k for k in keys if any(k in r for rows in data.values() for r in rows)]
+            ax.legend([plt.Line2D([], [], color="0.4", **_LINE.get(k, {})) for k in present], present, fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if len(data) > 1:
+        handles = [plt.Line2D([], [], color=f"C{i % 10}") for i in range(len(data))]
+        fig.legend(handles, list(data), loc="lower center", ncol=min(len(data), 5), fontsize=9, frameon=False)
+    fig.suptitle(f"LLM training curves: {', '.join(data) if len(data) <= 3 else f'{len(data)} runs'}",
+                 fontsize=13)
+    fig.tight_layout(rect=(0, 0.06 if len(data) > 1 else 0, 1, 1))
+    files = save(fig, out)
+    plt.close(fig)
+    return files
