@@ -101,7 +101,7 @@ def plot_sweep(run: str | Path) -> list[Path]:
     ax.set_ylabel(r"final expected reward $J(\pi_T)$")
     asym = curve is not None  # the AsymRE reading (theorem curve) applies
     ax.set_title(r"Improvement below $V^\mu$, collapse above" if asym else r"Final reward versus the baseline")
-    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 0.07), frameon=True)
+    ax.legend(fontsize=8, loc="best", frameon=True, framealpha=0.85)  # placed where it hides fewest points
 
     sup = summarise(summary, ["baseline_offset"], "support_size")
     axs.errorbar(sup["baseline_offset"], sup["mean"], fmt="o", color="C0", ms=5, label="simulation")
@@ -109,6 +109,8 @@ def plot_sweep(run: str | Path) -> list[Path]:
     if th.notna().any():
         axs.plot(th.index, th.to_numpy(), "k_", ms=14, mew=2, label=r"theory, $\pi^*$")
     axs.set_yscale("log")
+    top = np.nanmax([np.nanmax(sup["mean"]), np.nanmax(summary["theory_support_size"].to_numpy(dtype=float))])
+    axs.set_ylim(0.8, 1.3 * top)  # every point inside the axes, the top one included
     from matplotlib.ticker import FormatStrFormatter, LogLocator
 
     axs.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -121,7 +123,8 @@ def plot_sweep(run: str | Path) -> list[Path]:
     mean = steps.groupby(["baseline_offset", "step"])["expected_reward"].mean().reset_index()
     for off, g in mean.groupby("baseline_offset"):
         ax2.plot(g["step"], g["expected_reward"], color=colors[off], lw=1.2)
-    ax2.axhline(vmu, color="C3", ls="--", lw=1.2)
+    ax2.axhline(vmu, color="C3", ls="--", lw=1.2, label=r"$V^\mu$ (behaviour)")
+    ax2.legend(fontsize=8, loc="best")
     ax2.set_xlabel("step $t$")
     ax2.set_ylabel(r"$J(\pi_t)$, mean over seeds")
     ax2.set_title(r"Learning curves, coloured by $\delta V$")
