@@ -139,27 +139,38 @@ def theory(
 
 
 @app.command()
-def plot(run: str = typer.Argument(..., help="a sweep run folder")):
-    """Redraw a sweep's figure from its files, without rerunning."""
+def plot(runs: List[str] = typer.Argument(..., metavar="RUN_DIR...", help="sweep or llm-train run folders"),
+         out: Optional[str] = O(None, help="LLM curves file, .png and .pdf (default: RUN_DIR/curves for one "
+                                           "run, ./curves for several)")):
+    """Redraw figures from run folders, without rerunning: a sweep's figure (RUN_DIR/sweep.png), and the
+    curves of LLM runs, several overlaid (reward, accuracy, entropy, ratio range, KL, throughput)."""
     from pathlib import Path
-
-    from .plots import plot_sweep
 
     from .runfolder import kind_of
 
-    p = Path(run)
-    if not p.is_dir():
-        raise UsageError(f"RUN: {run} is not a folder")
-    kind = kind_of(p)
-    if kind != "sweep":
-        raise UsageError(f"RUN: {run} holds {'no banditlab run' if kind is None else 'a ' + kind + ' run'}, "
-                         "not a sweep")
-    if not (p / "summary.csv").exists() or not (p / "steps.parquet").exists():
-        raise UsageError(f"RUN: {run} is not a finished sweep folder (no summary.csv / steps.parquet)")
+    folders = [Path(r) for r in runs]
+    kinds = {}
+    for p in folders:
+        if not p.is_dir():
+            raise UsageError(f"RUN_DIR: {p} is not a folder")
+        kinds[p] = kind_of(p)
+        if kinds[p] not in ("sweep", "llm-train"):
+            raise UsageError(f"RUN_DIR: {p} holds {'no banditlab run' if kinds[p] is None else 'a ' + kinds[p] + ' run'}")
+        need = ("summary.csv", "steps.parquet") if kinds[p] == "sweep" else ("metrics.jsonl",)
+        if not all((p / f).exists() for f in need):
+            raise UsageError(f"RUN_DIR: {p} is not a finished {kinds[p]} folder (no {' / '.join(need)})")
+    llm = [p for p in folders if kinds[p] == "llm-train"]
+    files = []
     try:
-        files = plot_sweep(p)
+        from .plots import plot_llm_runs, plot_sweep
+
+        for p in folders:
+            if kinds[p] == "sweep":
+                files += plot_sweep(p)
+        if llm:
+            files += plot_llm_runs(llm, Path(out) if out else (llm[0] / "curves" if len(llm) == 1 else Path("curves")))
     except Exception as err:  # truncated csv, corrupt parquet, edited config.json
-        raise UsageError(f"RUN: cannot redraw {run}: its files are damaged ({type(err).__name__}: "
+        raise UsageError(f"RUN_DIR: cannot redraw {p}: its files are damaged ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:120] if str(err) else ''})") from None
     for f in files:
         typer.echo(f)

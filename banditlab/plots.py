@@ -104,7 +104,7 @@ def plot_sweep(run: str | Path) -> list[Path]:
     ax.set_ylabel(r"final expected reward $J(\pi_T)$")
     asym = curve is not None  # the AsymRE reading (theorem curve) applies
     ax.set_title(r"Improvement below $V^\mu$, collapse above" if asym else r"Final reward versus the baseline")
-    ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 0.07), frameon=True)
+    ax.legend(fontsize=8, loc="best", frameon=True, framealpha=0.85)  # placed where it hides fewest points
 
     sup = summarise(summary, ["baseline_offset"], "support_size")
     axs.errorbar(sup["baseline_offset"], sup["mean"], fmt="o", color="C0", ms=5, label="simulation")
@@ -112,6 +112,8 @@ def plot_sweep(run: str | Path) -> list[Path]:
     if th.notna().any():
         axs.plot(th.index, th.to_numpy(), "k_", ms=14, mew=2, label=r"theory, $\pi^*$")
     axs.set_yscale("log")
+    top = np.nanmax([np.nanmax(sup["mean"]), np.nanmax(summary["theory_support_size"].to_numpy(dtype=float))])
+    axs.set_ylim(0.8, 1.3 * top)  # every point inside the axes, the top one included
     from matplotlib.ticker import FormatStrFormatter, LogLocator
 
     axs.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -124,7 +126,8 @@ def plot_sweep(run: str | Path) -> list[Path]:
     mean = steps.groupby(["baseline_offset", "step"])["expected_reward"].mean().reset_index()
     for off, g in mean.groupby("baseline_offset"):
         ax2.plot(g["step"], g["expected_reward"], color=colors[off], lw=1.2)
-    ax2.axhline(vmu, color="C3", ls="--", lw=1.2)
+    ax2.axhline(vmu, color="C3", ls="--", lw=1.2, label=r"$V^\mu$ (behaviour)")
+    ax2.legend(fontsize=8, loc="best")
     ax2.set_xlabel("step $t$")
     ax2.set_ylabel(r"$J(\pi_t)$, mean over seeds")
     ax2.set_title(r"Learning curves, coloured by $\delta V$")
@@ -137,3 +140,64 @@ def plot_sweep(run: str | Path) -> list[Path]:
     fig.savefig(run / "sweep.png", dpi=120)
     plt.close(fig)
     return [run / "sweep.png"]
+
+
+# (title, y label, metrics.jsonl keys drawn in that panel) of an LLM run's curves; panels without data are left out
+LLM_PANELS = (
+    ("Reward of the sampled batch", "mean reward", ("reward_mean",)),
+    ("Accuracy (greedy pass@1: markers)", "accuracy", ("accuracy", "test_accuracy", "train_accuracy")),
+    ("Entropy of π", "nats per token", ("entropy",)),
+    ("Ratio π/μ over the batch's tokens", "ratio (min, mean, max)", ("ratio_mean", "ratio_min", "ratio_max")),
+    ("KL from μ to π", r"$\mathrm{KL}(\mu \| \pi)$ per token", ("kl_behaviour",)),
+    ("Throughput", "tokens / s", ("tokens_per_s", "gen_tokens_per_s", "train_tokens_per_s")),
+)
+_LINE = {"test_accuracy": dict(marker="o", ls="--"), "train_accuracy": dict(marker="s", ls=":"),
+         "ratio_min": dict(lw=0.8, ls=":"), "ratio_max": dict(lw=0.8, ls=":"),
+         "gen_tokens_per_s": dict(ls="--", lw=1), "train_tokens_per_s": dict(ls=":", lw=1)}
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """The rows of a run's metrics.jsonl (a partial last line, from a run still writing, is skipped)."""
+    rows = []
+    for line in (Path(run) / "metrics.jsonl").read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def plot_llm_runs(runs: list, out: Path) -> list[Path]:
+    """An LLM run's curves against the step (several runs overlaid, one colour each), from metrics.jsonl alone."""
+    plt = style()
+    data = {Path(r).name: read_metrics(Path(r)) for r in runs}
+    panels = [p for p in LLM_PANELS if any(k in row for rows in data.values() for row in rows for k in p[2])]
+    cols = min(3, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.8 * nrows + 0.6), squeeze=False)
+    for ax, (title, ylabel, keys) in zip(axes.flat, panels):
+        for i, (name, rows) in enumerate(data.items()):
+            for k in keys:
+                pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float)) and r[k] == r[k]]
+                if pts:
+                    x, y = zip(*pts)
+                    ax.plot(x, y, color=f"C{i % 10}", label=(k if len(data) == 1 else None), **_LINE.get(k, {}))
+        if keys[0] == "ratio_mean":
+            ax.set_yscale("log")
+        ax.set(title=title, xlabel="step", ylabel=ylabel)
+        if len(data) == 1:
+            ax.legend(fontsize=8)
+        elif len(keys) > 1:  # colours name the runs (figure legend); line styles name the metrics, in grey
+            present = [k for k in keys if any(k in r for rows in data.values() for r in rows)]
+            ax.legend([plt.Line2D([], [], color="0.4", **_LINE.get(k, {})) for k in present], present, fontsize=8)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    if len(data) > 1:
+        handles = [plt.Line2D([], [], color=f"C{i % 10}") for i in range(len(data))]
+        fig.legend(handles, list(data), loc="lower center", ncol=min(len(data), 5), fontsize=9, frameon=False)
+    fig.suptitle(f"LLM training curves: {', '.join(data) if len(data) <= 3 else f'{len(data)} runs'}",
+                 fontsize=13)
+    fig.tight_layout(rect=(0, 0.06 if len(data) > 1 else 0, 1, 1))
+    files = save(fig, out)
+    plt.close(fig)
+    return files

@@ -550,7 +550,8 @@ def format_table(out: Path) -> str:
     v = summary["v_mu"].iloc[0]
     seeds = ("deterministic: one run per baseline, no CI" if cfg["sweep"]["mode"] == "exact"
              else f"{int(t['n'].iloc[0])} seed(s)")
-    lines = [f"{cfg['objective']['name']} on {cfg['bandit']['name']} bandit, V^μ = {v:.4f}, "
+    lines = [f"{cfg['objective']['name']} on {cfg['bandit']['name']} bandit, behaviour {cfg['sweep']['behavior']} "
+             f"(V^μ = {v:.4f}), "
              f"{cfg['sweep']['mode']} mode, {seeds}, {cfg['sweep']['steps']} steps",
              f"{'δV':>7} {'V':>7} {'J(π_T)':>8} {'95% CI':>17} {'theory':>7} {'support':>8} {'entropy':>8}"
              f" {'improved':>9}"]

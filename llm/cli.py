@@ -14,6 +14,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="LoRA trainin
 O = typer.Option
 
 
+@app.callback()
+def main(verbose: bool = O(False, "--verbose", help="let third-party progress bars and warnings through "
+                                                  "(also BANDITLAB_DEBUG=1)")):
+    if verbose:
+        os.environ["BANDITLAB_DEBUG"] = "1"
+    from banditlab.progress import silence_third_party
+
+    silence_third_party()
+
+
 def _need_llm_extra() -> None:
     """One line instead of a ModuleNotFoundError when the `llm` extra is missing."""
     import importlib.util
@@ -63,6 +73,7 @@ def train(
     seed: Optional[int] = O(None, help=_h("seed")), device: Optional[str] = O(None, help=_h("device")),
     dtype: Optional[str] = O(None, help=_h("dtype")), backend: Optional[str] = O(None, help=_h("backend")),
     gen_batch_size: Optional[int] = O(None, help=_h("gen_batch_size")),
+    threads: Optional[int] = O(None, help=_h("threads")),
     checkpoint_every: Optional[int] = O(None, help=_h("checkpoint_every")),
     tensorboard: Optional[bool] = O(None, "--tensorboard", help=_h("tensorboard")),
     out: Optional[str] = O(None, help="run folder (default: runs/llm-ALGO-TIME)"),
@@ -77,15 +88,20 @@ def train(
     opts = {k: v for k, v in locals().items() if k not in ("config", "resume", "progress")}
     cfg = config_from(opts, config)
     check_resume(cfg, resume)
-    out = Trainer(cfg, progress=progress and sys.stderr.isatty(), echo=typer.echo).run(resume=resume)
+    from banditlab.progress import enabled
+
+    out = Trainer(cfg, progress=progress and enabled(), echo=typer.echo).run(resume=resume)
     if os.environ.get("RANK", "0") == "0":  # one line from a multi-process run
         typer.echo(f"metrics: {out}/metrics.jsonl, adapter: {out}/adapter")
 
 
-def _load(model: str, adapter: Optional[str], device: str, dtype: str):
+def _load(model: str, adapter: Optional[str], device: str, dtype: str, threads: int = 0):
     """(model, tokenizer, device) for eval/generate, with an optional trained adapter; one-line errors."""
-    from .models import ModelError, load_model, resolve_device
+    from .models import ModelError, cpu_threads, load_model, resolve_device
 
+    if threads < 0:
+        raise UsageError(f"--threads: must be ≥ 0, got {threads}")
+    cpu_threads(threads)
     try:
         dev, dt = resolve_device(device, dtype)
         m, tok = load_model(model, dt, dev)
@@ -114,6 +130,7 @@ def evaluate(
     dtype: str = O("auto", help="auto (bf16 on CUDA, float32 on CPU) | float32 | bfloat16"),
     batch_size: int = O(0, help="sequences per generate() call (0: from the device's free memory)"),
     backend: str = O("transformers", help="transformers | vllm (the vllm extra; needs a model folder)"),
+    threads: int = O(0, help="torch CPU threads (0: half the cores, at least 1)"),
 ):
     """Greedy pass@1 of a model (plus an optional trained adapter) on a test split, in batched greedy passes."""
     import time
@@ -133,7 +150,7 @@ def evaluate(
         raise UsageError(str(err)) from None
     if backend not in ("transformers", "vllm"):
         raise UsageError(f"--backend: expected transformers or vllm, got {backend!r}")
-    m, tok, dev = _load(model, adapter, device, dtype)
+    m, tok, dev = _load(model, adapter, device, dtype, threads)
     prompts = [build_prompt(tok, p.question) for p in problems]
     if backend == "vllm":
         from .train import make_vllm_backend
@@ -152,8 +169,11 @@ def evaluate(
         finally:
             engine.close()
     else:
+        from banditlab.progress import Bar
+
         t0 = time.perf_counter()
-        r = HFBackend(m, tok, batch_size).generate(prompts, 1, max_new_tokens, greedy=True)
+        with Bar(f"eval, {len(prompts)} problems", total=1, unit="tokens") as bar:
+            r = HFBackend(m, tok, batch_size).generate(prompts, 1, max_new_tokens, greedy=True, bar=bar)
         seconds = time.perf_counter() - t0
     grader = Grader()
     ok = grader.correct(r.texts, [p.answer for p in problems])
@@ -175,6 +195,7 @@ def generate(
     greedy: bool = O(False, "--greedy", help="argmax decoding instead of sampling"),
     seed: int = O(0, help="sampling seed"), device: str = O("auto", help="auto | cpu | cuda | cuda:N"),
     dtype: str = O("auto", help="auto | float32 | bfloat16"),
+    threads: int = O(0, help="torch CPU threads (0: half the cores, at least 1)"),
 ):
     """Sample completions (with their per-token behaviour log-probs summed) for ad-hoc questions."""
     _need_llm_extra()
@@ -183,7 +204,7 @@ def generate(
 
     if n < 1 or max_new_tokens < 1 or not temperature > 0:
         raise UsageError("--n and --max-new-tokens must be ≥ 1 and --temperature > 0")
-    m, tok, _ = _load(model, adapter, device, dtype)
+    m, tok, _ = _load(model, adapter, device, dtype, threads)
     r = HFBackend(m, tok).generate([build_prompt(tok, q) for q in prompt], n, max_new_tokens, temperature,
                                    seed=seed, greedy=greedy, with_logprobs=True)
     for i, text in enumerate(r.texts):

@@ -59,6 +59,7 @@ class TrainConfig:
     dtype: str = "auto"                 # auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16
     backend: str = "transformers"       # transformers | vllm
     gen_batch_size: int = ranged(0, 0, 10**5)  # sequences per generate() call (0: from the device's free memory)
+    threads: int = ranged(0, 0, 4096)  # torch CPU threads (0: half the cores, at least 1)
     checkpoint_every: int = ranged(10, 1, 10**7)  # save checkpoint.pt and the adapter every N steps (and on Ctrl-C)
     tensorboard: bool = False           # also write TensorBoard scalars to OUT/tb
     out: str = ""                       # run folder (default runs/llm-ALGO-TIME)
@@ -66,7 +67,7 @@ class TrainConfig:
     def identity(self) -> dict:
         d = asdict(self)
         for k in ("out", "checkpoint_every", "tensorboard", "device", "gen_batch_size", "offline_data",
-                  "grad_checkpointing"):
+                  "grad_checkpointing", "threads"):
             d.pop(k)
         return d
 

@@ -133,6 +133,23 @@ def auto_batch_size(model, prompt_len: int, new_tokens: int, device, cap: int = 
     return int(max(1, min(cap, 0.5 * free // per_seq)))
 
 
+def decode_steps(n_sequences: int, max_new_tokens: int, batch_size: int) -> int:
+    """Upper bound of generate()'s decoding steps: batches × budget (the total of its progress bar)."""
+    return -(-n_sequences // batch_size) * max_new_tokens
+
+
+def _Tick(bar):
+    """A stopping criterion that never stops: it advances a progress bar once per decoding step."""
+    from transformers import StoppingCriteria
+
+    class Tick(StoppingCriteria):
+        def __call__(self, input_ids, scores, **_):
+            bar.advance()
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    return Tick()
+
+
 class HFBackend:
     """transformers `generate` on the training model itself, with the behaviour adapter swapped in.
 
@@ -157,9 +174,10 @@ class HFBackend:
     @torch.no_grad()
     def generate(self, prompts: list[str], n: int, max_new_tokens: int, temperature: float = 1.0,
                  top_p: float = 1.0, seed: int = 0, greedy: bool = False, state=None,
-                 with_logprobs: bool = False) -> Rollouts:
+                 with_logprobs: bool = False, bar=None) -> Rollouts:
         """n completions of each prompt. `Rollouts.logprobs` holds the behaviour log-probs only when
-        `with_logprobs` (one more forward pass): the trainer computes log μ itself where it needs it."""
+        `with_logprobs` (one more forward pass): the trainer computes log μ itself where it needs it.
+        `bar` (a banditlab.progress.Bar of total `decode_steps`) advances by one per decoding step."""
         from .models import use_lora
 
         tok, model = self.tok, self.model
@@ -172,15 +190,24 @@ class HFBackend:
         was_training = model.training
         model.eval()
         torch.manual_seed(seed)
+        base = bar.done if bar is not None else 0
+        if bar is not None:
+            bar.total = base + decode_steps(len(all_prompts), max_new_tokens, size)
         with use_lora(model, state):
             for i in range(0, len(all_prompts), size):
                 ids = enc.input_ids[i: i + size].to(device)
                 mask = enc.attention_mask[i: i + size].to(device)
                 kw = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p,
                                                              top_k=0)
+                if bar is not None:
+                    from transformers import StoppingCriteriaList
+
+                    kw["stopping_criteria"] = StoppingCriteriaList([_Tick(bar)])
                 out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, **kw)
                 seqs += out[:, P:].cpu().tolist()
+                if bar is not None:  # the batch ended (early when every sequence stopped): its share is done
+                    bar.update(base + (i // size + 1) * max_new_tokens)
             cids, cmask = pad_completions(seqs, tok.pad_token_id, tok.eos_token_id)
             r = Rollouts(enc.input_ids, enc.attention_mask, cids, cmask, torch.zeros(cids.shape),
                          tok.batch_decode([c[m.bool()] for c, m in zip(cids, cmask)], skip_special_tokens=True))

@@ -85,12 +85,13 @@ class Trainer:
         from .grading import Grader
         from .models import ModelError, add_lora, load_model, lora_state
 
-        from .models import resolve_device
+        from .models import cpu_threads, resolve_device
 
         try:
             self.device, dtype = resolve_device(cfg.device, cfg.dtype)
         except ModelError as err:
             raise UsageError(str(err)) from None
+        cpu_threads(cfg.threads)
         from .distributed import Dist
 
         self.dist = Dist(cpu=self.device == "cpu")
@@ -247,15 +248,19 @@ class Trainer:
         path = Path(self.cfg.offline_data) if self.cfg.offline_data else self.out / "offline.pt"
         if path.exists():
             return _offline_from_dict(path, len(self.prompts) * self.cfg.group_size)
+        from banditlab.progress import Bar
+
         c = self.cfg
         parts, correct = [], []
-        for s in range(0, len(self.prompts), c.prompts_per_step):
-            idx = list(range(s, min(s + c.prompts_per_step, len(self.prompts))))
-            r = self.backend.generate([self.prompts[i] for i in idx], c.group_size, c.max_new_tokens, c.temperature,
-                                      c.top_p, seed=c.seed * 1_000_003 + s, state=self.init_state)
-            ok = self.grader.correct(r.texts, [self.train_set[i].answer for i in idx for _ in range(c.group_size)])
-            parts.append(r)
-            correct += ok
+        with Bar("offline data from π₀", total=len(self.prompts), show=self.progress, unit="prompts") as bar:
+            for s in range(0, len(self.prompts), c.prompts_per_step):
+                idx = list(range(s, min(s + c.prompts_per_step, len(self.prompts))))
+                r = self.backend.generate([self.prompts[i] for i in idx], c.group_size, c.max_new_tokens,
+                                          c.temperature, c.top_p, seed=c.seed * 1_000_003 + s, state=self.init_state)
+                ok = self.grader.correct(r.texts, [self.train_set[i].answer for i in idx for _ in range(c.group_size)])
+                parts.append(r)
+                correct += ok
+                bar.update(idx[-1] + 1)
         from .generation import Rollouts
 
         T = max(p.completion_ids.shape[1] for p in parts)
@@ -410,7 +415,11 @@ class Trainer:
             self.backend.sync(lora_state(self.model), self.step, slot="eval")
             r = self.backend.generate(prompts, 1, budget, greedy=True, slot="eval")
         else:
-            r = self.backend.generate(prompts, 1, budget, greedy=True, state=None)
+            from banditlab.progress import Bar
+
+            with Bar(f"eval step {self.step}, {len(prompts)} {'train' if train else 'test'} problems", total=1,
+                     show=self.progress, unit="tokens") as bar:
+                r = self.backend.generate(prompts, 1, budget, greedy=True, state=None, bar=bar)
         ok = self.grader.correct(r.texts, [p.answer for p in problems])
         scored = self.dist.gather_rows([float(x) for x in ok if x is not None])  # every process's share
         return float(np.mean(scored)) if scored else float("nan")
@@ -518,22 +527,17 @@ class Trainer:
             except ImportError:
                 raise UsageError("--tensorboard: needs the tensorboard package (pip install tensorboard)") from None
             writer = SummaryWriter(str(self.out / "tb"))
-        bar = None
-        if self.progress:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+        from banditlab.progress import Bar
 
-            bar = Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                           TextColumn("{task.description}"), TimeRemainingColumn(), transient=True)
-            bar.start()
-            task = bar.add_task("", total=self.total_steps, completed=self.step)
-        with stop_flag() as flag:  # held until the completion marker is written
-            done = self._loop(flag, metrics_file, writer, bar, task if bar else None)
+        with stop_flag() as flag, Bar("train", total=self.total_steps, show=self.progress, start=self.step,
+                                      unit="steps") as bar:  # the flag is held until the completion marker is written
+            done = self._loop(flag, metrics_file, writer, bar)
             if main:
                 mark_complete(self.out)
         self._report(done)
         return self.out
 
-    def _loop(self, flag, metrics_file, writer, bar, task) -> list[dict]:
+    def _loop(self, flag, metrics_file, writer, bar) -> list[dict]:
         """Steps until `total_steps` or the stop flag; returns the metrics rows of the steps it ran."""
         c = self.cfg
         done = []
@@ -554,8 +558,7 @@ class Trainer:
                     for k, v in logs.items():
                         if isinstance(v, (int, float)):
                             writer.add_scalar(k, v, self.step)
-                if bar:
-                    bar.update(task, completed=self.step, description=f"reward {logs['reward_mean']:+.2f}")
+                bar.update(self.step, f"reward {logs['reward_mean']:+.2f}")
                 if self.dist.world > 1:  # every process stops at the same step, or the collectives would hang
                     flag["stop"] = bool(self.dist.sum(torch.tensor([float(flag["stop"])], device=self.device))[0])
                 if self.step % c.checkpoint_every == 0 or last or flag["stop"]:
@@ -564,8 +567,6 @@ class Trainer:
                     raise Interrupted(f"interrupted after step {self.step}/{self.total_steps}; checkpoint saved in "
                                       f"{self.out}; rerun with --resume to continue")
         finally:
-            if bar:
-                bar.stop()
             if writer:
                 writer.close()
             self.grader.close()
