@@ -17,6 +17,7 @@ def style(seaborn: bool = False):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    matplotlib.rcdefaults()  # each figure from matplotlib's own defaults, whatever was drawn before it
     if seaborn:
         import seaborn as sns
 

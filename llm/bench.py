@@ -99,7 +99,7 @@ def _oom(err: BaseException) -> str:
 def run_bench(cfg, *, warmup: int = 1, steps: int = 3, synthetic: bool = False, prompt_tokens: int = 256,
               echo=print) -> dict:
     """Warm-up and timed `train_step`s of `cfg` on its device; the result as a dict (see the module docstring)."""
-    cfg.steps, cfg.eval_n, cfg.eval_train_n, cfg.checkpoint_every = warmup + steps, 0, 0, 10**9
+    cfg.steps, cfg.eval_n, cfg.eval_train_n, cfg.checkpoint_every = warmup + steps, 0, 0, 10**7
     if cfg.offline and not synthetic and not cfg.n_train:  # the offline dataset: only the prompts the bench uses
         cfg.n_train = cfg.prompts_per_step * (warmup + steps)
     cfg.out = cfg.out or tempfile.mkdtemp(prefix="banditlab-bench-")
