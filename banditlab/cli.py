@@ -239,8 +239,9 @@ def algos(references: bool = O(False, "--references",
 
 def _mount_plugins() -> None:
     """Command groups registered by other packages under the entry-point group `banditlab.commands` (this
-    project's pyproject registers `llm = "llm.cli:app"`): banditlab itself never imports llm. Without installed
-    metadata (a checkout on PYTHONPATH alone), the checkout's own pyproject.toml names them."""
+    project's pyproject registers `llm = "banditlab_llm.cli:app"`): banditlab itself never imports the LLM package.
+    Without installed metadata (a checkout on PYTHONPATH alone, see experiments/gpu/kit.py), the checkout's own
+    pyproject.toml names them."""
     from importlib.metadata import EntryPoint, entry_points
     from pathlib import Path
 

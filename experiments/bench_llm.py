@@ -26,7 +26,7 @@ import torch
 
 def our_steps(a, prompts_n):
     """Seconds, completions and completion tokens of the timed steps of our trainer."""
-    from llm.train import Trainer, TrainConfig
+    from banditlab_llm.train import Trainer, TrainConfig
 
     cfg = TrainConfig(model=a.model, dataset="arithmetic", n_train=prompts_n, eval_n=1, algo="grpo",
                       group_size=a.group, prompts_per_step=a.prompts, steps=a.steps + 1,
@@ -53,9 +53,9 @@ def trl_steps(a, prompts_n):
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from llm.data import build_prompt, load_problems
-    from llm.grading import Grader
-    from llm.models import load_model, resolve_device
+    from banditlab_llm.data import build_prompt, load_problems
+    from banditlab_llm.grading import Grader
+    from banditlab_llm.models import load_model, resolve_device
 
     device, dtype = resolve_device(a.device, "auto")
     model, tok = load_model(a.model, dtype, device)
@@ -101,10 +101,10 @@ def peak() -> float:
 
 def generation(a):
     """Generation-only tokens/s: the vLLM backend against the transformers backend, same prompts and budget."""
-    from llm.data import build_prompt, load_problems
-    from llm.generation import HFBackend
-    from llm.models import add_lora, load_model, model_folder, resolve_device
-    from llm.vllm_backend import VLLMBackend
+    from banditlab_llm.data import build_prompt, load_problems
+    from banditlab_llm.generation import HFBackend
+    from banditlab_llm.models import add_lora, load_model, model_folder, resolve_device
+    from banditlab_llm.vllm_backend import VLLMBackend
 
     device, dtype = resolve_device(a.device, "float32" if a.device == "cpu" else "auto")
     model, tok = load_model(a.model, dtype, device)

@@ -28,8 +28,8 @@ def main():
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from vllm.lora.request import LoRARequest
 
-    from llm.models import add_lora, load_model, lora_params, lora_state, model_folder, use_lora
-    from llm.vllm_backend import VLLMBackend
+    from banditlab_llm.models import add_lora, load_model, lora_params, lora_state, model_folder, use_lora
+    from banditlab_llm.vllm_backend import VLLMBackend
 
     model, tok = load_model(a.model, torch.float32, "cpu")
     peft = add_lora(model)

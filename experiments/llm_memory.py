@@ -31,7 +31,7 @@ import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from llm.memory import PROMPT_TOKENS, Shape, training_bytes  # noqa: E402
+from banditlab_llm.memory import PROMPT_TOKENS, Shape, training_bytes  # noqa: E402
 
 MODELS = {  # layers, hidden, intermediate, heads, kv_heads, vocab, parameters (published configs)
     "meta-llama/Llama-3.1-8B-Instruct": Shape(32, 4096, 14336, 32, 8, 128256, 8.03e9),
@@ -110,8 +110,8 @@ def measure_case(vocab: int, layers: int, path: str, ckpt: bool) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from llm.generation import token_logprobs
-    from llm.models import add_lora, enable_checkpointing
+    from banditlab_llm.generation import token_logprobs
+    from banditlab_llm.models import add_lora, enable_checkpointing
 
     torch.set_num_threads(1)
     s = SMALL

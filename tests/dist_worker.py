@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from llm.models import lora_params
-from llm.train import Trainer, TrainConfig
+from banditlab_llm.models import lora_params
+from banditlab_llm.train import Trainer, TrainConfig
 
 out, algos = Path(sys.argv[1]), sys.argv[2].split(",")
 out.mkdir(parents=True, exist_ok=True)

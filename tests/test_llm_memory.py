@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from banditlab.cli import main
-from llm.generation import token_logprobs
-from llm.models import add_lora, enable_checkpointing, lora_params, tiny_llama
+from banditlab_llm.generation import token_logprobs
+from banditlab_llm.models import add_lora, enable_checkpointing, lora_params, tiny_llama
 
 
 def lora_tiny(seed=0):
@@ -84,7 +84,7 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_lora_gradie
 
 
 def test_a_trainer_step_moves_lora_identically_with_and_without_checkpointing(tmp_path):
-    from llm.train import Trainer, TrainConfig
+    from banditlab_llm.train import Trainer, TrainConfig
 
     moved = []
     for mode in ("off", "on"):
@@ -113,7 +113,7 @@ def test_bad_grad_checkpointing_value_is_one_line_exit_2(capsys, tmp_path):
 
 
 def test_estimated_lora_parameter_count_is_peft_s():
-    from llm.memory import Shape, lora_param_count
+    from banditlab_llm.memory import Shape, lora_param_count
 
     targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     base, _ = tiny_llama()

@@ -348,7 +348,7 @@ ROW = st.dictionaries(st.sampled_from(["question", "answer", "id", "extra", "pro
 def test_dataset_rows_are_problems_or_refused_with_their_row(rows, dataset):
     """A JSONL row becomes a Problem with text question and answer (no booleans, no unknown fields, a capped
     question length), or the file is refused naming the row."""
-    from llm.data import FIELDS, MAX_QUESTION_CHARS, DataError, _from_rows
+    from banditlab_llm.data import FIELDS, MAX_QUESTION_CHARS, DataError, _from_rows
 
     try:
         problems = _from_rows(rows, dataset, "test.jsonl")
@@ -406,7 +406,7 @@ def test_the_model_cache_needs_no_home_when_banditlab_cache_is_set(monkeypatch):
     import importlib
     import pwd
 
-    import llm.models as models
+    import banditlab_llm.models as models
 
     monkeypatch.delenv("HOME", raising=False)
     monkeypatch.setenv("BANDITLAB_CACHE", "/tmp/banditlab-cache-test")

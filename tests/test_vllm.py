@@ -43,8 +43,8 @@ vllm = pytest.mark.skipif(not (HAVE_VLLM and HAVE_SMOL), reason="needs vllm (or 
 
 @pytest.fixture(scope="module")
 def engine():
-    from llm.models import add_lora, load_model, model_folder
-    from llm.vllm_backend import VLLMBackend
+    from banditlab_llm.models import add_lora, load_model, model_folder
+    from banditlab_llm.vllm_backend import VLLMBackend
 
     model, tok = load_model("smollm2", torch.float32, "cpu")
     peft = add_lora(model, r=8)
@@ -56,7 +56,7 @@ def engine():
 
 def _train_step(peft, tok, lr=0.05):
     """One SGD step on the adapter that raises the log-prob of a fixed text (moves every LoRA B matrix)."""
-    from llm.generation import token_logprobs
+    from banditlab_llm.generation import token_logprobs
 
     ids = tok("Question: What is 2 + 3?\nAnswer: 5", return_tensors="pt").input_ids
     params = [p for n, p in peft.named_parameters() if "lora_" in n]
@@ -71,8 +71,8 @@ def _train_step(peft, tok, lr=0.05):
 @pytest.mark.vllm
 @vllm
 def test_a_pushed_adapter_is_served_and_a_skipped_push_is_caught(engine):
-    from llm.models import lora_state
-    from llm.vllm_backend import SyncError
+    from banditlab_llm.models import lora_state
+    from banditlab_llm.vllm_backend import SyncError
 
     backend, peft, tok = engine
     _train_step(peft, tok)  # LoRA B starts at zero: move it so that v1 differs from the base model
@@ -93,8 +93,8 @@ def test_a_pushed_adapter_is_served_and_a_skipped_push_is_caught(engine):
 @vllm
 @pytest.mark.parametrize("temperature", [0.7, 1.3])
 def test_sampled_token_logprobs_are_those_of_logits_over_temperature(engine, temperature):
-    from llm.generation import token_logprobs
-    from llm.models import lora_state
+    from banditlab_llm.generation import token_logprobs
+    from banditlab_llm.models import lora_state
 
     backend, peft, tok = engine
     state = lora_state(peft)

@@ -79,7 +79,7 @@ def part_env(report, limit, s):
             files[name] = f"missing: {err}"
     res = {"packages": has, "data": files}
     if s["model"] == "smollm2":
-        from llm.models import ModelError, smollm2_gguf
+        from banditlab_llm.models import ModelError, smollm2_gguf
 
         try:
             res["smollm2_gguf"] = str(smollm2_gguf())

@@ -25,6 +25,9 @@ import tarfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import kit  # noqa: E402,F401  (gives the uninstalled checkout the import name banditlab_llm)
+
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "llm-asymre-gsm8k"
 

@@ -19,11 +19,34 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def expose_llm_package() -> Path:
+    """Give this uninstalled checkout the LLM package's import name: the folder is llm/, the installed name
+    banditlab_llm. A folder holding the link banditlab_llm -> ROOT/llm goes first on sys.path and on PYTHONPATH,
+    so this process and every subprocess import `banditlab_llm` from the checkout."""
+    names = Path(tempfile.gettempdir()) / f"banditlab-import-names-{os.getuid()}"
+    names.mkdir(exist_ok=True)
+    link = names / "banditlab_llm"
+    if not (link.is_symlink() and link.resolve() == (ROOT / "llm").resolve()):
+        tmp = names / f".link-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(ROOT / "llm", target_is_directory=True)
+        os.replace(tmp, link)
+    if str(names) not in sys.path:
+        sys.path.insert(0, str(names))
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(names)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(names), *paths])
+    return names
+
+
+expose_llm_package()  # every call script imports this module first
 
 
 def out_dir(arg: str | None) -> Path:

@@ -31,7 +31,7 @@ REGIMES = {"online": {}, "lagged": {"sync_interval": 2, "sync_offset": 1}, "offl
 
 def objectives(a) -> None:
     from banditlab.objectives import OBJECTIVES
-    from llm.train import TrainConfig, Trainer
+    from banditlab_llm.train import TrainConfig, Trainer
 
     algos = a.algos.split(",") if a.algos else list(OBJECTIVES)
     out = Path(a.jsonl)
@@ -63,9 +63,9 @@ def objectives(a) -> None:
 
 
 def generation(a) -> None:
-    from llm.data import build_prompt, load_problems
-    from llm.generation import HFBackend, auto_batch_size
-    from llm.models import add_lora, load_model, resolve_device
+    from banditlab_llm.data import build_prompt, load_problems
+    from banditlab_llm.generation import HFBackend, auto_batch_size
+    from banditlab_llm.models import add_lora, load_model, resolve_device
 
     device, dtype = resolve_device(a.device, "auto")
     model, tok = load_model(a.model, dtype, device)

@@ -54,13 +54,13 @@ def _slug(label: str) -> str:
 # ------------------------------------------------------------------------------------------ the jobs
 def job_screen(job: dict) -> None:
     """Screen one split with π₀ (pass@k at T = 1), or measure π₀'s greedy pass@1 on the full test split."""
-    from llm.data import load_problems
+    from banditlab_llm.data import load_problems
 
     problems = load_problems("gsm8k", job["split"], job["path"], job.get("n"))  # before torch: a bad file fails fast
-    from llm.generation import HFBackend
-    from llm.grading import Grader
-    from llm.models import load_model, resolve_device
-    from llm.screen import screen
+    from banditlab_llm.generation import HFBackend
+    from banditlab_llm.grading import Grader
+    from banditlab_llm.models import load_model, resolve_device
+    from banditlab_llm.screen import screen
 
     device, dtype = resolve_device("auto", "auto")
     model, tok = load_model(job["model"], dtype, device, 0)
@@ -77,7 +77,7 @@ def job_screen(job: dict) -> None:
 
 
 def _greedy(backend, tok, grader, problems, max_new_tokens: int) -> float:
-    from llm.data import build_prompt
+    from banditlab_llm.data import build_prompt
 
     r = backend.generate([build_prompt(tok, p.question) for p in problems], 1, max_new_tokens, greedy=True)
     ok = [x for x in grader.correct(r.texts, [p.answer for p in problems]) if x is not None]
@@ -86,9 +86,9 @@ def _greedy(backend, tok, grader, problems, max_new_tokens: int) -> float:
 
 def job_train(job: dict) -> None:
     """One (seed, method) run on the pool, then greedy pass@1 of its final policy on the full test split."""
-    from llm.data import load_problems
-    from llm.generation import HFBackend
-    from llm.train import Trainer, config_from
+    from banditlab_llm.data import load_problems
+    from banditlab_llm.generation import HFBackend
+    from banditlab_llm.train import Trainer, config_from
 
     out = Path(job["train"]["out"])
     resume = (out / "checkpoint.pt").exists()
@@ -163,7 +163,7 @@ def launch(jobs: dict[str, dict], data: Path, parallel: int, deadline: float, ti
 def ensure_pool(cfg: dict, data: Path, deadline: float, tick=None, echo=print) -> dict | None:
     """data/pool.json: copied from the committed pool file, or made by screening (None if the deadline came first)."""
     from banditlab.errors import RunFailed, UsageError
-    from llm.screen import pool_of, read_counts
+    from banditlab_llm.screen import pool_of, read_counts
 
     path, model, sc = data / "pool.json", cfg["train"]["model"], cfg["screen"]
     committed = ROOT / cfg["pool_file"] if cfg.get("pool_file") else None
@@ -244,7 +244,7 @@ def run_experiment(cfg: dict, data: Path, tick=None, seeds=None, deadline: float
 
     data.mkdir(parents=True, exist_ok=True)
     if cfg["train"]["model"] != "tiny":  # a GGUF is dequantised into the cache here, once, not by racing jobs
-        from llm.models import model_folder
+        from banditlab_llm.models import model_folder
 
         model_folder(cfg["train"]["model"])
     pool = ensure_pool(cfg, data, deadline, tick, echo)

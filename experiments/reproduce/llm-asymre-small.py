@@ -17,7 +17,7 @@ def run_llm_asymre_small(cfg, data: Path, tick):
     """Each (seed, method) trains into its own folder; finished runs are skipped, interrupted ones resumed."""
     import json
 
-    from llm.train import Trainer, config_from
+    from banditlab_llm.train import Trainer, config_from
 
     index = []
     for seed in cfg["seeds"]:
