@@ -125,6 +125,7 @@ def assert_equals_an_uninterrupted_run(tmp_path, args, env):
         pd.testing.assert_frame_equal(read(tmp_path / "a" / f), read(tmp_path / "b" / f), check_exact=True)
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     cmd, args, env = resumable_sweep(tmp_path, 0.02)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -140,6 +141,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert_equals_an_uninterrupted_run(tmp_path, args, env)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_then_the_same_command_is_bit_identical(tmp_path):
     """SIGKILL (no handler runs) twice at random moments after the first checkpoint; the same command then
     finishes with results identical to an uninterrupted run (sampled mode, lagged behaviour: the random stream

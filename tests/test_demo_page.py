@@ -68,6 +68,7 @@ def test_html_into_a_folder_is_refused(tmp_path, capsys):
     assert "--html" in err and len(err.splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_demo_figure_is_byte_identical_when_redrawn(tmp_path):
     """A command that only redraws leaves its files byte-identical (no timestamps in the PNG or the PDF)."""
     blobs = []
@@ -87,6 +88,7 @@ def ink(png: bytes, box=None) -> np.ndarray:
     return np.asarray(im.crop(box) if box else im, dtype=np.int16)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_chromium() is None, reason="no Chromium here (Debian: apt-get install chromium)")
 def test_page_draws_in_chromium_and_the_slider_changes_the_drawing(html):
     b = Browser(find_chromium(), 1280, 900)

@@ -34,6 +34,7 @@ def test_every_shipped_gold_answer_grades_correct_against_itself():
     assert len(problems) == 96 and _self_graded_wrong(problems) == []
 
 
+@pytest.mark.slow
 @full_data
 def test_every_shared_gold_answer_grades_correct_against_itself():
     problems = load_problems("gsm8k", "test", str(GSM8K)) + load_problems("math", "test", str(MATH500))

@@ -45,6 +45,7 @@ def test_committed_reproduce_pdfs_carry_no_creation_date():
     assert [p.name for p in pdfs if b"/CreationDate" in p.read_bytes()] == []
 
 
+@pytest.mark.slow
 def test_plot_draws_llm_runs_and_leaves_their_files_alone(tmp_path):
     runs = []
     for name in ("AsymRE-dV-0-s0", "AsymRE-dV-p0-3-s0"):

@@ -119,6 +119,7 @@ def test_a_finished_sweep_is_not_rewritten(tmp_path):
     assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "s").iterdir() if p.name != ".lock"}
 
 
+@pytest.mark.slow
 def test_a_second_run_on_a_locked_folder_is_refused(tmp_path):
     args = [sys.executable, "-m", "banditlab", "sweep", "--steps", "200000", "--arms", "50", "--seeds", "2",
             "--out", str(tmp_path / "s"), "--no-progress"]

@@ -7,8 +7,10 @@ import pytest
 from conftest import run_cli
 
 
-@pytest.mark.parametrize("algo,mode,noise", [("asymre", "sampled", "bernoulli"), ("grpo", "sampled", "bernoulli"),
-                                             ("topr", "sampled", "gaussian"), ("asymre", "exact", "bernoulli")])
+@pytest.mark.parametrize("algo,mode,noise", [
+    ("asymre", "sampled", "bernoulli"), ("asymre", "exact", "bernoulli"),
+    pytest.param("grpo", "sampled", "bernoulli", marks=pytest.mark.slow),
+    pytest.param("topr", "sampled", "gaussian", marks=pytest.mark.slow)])
 def test_merged_shards_equal_the_unsharded_run(algo, mode, noise, tmp_path):
     base = ["sweep", "--algo", algo, "--mode", mode, "--noise", noise, "--arms", "12", "--contexts", "2",
             "--steps", "120", "--seeds", "3", "--baseline", "-0.2:0.2:3", "--behavior", "lag:5", "--no-progress"]
