@@ -56,6 +56,7 @@ def test_page_is_self_contained_and_has_a_frame_per_slider_position(html):
         assert len(frames) == n * (panels + 1)  # every panel and the note have one group per position
 
 
+@pytest.mark.slow
 def test_page_is_byte_identical_when_rewritten(html):
     assert page(REC, 400, 1.0, REC.v_mu_total - 0.28, REC.v_mu_total + 0.12).encode() == html.read_bytes()
 

@@ -20,6 +20,7 @@ def committed_matplotlib(pdf: Path) -> str | None:
     return m.group(1).decode() if m else None
 
 
+@pytest.mark.slow
 def test_plot_only_redraw_is_byte_identical_to_the_committed_figure(tmp_path):
     """Equal to the committed files where this matplotlib made them, else equal to a second redraw."""
     figures = tmp_path / "figures"

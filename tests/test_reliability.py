@@ -136,6 +136,7 @@ def test_a_second_run_on_a_locked_folder_is_refused(tmp_path):
         first.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"", b"\x00garbage" * 10, None])
 def test_corrupt_or_foreign_sweep_state_is_refused_in_one_line(content, tmp_path):
     args = ["sweep", "--steps", "20", "--seeds", "2", "--arms", "5", "--baseline", "-0.1,0.1", "--no-progress"]

@@ -8,7 +8,7 @@ from conftest import run_cli
 
 
 @pytest.mark.parametrize("algo,mode,noise", [
-    ("asymre", "sampled", "bernoulli"), ("asymre", "exact", "bernoulli"),
+    ("asymre", "exact", "bernoulli"), pytest.param("asymre", "sampled", "bernoulli", marks=pytest.mark.slow),
     pytest.param("grpo", "sampled", "bernoulli", marks=pytest.mark.slow),
     pytest.param("topr", "sampled", "gaussian", marks=pytest.mark.slow)])
 def test_merged_shards_equal_the_unsharded_run(algo, mode, noise, tmp_path):
@@ -28,6 +28,7 @@ def test_merged_shards_equal_the_unsharded_run(algo, mode, noise, tmp_path):
                                   pd.read_parquet(tmp_path / "merged" / "steps.parquet"), check_exact=True)
 
 
+@pytest.mark.slow
 def test_merge_refuses_incomplete_or_mixed_shards(tmp_path):
     base = ["sweep", "--arms", "5", "--steps", "20", "--seeds", "2", "--baseline", "-0.1,0.1", "--no-progress"]
     for i in (1, 2):
