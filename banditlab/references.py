@@ -5,7 +5,7 @@ and TRL, and the `--algo-arg` settings that make ours compute exactly the refere
 that differ are parameters of the objectives (see `banditlab.objectives`): `std`, `std_eps`, `singleton`,
 `dual_clip`, `ratio_level`, `ties`, `norm` and the aggregation `agg`. tests/test_parity.py checks every row's
 gradient against the paper's formula written as plain loops; `banditlab algos --references` prints this table
-and the README embeds the same text (a test keeps the two equal).
+and docs/objectives.md embeds the same text (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ AGGREGATIONS = [
 
 
 def markdown() -> str:
-    """The two parity tables as Markdown (printed by `banditlab algos --references`, embedded in README.md)."""
+    """The two parity tables as Markdown (printed by `banditlab algos --references`, embedded in docs/objectives.md)."""
     out = ["| ours | paper | Trinity-RFT | verl | TRL | settings that reproduce the reference |",
            "|---|---|---|---|---|---|"]
     out += [f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]} | {r[4]} | {r[5]} |" for r in ROWS]

@@ -1,6 +1,6 @@
 """Benchmark: where the vLLM behaviour sync spends its time, old way against new way, in one engine.
 
-    python experiments/bench_vllm_sync.py [--model smollm2] [--syncs 4]        # in the vllm venv (README)
+    python experiments/bench_vllm_sync.py [--model smollm2] [--syncs 4]        # in the vllm venv (docs/llm.md)
 
 Each sync pushes a changed rank-8 adapter and verifies it with the probe. Timed parts:
   save     peft `save_pretrained` of the adapter

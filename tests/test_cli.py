@@ -11,16 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from banditlab.cli import main
+from conftest import run_cli
 
 SMALL = ["--arms", "8", "--steps", "40", "--seeds", "2", "--baseline", "-0.2:0.2:3", "--no-progress"]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 @pytest.fixture
@@ -67,9 +60,9 @@ BAD = [
 
 
 @pytest.mark.parametrize("args,option", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_options_give_one_line_and_exit_2(args, option, capsys, tmp_path):
+def test_bad_options_give_one_line_and_exit_2(args, option, tmp_path):
     small = SMALL[2:] if {"--rewards", "--bandit"} & set(args) else SMALL  # explicit arms: no --arms
-    code, out, err = run_cli(["sweep", *small, "--out", str(tmp_path / "run"), *args], capsys)
+    code, out, err = run_cli(["sweep", *small, "--out", str(tmp_path / "run"), *args])
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and option in lines[0] and "Traceback" not in err
@@ -78,21 +71,20 @@ def test_bad_options_give_one_line_and_exit_2(args, option, capsys, tmp_path):
 
 @pytest.mark.parametrize("name,field", [("bad_syntax", "TOML"), ("no_means", "means"), ("lengths", "lengths"),
                                         ("one_arm", "2 arms"), ("range", "Bernoulli")])
-def test_malformed_bandit_files(name, field, toml_files, capsys):
-    code, _, err = run_cli(["theory", "--bandit", str(toml_files / f"{name}.toml")], capsys)
+def test_malformed_bandit_files(name, field, toml_files):
+    code, _, err = run_cli(["theory", "--bandit", str(toml_files / f"{name}.toml")])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--bandit" in err and field in err
 
 
-def test_theory_prints_the_closed_form(capsys):
-    code, out, _ = run_cli(["theory", "--rewards", "0,0.8,1", "--mu", "0.3,0.6,0.1", "--baseline", "-0.2,0,0.1"],
-                           capsys)
+def test_theory_prints_the_closed_form():
+    code, out, _ = run_cli(["theory", "--rewards", "0,0.8,1", "--mu", "0.3,0.6,0.1", "--baseline", "-0.2,0,0.1"])
     assert code == 0
     assert "V^μ = 0.5800" in out and "concentrates on arm 2 (r = 0.8000)" in out and "depends on π₀" in out
 
 
-def test_sweep_writes_the_tidy_files_and_refuses_a_different_run_in_the_same_folder(tmp_path, capsys):
+def test_sweep_writes_the_tidy_files_and_refuses_a_different_run_in_the_same_folder(tmp_path):
     out = tmp_path / "run"
-    code, text, _ = run_cli(["sweep", *SMALL, "--out", str(out)], capsys)
+    code, text, _ = run_cli(["sweep", *SMALL, "--out", str(out)])
     assert code == 0 and "δV" in text
     s = pd.read_csv(out / "summary.csv")
     needed = ["baseline_offset", "baseline", "v_mu", "seed", "final_expected_reward", "theory_expected_reward",
@@ -102,15 +94,15 @@ def test_sweep_writes_the_tidy_files_and_refuses_a_different_run_in_the_same_fol
     assert s.loc[s.baseline_offset < 0, "theory_expected_reward"].notna().all()
     steps = pd.read_parquet(out / "steps.parquet")
     assert steps["step"].max() == 40 and (out / "sweep.png").exists() and (out / "config.json").exists()
-    code, _, err = run_cli(["sweep", *SMALL, "--out", str(out), "--lr", "2"], capsys)
+    code, _, err = run_cli(["sweep", *SMALL, "--out", str(out), "--lr", "2"])
     assert code == 2 and "lr" in err and "different run" in err
 
 
-def test_config_file_and_command_line_combine(tmp_path, capsys):
+def test_config_file_and_command_line_combine(tmp_path):
     cfg = tmp_path / "sweep.toml"
     cfg.write_text('algo = "topr"\nsteps = 30\nseeds = 1\nbaseline = "-0.1"\narms = 5\n[algo_args]\na_neg = 0.5\n')
     code, text, _ = run_cli(["sweep", "--config", str(cfg), "--steps", "20", "--out", str(tmp_path / "r"),
-                             "--no-progress"], capsys)
+                             "--no-progress"])
     assert code == 0 and "topr" in text and "20 steps" in text
 
 
@@ -133,6 +125,7 @@ def assert_equals_an_uninterrupted_run(tmp_path, args, env):
         pd.testing.assert_frame_equal(read(tmp_path / "a" / f), read(tmp_path / "b" / f), check_exact=True)
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     cmd, args, env = resumable_sweep(tmp_path, 0.02)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -148,6 +141,7 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert_equals_an_uninterrupted_run(tmp_path, args, env)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_then_the_same_command_is_bit_identical(tmp_path):
     """SIGKILL (no handler runs) twice at random moments after the first checkpoint; the same command then
     finishes with results identical to an uninterrupted run (sampled mode, lagged behaviour: the random stream

@@ -56,6 +56,7 @@ def test_page_is_self_contained_and_has_a_frame_per_slider_position(html):
         assert len(frames) == n * (panels + 1)  # every panel and the note have one group per position
 
 
+@pytest.mark.slow
 def test_page_is_byte_identical_when_rewritten(html):
     assert page(REC, 400, 1.0, REC.v_mu_total - 0.28, REC.v_mu_total + 0.12).encode() == html.read_bytes()
 
@@ -68,6 +69,7 @@ def test_html_into_a_folder_is_refused(tmp_path, capsys):
     assert "--html" in err and len(err.splitlines()) == 1 and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_demo_figure_is_byte_identical_when_redrawn(tmp_path):
     """A command that only redraws leaves its files byte-identical (no timestamps in the PNG or the PDF)."""
     blobs = []
@@ -87,6 +89,7 @@ def ink(png: bytes, box=None) -> np.ndarray:
     return np.asarray(im.crop(box) if box else im, dtype=np.int16)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(find_chromium() is None, reason="no Chromium here (Debian: apt-get install chromium)")
 def test_page_draws_in_chromium_and_the_slider_changes_the_drawing(html):
     b = Browser(find_chromium(), 1280, 900)

@@ -34,6 +34,7 @@ def test_every_shipped_gold_answer_grades_correct_against_itself():
     assert len(problems) == 96 and _self_graded_wrong(problems) == []
 
 
+@pytest.mark.slow
 @full_data
 def test_every_shared_gold_answer_grades_correct_against_itself():
     problems = load_problems("gsm8k", "test", str(GSM8K)) + load_problems("math", "test", str(MATH500))
@@ -209,8 +210,20 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
 
 
 def test_offline_mode_trains_on_one_dataset_from_pi0(tmp_path):
-    m = read_metrics(Trainer(tiny(tmp_path, offline=True, steps=0, epochs=2, n_train=4, algo="topr")).run())
-    assert len(m) == 1 + 4 and all(x.get("behaviour_version", 0) == 0 for x in m)
+    """Every train prompt is sampled once, from π₀, for all epochs; μ stays π₀, so the ratio is exactly 1 at the
+    first step (π = π₀) and off 1 once π has moved."""
+    t = Trainer(tiny(tmp_path, offline=True, steps=0, epochs=2, n_train=4, algo="topr"))
+    sampled, generate = [], t.backend.generate
+
+    def spy(prompts, *a, **kw):
+        if kw.get("seed") is not None:  # sampling (greedy evaluation passes no seed)
+            sampled.append((len(prompts), kw.get("state") is t.init_state))
+        return generate(prompts, *a, **kw)
+
+    t.backend.generate = spy
+    m = read_metrics(t.run())
+    assert len(m) == 1 + 4 and sum(n for n, _ in sampled) == 4 and all(pi0 for _, pi0 in sampled)
+    assert m[1]["ratio_min"] == m[1]["ratio_max"] == 1.0 and all(x["ratio_max"] != 1.0 for x in m[2:])
     assert (tmp_path / "run" / "offline.pt").exists()
 
 

@@ -7,20 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from banditlab.cli import main
+from conftest import run_cli
 from banditlab_llm import archs
 
 # published sizes (model cards): parameters of the full models
 PUBLISHED = {"llama-3.1-8b": 8.03e9, "llama-3-8b": 8.03e9, "qwen2.5-1.5b": 1.54e9, "smollm2-135m": 0.135e9}
 SMALL = ["--arch", "smollm2-135m", "--layers", "1", "--synthetic-rollouts", "--max-new-tokens", "6",
          "--prompt-tokens", "5", "--group-size", "2", "--prompts-per-step", "2", "--warmup", "1", "--steps", "2"]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["llm", "bench", *args])
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
@@ -55,9 +48,9 @@ def test_smollm2_arch_matches_the_gguf_model_when_installed():
         assert getattr(real, k) == getattr(ours, k), k
 
 
-def test_synthetic_bench_trains_full_length_completions_and_writes_what_it_prints(tmp_path, capsys):
+def test_synthetic_bench_trains_full_length_completions_and_writes_what_it_prints(tmp_path):
     path = tmp_path / "b.json"
-    code, out, err = run_cli([*SMALL, "--json", str(path)], capsys)
+    code, out, err = run_cli(["llm", "bench", *SMALL, "--json", str(path)])
     assert code == 0, err
     res = json.loads(path.read_text())
     assert res["fits"] is True and res["gen_tokens_per_s"] is None
@@ -69,9 +62,10 @@ def test_synthetic_bench_trains_full_length_completions_and_writes_what_it_print
     assert res["trainable_parameters"] == sum(8 * (576 + d) for d in (576, 192, 192, 576))  # LoRA r 8 on q, k, v, o
 
 
-def test_generating_bench_measures_generation(tmp_path, capsys):
-    code, out, err = run_cli(["--model", "tiny", "--max-new-tokens", "4", "--group-size", "2", "--prompts-per-step",
-                              "1", "--warmup", "0", "--steps", "1", "--json", str(tmp_path / "g.json")], capsys)
+def test_generating_bench_measures_generation(tmp_path):
+    code, out, err = run_cli(["llm", "bench", "--model", "tiny", "--max-new-tokens", "4", "--group-size", "2",
+                              "--prompts-per-step", "1", "--warmup", "0", "--steps", "1",
+                              "--json", str(tmp_path / "g.json")])
     res = json.loads((tmp_path / "g.json").read_text())
     assert code == 0 and res["gen_tokens_per_s"] > 0 and "generation" in " ".join(res["measured"])
     assert "generation" not in " ".join(res["skipped"]) and "tokens/s, generation" in out
@@ -103,7 +97,7 @@ def test_out_of_memory_is_reported_as_not_fitting(monkeypatch):
     (["--set", "lora_r=many"], "--lora-r: expected an integer"),
     (["--config", "missing.toml"], "file not found"),
 ])
-def test_bad_input_is_one_line_exit_2_and_nothing_written(args, words, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2_and_nothing_written(args, words, tmp_path):
     path = tmp_path / "x.json"
-    code, _, err = run_cli([*args, "--json", str(path)], capsys)
+    code, _, err = run_cli(["llm", "bench", *args, "--json", str(path)])
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1 and not path.exists()

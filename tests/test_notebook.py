@@ -3,11 +3,13 @@
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 NB = Path(__file__).resolve().parents[1] / "experiments" / "classroom.ipynb"
 
 
+@pytest.mark.slow
 def test_classroom_notebook_executes():
     nb = nbformat.read(NB, as_version=4)
     # iopub_timeout: on a loaded machine a cell's printed output can arrive seconds after its execute reply;

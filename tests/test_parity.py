@@ -390,14 +390,14 @@ def test_micro_batches_add_up_to_the_full_batch(name, kw, agg):
     assert torch.allclose(grads(summed, logp), full, atol=1e-12)
 
 
-def test_readme_embeds_the_parity_table_printed_by_algos(capsys):
+def test_docs_embed_the_parity_table_printed_by_algos(capsys):
     from pathlib import Path
 
     from banditlab.cli import main
     from banditlab.references import ROWS, markdown
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    embedded = readme.split("<!-- parity:begin -->\n")[1].split("\n<!-- parity:end -->")[0]
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "objectives.md").read_text()
+    embedded = doc.split("<!-- parity:begin -->\n")[1].split("\n<!-- parity:end -->")[0]
     assert embedded == markdown()
     assert [r[0] for r in ROWS] == list(OBJECTIVES)  # one row per registry entry, in registry order
     with pytest.raises(SystemExit) as e:

@@ -9,17 +9,10 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from banditlab.cli import main
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 LLM_RUN = ROOT / "figures" / "data" / "llm-asymre-small" / "AsymRE-dV-0-s0"
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return e.value.code, out.out, out.err
 
 
 def committed_matplotlib(pdf: Path) -> str | None:
@@ -27,7 +20,8 @@ def committed_matplotlib(pdf: Path) -> str | None:
     return m.group(1).decode() if m else None
 
 
-def test_plot_only_redraw_is_byte_identical_to_the_committed_figure(tmp_path, capsys):
+@pytest.mark.slow
+def test_plot_only_redraw_is_byte_identical_to_the_committed_figure(tmp_path):
     """Equal to the committed files where this matplotlib made them, else equal to a second redraw."""
     figures = tmp_path / "figures"
     shutil.copytree(ROOT / "figures" / "data" / "rec-counterexample", figures / "data" / "rec-counterexample")
@@ -35,7 +29,7 @@ def test_plot_only_redraw_is_byte_identical_to_the_committed_figure(tmp_path, ca
     same_version = committed_matplotlib(committed) == matplotlib.__version__
     drawn = []
     for _ in range(1 if same_version else 2):
-        code, _, err = run_cli(["reproduce", "rec-counterexample", "--plot-only", "--figures", str(figures)], capsys)
+        code, _, err = run_cli(["reproduce", "rec-counterexample", "--plot-only", "--figures", str(figures)])
         assert code == 0, err
         drawn.append({s: (figures / f"rec-counterexample.{s}").read_bytes() for s in ("png", "pdf")})
     assert b"CreationDate" not in drawn[0]["pdf"]
@@ -52,20 +46,21 @@ def test_committed_reproduce_pdfs_carry_no_creation_date():
     assert [p.name for p in pdfs if b"/CreationDate" in p.read_bytes()] == []
 
 
-def test_plot_draws_llm_runs_and_leaves_their_files_alone(tmp_path, capsys):
+@pytest.mark.slow
+def test_plot_draws_llm_runs_and_leaves_their_files_alone(tmp_path):
     runs = []
     for name in ("AsymRE-dV-0-s0", "AsymRE-dV-p0-3-s0"):
         runs.append(tmp_path / name)
         shutil.copytree(LLM_RUN.parent / name, runs[-1])
     before = {p: p.read_bytes() for r in runs for p in r.iterdir()}
-    code, out, err = run_cli(["plot", str(runs[0])], capsys)
+    code, out, err = run_cli(["plot", str(runs[0])])
     assert code == 0, err
     assert (runs[0] / "curves.png").exists() and str(runs[0] / "curves.png") in out
     first = (runs[0] / "curves.png").read_bytes()
-    assert run_cli(["plot", str(runs[0])], capsys)[0] == 0
+    assert run_cli(["plot", str(runs[0])])[0] == 0
     assert (runs[0] / "curves.png").read_bytes() == first  # a redraw writes the same bytes
     both = tmp_path / "both"
-    assert run_cli(["plot", *map(str, runs), "--out", str(both)], capsys)[0] == 0
+    assert run_cli(["plot", *map(str, runs), "--out", str(both)])[0] == 0
     assert both.with_suffix(".png").stat().st_size > 0
     assert {p: p.read_bytes() for p in before} == before  # the runs' own files are untouched
 
@@ -82,7 +77,7 @@ def test_llm_panels_follow_the_metrics_present(tmp_path):
     assert present == ["Reward of the sampled batch", "Entropy of π"]
 
 
-def test_plot_refuses_a_folder_without_a_run(tmp_path, capsys):
-    code, out, err = run_cli(["plot", str(tmp_path)], capsys)
+def test_plot_refuses_a_folder_without_a_run(tmp_path):
+    code, out, err = run_cli(["plot", str(tmp_path)])
     assert code == 2 and "holds no banditlab run" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []

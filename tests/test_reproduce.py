@@ -46,6 +46,7 @@ def figures(tiny_configs, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_every_experiment_writes_png_pdf_and_data(figures):
     for name, exp in ((k, R.EXPERIMENTS[k]) for k in R.BANDIT_EXPERIMENTS):
         assert (figures / f"{name}.png").stat().st_size > 10_000
@@ -53,6 +54,7 @@ def test_every_experiment_writes_png_pdf_and_data(figures):
         assert (figures / "data" / exp.config / "DONE").exists()
 
 
+@pytest.mark.slow
 def test_plot_only_redraws_from_files_without_rerunning(figures, tiny_configs):
     data = figures / "data" / "staleness" / "steps.parquet"
     before = data.stat().st_mtime_ns
@@ -61,6 +63,7 @@ def test_plot_only_redraws_from_files_without_rerunning(figures, tiny_configs):
     assert (figures / "staleness.png").exists() and data.stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_exact_limit_points_sit_on_the_theory_curve(figures):
     final = pd.read_csv(figures / "data" / "asymre-limit" / "final.csv")
     ex = final[(final["mode"] == "exact") & (final.V <= 0.3)]
@@ -73,6 +76,7 @@ def test_exact_limit_points_sit_on_the_theory_curve(figures):
     assert (above.support_size == 1).all()
 
 
+@pytest.mark.slow
 def test_naive_reinforce_objective_is_unbounded_and_topr_is_not(figures):
     df = pd.read_parquet(figures / "data" / "topr-naive-collapse" / "steps.parquet")
     last, mid = df[df.step == df.step.max()], df[df.step == df.step.max() // 2]
@@ -105,6 +109,7 @@ def test_demo_explains_and_draws(tmp_path, capsys, monkeypatch):
     assert e.value.code == 2 and "3 arms" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_shipped_experiment_reproduces_its_committed_data(tmp_path):
     """The committed figures stand: rerunning rec-counterexample with its shipped config (exact mode, 4 methods ×
     4000 steps) gives the committed steps.parquet to 1e-9, through today's simulator and experiment module."""

@@ -1,9 +1,7 @@
 """Reliability by class (docs/reliability.md): no loader runs code, a run folder is complete only when its marker
 says so and a rerun finishes it, every input surface has one strict schema, and a full disk says so."""
 
-import contextlib
 import errno
-import io
 import json
 import os
 import pickle
@@ -18,22 +16,11 @@ from hypothesis import strategies as st
 
 from banditlab import runfolder
 from banditlab.cli import main
+from conftest import run_cli as cli
 
 SWEEP = ["sweep", "--arms", "5", "--steps", "30", "--seeds", "2", "--baseline", "-0.1,0.1", "--no-progress"]
 LLM = ["llm", "train", "--model", "tiny", "--steps", "1", "--group-size", "2", "--prompts-per-step", "2",
        "--max-new-tokens", "4", "--eval-n", "0", "--n-train", "4", "--no-progress"]
-
-
-def cli(args):
-    """(exit code, stdout, stderr) of an in-process command."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_line(code, err, expected_code=2):
@@ -252,13 +239,13 @@ def test_bandit_files_are_read_exactly_or_refused_by_key(table, tmp_path):
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError:
-        return  # not TOML: refused by the reader
+        data = None  # not TOML: the reader must refuse it
     try:
         b = from_toml(path)
     except BanditError as err:
         assert len(str(err).splitlines()) == 1
         return
-    assert set(data) <= TOP_KEYS and not {"mu", "logits"} <= set(data)
+    assert data is not None and set(data) <= TOP_KEYS and not {"mu", "logits"} <= set(data)
     assert all(not isinstance(x, bool) for x in data["means"]) and b.means[0].tolist() == [float(x) for x in
                                                                                             data["means"]]
     if "mu" in data:

@@ -4,27 +4,23 @@ merge` joins the blocks into files equal to the unsharded run's."""
 import pandas as pd
 import pytest
 
-from banditlab.cli import main
+from conftest import run_cli
 
 
-def run(args, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    return e.value.code, capsys.readouterr()
-
-
-@pytest.mark.parametrize("algo,mode,noise", [("asymre", "sampled", "bernoulli"), ("grpo", "sampled", "bernoulli"),
-                                             ("topr", "sampled", "gaussian"), ("asymre", "exact", "bernoulli")])
-def test_merged_shards_equal_the_unsharded_run(algo, mode, noise, tmp_path, capsys):
+@pytest.mark.parametrize("algo,mode,noise", [
+    ("asymre", "exact", "bernoulli"), pytest.param("asymre", "sampled", "bernoulli", marks=pytest.mark.slow),
+    pytest.param("grpo", "sampled", "bernoulli", marks=pytest.mark.slow),
+    pytest.param("topr", "sampled", "gaussian", marks=pytest.mark.slow)])
+def test_merged_shards_equal_the_unsharded_run(algo, mode, noise, tmp_path):
     base = ["sweep", "--algo", algo, "--mode", mode, "--noise", noise, "--arms", "12", "--contexts", "2",
             "--steps", "120", "--seeds", "3", "--baseline", "-0.2:0.2:3", "--behavior", "lag:5", "--no-progress"]
-    assert run([*base, "--out", str(tmp_path / "full")], capsys)[0] == 0
+    assert run_cli([*base, "--out", str(tmp_path / "full")])[0] == 0
     n = 3 if mode == "sampled" else 2
     for i in range(1, n + 1):
-        assert run([*base, "--shard", f"{i}/{n}", "--out", str(tmp_path / f"s{i}")], capsys)[0] == 0
+        assert run_cli([*base, "--shard", f"{i}/{n}", "--out", str(tmp_path / f"s{i}")])[0] == 0
     shards = [str(tmp_path / f"s{i}") for i in range(n, 0, -1)]  # any order
-    code, out = run(["merge", *shards, "--out", str(tmp_path / "merged")], capsys)
-    assert code == 0 and "J(π_T)" in out.out
+    code, out, err = run_cli(["merge", *shards, "--out", str(tmp_path / "merged")])
+    assert code == 0 and "J(π_T)" in out
     for f in ("summary.csv", "table.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "full" / f), pd.read_csv(tmp_path / "merged" / f),
                                       check_exact=True)
@@ -32,15 +28,16 @@ def test_merged_shards_equal_the_unsharded_run(algo, mode, noise, tmp_path, caps
                                   pd.read_parquet(tmp_path / "merged" / "steps.parquet"), check_exact=True)
 
 
-def test_merge_refuses_incomplete_or_mixed_shards(tmp_path, capsys):
+@pytest.mark.slow
+def test_merge_refuses_incomplete_or_mixed_shards(tmp_path):
     base = ["sweep", "--arms", "5", "--steps", "20", "--seeds", "2", "--baseline", "-0.1,0.1", "--no-progress"]
     for i in (1, 2):
-        assert run([*base, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")], capsys)[0] == 0
-    assert run([*base, "--lr", "0.5", "--shard", "2/2", "--out", str(tmp_path / "other")], capsys)[0] == 0
+        assert run_cli([*base, "--shard", f"{i}/2", "--out", str(tmp_path / f"s{i}")])[0] == 0
+    assert run_cli([*base, "--lr", "0.5", "--shard", "2/2", "--out", str(tmp_path / "other")])[0] == 0
     for shards, word in (([tmp_path / "s1"], "exactly once"), ([tmp_path / "s1", tmp_path / "other"], "different"),
                          ([tmp_path / "s1", tmp_path / "s1"], "exactly once")):
-        code, out = run(["merge", *map(str, shards), "--out", str(tmp_path / "m")], capsys)
-        assert code == 2 and word in out.err and len(out.err.strip().splitlines()) == 1
+        code, _, err = run_cli(["merge", *map(str, shards), "--out", str(tmp_path / "m")])
+        assert code == 2 and word in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "m").exists()
-    code, out = run([*base, "--shard", "3/2", "--out", str(tmp_path / "bad")], capsys)
-    assert code == 2 and "--shard" in out.err and not (tmp_path / "bad").exists()
+    code, _, err = run_cli([*base, "--shard", "3/2", "--out", str(tmp_path / "bad")])
+    assert code == 2 and "--shard" in err and not (tmp_path / "bad").exists()
