@@ -279,6 +279,22 @@ def test_smollm2_trains_a_few_steps_when_installed(tmp_path):
     assert len(m) == 3 and m[1]["ratio_max"] == 1.0 and m[2]["behaviour_version"] == 1
 
 
+def test_gguf_cache_keys_on_content_so_copies_in_two_environments_share_one_folder(tmp_path, monkeypatch):
+    from banditlab_llm import models
+
+    monkeypatch.setattr(models, "CACHE", tmp_path / "cache")
+    body = bytes(range(256)) * 5000  # a stand-in file: only its bytes matter to the key
+    a, b, c = (tmp_path / d / "m.gguf" for d in ("venv-a/lib", "venv-b/site-packages", "other"))
+    for path, data in ((a, body), (b, body), (c, body[:-1] + b"\0")):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+    folder = models.CACHE / "gguf" / f"m-{models.gguf_key(a)}"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")  # a finished cache: no dequantisation is attempted
+    assert models.gguf_to_cache(a) == models.gguf_to_cache(b) == folder
+    assert models.gguf_key(c) != models.gguf_key(a)  # one byte changed: another model, another folder
+
+
 def test_paper_configs_load_and_validate():
     from banditlab_llm.train import build_objective, config_from, validate
 
