@@ -127,8 +127,9 @@ def plot_sweep(run: str | Path) -> list[Path]:
     mean = steps.groupby(["baseline_offset", "step"])["expected_reward"].mean().reset_index()
     for off, g in mean.groupby("baseline_offset"):
         ax2.plot(g["step"], g["expected_reward"], color=colors[off], lw=1.2)
-    ax2.axhline(vmu, color="C3", ls="--", lw=1.2, label=r"$V^\mu$ (behaviour)")
-    ax2.legend(fontsize=8, loc="best")
+    ax2.axhline(vmu, color="C3", ls="--", lw=1.2)
+    ax2.annotate(r"$V^\mu$ (behaviour)", (1.0, vmu), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+                 textcoords="offset points", ha="right", va="bottom", fontsize=8, color="C3")  # label on its line
     ax2.set_xlabel("step $t$")
     ax2.set_ylabel(r"$J(\pi_t)$, mean over seeds")
     ax2.set_title(r"Learning curves, coloured by $\delta V$")
