@@ -154,7 +154,7 @@ LLM_PANELS = (
     ("Throughput", "tokens / s", ("tokens_per_s", "gen_tokens_per_s", "train_tokens_per_s")),
 )
 _LINE = {"test_accuracy": dict(marker="o", ls="--"), "train_accuracy": dict(marker="s", ls=":"),
-         "ratio_min": dict(lw=0.8, ls=":"), "ratio_max": dict(lw=0.8, ls=":"),
+         "ratio_min": dict(lw=0.8, ls=":"), "ratio_max": dict(lw=0.8, ls="--"),
          "gen_tokens_per_s": dict(ls="--", lw=1), "train_tokens_per_s": dict(ls=":", lw=1)}
 
 
