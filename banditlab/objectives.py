@@ -126,15 +126,15 @@ class Objective:
         The advantage and row weights are the batch's own (`prepare`) where present, else computed here."""
         p = {**self.defaults, **overrides}
         fn = self.fn
+        a = None
+        if fn.uses_advantage:  # from the batch before its row weights, as `prepare` computes it
+            a = batch.adv if batch.adv is not None else advantage(batch, **{k: v for k, v in p.items() if k in ADVANTAGE})
         if batch.rows is not None or fn.rows is not None:
             rows = batch.rows if batch.rows is not None else fn.rows(batch, {**self.params, **overrides})
             if rows is not None:
                 batch = replace(batch, weight=rows if batch.weight is None else batch.weight * rows)
         own = {k: v for k, v in p.items() if k in fn.own}
-        if not fn.uses_advantage:
-            return fn(batch, **own)
-        a = batch.adv if batch.adv is not None else advantage(batch, **{k: v for k, v in p.items() if k in ADVANTAGE})
-        return fn(batch, a, **own)
+        return fn(batch, **own) if a is None else fn(batch, a, **own)
 
     def __call__(self, batch: Batch, **overrides) -> Tensor:
         return self.evaluate(batch, **overrides)[0]

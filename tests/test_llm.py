@@ -111,8 +111,13 @@ HAND = {  # the paper's per-sample weight on Σ_t ∇ log π, on-policy (ρ = 1)
     ("asymre", ("offset=-0.3",)): R - MEAN + 0.3,
     ("topr", ()): R,
     ("grpo", ()): (R - MEAN) / (STD + 1e-6),
+    ("is", ()): R - MEAN,  # ρ = 1: the IS weight, its truncation and PPO's clip all leave A alone
+    ("tis", ()): R - MEAN,
+    ("ppo", ()): R - MEAN,
     ("rec", ()): R - MEAN,
-    ("opmd", ()): R - MEAN,
+    ("rec-ring", ()): R - MEAN,
+    ("opmd", ()): R - MEAN,  # (c/2)(log π − log μ)² has zero gradient at π = μ
+    ("rep-asymre", ()): R - MEAN + 0.1,  # −β log π adds β = 0.1 (its default coef) to every weight
     ("red-weight", ()): (R - MEAN) * torch.exp(R - MEAN),
     ("sft", ()): (R > 0).float(),
 }
@@ -123,19 +128,50 @@ HAND.update({(name, args): HAND[("grpo", ())] for name, args in [
     ("gmpo", ("agg=token-mean",)), ("m2po", ()), ("grpo-opsm", ()), ("grpo-tis", ()), ("grpo-mis", ())]})
 
 
-@pytest.mark.parametrize("algo,args", list(HAND), ids=[f"{a}-{'-'.join(x)}" for a, x in HAND])
-def test_each_objective_moves_lora_as_its_formula_says(algo, args, tmp_path):
+# RED-Drop drops random surplus negatives: group 1 (two and two) keeps all; group 2 keeps one of its three
+# negatives at random, and the kept pair's mean is 0, so A = ±1 on the kept samples and 0 on the dropped ones
+RED_DROP = [torch.tensor([1.0, -1, -1, 1] + [-1.0 if j == k else 0.0 for j in range(3)] + [1.0]) for k in range(3)]
+
+
+def test_every_registry_objective_has_a_one_step_llm_test():
+    from banditlab.objectives import OBJECTIVES
+
+    assert {a for a, _ in HAND} | {"red-drop"} == set(OBJECTIVES)
+
+
+def _one_sgd_step(algo, args, tmp_path):
+    """(the LoRA update one SGD step at lr 1 applied, the trainer, the fixed rollouts)"""
     from banditlab_llm.models import lora_params
 
     tr = Trainer(tiny(tmp_path, algo=algo, algo_args=list(args), grad_clip=0.0, lr=1.0))  # SGD below, lr 1
     r, _ = fixed_rollouts(tr, REWARDS)
-    expected = hand_update(tr, r, HAND[(algo, args)])
     before = [p.detach().clone() for p in lora_params(tr.model).values()]
+    expected_at = lambda w: hand_update(tr, r, w)  # computed before the step, on the same parameters
     tr.opt = torch.optim.SGD(tr.params, lr=1.0)
+    return before, tr, r, expected_at
+
+
+@pytest.mark.parametrize("algo,args", list(HAND), ids=[f"{a}-{'-'.join(x)}" for a, x in HAND])
+def test_each_objective_moves_lora_as_its_formula_says(algo, args, tmp_path):
+    from banditlab_llm.models import lora_params
+
+    before, tr, r, expected_at = _one_sgd_step(algo, args, tmp_path)
+    expected = expected_at(HAND[(algo, args)])
     tr.train_step()
     after = list(lora_params(tr.model).values())
     for b, a, e in zip(before, after, expected):
         assert torch.allclose(a.detach() - b, e, atol=1e-6, rtol=1e-4)
+
+
+def test_red_drop_moves_lora_as_one_of_its_random_drops_says(tmp_path):
+    from banditlab_llm.models import lora_params
+
+    before, tr, r, expected_at = _one_sgd_step("red-drop", (), tmp_path)
+    candidates = [expected_at(w) for w in RED_DROP]
+    tr.train_step()
+    moved = [a.detach() - b for b, a in zip(before, lora_params(tr.model).values())]
+    close = [all(torch.allclose(m, e, atol=1e-6, rtol=1e-4) for m, e in zip(moved, c)) for c in candidates]
+    assert sum(close) == 1
 
 
 def test_asymre_negative_offset_raises_log_prob_of_rewarded_samples(tmp_path):
@@ -254,6 +290,22 @@ def test_smollm2_trains_a_few_steps_when_installed(tmp_path):
                       max_new_tokens=16, out=str(tmp_path / "smol"), algo="asymre")
     m = read_metrics(Trainer(cfg).run())
     assert len(m) == 3 and m[1]["ratio_max"] == 1.0 and m[2]["behaviour_version"] == 1
+
+
+def test_gguf_cache_keys_on_content_so_copies_in_two_environments_share_one_folder(tmp_path, monkeypatch):
+    from banditlab_llm import models
+
+    monkeypatch.setattr(models, "CACHE", tmp_path / "cache")
+    body = bytes(range(256)) * 5000  # a stand-in file: only its bytes matter to the key
+    a, b, c = (tmp_path / d / "m.gguf" for d in ("venv-a/lib", "venv-b/site-packages", "other"))
+    for path, data in ((a, body), (b, body), (c, body[:-1] + b"\0")):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+    folder = models.CACHE / "gguf" / f"m-{models.gguf_key(a)}"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")  # a finished cache: no dequantisation is attempted
+    assert models.gguf_to_cache(a) == models.gguf_to_cache(b) == folder
+    assert models.gguf_key(c) != models.gguf_key(a)  # one byte changed: another model, another folder
 
 
 def test_paper_configs_load_and_validate():

@@ -278,6 +278,7 @@ CASES = {  # id: (registry name, overrides, reference, reference kwargs)
     "sft-all": ("sft", {}, ref_sft, {}),
     "sft-positive": ("sft", {"norm": "positive"}, ref_sft, {"norm": "positive"}),
     "dapo": ("dapo", {}, ref_dapo, {"std_norm": True}),
+    "dapo-unbiased-verl-trl": ("dapo", {"std": "unbiased"}, ref_dapo, {"std_norm": True, "std": "unbiased"}),
     "gspo": ("gspo", {"eps_low": 0.05, "eps_high": 0.1}, ref_gspo, {"std_norm": True, "eps": (0.05, 0.1)}),
     "cispo": ("cispo", {}, ref_tapered, {"windows": ((0, 5), (0, 5)), "level": "token", "std_norm": True}),
     "cispo-verl": ("cispo", {"a_pos": 0.8, "a_neg": 0.8, "b_pos": 1.2, "b_neg": 1.2}, ref_tapered,

@@ -63,7 +63,7 @@ def plot_policy_iteration(cfg, data: Path, out: Path, plt):
     axes[0].plot([], [], "k:", label="Theorem 4.3 (each iteration to its limit)")
     axes[0].set_ylabel(r"expected reward $J(\pi_k)$")
     axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle("AsymRE Fig. 2: policy iteration with a fixed V; V just below V^μ₀ ends worse", fontsize=12)
+    fig.suptitle(r"AsymRE Fig. 2: policy iteration with a fixed $V$; $V$ just below $V^\mu_0$ ends worse", fontsize=12)
     fig.tight_layout()
     return fig
 

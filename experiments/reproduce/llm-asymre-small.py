@@ -57,7 +57,8 @@ def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
     labels = [m for m in cfg["methods"] if m in set(df.method)]
     colors = {m: c for m, c in zip(labels, ["#08519c", "#4292c6", "#000000", "#ef3b2c", "#99000d", "#41ab5d",
                                             "#ff7f00"])}
-    fig, axes = plt.subplots(1, 4, figsize=(22, 5), layout="constrained")
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9.5), layout="constrained")  # 2 × 2: readable at README width
+    axes = axes.flat
     panels = [("test_accuracy", "test pass@1 (greedy, held-out)"), ("train_accuracy", "train pass@1 (greedy)"),
               ("entropy", "token entropy of π (nats)"),
               ("ratio_max", r"token ratio $\pi/\mu$: max (solid), min (dotted)")]
@@ -78,11 +79,12 @@ def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
                 ax.fill_between(s.index, s["min"], s["max"], color=colors[m], alpha=0.15)
         ax.set_title(title)
         ax.set_xlabel("step (8 steps = 1 epoch of the offline data)")
-    axes[0].legend(fontsize=8, loc="best")
+    handles, names = fig.axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=4, fontsize=11, frameon=False)
     t = cfg["train"]
-    fig.suptitle(f"AsymRE on SmolLM2-135M-Instruct + LoRA, offline data from π₀ ({t['n_train']} addition problems × "
-                 f"G = {t['group_size']}, {t['epochs']} epochs, ±1 rewards); mean over seeds, band = min–max",
-                 fontsize=12)
+    fig.suptitle(f"AsymRE on SmolLM2-135M-Instruct + LoRA, offline data from π₀\n({t['n_train']} addition problems "
+                 f"× G = {t['group_size']}, {t['epochs']} epochs, ±1 rewards); mean over seeds, band = min–max",
+                 fontsize=14)
     return fig
 
 CONFIG, SIMS, run = "llm-asymre-small", 14, run_llm_asymre_small
