@@ -102,6 +102,7 @@ def command(app: typer.Typer, *specs, name: str | None = None):
         run.__signature__ = inspect.Signature(params)
         run.__annotations__ = {p.name: p.annotation for p in params}
         run.__name__, run.__doc__, run.__module__ = fn.__name__, fn.__doc__, fn.__module__
+        run.specs = specs  # for banditlab.cli_docs
         app.command(name)(run)
         return fn
 

@@ -59,7 +59,7 @@ def _bound(x, none: str) -> str:
         return none
     if isinstance(x, int) and x >= 2**20 and x & (x - 1) == 0:
         return f"2^{x.bit_length() - 1}"
-    return f"{x:g}"
+    return f"{x:g}".replace("e+0", "e").replace("e+", "e")  # 1e6, not 1e+06
 
 
 def check_ranges(cfg) -> None:

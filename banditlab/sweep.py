@@ -45,7 +45,8 @@ class SweepConfig:
 
     baseline: str = option("-0.5:0.5", "START:STOP[:NUM] (NUM: 21 if absent), a comma list, or one value; offsets "
                                        "δV from V^μ unless --absolute")
-    absolute: bool = option(False, "--absolute reads --baseline as raw V, --offset as offsets δV", flag="--absolute/--offset")
+    absolute: bool = option(False, "--absolute reads --baseline as raw V, --offset as offsets δV",
+                            flag="--absolute/--offset")
     baseline_ref: str = option("vmu", "offsets from: vmu (exact V^μ of the behaviour) | group (sampled group mean)")
     algo: str = option("asymre", "objective from `banditlab algos`")
     algo_args: list = option(help="objective parameter key=value (repeatable)", factory=list, name="--algo-arg",
@@ -57,7 +58,7 @@ class SweepConfig:
     bandit_seed: int = option(B.PAPER_SEED, "seed of the paper-style bandit's random mean rewards", 0, 2**32,
                               hi_open=True)
     rewards: str = option("", "explicit mean rewards, e.g. 0,0.8,1 (instead of the random draw)")
-    mu: str = option("", "explicit behaviour probabilities, e.g. 0.3,0.6,0.1 (with --rewards)", shown="uniform")
+    mu: str = option("", "explicit behaviour probabilities for --rewards, e.g. 0.3,0.6,0.1", shown="uniform")
     noise: str = option("bernoulli", "reward noise: none | bernoulli | gaussian")
     low: float = option(0.0, "Bernoulli low reward value", -1e6, 1e6)
     high: float = option(1.0, "Bernoulli high reward value (beyond ±1e6 the updates overflow)", -1e6, 1e6)
