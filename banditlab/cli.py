@@ -1,9 +1,9 @@
 """The `banditlab` command line. Thin: every command resolves options into a config and calls the library.
 
 Each command's options are the fields of one config dataclass (SweepConfig, TrainConfig, the small ones below):
-name, default, help and range are written there once (banditlab.cliopts builds the options and their help, and
-banditlab.cli_docs writes docs/commands.md from them). Options left unset fall back to `--config FILE.toml`, then to the dataclass defaults, so a TOML file and the
-command line can be mixed. Bad input ends with one line on stderr naming the option, and exit code 2.
+name, default, help and range are written there once; banditlab.cliopts builds the options and their help from
+them, and banditlab.cli_docs writes docs/commands.md. Options left unset fall back to `--config FILE.toml`, then
+to the dataclass defaults, so a TOML file and the command line can be mixed. Bad input ends with one line on stderr naming the option, and exit code 2.
 Heavy libraries (pandas, matplotlib, transformers) are imported inside the commands that need them.
 """
 
@@ -187,7 +187,8 @@ def reproduce(options: dict):
     if not c.ids and not c.all_:
         raise UsageError("ID: name an experiment (banditlab reproduce --list) or pass --all")
     run(BANDIT_EXPERIMENTS if c.all_ else list(c.ids), Path(c.figures), force=c.force, plot_only=c.plot_only,
-        progress=c.progress and sys.stderr.isatty(), echo=typer.echo, configs=Path(c.configs) if c.configs else CONFIGS)
+        progress=c.progress and sys.stderr.isatty(), echo=typer.echo,
+        configs=Path(c.configs) if c.configs else CONFIGS)
 
 
 @command(app, DemoConfig)

@@ -1,4 +1,6 @@
-"""Config files: one reader for `banditlab sweep --config` and `banditlab llm train --config`.
+"""Config fields and config files. `option` declares a field of a command's config dataclass with its help, range
+and command-line spelling (banditlab.cliopts turns the fields into the command's options); `check_ranges` enforces
+the ranges; `merged_config` is the one reader for `banditlab sweep --config` and `banditlab llm train --config`.
 
 A TOML file holds any fields of the config dataclass (dashes or underscores), optionally under a [section]
 table; `algo_args` may be a table ({a_neg = 0}) or a list (["a_neg=0"]). Precedence: command line (options that

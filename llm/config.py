@@ -5,8 +5,7 @@ written. No torch import, so `banditlab --help` stays fast."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 from banditlab.configfile import check_algo_args, check_ranges, option
 from banditlab.errors import UsageError
