@@ -1,113 +1,109 @@
 """The `banditlab` command line. Thin: every command resolves options into a config and calls the library.
 
-Options left unset fall back to `--config FILE.toml`, then to the dataclass defaults, so a TOML file and the
-command line can be mixed. Bad input ends with one line on stderr naming the option, and exit code 2.
+Each command's options are the fields of one config dataclass (SweepConfig, TrainConfig, the small ones below):
+name, default, help and range are written there once; banditlab.cliopts builds the options and their help from
+them, and banditlab.cli_docs writes docs/commands.md. Options left unset fall back to `--config FILE.toml`, then
+to the dataclass defaults, so a TOML file and the command line can be mixed. Bad input ends with one line on stderr naming the option, and exit code 2.
 Heavy libraries (pandas, matplotlib, transformers) are imported inside the commands that need them.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from dataclasses import dataclass
 
 import typer
 
+from .cliopts import Controls, command, make, tidy_help
+from .configfile import option
 from .errors import RunFailed, UsageError
+from .sweep import SweepConfig
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Controlled experiments on off-policy REINFORCE (AsymRE, TOPR, REC).")
 
-# ----------------------------------------------------------------------------------------- shared options
-O = typer.Option
-BaselineOpt = O(None, "--baseline", help="START:STOP[:NUM] (NUM default 21), a comma list, or one value; "
-                                         "offsets δV from V^μ unless --absolute (default: -0.5:0.5)")
-AbsoluteOpt = O(None, "--absolute/--offset", help="a flag, no value: --absolute reads --baseline as raw V, --offset as offsets δV from V^μ (default: --offset)")
-BanditOpt = O(None, "--bandit", help="'paper' (default) or a TOML bandit file")
-ArmsOpt = O(None, "--arms", help="arms of the random paper-style bandit (default: 100)")
-ContextsOpt = O(None, "--contexts", help="contexts, each with its own rewards and V^μ(x) (default: 1)")
-BanditSeedOpt = O(None, "--bandit-seed", help="seed of the random mean rewards (default: 357, see README)")
-RewardsOpt = O(None, "--rewards", help="explicit mean rewards, e.g. 0,0.8,1")
-MuOpt = O(None, "--mu", help="explicit behaviour probabilities, e.g. 0.3,0.6,0.1")
-NoiseOpt = O(None, "--noise", help="reward noise: none | bernoulli | gaussian (default: bernoulli)")
-ConfigOpt = O(None, "--config", help="a TOML file with any of these options (command line wins)")
+
+# ----------------------------------------------------------------------------------------- options
+THEORY_OPTIONS = ("baseline", "absolute", "bandit", "arms", "contexts", "bandit_seed", "rewards", "mu", "noise")
 
 
-def _config(cls, config: Optional[str], **cli):
-    """Merge CLI values (when given) over the TOML file's over the defaults."""
-    from .configfile import merged_config
+@dataclass
+class MergeConfig:
+    shards: list = option(help="the finished shard folders (--shard 1/N ... N/N)", argument=True, metavar="SHARD_DIR")
+    out: str = option(help="the merged run folder (new)")
 
-    return merged_config(cls, config, cli, section="sweep")
+
+@dataclass
+class PlotConfig:
+    runs: list = option(help="sweep or llm-train run folders", argument=True, metavar="RUN_DIR")
+    out: str = option("", "LLM curves file, .png and .pdf", shown="RUN_DIR/curves for one run, ./curves for several")
 
 
-@app.command()
-def sweep(
-    baseline: Optional[str] = BaselineOpt,
-    absolute: Optional[bool] = AbsoluteOpt,
-    baseline_ref: Optional[str] = O(None, help="offsets from: vmu (exact V^μ) | group (sampled group mean)"),
-    algo: Optional[str] = O(None, help="objective from `banditlab algos` (default: asymre)"),
-    algo_args: Optional[List[str]] = O(None, "--algo-arg", help="objective parameter key=value (repeatable)"),
-    bandit: Optional[str] = BanditOpt, arms: Optional[int] = ArmsOpt, contexts: Optional[int] = ContextsOpt,
-    bandit_seed: Optional[int] = BanditSeedOpt, rewards: Optional[str] = RewardsOpt, mu: Optional[str] = MuOpt,
-    noise: Optional[str] = NoiseOpt,
-    low: Optional[float] = O(None, help="Bernoulli low reward (default: 0)"),
-    high: Optional[float] = O(None, help="Bernoulli high reward (default: 1)"),
-    sigma: Optional[float] = O(None, help="Gaussian noise scale (default: 0.1)"),
-    mode: Optional[str] = O(None, help="exact (expected update) | sampled (default: sampled)"),
-    seeds: Optional[int] = O(None, help="replicas per baseline, sampled mode (exact mode is deterministic: "
-                                        "one run per baseline) (default: 8)"),
-    steps: Optional[int] = O(None, help="SGD steps (default: 3000)"),
-    batch: Optional[int] = O(None, help="pulls per group per step, sampled mode (default: 64)"),
-    lr: Optional[float] = O(None, help="SGD learning rate on the logits (default: 1)"),
-    behavior: Optional[str] = O(None, help="fixed | on-policy | lag:N | delay:K | mix:A[:init|uniform], "
-                                           "comma-combined (default: fixed)"),
-    seed: Optional[int] = O(None, help="simulation seed (default: 0)"),
-    log_every: Optional[int] = O(None, help="metrics every N steps (default: steps/200)"),
-    support_eps: Optional[float] = O(None, help="π(a) ≥ this counts as support (default: 1e-3)"),
-    dtype: Optional[str] = O(None, help="float64 | float32 (default: float64)"),
-    device: Optional[str] = O(None, help="cpu | cuda (untested: no GPU was lent) (default: cpu)"),
-    threads: Optional[int] = O(None, help="torch CPU threads (0: one below 4M entries per step, else all) "
-                                          "(default: 0)"),
-    shard: Optional[str] = O(None, help="I/N: run only the I-th of N blocks of the grid's runs, for a job array; "
-                                        "join the folders with `banditlab merge`"),
-    out: Optional[str] = O(None, help="run folder; rerun with the same folder to resume"),
-    config: Optional[str] = ConfigOpt,
-    progress: bool = O(True, "--progress/--no-progress", help="show a progress bar"),
-):
+@dataclass
+class ReproduceConfig:
+    ids: list = option(help="experiment IDs (see --list)", factory=list, argument=True, metavar="ID")
+    all_: bool = option(False, "every bandit experiment (llm-* ones run by name: they take ~1 h)", flag="--all")
+    list_: bool = option(False, "list the experiments and exit", flag="--list")
+    force: bool = option(False, "rerun even if the data exist", flag="--force")
+    plot_only: bool = option(False, "only redraw from existing data", flag="--plot-only")
+    figures: str = option("figures", "output folder: ID.png/.pdf, data in data/")
+    configs: str = option("", "folder of ID.toml configs", shown="experiments/reproduce")
+    progress: bool = option(True, "show a progress bar", flag="--progress/--no-progress")
+
+
+@dataclass
+class DemoConfig:
+    rewards: str = option("0,0.8,1", "mean rewards of the 3 arms")
+    mu: str = option("0.3,0.6,0.1", "behaviour probabilities")
+    below: float | None = option(None, "a V below V^μ (unset: V^μ − 0.28)")
+    above: float | None = option(None, "a V above V^μ (unset: V^μ + 0.12)")
+    steps: int = option(3000, "exact-update steps per path", 1, 10**6)
+    lr: float = option(1.0, "learning rate", 0.0, 10.0, lo_open=True)
+    out: str = option("figures/demo", "figure path without extension (.png and .pdf are written)")
+    interactive: bool = option(False, "a window with a slider for V (needs a display)", flag="--interactive")
+    html: str = option("", "write the self-contained web page with a slider for V to this file instead of the figure")
+
+
+@dataclass
+class AlgosConfig:
+    references: bool = option(False, "print the parity table with Trinity-RFT, verl and TRL (Markdown)",
+                              flag="--references")
+
+
+# ----------------------------------------------------------------------------------------- commands
+@command(app, SweepConfig, Controls)
+def sweep(options: dict, controls: dict):
     """Sweep the baseline of an off-policy objective on a bandit; print the table, write tidy files and a figure."""
-    from .sweep import SweepConfig, format_table, run_sweep
+    from .configfile import merged_config
+    from .sweep import format_table, run_sweep
 
-    cfg = _config(SweepConfig, config, **{k: v for k, v in locals().items() if k not in ("config", "progress")})
-    folder = run_sweep(cfg, progress=progress and sys.stderr.isatty())
+    ctl = make(Controls, controls)
+    cfg = merged_config(SweepConfig, ctl.config or None, options, section="sweep")
+    folder = run_sweep(cfg, progress=ctl.progress and sys.stderr.isatty())
     typer.echo(format_table(folder))
 
 
-@app.command("merge")
-def merge_cmd(
-    shards: List[str] = typer.Argument(..., help="the finished shard folders (--shard 1/N ... N/N)"),
-    out: str = O(..., "--out", help="the merged run folder (new)"),
-):
+@command(app, MergeConfig, name="merge")
+def merge_cmd(options: dict):
     """Join sharded sweep folders into one run folder, equal to the unsharded run's; print its table."""
     from pathlib import Path
 
     from .sweep import format_table, merge
 
-    typer.echo(format_table(merge([Path(s) for s in shards], Path(out))))
+    cfg = make(MergeConfig, options)
+    typer.echo(format_table(merge([Path(s) for s in cfg.shards], Path(cfg.out))))
 
 
-@app.command()
-def theory(
-    baseline: Optional[str] = BaselineOpt, absolute: Optional[bool] = AbsoluteOpt,
-    bandit: Optional[str] = BanditOpt, arms: Optional[int] = ArmsOpt, contexts: Optional[int] = ContextsOpt,
-    bandit_seed: Optional[int] = BanditSeedOpt, rewards: Optional[str] = RewardsOpt, mu: Optional[str] = MuOpt,
-    noise: Optional[str] = NoiseOpt, config: Optional[str] = ConfigOpt,
-):
+@command(app, (SweepConfig, THEORY_OPTIONS), (Controls, ("config",)))
+def theory(options: dict, controls: dict):
     """Print the closed-form limit (Theorem 4.2) for a bandit and baseline range, instantly, without simulating."""
     import numpy as np
 
     from . import theory as T
-    from .sweep import SweepConfig, make_bandit, parse_range
+    from .configfile import merged_config
+    from .sweep import make_bandit, parse_range
 
-    cfg = _config(SweepConfig, config, **{k: v for k, v in locals().items() if k != "config"})
+    cfg = merged_config(SweepConfig, make(Controls, controls).config or None, options, section="sweep")
     b = make_bandit(cfg)
     values = parse_range(cfg.baseline)
     typer.echo(f"bandit {b.name}: {b.contexts} context(s) × {b.arms} arms, V^μ = {b.v_mu_total:.4f}, "
@@ -138,17 +134,17 @@ def theory(
             typer.echo(f"{off:>+7.3f} {V:>7.4f} {J:>8.4f} {sup:>8.1f} {ent:>8.3f}  {'yes' if J > b.v_mu_total else 'no'}")
 
 
-@app.command()
-def plot(runs: List[str] = typer.Argument(..., metavar="RUN_DIR...", help="sweep or llm-train run folders"),
-         out: Optional[str] = O(None, help="LLM curves file, .png and .pdf (default: RUN_DIR/curves for one "
-                                           "run, ./curves for several)")):
+@command(app, PlotConfig)
+def plot(options: dict):
     """Redraw figures from run folders, without rerunning: a sweep's figure (RUN_DIR/sweep.png), and the
     curves of LLM runs, several overlaid (reward, accuracy, entropy, ratio range, KL, throughput)."""
     from pathlib import Path
 
     from .runfolder import kind_of
 
-    folders = [Path(r) for r in runs]
+    cfg = make(PlotConfig, options)
+    out = cfg.out
+    folders = [Path(r) for r in cfg.runs]
     kinds = {}
     for p in folders:
         if not p.is_dir():
@@ -176,58 +172,41 @@ def plot(runs: List[str] = typer.Argument(..., metavar="RUN_DIR...", help="sweep
         typer.echo(f)
 
 
-@app.command()
-def reproduce(
-    ids: Optional[List[str]] = typer.Argument(None, help="experiment IDs (see --list)"),
-    all_: bool = O(False, "--all", help="every bandit experiment (llm-* ones run by name: they take ~1 h)"),
-    list_: bool = O(False, "--list", help="list the experiments and exit"),
-    force: bool = O(False, "--force", help="rerun even if the data exist"),
-    plot_only: bool = O(False, "--plot-only", help="only redraw from existing data"),
-    figures: str = O("figures", help="output folder: ID.png/.pdf, data in data/"),
-    configs: Optional[str] = O(None, help="folder of ID.toml configs (default: experiments/reproduce)"),
-    progress: bool = O(True, "--progress/--no-progress", help="show a progress bar"),
-):
+@command(app, ReproduceConfig)
+def reproduce(options: dict):
     """Reproduce the papers' bandit figures from experiments/reproduce/*.toml into figures/."""
     from pathlib import Path
 
     from .reproduce import BANDIT_EXPERIMENTS, CONFIGS, EXPERIMENTS, reproduce as run
 
-    if list_:
+    c = make(ReproduceConfig, options)
+    if c.list_:
         for k, e in EXPERIMENTS.items():
             typer.echo(f"{k:<25} {e.title}")
         return
-    if not ids and not all_:
+    if not c.ids and not c.all_:
         raise UsageError("ID: name an experiment (banditlab reproduce --list) or pass --all")
-    run(BANDIT_EXPERIMENTS if all_ else list(ids), Path(figures), force=force, plot_only=plot_only,
-        progress=progress and sys.stderr.isatty(), echo=typer.echo, configs=Path(configs) if configs else CONFIGS)
+    run(BANDIT_EXPERIMENTS if c.all_ else list(c.ids), Path(c.figures), force=c.force, plot_only=c.plot_only,
+        progress=c.progress and sys.stderr.isatty(), echo=typer.echo,
+        configs=Path(c.configs) if c.configs else CONFIGS)
 
 
-@app.command()
-def demo(
-    rewards: str = O("0,0.8,1", help="mean rewards of the 3 arms"),
-    mu: str = O("0.3,0.6,0.1", help="behaviour probabilities"),
-    below: Optional[float] = O(None, help="a V below V^μ (default: V^μ − 0.28)"),
-    above: Optional[float] = O(None, help="a V above V^μ (default: V^μ + 0.12)"),
-    steps: int = O(3000, help="exact-update steps per path"),
-    lr: float = O(1.0, help="learning rate"),
-    out: str = O("figures/demo", help="figure path without extension (.png and .pdf are written)"),
-    interactive: bool = O(False, "--interactive", help="a window with a slider for V (needs a display)"),
-    html: Optional[str] = O(None, help="write the self-contained web page with a slider for V to this file "
-                                       "instead of the figure"),
-):
+@command(app, DemoConfig)
+def demo(options: dict):
     """The classroom demo: the V-versus-V^μ phase transition on a 3-armed bandit, explained with numbers."""
     from .demo import run_demo
 
-    run_demo(rewards, mu, below, above, steps, lr, out, interactive, echo=typer.echo, html=html)
+    c = make(DemoConfig, options)
+    run_demo(c.rewards, c.mu, c.below, c.above, c.steps, c.lr, c.out, c.interactive, echo=typer.echo,
+             html=c.html or None)
 
 
-@app.command()
-def algos(references: bool = O(False, "--references",
-                               help="print the parity table with Trinity-RFT, verl and TRL (Markdown)")):
+@command(app, AlgosConfig)
+def algos(options: dict):
     """List the objective registry with each objective's parameters."""
     from .objectives import OBJECTIVES
 
-    if references:
+    if make(AlgosConfig, options).references:
         from .references import markdown
 
         typer.echo(markdown())
@@ -296,11 +275,18 @@ def _os_error(e: OSError) -> tuple[str, int]:
     return f"banditlab: error: {e.strerror or e}{' at ' + str(e.filename) if e.filename else ''}", 2
 
 
+def click_command():
+    """The click command tree of `banditlab`, with its help tidied (banditlab.cliopts.tidy_help)."""
+    cmd = typer.main.get_command(app)
+    tidy_help(cmd)
+    return cmd
+
+
 def main(argv: list[str] | None = None) -> None:
     from .runfolder import Interrupted
 
     _working_directory()
-    cmd = typer.main.get_command(app)
+    cmd = click_command()
     try:
         code = cmd.main(args=argv, prog_name="banditlab", standalone_mode=False)
         if code == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word

@@ -33,43 +33,54 @@ import numpy as np
 
 from . import bandits as B
 from . import theory
-from .configfile import ranged
+from .configfile import option
 from .errors import UsageError
 from .runfolder import Interrupted, atomic_output, atomic_save, atomic_write, is_complete, mark_complete, stop_flag
 
 
 @dataclass
 class SweepConfig:
-    baseline: str = "-0.5:0.5"        # START:STOP[:NUM] (NUM default 21), or a comma list, or one value
-    absolute: bool = False            # baseline values are raw V instead of offsets δV
-    baseline_ref: str = "vmu"         # offsets from: vmu (exact V^μ of the behaviour) | group (sampled group mean)
-    algo: str = "asymre"              # a name from banditlab.objectives.OBJECTIVES
-    algo_args: list = field(default_factory=list)  # ["key=value", ...] parameter overrides
-    bandit: str = "paper"             # "paper" or a TOML bandit file
-    arms: int = ranged(100, 2, 10**6)  # arms of the paper-style random bandit
-    contexts: int = ranged(1, 1, 10**5)  # contexts of the paper-style random bandit
-    bandit_seed: int = ranged(B.PAPER_SEED, 0, 2**32, hi_open=True)  # seed of the random mean rewards
-    rewards: str = ""                 # explicit mean rewards "0,0.8,1" (overrides the random draw)
-    mu: str = ""                      # explicit behaviour probabilities "0.3,0.6,0.1"
-    noise: str = "bernoulli"          # none | bernoulli | gaussian
-    low: float = ranged(0.0, -1e6, 1e6)  # Bernoulli reward values {low, high}
-    high: float = ranged(1.0, -1e6, 1e6)  # (reward values beyond ±1e6 overflow the updates)
-    sigma: float = ranged(0.1, 0.0, 1e6, lo_open=True)  # Gaussian noise scale
-    mode: str = "sampled"             # exact | sampled
-    seeds: int = ranged(8, 1, 10**5)  # replicas per baseline (sampled mode; exact mode is deterministic: 1)
-    steps: int = ranged(3000, 1, 10**9)  # SGD steps
-    batch: int = ranged(64, 1, 10**6)  # pulls per group per step (sampled mode)
-    lr: float = ranged(1.0, 0.0, 1e6, lo_open=True)  # SGD learning rate on the logits (the paper's is 1)
-    behavior: str = "fixed"           # fixed | on-policy | lag:N | delay:K | mix:A[:init|uniform], comma-combined
-    seed: int = ranged(0, 0, 2**63, hi_open=True)  # seed of the simulation's random stream
-    log_every: int = ranged(0, 0, 10**9)  # record metrics every this many steps (0: steps // 200)
-    support_eps: float = ranged(1e-3, 0.0, 1.0, lo_open=True)  # π(a) ≥ this counts as support
-    dtype: str = "float64"            # float64 | float32
-    device: str = "cpu"               # cpu | cuda
-    threads: int = ranged(0, 0, 1024)  # torch CPU threads (0: 1 below 4M array elements per step, else all)
-    shard: str = ""                   # "I/N": run only the I-th of N blocks of the grid (merge with `banditlab merge`)
-    checkpoint_seconds: float = ranged(10.0, 0.01, 86400.0)  # write state.pt at most this often while running
-    out: str = ""                     # run folder (default runs/sweep-<algo>-<time>)
+    """The options of `banditlab sweep` (and the keys of its config file): each field's help, range and default
+    are the command's (banditlab.cliopts) and docs/commands.md's."""
+
+    baseline: str = option("-0.5:0.5", "START:STOP[:NUM] (NUM: 21 if absent), a comma list, or one value; offsets "
+                                       "δV from V^μ unless --absolute")
+    absolute: bool = option(False, "--absolute reads --baseline as raw V, --offset as offsets δV",
+                            flag="--absolute/--offset")
+    baseline_ref: str = option("vmu", "offsets from: vmu (exact V^μ of the behaviour) | group (sampled group mean)")
+    algo: str = option("asymre", "objective from `banditlab algos`")
+    algo_args: list = option(help="objective parameter key=value (repeatable)", factory=list, name="--algo-arg",
+                             metavar="KEY=VALUE")
+    bandit: str = option("paper", "paper (the paper-style random bandit) or a TOML bandit file")
+    arms: int = option(100, "arms of the paper-style random bandit", 2, 10**6)
+    contexts: int = option(1, "contexts of the paper-style random bandit, each with its own rewards and V^μ(x)",
+                           1, 10**5)
+    bandit_seed: int = option(B.PAPER_SEED, "seed of the paper-style bandit's random mean rewards", 0, 2**32,
+                              hi_open=True)
+    rewards: str = option("", "explicit mean rewards, e.g. 0,0.8,1 (instead of the random draw)")
+    mu: str = option("", "explicit behaviour probabilities for --rewards, e.g. 0.3,0.6,0.1", shown="uniform")
+    noise: str = option("bernoulli", "reward noise: none | bernoulli | gaussian")
+    low: float = option(0.0, "Bernoulli low reward value", -1e6, 1e6)
+    high: float = option(1.0, "Bernoulli high reward value (beyond ±1e6 the updates overflow)", -1e6, 1e6)
+    sigma: float = option(0.1, "Gaussian noise scale", 0.0, 1e6, lo_open=True)
+    mode: str = option("sampled", "exact (expected update) | sampled (--batch pulls per step)")
+    seeds: int = option(8, "replicas per baseline, sampled mode (exact mode is deterministic: one run per baseline)",
+                        1, 10**5)
+    steps: int = option(3000, "SGD steps", 1, 10**9)
+    batch: int = option(64, "pulls per group per step, sampled mode", 1, 10**6)
+    lr: float = option(1.0, "SGD learning rate on the logits (the paper's is 1)", 0.0, 1e6, lo_open=True)
+    behavior: str = option("fixed", "fixed | on-policy | lag:N | delay:K | mix:A[:init|uniform], comma-combined")
+    seed: int = option(0, "seed of the simulation's random stream", 0, 2**63, hi_open=True)
+    log_every: int = option(0, "record metrics every N steps (0: steps // 200)", 0, 10**9)
+    support_eps: float = option(1e-3, "π(a) ≥ this counts as support", 0.0, 1.0, lo_open=True)
+    dtype: str = option("float64", "float64 | float32")
+    device: str = option("cpu", "cpu | cuda (cuda is untested: docs/gpu.md)")
+    threads: int = option(0, "torch CPU threads (0: one below 4M array entries per step, else all)", 0, 1024)
+    shard: str = option("", "I/N: run only the I-th of N blocks of the grid's runs, for a job array; join the "
+                            "folders with `banditlab merge`", shown="all runs")
+    checkpoint_seconds: float = option(10.0, "write state.pt at most this often while running, in seconds", 0.01,
+                                       86400.0, cli=False)
+    out: str = option("", "run folder; the same command on the same folder resumes", shown="runs/sweep-ALGO-TIME")
 
     def identity(self) -> dict:
         """The fields that determine the numbers (everything but where and how often to save)."""

