@@ -17,6 +17,9 @@ float64, Bernoulli rewards, fixed behaviour μ = π₀ unless named. Variants:
   sampled        Simulator, sampled mode, 64 pulls per step
   sampled-lag    the same with behaviour lag:10 (μ ← π every 10 steps: per-run tables)
   sampled-mix    the same with lag:10,mix:0.2:uniform
+  rng-torch      the uniforms alone that sampled mode draws (torch.rand, one call per step): its torch.Generator
+                 fixes every sampled number, so this is a floor under sampled mode's time
+  rng-numpy      the same count from numpy's Generator.random, what sampled-peer draws
   loop           a plain per-run Python loop over the exact update (one run at a time, extrapolated)
 Reports seconds, policy updates per second (runs × steps / s) and the ratio to the mode's strong peer (> 1:
 faster). Timing is the process's CPU time on the CPU (robust to other processes on a shared machine; equal to
@@ -280,7 +283,24 @@ def variants(a, offsets, device):
                                                       a.batch).run(a.steps)
         out.update({"sampled": sim("sampled"), "sampled-lag": sim("sampled", behavior="lag:10"),
                     "sampled-mix": sim("sampled", behavior="lag:10,mix:0.2:uniform")})
+        out["rng-torch"] = lambda: draws_torch(len(offsets), a.batch, a.steps, device)
+        if cpu:
+            out["rng-numpy"] = lambda: draws_numpy(len(offsets), a.batch, a.steps)
     return out
+
+
+def draws_torch(runs, batch, steps, device):
+    """sampled mode's uniforms alone: one [runs, 1, batch] float64 torch.rand per step from a torch.Generator."""
+    g = torch.Generator(device=device).manual_seed(0)
+    for _ in range(steps):
+        torch.rand((runs, 1, batch), generator=g, device=device, dtype=torch.float64)
+
+
+def draws_numpy(runs, batch, steps):
+    """sampled-peer's uniforms alone: numpy's Generator.random into one preallocated buffer per step."""
+    rng, u = np.random.default_rng(0), np.empty(runs * batch)
+    for _ in range(steps):
+        rng.random(out=u)
 
 
 def main(argv=None):
@@ -306,7 +326,7 @@ def main(argv=None):
     print(f"{'variant':<13} {'seconds':>8} {'updates/s':>13} {'× peer':>7} {'× floor':>8}")
     table = {}
     for k, t in results.items():
-        peer = results.get("sampled-peer" if k.startswith("sampled") else "exact-peer")
+        peer = results.get("sampled-peer" if k.startswith(("sampled", "rng")) else "exact-peer")
         table[k] = {"seconds": t, "updates_per_s": runs * a.steps / t, "vs_peer": peer / t if peer else None,
                     "vs_floor": results["floor"] / t}
         vs = f"{peer / t:>7.2f}" if peer else f"{'-':>7}"

@@ -67,6 +67,6 @@ def test_command_line_writes_json_at_a_tiny_size(tmp_path):
     rec = json.loads(out.read_text())
     assert rec["config"]["runs"] == 4 and rec["config"]["device"] == "cpu"
     assert set(rec["results"]) == set(table) >= {"floor", "exact-peer", "exact", "sampled-peer", "sampled",
-                                                  "sampled-lag", "sampled-mix"}
+                                                  "sampled-lag", "sampled-mix", "rng-torch", "rng-numpy"}
     assert rec["config"]["exact_peer_gap"] < 1e-12 and rec["config"]["sampled_peer_gap"] < 1e-12
     assert all(r["seconds"] >= 0 for r in rec["results"].values())
