@@ -58,6 +58,63 @@ def timed(tree: str, args: list[str], timeout: float) -> str:
     return f"{wall:.1f} s wall, {cpu:.1f} s CPU"
 
 
+def cli_options(args: list[str]) -> dict:
+    """`llm train` flags of `commands` as TrainConfig fields: --data-path x → {"data_path": "x"}."""
+    keys, values = args[0::2], args[1::2]
+    return {k.lstrip("-").replace("-", "_"): v for k, v in zip(keys, values)}
+
+
+def number(text: str):
+    """'20' → 20, '-0.1' → -0.1, anything else unchanged (the config converts numbers where it wants text)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def phases(args: list[str]) -> None:
+    """Where one `llm train` run's time goes, in this process: CPU seconds (this process and its children, e.g.
+    the grader's) and wall seconds of loading, the step-0 evaluation, every step (with its rollout and training
+    parts) and the last evaluation, and the resident size after each (memory growth after an evaluation shows
+    here)."""
+    import resource as rs
+
+    from banditlab_llm.train import Trainer, config_from
+
+    def cpu():
+        me, kids = rs.getrusage(rs.RUSAGE_SELF), rs.getrusage(rs.RUSAGE_CHILDREN)
+        return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+    def rss_mb():
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    last = [cpu(), time.perf_counter()]
+
+    def mark(name, extra=""):
+        c, w = cpu(), time.perf_counter()
+        print(f"{name:<24} {c - last[0]:7.1f} s CPU {w - last[1]:7.1f} s wall  RSS {rss_mb():6.0f} MB  {extra}",
+              flush=True)
+        last[:] = [c, w]
+
+    with tempfile.TemporaryDirectory() as out:
+        opts = {**cli_options(args), "out": f"{out}/run"}
+        cfg = config_from({k: number(v) for k, v in opts.items()}, None)
+        trainer = Trainer(cfg, echo=lambda *_: None)
+        mark("load")
+        if cfg.eval_n:
+            acc = trainer.eval_logs()["test_accuracy"]
+            mark("evaluation, step 0", f"pass@1 {acc:.3f}")
+        while trainer.step < trainer.total_steps:
+            logs = trainer.train_step()
+            mark(f"step {trainer.step}", f"rollout {logs['gen_seconds']:.1f} s, training {logs['train_seconds']:.1f} s"
+                 " wall")
+        if cfg.eval_n:
+            trainer.eval_logs()
+            mark("evaluation, last step")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", default="", help="another checkout to time beside this one (its root on PYTHONPATH)")
@@ -66,7 +123,15 @@ def main() -> None:
     ap.add_argument("--smollm2-steps", type=int, default=8, help="the README line's 8 steps by default")
     ap.add_argument("--only", default="", help="run only commands whose name contains this")
     ap.add_argument("--timeout", type=float, default=1200)
+    ap.add_argument("--phases", action="store_true",
+                    help="instead: CPU and wall seconds of each phase of one run, in this process")
     a = ap.parse_args()
+    if a.phases:
+        for name, args in commands(a.smollm2_steps).items():
+            if a.only in name:
+                print(f"{name}: load average {os.getloadavg()[0]:.1f}", flush=True)
+                phases(args)
+        return
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if a.busy else None
     try:
         print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} cores, busy process: {a.busy}", flush=True)
