@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
 spec = importlib.util.spec_from_file_location(
     "llm_memory", Path(__file__).resolve().parents[1] / "experiments" / "llm_memory.py")
 llm_memory = importlib.util.module_from_spec(spec)
