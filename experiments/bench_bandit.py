@@ -17,6 +17,11 @@ float64, Bernoulli rewards, fixed behaviour μ = π₀ unless named. Variants:
   sampled        Simulator, sampled mode, 64 pulls per step
   sampled-lag    the same with behaviour lag:10 (μ ← π every 10 steps: per-run tables)
   sampled-mix    the same with lag:10,mix:0.2:uniform
+  group-peer     sampled-peer with the group baseline: V = the mean reward of the run's B pulls + δV
+  sampled-group  sampled mode with AsymRE's group baseline (registry baseline="group"), against group-peer
+  rng-torch      the uniforms alone that sampled mode draws (torch.rand, one call per step): its torch.Generator
+                 fixes every sampled number, so this is a floor under sampled mode's time
+  rng-numpy      the same count from numpy's Generator.random, what sampled-peer draws
   loop           a plain per-run Python loop over the exact update (one run at a time, extrapolated)
 Reports seconds, policy updates per second (runs × steps / s) and the ratio to the mode's strong peer (> 1:
 faster). Timing is the process's CPU time on the CPU (robust to other processes on a shared machine; equal to
@@ -98,12 +103,14 @@ class SampledPeer:
     draws B pulls per run as cells (arm, outcome) from one alias table over μ(a)P(r|a), counts them with one
     bincount into n [runs, arms, 2] and applies the gradient step of ℓ = −(1/B) Σ_i (r_i − V) log π(a_i):
         Δl = (η/B)(D − π Σ_k D_k),   D_k = n_k1 (1 − V) − n_k0 V,
-    in preallocated buffers, re-centring the logits every `center_every` steps."""
+    in preallocated buffers, re-centring the logits every `center_every` steps. V = V^μ + δV, or with
+    baseline="group" the mean reward of the run's B pulls + δV, Σ_k n_k1 / B + δV, recomputed every step."""
 
-    def __init__(self, logits0, means, mu, offsets, lr, batch, seed=0, center_every=50):
+    def __init__(self, logits0, means, mu, offsets, lr, batch, seed=0, center_every=50, baseline="vmu"):
         R, K = len(offsets), len(means)
-        self.center_every, self.t = center_every, 0
+        self.center_every, self.t, self.group = center_every, 0, baseline == "group"
         self.l = np.repeat(logits0[None, :], R, 0)
+        self.offsets = np.asarray(offsets, float)[:, None]
         self.V = (float(mu @ means) + offsets)[:, None]
         self.prob, self.alias = alias_table(np.stack([mu * (1 - means), mu * means], -1).reshape(-1))
         self.R, self.K, self.B, self.lr = R, K, batch, lr
@@ -133,6 +140,11 @@ class SampledPeer:
         if self.t % self.center_every == 0:  # a step moves a logit by at most 2η max|r − V|
             l -= l.max(-1, keepdims=True)
         self.t += 1
+        if self.group:  # V = the group's mean reward + δV
+            np.sum(n[..., 1], -1, keepdims=True, out=self.V, dtype=float)
+            self.V *= 1.0 / self.B
+            self.V += self.offsets
+            np.subtract(1.0, self.V, out=self.one_minus_V)
         np.multiply(n[..., 1], self.one_minus_V, out=D)  # D = n₁(1 − V) − n₀V
         np.multiply(n[..., 0], self.V, out=self.tmp)
         D -= self.tmp
@@ -203,22 +215,23 @@ def parse_args(argv=None):
 
 def check_peers(b, offsets, steps, batch):
     """(max |Δπ| between exact-peer and exact mode after `steps`, max |Δ| between one SampledPeer step and the
-    registry objective's gradient step on the same pulls)."""
+    registry objective's gradient step on the same pulls, with the V^μ and the group baseline)."""
     asymre = get_objective("asymre", baseline="vmu")
     s = Simulator(b, asymre, {"offset": offsets}, SimConfig(mode="exact", steps=steps, log_every=max(1, steps // 10)))
     ours = torch.softmax(s.run(s.initial_state()).logits, -1)[:, 0].numpy()
     theirs = exact_peer(b.logits[0], b.means[0], b.mu[0], offsets, 1.0, steps)
     theirs = np.exp(theirs - theirs.max(-1, keepdims=True))
     exact_gap = np.abs(ours - theirs / theirs.sum(-1, keepdims=True)).max()
-    return exact_gap, sampled_step_gap(b, offsets, batch)
+    return exact_gap, max(sampled_step_gap(b, offsets, batch, baseline=x) for x in ("vmu", "group"))
 
 
-def sampled_step_gap(b, offsets, batch, seed=0):
-    """Draw one step of pulls with SampledPeer, rebuild them as a banditlab Batch and compare the peer's logits
-    after one step with l − η(G − π ΣG), G = ∂ℓ/∂log π of the registry's AsymRE on that Batch."""
+def sampled_step_gap(b, offsets, batch, seed=0, baseline="vmu"):
+    """Draw one step of pulls with SampledPeer, rebuild them as a banditlab Batch (each run's pulls one group)
+    and compare the peer's logits after one step with l − η(G − π ΣG), G = ∂ℓ/∂log π of the registry's AsymRE
+    with the same baseline on that Batch."""
     from banditlab.objectives import Batch
 
-    peer = SampledPeer(b.logits[0], b.means[0], b.mu[0], offsets, 1.0, batch, seed)
+    peer = SampledPeer(b.logits[0], b.means[0], b.mu[0], offsets, 1.0, batch, seed, baseline=baseline)
     peer.t = 1  # no re-centring in this step
     l0 = peer.l.copy()
     n = peer.draw()
@@ -233,7 +246,7 @@ def sampled_step_gap(b, offsets, batch, seed=0):
     batch_ = Batch(leaf, torch.stack([logmu[arm_of[c]] for c in rows]),
                    torch.as_tensor(np.stack([reward_of[c] for c in rows])),
                    v_mu=torch.full((R, batch), float(b.mu[0] @ b.means[0]), dtype=torch.float64))
-    obj = get_objective("asymre", baseline="vmu")
+    obj = get_objective("asymre", baseline=baseline)
     (g,) = torch.autograd.grad(obj(batch_, offset=torch.as_tensor(offsets)[:, None]).sum(), leaf)
     G = torch.zeros(R, K, dtype=torch.float64)
     G.scatter_add_(1, torch.as_tensor(np.stack([arm_of[c] for c in rows])), g)
@@ -245,12 +258,13 @@ def sampled_step_gap(b, offsets, batch, seed=0):
 def variants(a, offsets, device):
     """{name: callable} of every variant for the modes asked."""
     asymre, topr = get_objective("asymre", baseline="vmu"), get_objective("topr", baseline="vmu")
+    asymre_group = get_objective("asymre", baseline="group")
     b = bandits.paper(arms=a.arms, noise="bernoulli")
     cfg = lambda mode, **kw: SimConfig(mode=mode, steps=a.steps, log_every=max(1, a.steps // 200), batch=a.batch,
                                        device=device, **kw)
 
     def sim(mode, obj=asymre, **kw):
-        s = Simulator(b, obj, {"offset": offsets} if obj is asymre else {}, cfg(mode, **kw), runs=len(offsets))
+        s = Simulator(b, obj, {"offset": offsets} if obj is not topr else {}, cfg(mode, **kw), runs=len(offsets))
         return lambda: s.run(s.initial_state())
 
     def loop():
@@ -275,12 +289,33 @@ def variants(a, offsets, device):
         if cpu and a.loop_runs:
             out["loop"] = loop
     if "sampled" in a.modes:
+        peer = lambda base: lambda: SampledPeer(b.logits[0], b.means[0], b.mu[0], offsets, 1.0, a.batch,
+                                                baseline=base).run(a.steps)
         if cpu:
-            out["sampled-peer"] = lambda: SampledPeer(b.logits[0], b.means[0], b.mu[0], offsets, 1.0,
-                                                      a.batch).run(a.steps)
+            out["sampled-peer"] = peer("vmu")
         out.update({"sampled": sim("sampled"), "sampled-lag": sim("sampled", behavior="lag:10"),
                     "sampled-mix": sim("sampled", behavior="lag:10,mix:0.2:uniform")})
+        if cpu:
+            out["group-peer"] = peer("group")
+        out["sampled-group"] = sim("sampled", obj=asymre_group)
+        out["rng-torch"] = lambda: draws_torch(len(offsets), a.batch, a.steps, device)
+        if cpu:
+            out["rng-numpy"] = lambda: draws_numpy(len(offsets), a.batch, a.steps)
     return out
+
+
+def draws_torch(runs, batch, steps, device):
+    """sampled mode's uniforms alone: one [runs, 1, batch] float64 torch.rand per step from a torch.Generator."""
+    g = torch.Generator(device=device).manual_seed(0)
+    for _ in range(steps):
+        torch.rand((runs, 1, batch), generator=g, device=device, dtype=torch.float64)
+
+
+def draws_numpy(runs, batch, steps):
+    """sampled-peer's uniforms alone: numpy's Generator.random into one preallocated buffer per step."""
+    rng, u = np.random.default_rng(0), np.empty(runs * batch)
+    for _ in range(steps):
+        rng.random(out=u)
 
 
 def main(argv=None):
@@ -306,7 +341,8 @@ def main(argv=None):
     print(f"{'variant':<13} {'seconds':>8} {'updates/s':>13} {'× peer':>7} {'× floor':>8}")
     table = {}
     for k, t in results.items():
-        peer = results.get("sampled-peer" if k.startswith("sampled") else "exact-peer")
+        peer = results.get("group-peer" if k == "sampled-group" else
+                           "sampled-peer" if k.startswith(("sampled", "rng")) else "exact-peer")
         table[k] = {"seconds": t, "updates_per_s": runs * a.steps / t, "vs_peer": peer / t if peer else None,
                     "vs_floor": results["floor"] / t}
         vs = f"{peer / t:>7.2f}" if peer else f"{'-':>7}"

@@ -2,6 +2,7 @@
 
     python experiments/llm_memory.py [--gpu-gb 80]     # the paper configs' table (docs/memory.md)
     python experiments/llm_memory.py --measure         # estimate vs measured peak on CPU (minutes)
+    python experiments/llm_memory.py --against-bench   # estimate vs `banditlab llm bench` on CPU (minutes)
 
 The estimate is llm/memory.py's (formula in its docstring): per process, LoRA training with bf16 weights and a
 float32 adapter, gradient checkpointing on and log-probs computed one chunk of tokens at a time. Peak = weights +
@@ -18,6 +19,10 @@ case runs in a fresh process; its peak is the resident set size sampled every 0.
 of Σ w · log π, minus the resident size just before (glibc told to return freed blocks ≥ 64 kB at once, so that the
 resident size follows live tensors). Cases: the unchunked full-logits formula (the [N, T, V] float32 logits, for
 comparison), chunked log-probs, and chunked + checkpointing.
+
+`--against-bench` checks it through the trainer itself: `banditlab llm bench --arch NAME --layers N
+--synthetic-rollouts` (every width of the named architecture, fewer layers) runs one real training step on the CPU,
+and the step's peak resident size above the size after loading is compared with the estimate (`bench_case`).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from banditlab_llm.memory import PROMPT_TOKENS, Shape, training_bytes  # noqa: E402
+from banditlab_llm.memory import PROMPT_TOKENS, Shape, lora_param_count, training_bytes  # noqa: E402
 
 MODELS = {  # layers, hidden, intermediate, heads, kv_heads, vocab, parameters (published configs)
     "meta-llama/Llama-3.1-8B-Instruct": Shape(32, 4096, 14336, 32, 8, 128256, 8.03e9),
@@ -164,16 +169,82 @@ def measure() -> None:
               flush=True)
 
 
+# ------------------------------------------------------------------------------------------ against `llm bench`
+BENCH_CASES = [  # arch, layers kept, sequences (one prompt's group), prompt tokens, completion tokens, checkpointing
+    ("qwen2.5-1.5b", 2, 4, 64, 128, "off"),
+    ("qwen2.5-1.5b", 2, 4, 64, 128, "on"),
+    ("smollm2-135m", 4, 8, 32, 96, "off"),
+]
+
+
+def arch_shape(arch: str, layers: int) -> Shape:
+    """The Shape of a named architecture (llm/archs/NAME.json) with `layers` decoder layers."""
+    c = json.loads((Path(__file__).resolve().parents[1] / "llm" / "archs" / f"{arch}.json").read_text())
+    return Shape(layers, c["hidden_size"], c["intermediate_size"], c["num_attention_heads"],
+                 c.get("num_key_value_heads") or c["num_attention_heads"], c["vocab_size"], 0, c.get("head_dim") or 0)
+
+
+def bench_case(arch: str, layers: int, seqs: int, prompt: int, completion: int, ckpt: str, r: int = 8) -> dict:
+    """One `banditlab llm bench --arch ARCH --layers N --synthetic-rollouts` training step on the CPU in float32
+    (a fresh process, glibc told to return freed blocks ≥ 64 kB at once), against the estimate.
+    measured = the process's peak resident size (ru_maxrss) − its resident size after loading the model, adapter
+    and optimizer (both reported by `llm bench`): the step's own memory, the weights subtracted.
+    estimate = the training parts of `training_bytes` (float32: b = a = 4) + 12 bytes per LoRA parameter (its
+    gradient and two AdamW moments, created by the first step)."""
+    import tempfile
+
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH", "")]))
+    env = {**os.environ, "PYTHONPATH": path, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "banditlab", "llm", "bench", "--arch", arch, "--layers", str(layers),
+               "--synthetic-rollouts", "--prompt-tokens", str(prompt), "--max-new-tokens", str(completion),
+               "--group-size", str(seqs), "--prompts-per-step", "1", "--warmup", "0", "--steps", "1",
+               "--device", "cpu", "--dtype", "float32", "--set", f"lora_r={r}", "--set",
+               f"grad_checkpointing={ckpt}", "--set", f"out='{tmp}/run'", "--json", f"{tmp}/bench.json"]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"llm bench exited {done.returncode}: {done.stderr.strip()[-500:]}")
+        res = json.loads(Path(f"{tmp}/bench.json").read_text())
+    measured = (res["peak_memory"]["cpu_peak_rss_gb"] - res["after_load"]["cpu_rss_after_load_gb"]) * GB
+    targets = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    shape = arch_shape(arch, layers)
+    parts = training_bytes(shape, r, targets, seqs, prompt + completion, completion, ckpt == "on", b=4, a=4)
+    estimate = sum(parts[k] for k in TRAIN_PARTS) + 12 * lora_param_count(shape, r, targets)
+    return {"arch": arch, "layers": layers, "seqs": seqs, "prompt": prompt, "completion": completion,
+            "checkpointing": ckpt, "measured_mb": measured / 2**20, "estimate_mb": estimate / 2**20,
+            "ratio": measured / estimate, "after_load_mb": res["after_load"]["cpu_rss_after_load_gb"] * 1024,
+            "seconds_per_step": res["seconds_per_step"]}
+
+
+def against_bench() -> None:
+    print("`banditlab llm bench --synthetic-rollouts`, float32 on CPU, LoRA r 8 on q/k/v/o, one step, 1 thread; "
+          "measured = peak RSS − RSS after loading\n")
+    print("| architecture | layers | sequences × (prompt + completion) | checkpointing | RSS after load (MB) | "
+          "estimate (MB) | measured (MB) | measured / estimate |")
+    print("|---|---:|---|---|---:|---:|---:|---:|")
+    for case in BENCH_CASES:
+        c = bench_case(*case)
+        print(f"| {c['arch']} | {c['layers']} | {c['seqs']} × ({c['prompt']} + {c['completion']}) | "
+              f"{c['checkpointing']} | {c['after_load_mb']:.0f} | {c['estimate_mb']:.0f} | {c['measured_mb']:.0f} | "
+              f"{c['ratio']:.2f} |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--gpu-gb", type=float, default=80.0)
     ap.add_argument("--measure", action="store_true", help="estimate vs measured peak on CPU, scaled-down Llama")
+    ap.add_argument("--against-bench", action="store_true",
+                    help="estimate vs `banditlab llm bench` on CPU, named architectures with fewer layers")
     ap.add_argument("--case", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.case:
         print(json.dumps(measure_case(*json.loads(a.case))))
     elif a.measure:
         measure()
+    elif a.against_bench:
+        against_bench()
     else:
         table(a.gpu_gb)
 

@@ -21,7 +21,7 @@ spec.loader.exec_module(bench)
 
 def test_exact_peer_and_one_sampled_peer_step_equal_banditlab():
     """Deterministic: exact-peer ends on exact mode's π; one SampledPeer step equals the registry gradient step
-    on the same pulls."""
+    on the same pulls, with the V^μ baseline and with the group baseline."""
     b = bandits.paper(arms=12)
     exact_gap, sampled_gap = bench.check_peers(b, np.linspace(-0.5, 0.5, 5), steps=300, batch=16)
     assert exact_gap < 1e-12 and sampled_gap < 1e-12
@@ -67,6 +67,7 @@ def test_command_line_writes_json_at_a_tiny_size(tmp_path):
     rec = json.loads(out.read_text())
     assert rec["config"]["runs"] == 4 and rec["config"]["device"] == "cpu"
     assert set(rec["results"]) == set(table) >= {"floor", "exact-peer", "exact", "sampled-peer", "sampled",
-                                                  "sampled-lag", "sampled-mix"}
+                                                  "sampled-lag", "sampled-mix", "rng-torch", "rng-numpy",
+                                                  "group-peer", "sampled-group"}
     assert rec["config"]["exact_peer_gap"] < 1e-12 and rec["config"]["sampled_peer_gap"] < 1e-12
     assert all(r["seconds"] >= 0 for r in rec["results"].values())

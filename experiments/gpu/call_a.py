@@ -13,7 +13,8 @@ Parts, in order, each guarded and time-limited (a failure is recorded and the ne
             and float64, and 10,000 arms (experiments/gpu/bandit_throughput.py)
   paper-*   `banditlab llm bench --config experiments/llm/X.toml --arch A --synthetic-rollouts` per paper config, one
             micro-batch per step (the step's peak memory; a full step is prompts_per_step / micro_batch of them)
-  bench-bandit  experiments/bench_bandit.py --device cuda --json, when that script takes those flags (else skipped)
+  bench-bandit  experiments/bench_bandit.py --device cuda --runs 100000: every variant of exact and sampled mode
+            (fixed, lagged and mixed behaviours) on 10⁵ runs × 100 arms, when the script takes those flags
 Report: OUT/call_a.json and OUT/call_a.md after every part, OUT/call_a.log, OUT/call_a-pytest.xml.
 """
 
@@ -113,15 +114,20 @@ def part_bandit(report, limit, tmp: Path, device: str, sizes: dict):
 
 
 def part_bench_bandit(report, limit, tmp: Path, device: str, rehearse: bool):
-    """experiments/bench_bandit.py on the device, when it takes --device and --json (detected, not assumed)."""
+    """experiments/bench_bandit.py on the device, when it takes --device, --json and --runs (detected, not assumed)."""
     code, text = kit.run(report, kit.python("experiments/bench_bandit.py", "--help"), min(limit, 60), check=False)
-    if code != 0 or "--device" not in text or "--json" not in text:
-        return {"status": "skipped", "error": "experiments/bench_bandit.py takes no --device/--json flags here"}
+    if code != 0 or any(flag not in text for flag in ("--device", "--json", "--runs")):
+        return {"status": "skipped", "error": "experiments/bench_bandit.py takes no --device/--json/--runs flags here"}
     path = tmp / "bench_bandit.json"
-    small = ["--steps", "20", "--baselines", "3", "--seeds", "2", "--arms", "10"] if rehearse else []
-    kit.run(report, kit.python("experiments/bench_bandit.py", "--device", device, "--json", str(path), *small), limit)
-    res = kit.read_json(path)
-    return {"result": res, "claims": {f"experiments/bench_bandit.py on {device}": "see call_a.json (bench-bandit)"}}
+    size = (["--steps", "20", "--baselines", "3", "--seeds", "2", "--arms", "10"] if rehearse
+            else ["--runs", "100000", "--steps", "500", "--repeat", "2"])
+    kit.run(report, kit.python("experiments/bench_bandit.py", "--device", device, "--json", str(path), *size), limit)
+    res = kit.read_json(path) or {}
+    c = res.get("config") or {}
+    grid = f"{c.get('runs')} runs × {c.get('arms')} arms × {c.get('steps')} steps, {c.get('clock')} time"
+    return {"result": res, "claims": {f"experiments/bench_bandit.py {name} on {device}, {grid}":
+                                      f"{r['updates_per_s']:.3g} policy updates/s ({r['seconds']:.2f} s)"
+                                      for name, r in (res.get("results") or {}).items()}}
 
 
 def part_paper(report, limit, tmp: Path, name: str, arch: str, extra: list[str]):
