@@ -5,6 +5,7 @@
                                         from `stat`, before anything opens them (a FIFO would block, /dev/zero
                                         would read forever)
     read_text(path, option, limit)      its UTF-8 text, read with the limit
+    cache_dir()                         where rebuildable files are kept: $BANDITLAB_CACHE, else ~/.cache/banditlab
     load_tensors(path, option, hint)    torch.load(weights_only=True): tensors, numbers, strings, lists, tuples and
                                         dicts only. A pickle that names any other global (a payload such as
                                         os.system) is refused by torch's restricted unpickler before it can run.
@@ -86,3 +87,14 @@ def load_tensors(path, option: str, hint: str = "delete it to start over"):
                          f"loading them ({hint})") from None
     except Exception as err:  # truncated, empty, random bytes
         raise UsageError(f"{option}: {p} is unreadable ({type(err).__name__}); {hint}") from None
+
+
+def cache_dir() -> Path:
+    """$BANDITLAB_CACHE, else ~/.cache/banditlab: files the tool can always rebuild (a dequantised model, the
+    measured kernel choices). RuntimeError when neither it nor a home folder is known."""
+    if os.environ.get("BANDITLAB_CACHE"):
+        return Path(os.environ["BANDITLAB_CACHE"])
+    home = os.path.expanduser("~")
+    if home == "~":
+        raise RuntimeError("no home folder: set BANDITLAB_CACHE")
+    return Path(home) / ".cache" / "banditlab"

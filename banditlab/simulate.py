@@ -30,6 +30,7 @@ per-run random streams (one torch.Generator serves the whole grid: a run's numbe
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -58,10 +59,22 @@ _choice: dict = {}
 
 
 def fastest(name: str, kernels: dict, *args) -> str:
-    """The name of the fastest of `kernels` (functions of `args`), measured once per process and `name` on
-    this machine: numpy's and torch's CPU kernels differ by 2× either way between CPUs (numpy's float64 exp
-    is 2× faster than torch's on some, 2.4× slower on others). Best of 5 alternating rounds of 4 calls."""
-    if name not in _choice:
+    """The name of the fastest of `kernels` (functions of `args`) on this machine: numpy's and torch's CPU kernels
+    differ by 2× either way between CPUs (numpy's float64 exp is 2× faster than torch's on some, 2.4× slower on
+    others). Best of 5 alternating rounds of 4 calls, measured once per machine and remembered in
+    CACHE/kernels.json under the CPU model and library versions: the two exps differ in the last bit on about 5 %
+    of values, so a choice that flipped with the machine's load would make a rerun or a resumed run differ.
+    BANDITLAB_KERNEL=numpy|torch forces one (the same numbers across machines of one CPU model)."""
+    if name in _choice:
+        return _choice[name]
+    forced = os.environ.get("BANDITLAB_KERNEL", "")
+    key = f"{name} | {_machine()}"
+    memo = _read_memo()
+    if forced in kernels:
+        _choice[name] = forced
+    elif memo.get(key) in kernels:
+        _choice[name] = memo[key]
+    else:
         import time
 
         best = {k: float("inf") for k in kernels}
@@ -72,7 +85,54 @@ def fastest(name: str, kernels: dict, *args) -> str:
                     fn(*args)
                 best[k] = min(best[k], time.perf_counter() - t)
         _choice[name] = min(best, key=best.get)
+        _write_memo({**_read_memo(), key: _choice[name]})
     return _choice[name]
+
+
+def _machine() -> str:
+    """The CPU model and the versions whose kernels are compared."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model} | torch {torch.__version__} | numpy {np.__version__}"
+
+
+def _memo_path():
+    from .safeio import cache_dir
+
+    return cache_dir() / "kernels.json"
+
+
+def _read_memo() -> dict:
+    """The remembered choices; an unreadable or foreign file counts as none (it is measured again)."""
+    import json
+
+    try:
+        memo = json.loads(_memo_path().read_text()[: 1 << 20])
+    except (OSError, ValueError, RuntimeError):
+        return {}
+    if not isinstance(memo, dict):
+        return {}
+    return {k: v for k, v in memo.items() if isinstance(k, str) and isinstance(v, str)}
+
+
+def _write_memo(memo: dict) -> None:
+    """Atomically; a cache that cannot be written leaves the choice to this process alone."""
+    import json
+
+    try:
+        path = _memo_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(memo, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except (OSError, RuntimeError):
+        pass
 
 
 def exp_kernel(dtype: torch.dtype) -> str:

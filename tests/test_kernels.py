@@ -1,0 +1,56 @@
+"""The CPU kernel choice (numpy or torch) is made once per machine and remembered, so that runs on one machine
+compute with the same kernels whatever the load was when each started (numpy's and torch's exp differ in the
+last bit on some values)."""
+
+import json
+
+import pytest
+import torch
+
+from banditlab import simulate as S
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    monkeypatch.setenv("BANDITLAB_CACHE", str(tmp_path))
+    monkeypatch.delenv("BANDITLAB_KERNEL", raising=False)
+    monkeypatch.setattr(S, "_choice", {})
+    return tmp_path / "kernels.json"
+
+
+def test_the_two_exps_differ_in_the_last_bit_so_the_choice_matters():
+    x = torch.empty(1 << 16, dtype=torch.float64).uniform_(-50, 5, generator=torch.Generator().manual_seed(0))
+    a, b = S._exp_torch(x, torch.empty_like(x)), S._exp_numpy(x, torch.empty_like(x))
+    assert torch.allclose(a, b, rtol=1e-15, atol=0)
+    assert (a != b).any()
+
+
+def test_a_measured_choice_is_written_and_a_remembered_one_is_used(fresh, monkeypatch):
+    first = S.exp_kernel(torch.float64)
+    memo = json.loads(fresh.read_text())
+    assert list(memo.values()) == [first] and "float64" in next(iter(memo))
+    other = {"numpy": "torch", "torch": "numpy"}[first]
+    fresh.write_text(json.dumps({k: other for k in memo}))
+    monkeypatch.setattr(S, "_choice", {})  # a new process on the same machine
+    assert S.exp_kernel(torch.float64) == other
+
+
+def test_the_environment_forces_a_kernel(fresh, monkeypatch):
+    for kernel in ("numpy", "torch"):
+        monkeypatch.setenv("BANDITLAB_KERNEL", kernel)
+        monkeypatch.setattr(S, "_choice", {})
+        assert S.exp_kernel(torch.float64) == kernel
+
+
+@pytest.mark.parametrize("content", ["", "not json", "[1, 2]", '{"x": 3}', "\x00" * 100])
+def test_an_unreadable_memo_is_measured_again_and_rewritten(fresh, content):
+    fresh.write_text(content)
+    choice = S.exp_kernel(torch.float32)
+    assert choice in ("numpy", "torch")
+    assert choice in json.loads(fresh.read_text()).values()
+
+
+def test_an_unwritable_cache_leaves_the_choice_to_the_process(fresh, monkeypatch):
+    monkeypatch.setenv("BANDITLAB_CACHE", str(fresh.parent / "file"))
+    (fresh.parent / "file").write_text("a file where the folder should be")
+    assert S.exp_kernel(torch.float64) in ("numpy", "torch")
