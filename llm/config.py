@@ -42,7 +42,7 @@ class TrainConfig:
     warmup: int = ranged(0, 0, 10**7)  # linear warm-up steps
     weight_decay: float = ranged(0.0, 0.0, 10.0)  # AdamW weight decay
     grad_clip: float = ranged(1.0, 0.0, 1e6)  # max gradient norm (0: off)
-    micro_batch: int = ranged(0, 0, 10**5)  # prompts per forward/backward (0: all at once); gradients accumulate
+    micro_batch: int = ranged(0, 0, 10**6)  # sequences per forward/backward, any size ≥ 1, a group may be split (0: all)
     grad_checkpointing: str = "auto"    # on | off | auto (on CUDA: on when a micro-batch needs it, llm/memory.py)
     lora_r: int = ranged(8, 1, 1024)  # LoRA rank
     lora_alpha: int = ranged(16, 1, 10**5)  # LoRA scale α (the update is α/r · BA)
