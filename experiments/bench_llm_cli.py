@@ -32,7 +32,7 @@ def commands(smollm2_steps: int) -> dict[str, list[str]]:
 
 def timed(tree: str, args: list[str], timeout: float) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    env.update(PYTHONPATH=tree, HF_HUB_OFFLINE="1")
+    env.update(PYTHONPATH=os.pathsep.join([tree, str(Path(tree) / ".names")]), HF_HUB_OFFLINE="1")  # banditlab_llm
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         try:
