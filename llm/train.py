@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from banditlab.errors import UsageError
+from banditlab.objectives import Batch
 from banditlab.runfolder import (Interrupted, atomic_save, atomic_write, is_complete, mark_complete, stop_flag,
                                  unmark)
 
@@ -69,7 +70,7 @@ def build_objective(cfg: TrainConfig):
 class StepBatch:
     """One step's scored rows on the device: the objective's prepared batch and the model inputs of its rows."""
 
-    batch: object          # objectives.Batch over the kept rows, `prepare`d (advantage, row weights, totals)
+    batch: Batch           # the kept rows, `objectives.prepare`d (advantage, row weights, denominators)
     ids: torch.Tensor      # [n, P + T] prompt and completion ids of those rows
     att: torch.Tensor      # [n, P + T] their attention mask
     keep: torch.Tensor     # [N] bool: which of the step's rollouts have a reward
@@ -295,7 +296,7 @@ class Trainer:
         """The rows that have a reward (an unparsable gold is reported, never scored), their log μ, and everything
         that needs whole groups computed once over them (`objectives.prepare`: the advantage, the objective's row
         weights, and the denominators, summed over processes so that they are the whole batch's)."""
-        from banditlab.objectives import Batch, prepare
+        from banditlab.objectives import prepare
 
         c, dev = self.cfg, self.device
         keep = ~torch.isnan(rewards)
