@@ -17,7 +17,8 @@ from .batch import Batch, _clip_window, _group_spread, _per_token, aggregate, mi
 # `advantage` (computed by the registry, once; objectives without a baseline take no `a`), `clipped` a 0/1 tensor
 # shaped like logp marking the tokens whose gradient the objective cuts or bounds (None: it never clips). The
 # `loss` decorator declares, beside the function, its parameters' ranges, cross-checks, whether it is linear in
-# log π, and any row weights its group rule sets.
+# log π, any row weights its group rule sets, and whether it must see the whole batch at once (`whole_batch`: a
+# statistic over every token of the batch, so a micro-batched step would differ).
 INF = math.inf
 
 
@@ -30,13 +31,13 @@ def between(lo: float, hi: float) -> tuple:
 
 
 def loss(linear: Callable[[dict], bool] = lambda p: False, rows: Callable | None = None,
-         ranges: dict | None = None, checks: tuple = ()) -> Callable:
+         ranges: dict | None = None, checks: tuple = (), whole_batch: bool = False) -> Callable:
     """Declare an objective function's properties (see the comment above)."""
     def deco(fn):
         sig = inspect.signature(fn).parameters
         fn.uses_advantage = "a" in sig
         fn.own = {k: v.default for k, v in sig.items() if k not in ("batch", "a")}
-        fn.linear, fn.rows, fn.ranges, fn.checks = linear, rows, ranges or {}, checks
+        fn.linear, fn.rows, fn.ranges, fn.checks, fn.whole_batch = linear, rows, ranges or {}, checks, whole_batch
         return fn
     return deco
 
@@ -252,13 +253,13 @@ def m2po_mask(log_ratio: Tensor, a: Tensor, valid: Tensor, w: Tensor, threshold:
     return keep.reshape(shape).to(log_ratio.dtype)
 
 
-@loss(ranges={"m2_threshold": at_least(0)})
+@loss(ranges={"m2_threshold": at_least(0)}, whole_batch=True)
 def m2po(batch: Batch, a: Tensor, m2_threshold: Any = 0.04, agg: str = "token-mean") -> tuple:
     """Second-Moment Trust Policy Optimization (M2PO, arXiv 2510.01161, eq. 7 with Algorithm 1's mask M):
 
         ℓ = −M · ρ · A,   ρ per token (differentiable),   M from `m2po_mask` over the whole batch
     The mask bounds the batch's mean (log ρ)² by τ instead of each ratio, so stale data keeps most tokens. It is
-    computed over the Batch given: a micro-batched step equals the full-batch step only with whole batches.
+    computed over the Batch given (`whole_batch`): the LLM trainer refuses micro-batches smaller than the batch.
     """
     a = _per_token(a, batch)
     rho = ratio(batch, "token", differentiable=True)

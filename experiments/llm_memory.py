@@ -1,6 +1,6 @@
 """GPU memory of the paper configs in experiments/llm/ on one 80 GB GPU, and a CPU check of the estimate.
 
-    python experiments/llm_memory.py [--gpu-gb 80]     # the paper configs' table (docs/memory.md)
+    python experiments/llm_memory.py [--gpu-gb 80]     # the paper configs' table (docs/memory.md; also --gpu-gb 40)
     python experiments/llm_memory.py --measure         # estimate vs measured peak on CPU (minutes)
     python experiments/llm_memory.py --against-bench   # estimate vs `banditlab llm bench` on CPU (minutes)
 
@@ -8,8 +8,9 @@ The estimate is llm/memory.py's (formula in its docstring): per process, LoRA tr
 float32 adapter, gradient checkpointing on and log-probs computed one chunk of tokens at a time. Peak = weights +
 LoRA state + vLLM's share + one micro-batch's training memory (activations + head + logits + backward); with
 `--backend vllm` the engine reserves `gpu_memory_utilization` = 0.3 of the device for its own weights and KV cache,
-so the trainer gets the other 70 %. A micro-batch is `--micro-batch` prompts × G sequences × (prompt +
-max_new_tokens) tokens, prompts taken as PROMPT_TOKENS = 256. The model shapes are the three models' published
+so the trainer gets the other 70 %. A micro-batch is `--micro-batch` sequences × (prompt + max_new_tokens) tokens,
+prompts taken as PROMPT_TOKENS = 256; it may hold part of a prompt's group (the trainer computes group statistics
+over the whole batch first), so the smallest is one sequence. The model shapes are the three models' published
 configs. No GPU has run these configs: every row is a prediction.
 
 `--measure` checks the formula where it can run: a Llama with the 8B models' shape ratios scaled down (hidden 512,
@@ -49,33 +50,38 @@ TRAIN_PARTS = ("activations", "head", "logits", "backward")
 
 
 def paper_row(cfg: dict, gpu_gb: float) -> dict:
-    """Memory of one paper config: fixed parts, per prompt of a micro-batch, the largest micro-batch that fits."""
+    """Memory of one paper config: fixed parts, per sequence of a micro-batch, the largest micro-batch that fits
+    (in sequences), and the peak at the config's micro-batch, or at the largest that fits when it does not."""
     shape = MODELS[cfg["model"]]
     targets = cfg.get("lora_targets", "q_proj,k_proj,v_proj,o_proj").split(",")
     G, S = cfg["group_size"], PROMPT_TOKENS + cfg["max_new_tokens"]
-    part = lambda prompts: training_bytes(shape, cfg["lora_r"], targets, prompts * G, S, cfg["max_new_tokens"], True)
+    part = lambda seqs: training_bytes(shape, cfg["lora_r"], targets, seqs, S, cfg["max_new_tokens"], True)
     one = part(1)
     vllm = VLLM_SHARE * gpu_gb * GB if cfg.get("backend") == "vllm" else 0.0
     fixed = one["weights"] + one["lora"] + vllm
-    peak = lambda prompts: fixed + sum(part(prompts)[k] for k in TRAIN_PARTS)
+    peak = lambda seqs: fixed + sum(part(seqs)[k] for k in TRAIN_PARTS)
     fit = 0
-    while peak(fit + 1) <= gpu_gb * GB:
+    while fit < cfg["prompts_per_step"] * G and peak(fit + 1) <= gpu_gb * GB:
         fit += 1
-    mb = cfg.get("micro_batch", 0) or cfg["prompts_per_step"]
+    mb = cfg.get("micro_batch", 0) or cfg["prompts_per_step"] * G
+    run = mb if mb <= fit else fit
     return {"G": G, "S": S, "weights": one["weights"] / GB, "lora": one["lora"] / GB, "vllm": vllm / GB,
-            "per_prompt": (peak(2) - peak(1)) / GB, "fit": fit, "micro_batch": mb, "peak": peak(mb) / GB}
+            "per_seq": (peak(2) - peak(1)) / GB, "fit": fit, "micro_batch": mb, "run": run,
+            "peak": peak(run) / GB if run else float("nan")}
 
 
 def table(gpu_gb: float) -> None:
-    print(f"| config | G × tokens | weights | LoRA state | vLLM | per prompt in a micro-batch | largest micro-batch "
-          f"on {gpu_gb:g} GB | config's micro-batch | predicted peak | measured on GPU |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print(f"| config | G × tokens | weights | LoRA state | vLLM | per sequence in a micro-batch | largest micro-batch "
+          f"on {gpu_gb:g} GB | config's micro-batch | micro-batch to run | predicted peak | measured on GPU |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for f in sorted((Path(__file__).parent / "llm").glob("*.toml")):
         cfg = tomllib.loads(f.read_text())
         cfg = cfg.get("train", cfg)
         r = paper_row(cfg, gpu_gb)
+        below = " (below a group)" if 0 < r["run"] < r["G"] else ""
+        run, peak = (f"{r['run']}{below}", f"{r['peak']:.1f} GB") if r["run"] else ("does not fit", "–")
         print(f"| `{f.stem}` | {r['G']} × {r['S']} | {r['weights']:.1f} GB | {r['lora']:.2f} GB | {r['vllm']:.0f} GB | "
-              f"{r['per_prompt']:.1f} GB | {r['fit']} prompt(s) | {r['micro_batch']} | {r['peak']:.1f} GB | not yet |")
+              f"{r['per_seq']:.2f} GB | {r['fit']} sequences | {r['micro_batch']} | {run} | {peak} | not yet |")
 
 
 # ------------------------------------------------------------------------------------------ the CPU check

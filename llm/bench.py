@@ -167,7 +167,8 @@ def report_lines(res: dict, cfg, label: str) -> list[str]:
     shape = (f"{cfg.prompts_per_step} prompts × G {cfg.group_size}, "
              + (f"{res['prompt_tokens']} prompt + {cfg.max_new_tokens} completion tokens"
                 if res["synthetic_rollouts"] else f"≤ {cfg.max_new_tokens} new tokens")
-             + f", micro-batch {cfg.micro_batch or 'all'} prompt(s) of {cfg.prompts_per_step}, {cfg.algo}")
+             + f", micro-batch {cfg.micro_batch or 'all'} sequence(s) of {cfg.prompts_per_step * cfg.group_size}, "
+             f"{cfg.algo}")
     lines = [f"llm bench: {label} on {res.get('device', cfg.device)} ({res.get('device_name', '?')}, "
              f"{res.get('dtype', '?')}): {shape}"]
     if res["fits"]:

@@ -83,7 +83,7 @@ def evaluate(options: dict):
 
     _need_llm_extra()
     from .data import DataError, build_prompt, load_problems
-    from .generation import HFBackend
+    from .generation import make_backend
     from .grading import Grader
 
     c = make(EvalConfig, options)
@@ -98,15 +98,12 @@ def evaluate(options: dict):
         raise UsageError(f"--backend: expected transformers or vllm, got {c.backend!r}")
     m, tok, dev = _load(model, adapter, c.device, c.dtype, c.threads)
     prompts = [build_prompt(tok, p.question) for p in problems]
+    if c.backend == "vllm" and adapter is None:
+        from .models import add_lora
+
+        m = add_lora(m)  # vLLM serves the base model; an adapter-less PEFT wrapper keeps one code path
+    engine = make_backend(c.backend, model, m, tok, dev, max_new_tokens, c.batch_size)
     if c.backend == "vllm":
-        from .train import make_vllm_backend
-
-        if adapter is None:  # vLLM serves the base model; an adapter-less PEFT wrapper keeps one code path
-            from .models import add_lora
-
-            m = add_lora(m)
-        engine = make_vllm_backend(model, m, tok, m.peft_config["default"].r, next(m.parameters()).dtype, dev, 0,
-                                   max_new_tokens)
         try:
             engine.sync(None, 0, slot="eval") if adapter else None
             t0 = time.perf_counter()
@@ -119,7 +116,7 @@ def evaluate(options: dict):
 
         t0 = time.perf_counter()
         with Bar(f"eval, {len(prompts)} problems", total=1, unit="tokens") as bar:
-            r = HFBackend(m, tok, c.batch_size).generate(prompts, 1, max_new_tokens, greedy=True, bar=bar)
+            r = engine.generate(prompts, 1, max_new_tokens, greedy=True, bar=bar)
         seconds = time.perf_counter() - t0
     grader = Grader()
     ok = grader.correct(r.texts, [p.answer for p in problems])

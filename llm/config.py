@@ -54,7 +54,8 @@ class TrainConfig:
     warmup: int = option(0, "linear warm-up steps", 0, 10**7)
     weight_decay: float = option(0.0, "AdamW weight decay", 0.0, 10.0)
     grad_clip: float = option(1.0, "max gradient norm (0: off)", 0.0, 1e6)
-    micro_batch: int = option(0, "prompts per forward/backward (0: all at once); gradients accumulate", 0, 10**5)
+    micro_batch: int = option(0, "sequences per forward/backward, any size ≥ 1: a group may be split; gradients "
+                                    "accumulate (0: all at once)", 0, 10**6)
     grad_checkpointing: str = option("auto", "on | off | auto (on CUDA: on when a micro-batch needs it, "
                                              "llm/memory.py)")
     lora_r: int = option(8, "LoRA rank", 1, 1024)
@@ -175,6 +176,12 @@ def validate(cfg: TrainConfig) -> None:
     if not all(targets) or len(set(targets)) < len(targets):
         raise UsageError(f"--lora-targets: expected distinct comma-separated module names, got {cfg.lora_targets!r}")
     check_algo_args(list(cfg.algo_args))
+    from banditlab.objectives import get_objective
+
+    batch = cfg.prompts_per_step * cfg.group_size
+    if 0 < cfg.micro_batch < batch and get_objective(cfg.algo).fn.whole_batch:
+        raise UsageError(f"--micro-batch: {cfg.algo} computes its mask over the whole batch, so its step needs all "
+                         f"{batch} sequences at once: --micro-batch 0")
     if cfg.baseline_offset is not None and any(a.split("=", 1)[0].strip() == "offset" for a in cfg.algo_args):
         raise UsageError("--baseline-offset: conflicts with --algo-arg offset=...; give one")
 

@@ -20,7 +20,7 @@ import torch
 
 
 class Dist:
-    """rank / world of this process, and the collectives the trainer needs (sum, gather, barrier)."""
+    """rank / world of this process, and the collectives the trainer needs (sum, gradient sum, gather, barrier)."""
 
     def __init__(self, cpu: bool = True):
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -52,6 +52,16 @@ class Dist:
         from accelerate.utils import reduce
 
         return reduce(t, reduction="sum")
+
+    def sum_grads(self, params: list) -> None:
+        """Replace each parameter's gradient by its sum over the processes (one flat all-reduce; a parameter
+        without a gradient counts as zeros), so every process holds the gradient of the whole batch's loss."""
+        if self.world == 1:
+            return
+        flat = self.sum(torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1)
+                                   for q in params]))
+        for q in params:
+            q.grad, flat = flat[: q.numel()].view_as(q).clone(), flat[q.numel():]
 
     def gather_rows(self, rows: list) -> list:
         """Concatenate every process's list, in rank order."""

@@ -226,3 +226,29 @@ class HFBackend:
                                 r.attention_mask[i: i + chunk].to(device), T, temperature)
             out.append(lp.float().cpu() * r.completion_mask[i: i + chunk])
         return torch.cat(out)
+
+
+def make_backend(kind: str, model_spec: str, model, tok, device: str, max_new_tokens: int, batch_size: int = 0,
+                 seed: int = 0):
+    """The rollout engine, built here and nowhere else (`llm train`, `llm eval`).
+
+    kind "transformers": `HFBackend` on the LoRA model itself, warmed up on CUDA so that start-up is not billed to
+    the first generation. kind "vllm": `VLLMBackend` serving `model_spec`'s folder, `model` being the peft model
+    whose adapter it is handed; a missing vllm or an unusable model is a one-line UsageError."""
+    if kind != "vllm":
+        backend = HFBackend(model, tok, batch_size)
+        if device.startswith("cuda"):
+            backend.warmup()
+        return backend
+    from banditlab.errors import UsageError
+
+    from .models import ModelError, model_folder
+
+    try:
+        from .vllm_backend import VLLMBackend
+
+        return VLLMBackend(model_folder(model_spec), model, tok, lora_r=model.peft_config["default"].r,
+                           dtype=next(model.parameters()).dtype, device=device, seed=seed,
+                           max_model_len=max(1024, 512 + max_new_tokens))
+    except (ImportError, ModelError, ValueError) as err:
+        raise UsageError(str(err).splitlines()[0]) from None

@@ -18,9 +18,12 @@ Behaviour policy (as in the REC paper's sync_interval / sync_offset):
 Data parallel when launched with several processes (torchrun / accelerate launch): see llm/distributed.py.
 Memory: `--grad-checkpointing` (llm/models.enable_checkpointing) and log-probs computed a chunk of tokens at a
 time (`token_logprobs`); llm/memory.py estimates a step's peak. Deliberately left out: KL penalties to a reference
-model (none of the three papers uses one), and packing. Micro-batches split the batch by whole prompt groups (group
-baselines stay exact); each is aggregated with the whole batch's denominators (`objectives.batch_totals`), so the
-accumulated gradient equals the full-batch gradient for every aggregation.
+model (none of the three papers uses one), and packing. Micro-batches: `--micro-batch` sequences per forward and
+backward, cut anywhere, inside a prompt's group too. The advantage (group means and standard deviations, RED-Drop's
+choices), the objective's row weights and the whole batch's denominators are computed once over the step's batch
+(`objectives.prepare`) and each micro-batch is a slice of it (`objectives.select`), so the accumulated gradient
+equals the full-batch gradient for every objective and aggregation. M2PO is the exception: its mask ranks the
+current log-ratios of the batch it is given, so it is exact only with one micro-batch (`--micro-batch 0`).
 """
 
 from __future__ import annotations
@@ -29,30 +32,18 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from banditlab.errors import UsageError
+from banditlab.objectives import Batch
 from banditlab.runfolder import (Interrupted, atomic_save, atomic_write, is_complete, mark_complete, stop_flag,
                                  unmark)
 
 from .config import TIMING_KEYS, TrainConfig, check_installed, validate  # noqa: F401  (re-exported)
-
-
-def make_vllm_backend(model: str, peft_model, tok, lora_r: int, dtype, device: str, seed: int, max_new_tokens: int):
-    """The vLLM backend for a model spec, with one-line errors for a missing vllm or an unusable model."""
-    from .models import ModelError, model_folder
-
-    try:
-        from .vllm_backend import VLLMBackend
-
-        return VLLMBackend(model_folder(model), peft_model, tok, lora_r=lora_r, dtype=dtype, device=device,
-                           seed=seed, max_model_len=max(1024, 512 + max_new_tokens))
-    except (ImportError, ModelError, ValueError) as err:
-        raise UsageError(str(err).splitlines()[0]) from None
 
 
 def build_objective(cfg: TrainConfig):
@@ -75,6 +66,17 @@ def build_objective(cfg: TrainConfig):
 
 
 # ------------------------------------------------------------------------------------------ the trainer
+@dataclass
+class StepBatch:
+    """One step's scored rows on the device: the objective's prepared batch and the model inputs of its rows."""
+
+    batch: Batch           # the kept rows, `objectives.prepare`d (advantage, row weights, denominators)
+    ids: torch.Tensor      # [n, P + T] prompt and completion ids of those rows
+    att: torch.Tensor      # [n, P + T] their attention mask
+    keep: torch.Tensor     # [N] bool: which of the step's rollouts have a reward
+    on_policy: bool        # log μ is the detached log π of the training forward itself
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, progress: bool = False, echo=print):
         validate(cfg)
@@ -147,17 +149,10 @@ class Trainer:
         if cfg.offline and cfg.offline_data and Path(cfg.offline_data).exists():  # checked before any write
             self.offline_data = _offline_from_dict(Path(cfg.offline_data), len(self.prompts) * cfg.group_size)
         self.test_prompts = [build_prompt(self.tok, p.question) for p in self.test_set]
-        if cfg.backend == "vllm":
-            self.backend = make_vllm_backend(cfg.model, self.model, self.tok, cfg.lora_r, dtype, self.device,
-                                             cfg.seed, cfg.max_new_tokens)
-        else:
-            from .generation import HFBackend
+        from .generation import make_backend
 
-            self.backend = HFBackend(self.model, self.tok, cfg.gen_batch_size)
-            if self.device.startswith("cuda"):
-                self.backend.warmup()  # CUDA start-up is not billed to step 1
-        # sequences per no-grad forward (log μ off-policy): one micro-batch's worth
-        self.fwd_chunk = (cfg.micro_batch or cfg.prompts_per_step) * cfg.group_size
+        self.backend = make_backend(cfg.backend, cfg.model, self.model, self.tok, self.device, cfg.max_new_tokens,
+                                    cfg.gen_batch_size, cfg.seed)
         self.total_steps = cfg.steps or math.ceil(len(self.train_set) / cfg.prompts_per_step) * cfg.epochs
         self.out = Path(cfg.out or f"runs/llm-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
 
@@ -173,7 +168,7 @@ class Trainer:
 
         base = self.model.get_base_model()
         shape = Shape.of(base.config, sum(p.numel() for p in base.parameters()))
-        seqs = (c.micro_batch or math.ceil(c.prompts_per_step / self.dist.world)) * c.group_size
+        seqs = c.micro_batch or math.ceil(c.prompts_per_step / self.dist.world) * c.group_size
         free, _ = torch.cuda.mem_get_info(torch.device(self.device))
         b = next(base.parameters()).element_size()
         a = next(iter(lora_params(self.model).values())).element_size()
@@ -280,125 +275,150 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- one step
     def train_step(self) -> dict:
-        """One optimizer step; returns its metrics row. Everything after the rollouts lives on `self.device`."""
-        from banditlab.objectives import Batch, advantage_args, advantage, batch_totals, clip_fraction, ratio
-
-        from .generation import token_logprobs
-        from .models import use_lora
-
-        c, dev = self.cfg, self.device
+        """One optimizer step: rollouts → behaviour log-probs → loss accumulation → gradient sync → optimizer step.
+        Returns its metrics row. Everything after the rollouts lives on `self.device`."""
         t0 = time.perf_counter()
         self.synced = False
         self.refresh_behaviour()
         idx = self.dist.block(self.batch_indices(self.step))  # this process's prompts (all of them in one process)
         r, rewards, correct, groups = self.rollouts(idx)
         t_gen = time.perf_counter() - t0
-        rewards, groups = rewards.to(dev), groups.to(dev)
-        keep = ~torch.isnan(rewards)  # unparsable golds: reported, never scored
-        n_local = int(keep.sum())
-        n_keep = int(self.dist.sum(keep.sum()))
-        T = r.completion_ids.shape[1]
-        ids, att, cmask = r.input_ids.to(dev), r.attention_mask.to(dev), r.completion_mask.to(dev)
-        # log μ with the same function as log π: the snapshot (offline: π₀) swapped into the adapter. On-policy
-        # (μ = π, the snapshot taken this very step) log μ is the detached log π of the training forward itself.
+        step = self.step_batch(r, rewards.to(self.device), groups.to(self.device))
+        t1 = time.perf_counter()
+        loss, logp, ent = self.accumulate(step)
+        self.dist.sum_grads(self.params)  # each process's loss holds its share of the batch
+        gnorm = self.optimizer_step()
+        times = {"gen_seconds": t_gen, "train_seconds": time.perf_counter() - t1,
+                 "step_seconds": time.perf_counter() - t0}
+        return self.step_metrics(r, correct, step, logp, ent, loss, gnorm, times)
+
+    def step_batch(self, r, rewards: torch.Tensor, groups: torch.Tensor) -> StepBatch:
+        """The rows that have a reward (an unparsable gold is reported, never scored), their log μ, and everything
+        that needs whole groups computed once over them (`objectives.prepare`: the advantage, the objective's row
+        weights, and the denominators, summed over processes so that they are the whole batch's)."""
+        from banditlab.objectives import prepare
+
+        c, dev = self.cfg, self.device
+        keep = ~torch.isnan(rewards)
+        ids, att, mask = r.input_ids.to(dev)[keep], r.attention_mask.to(dev)[keep], r.completion_mask.to(dev)[keep]
+        # on-policy (μ = π, the snapshot taken this very step) log μ is the detached log π of the training forward
         on_policy = not c.offline and c.sync_offset == 0 and self.behaviour_version == self.step
-        logp_old = None
-        if not on_policy:
-            with torch.no_grad(), use_lora(self.model, self.init_state if c.offline else self.behaviour):
-                logp_old = torch.cat([token_logprobs(self.model, ids[s: s + self.fwd_chunk], att[s: s + self.fwd_chunk],
-                                                     T, c.temperature).float()
-                                      for s in range(0, len(ids), self.fwd_chunk)])
+        old = None if on_policy else self.behaviour_logprobs(ids, att, mask.shape[1])
         # the engine's own log-probs of what it sampled (vLLM), for the objectives that correct its mismatch
-        roll = r.logprobs.to(dev) if c.backend == "vllm" and not c.offline else None
-        for g in self.opt.param_groups:
-            g["lr"] = self.lr_at(self.step)
+        roll = r.logprobs.to(dev)[keep] if c.backend == "vllm" and not c.offline else None
+        shape = torch.zeros(mask.shape, device=dev)  # `prepare` reads the shape of log π, never its values
+        g = groups[keep]
+        batch = Batch(shape, shape if old is None else old, rewards[keep], group=g - g.min() if len(g) else g,
+                      mask=mask, logp_rollout=roll)
+        batch = prepare(batch, self.objective) if len(g) else batch
+        if self.dist.world > 1:  # summed over processes: the denominators of the whole batch
+            t = batch.totals
+            both = self.dist.sum(torch.stack([t["tokens"], t["seqs"]]).float() if t else torch.zeros(2, device=dev))
+            batch.totals = {"tokens": both[0].clamp_min(1e-12), "seqs": both[1].clamp_min(1e-12)}
+        return StepBatch(batch, ids, att, keep, on_policy)
+
+    def behaviour_logprobs(self, ids: torch.Tensor, att: torch.Tensor, T: int) -> torch.Tensor:
+        """log μ of every completion token, with the same function as log π: the behaviour snapshot (offline: π₀)
+        swapped into the adapter, no gradient, one micro-batch of sequences per forward."""
+        from .generation import token_logprobs
+        from .models import use_lora
+
+        c, size = self.cfg, self.micro_size(len(ids))
+        with torch.no_grad(), use_lora(self.model, self.init_state if c.offline else self.behaviour):
+            return torch.cat([token_logprobs(self.model, ids[s: s + size], att[s: s + size], T, c.temperature).float()
+                              for s in range(0, len(ids), size)] or [torch.zeros(0, T, device=self.device)])
+
+    def micro_size(self, n: int) -> int:
+        """Sequences per forward/backward: --micro-batch, or all n at once (0)."""
+        return max(1, self.cfg.micro_batch or n)
+
+    def accumulate(self, step: StepBatch) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """One backward per micro-batch of `--micro-batch` sequences, cut anywhere (inside a group too): each is a
+        slice of the prepared batch (`objectives.select`), so the gradients add up to the full-batch gradient.
+        Returns the summed loss and the detached log π and entropies of every row (for the metrics)."""
+        from banditlab.objectives import select
+
+        from .generation import token_logprobs
+
+        b, temperature = step.batch, self.cfg.temperature
+        n, T = b.mask.shape
         self.opt.zero_grad(set_to_none=True)
         self.model.train()
-        n_prompts = len(idx)
-        chunk = c.micro_batch or n_prompts
-        # the whole batch's denominators, so that the micro-batch losses add up to the full-batch loss exactly
-        totals = batch_totals(Batch(torch.zeros(n_local, T, device=dev), torch.zeros(n_local, T, device=dev),
-                                    rewards[keep], mask=cmask[keep]), self.objective) if n_local else None
-        if self.dist.world > 1:  # summed over processes: the denominators of the whole batch
-            local = torch.stack([totals["tokens"], totals["seqs"]]) if totals else torch.zeros(2, device=dev)
-            both = self.dist.sum(local.float())
-            totals = {"tokens": both[0].clamp_min(1e-12), "seqs": both[1].clamp_min(1e-12)} if n_keep else None
-        logs = {"loss": 0.0}
-        parts = []
-        t1 = time.perf_counter()
-        for s in range(0, n_prompts, chunk):
-            rows = torch.arange(s * c.group_size, min(s + chunk, n_prompts) * c.group_size, device=dev)
-            rows = rows[keep[rows]]
-            if len(rows) == 0:
-                continue
-            logp, ent = token_logprobs(self.model, ids[rows], att[rows], T, c.temperature, entropy=True)
+        total, logps, ents = 0.0, [torch.zeros(0, T, device=self.device)], [torch.zeros(0, T, device=self.device)]
+        size = self.micro_size(n)
+        for s in range(0, n, size):
+            logp, ent = token_logprobs(self.model, step.ids[s: s + size], step.att[s: s + size], T, temperature,
+                                       entropy=True)
             logp = logp.float()
-            old = logp.detach() if on_policy else logp_old[rows]
-            group = groups[rows] - groups[rows].min()
-            batch = Batch(logp, old, rewards[rows], group=group, mask=cmask[rows], totals=totals,
-                          logp_rollout=None if roll is None else roll[rows])
-            loss = self.objective(batch)
+            mb = select(b, torch.arange(s, min(s + size, n), device=self.device))
+            mb = replace(mb, logp=logp, logp_old=logp.detach() if step.on_policy else mb.logp_old)
+            loss = self.objective(mb)
             loss.backward()
-            logs["loss"] += float(loss.detach())
-            parts.append((rows, logp.detach(), old, ent))
-        if self.dist.world > 1:  # each process's loss holds its share of the batch: sum the gradients
-            flat = torch.cat([(q.grad if q.grad is not None else torch.zeros_like(q)).reshape(-1) for q in self.params])
-            flat = self.dist.sum(flat)
-            for q in self.params:
-                q.grad, flat = flat[: q.numel()].view_as(q).clone(), flat[q.numel():]
-            logs["loss"] = float(self.dist.sum(torch.tensor([logs["loss"]], device=dev))[0])
+            total += float(loss.detach())
+            logps.append(logp.detach())
+            ents.append(ent)
+        return total, torch.cat(logps), torch.cat(ents)
+
+    def optimizer_step(self) -> float:
+        """The gradient norm clipped to --grad-clip (0: reported only), then one optimizer step at this step's
+        learning rate; returns the norm before clipping."""
+        c = self.cfg
+        for g in self.opt.param_groups:
+            g["lr"] = self.lr_at(self.step)
         gnorm = torch.nn.utils.clip_grad_norm_(self.params, c.grad_clip if c.grad_clip > 0 else float("inf"))
         self.opt.step()
         self.step += 1
-        if dev.startswith("cuda"):
+        if self.device.startswith("cuda"):
             torch.cuda.synchronize()
-        t_train = time.perf_counter() - t1
-        # ---- metrics (on the kept samples, same functions as the loss), from per-row statistics of every process
-        cat = lambda i, empty: torch.cat([p[i] for p in parts]) if parts else empty
-        rows = cat(0, torch.zeros(0, dtype=torch.long, device=dev))
-        logp, old = cat(1, torch.zeros(0, T, device=dev)), cat(2, torch.zeros(0, T, device=dev))
-        ent = cat(3, torch.zeros(0, T, device=dev))
-        m = cmask[rows].float()
-        full = Batch(logp, old, rewards[rows], group=groups[rows] - groups[rows].min() if parts else None,
-                     mask=cmask[rows])
-        p = self.objective.params
-        if parts:
-            adv = advantage(full, **advantage_args(p)) if "baseline" in p else rewards[rows]
-            rho = ratio(full, p.get("ratio_level", "token"))
+        return float(gnorm)
+
+    def step_metrics(self, r, correct: list, step: StepBatch, logp: torch.Tensor, ent: torch.Tensor, loss: float,
+                     gnorm: float, times: dict) -> dict:
+        """The metrics row of a step, from per-row statistics of the kept samples gathered from every process: the
+        advantage the loss used, π/μ, entropy and KL to μ per token, clipped share by the objective's own mask."""
+        from banditlab.objectives import clip_fraction, ratio
+
+        dev, b = self.device, step.batch
+        n = len(logp)
+        if n:
+            full = replace(b, logp=logp, logp_old=logp if step.on_policy else b.logp_old)
+            m = b.mask.float()
+            adv = b.adv if b.adv is not None else b.reward
+            rho = ratio(full, self.objective.params.get("ratio_level", "token"))
             ntok_row = m.sum(-1)
             inf = torch.full_like(rho, float("inf"))
-            per_row = torch.stack([rewards[rows], adv.float(), ntok_row, torch.where(m.bool(), rho, inf).amin(-1),
+            per_row = torch.stack([b.reward, adv.float(), ntok_row, torch.where(m.bool(), rho, inf).amin(-1),
                                    torch.where(m.bool(), rho, -inf).amax(-1), (rho * m).sum(-1), (ent * m).sum(-1),
-                                   ((old - logp) * m).sum(-1)], -1).tolist()
+                                   ((full.logp_old - logp) * m).sum(-1)], -1).tolist()
             clip_sum = float(clip_fraction(full, self.objective)) * float(ntok_row.sum())
         else:
             per_row, clip_sum = [], 0.0
-        acc = [float(bool(x)) for x in correct if x is not None]
         table = np.array(self.dist.gather_rows(per_row), dtype=float).reshape(-1, 8)
-        acc = self.dist.gather_rows(acc)
+        acc = self.dist.gather_rows([float(bool(x)) for x in correct if x is not None])
         skipped, gen_tokens, train_tokens, clip_sum = self.dist.sum(torch.tensor(
-            [float((~keep).sum()), float(r.completion_mask.sum()), float(cmask[keep].sum()), clip_sum])).tolist()
+            [float((~step.keep).sum()), float(r.completion_mask.sum()), float(b.mask.sum()), clip_sum])).tolist()
+        if self.dist.world > 1:
+            loss = float(self.dist.sum(torch.tensor([loss], device=dev))[0])
         reward, adv, ntok, rmin, rmax, rsum, esum, ksum = table.T
         tok = ntok.sum() or 1.0
         stat = lambda f, x: float(f(x)) if len(x) else float("nan")
-        elapsed = time.perf_counter() - t0
-        logs.update({
-            "step": self.step, "time": time.time(), "world_size": self.dist.world, "lr": self.lr_at(self.step - 1),
-            "behaviour_version": self.behaviour_version,
+        t_gen, t_train, elapsed = times["gen_seconds"], times["train_seconds"], times["step_seconds"]
+        logs = {
+            "loss": loss, "step": self.step, "time": time.time(), "world_size": self.dist.world,
+            "lr": self.lr_at(self.step - 1), "behaviour_version": self.behaviour_version,
             "reward_mean": stat(np.mean, reward), "accuracy": stat(np.mean, acc), "skipped": int(skipped),
             "adv_mean": stat(np.mean, adv), "adv_std": float(np.std(adv, ddof=1)) if len(adv) > 1 else 0.0,
             "adv_min": stat(np.min, adv), "adv_max": stat(np.max, adv),
             "ratio_min": stat(np.min, rmin), "ratio_mean": float(rsum.sum() / tok) if len(rsum) else float("nan"),
             "ratio_max": stat(np.max, rmax),
             "clip_frac": clip_sum / tok, "entropy": float(esum.sum() / tok), "kl_behaviour": float(ksum.sum() / tok),
-            "response_len": stat(np.mean, ntok), "grad_norm": float(gnorm),
-            "gen_seconds": t_gen, "train_seconds": t_train, "step_seconds": elapsed,
+            "response_len": stat(np.mean, ntok), "grad_norm": gnorm, **times,
             "gen_tokens_per_s": gen_tokens / max(t_gen, 1e-9),
             "train_tokens_per_s": train_tokens / max(t_train, 1e-9),
             "tokens_per_s": gen_tokens / max(elapsed, 1e-9),
             "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if dev.startswith("cuda") else 0.0,
-        })
-        if c.backend == "vllm" and self.synced:  # the sync check of this step's behaviour refresh
+        }
+        if self.cfg.backend == "vllm" and self.synced:  # the sync check of this step's behaviour refresh
             logs.update(self.backend.last)
         return logs
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from banditlab.cli import main
+from banditlab.objectives import AGGREGATIONS, OBJECTIVES, get_objective
 from banditlab_llm.data import DataError, arithmetic, last_boxed, load_problems
 from banditlab_llm.grading import Grader, extract_answer, grade
 from banditlab_llm.train import TIMING_KEYS, Trainer, TrainConfig
@@ -321,7 +322,7 @@ def test_paper_configs_load_and_validate():
 
 @pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm", "token-sum-norm"])
 def test_micro_batched_step_equals_the_full_batch_step(agg, tmp_path):
-    """micro_batch=1 (one prompt group per backward) moves the LoRA weights exactly as one full-batch backward."""
+    """micro_batch=1 (one sequence per backward) moves the LoRA weights exactly as one full-batch backward."""
     from banditlab_llm.models import lora_params
 
     moved = []
@@ -334,6 +335,44 @@ def test_micro_batched_step_equals_the_full_batch_step(agg, tmp_path):
         moved.append([a.detach() - b for a, b in zip(lora_params(tr.model).values(), before)])
     assert all(torch.allclose(a, b, atol=1e-7, rtol=1e-5) for a, b in zip(*moved))
     assert any(a.abs().max() > 1e-4 for a in moved[0])  # the step did move the weights
+
+
+@pytest.fixture(scope="module")
+def off_policy_trainer(tmp_path_factory):
+    """A trainer on fixed rollouts of 3 prompts × G = 4 (the third group all wrong, one gold unparsable) whose
+    behaviour adapter differs from π, so that ratios, clips and masks act."""
+    from banditlab_llm.models import lora_state
+
+    tr = Trainer(tiny(tmp_path_factory.mktemp("offpolicy"), prompts_per_step=3, sync_interval=100))
+    r, rew = fixed_rollouts(tr, [1, -1, -1, 1, -1, -1, float("nan"), 1, -1, -1, -1, -1])
+    g = torch.Generator().manual_seed(3)
+    tr.behaviour = {k: v + 0.3 * torch.randn(v.shape, generator=g) for k, v in lora_state(tr.model).items()}
+    tr.behaviour_version = -1  # μ is not this step's π
+    return tr, r, rew
+
+
+def lora_gradient(tr, step, micro_batch):
+    """The LoRA gradient accumulated over one step's batch at this micro-batch size."""
+    tr.cfg.micro_batch = micro_batch
+    tr.accumulate(step)
+    return [p.grad.clone() for p in tr.params]
+
+
+@pytest.mark.parametrize("name", sorted(set(OBJECTIVES) - {"m2po"}))
+def test_micro_batches_that_split_groups_give_the_full_batch_gradient(name, off_policy_trainer):
+    """Micro-batches of 3 sequences (the 11 scored rows cut at 3, 6, 9: inside every group) accumulate the
+    full-batch gradient, off-policy, for every registry objective and aggregation: the advantage, row weights and
+    denominators come from the whole batch. The tolerance is float32 summation order, relative to the largest
+    entry. M2PO is left out: its mask ranks the log-ratios of the batch it is given (llm/train.py says so)."""
+    tr, r, rew = off_policy_trainer
+    for agg in AGGREGATIONS:
+        tr.objective = get_objective(name, agg=agg)
+        step = tr.step_batch(r, rew, tr._groups(3))  # RED-Drop's draws made once, for both
+        full = lora_gradient(tr, step, 0)
+        scale = max(float(g.abs().max()) for g in full)
+        assert scale > 1e-4, (name, agg)  # a gradient to compare
+        split = lora_gradient(tr, step, 3)
+        assert max(float((a - b).abs().max()) for a, b in zip(split, full)) < 1e-5 * scale, (name, agg)
 
 
 def test_a_step_whose_golds_are_all_unparsable_is_skipped_not_fatal(tmp_path):
@@ -360,3 +399,18 @@ def test_a_spent_grading_budget_scores_the_rest_wrong_without_grading(monkeypatc
     out = G._grade_many([("\\boxed{5}", "5"), ("\\boxed{6}", "?")], 1, budget=-1.0)
     assert out == [False, None] and calls == []  # a parsable gold scores wrong, a garbage gold is skipped
     assert G._grade_many([("\\boxed{5}", "5")], 1, budget=None) == [True]
+
+
+def test_an_objective_that_needs_the_whole_batch_refuses_smaller_micro_batches(tmp_path):
+    from banditlab.errors import UsageError
+    from banditlab_llm.train import validate
+
+    whole = sorted(k for k, o in OBJECTIVES.items() if o.fn.whole_batch)
+    assert "m2po" in whole
+    for name in whole:
+        cfg = TrainConfig(model="tiny", algo=name, micro_batch=3, out=str(tmp_path / name))
+        with pytest.raises(UsageError, match="--micro-batch: .*--micro-batch 0"):
+            validate(cfg)
+        validate(TrainConfig(model="tiny", algo=name, micro_batch=0))
+        validate(TrainConfig(model="tiny", algo=name, micro_batch=cfg.prompts_per_step * cfg.group_size))
+    assert not (tmp_path / "m2po").exists()

@@ -120,3 +120,24 @@ def test_estimated_lora_parameter_count_is_peft_s():
     shape = Shape.of(base.config, sum(p.numel() for p in base.parameters()))
     model = add_lora(base, r=4, targets=targets)
     assert lora_param_count(shape, 4, targets.split(",")) == sum(p.numel() for p in lora_params(model).values())
+
+
+def test_docs_memory_tables_are_what_the_estimate_prints(capsys):
+    """docs/memory.md's paper-config tables (80 and 40 GB) are experiments/llm_memory.py's output, and at 40 GB the
+    AsymRE 8B config runs with a micro-batch below its group, the case the sequence-level micro-batch exists for."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("llm_memory", root / "experiments" / "llm_memory.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    docs = (root / "docs" / "memory.md").read_text()
+    for gb in (80, 40):
+        mod.table(gb)
+        assert capsys.readouterr().out.strip() in docs
+    cfg = {"model": "meta-llama/Llama-3.1-8B-Instruct", "group_size": 8, "prompts_per_step": 16,
+           "max_new_tokens": 2048, "lora_r": 64, "micro_batch": 16, "backend": "vllm",
+           "lora_targets": "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"}
+    big, small = mod.paper_row(cfg, 80), mod.paper_row(cfg, 40)
+    assert big["run"] == 16 and 0 < small["run"] == small["fit"] < 8 and small["peak"] <= 40

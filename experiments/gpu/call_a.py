@@ -12,7 +12,7 @@ Parts, in order, each guarded and time-limited (a failure is recorded and the ne
   bandit    exact-mode throughput through the public API: 101 baselines × 1000 seeds × 100 arms × 2000 steps, float32
             and float64, and 10,000 arms (experiments/gpu/bandit_throughput.py)
   paper-*   `banditlab llm bench --config experiments/llm/X.toml --arch A --synthetic-rollouts` per paper config, one
-            micro-batch per step (the step's peak memory; a full step is prompts_per_step / micro_batch of them)
+            micro-batch per step (the step's peak memory; a full step is prompts_per_step × G / micro_batch of them)
   bench-bandit  experiments/bench_bandit.py --device cuda --runs 100000: every variant of exact and sampled mode
             (fixed, lagged and mixed behaviours) on 10⁵ runs × 100 arms, when the script takes those flags
 Report: OUT/call_a.json and OUT/call_a.md after every part, OUT/call_a.log, OUT/call_a-pytest.xml.
@@ -132,11 +132,13 @@ def part_bench_bandit(report, limit, tmp: Path, device: str, rehearse: bool):
 
 def part_paper(report, limit, tmp: Path, name: str, arch: str, extra: list[str]):
     cfg = tomllib.loads((kit.ROOT / "experiments" / "llm" / f"{name}.toml").read_text())
-    micro = cfg.get("micro_batch") or cfg["prompts_per_step"]  # one micro-batch per step
+    seqs = cfg["prompts_per_step"] * cfg["group_size"]
+    micro = cfg.get("micro_batch") or seqs  # sequences; a step of the prompts that hold one micro-batch
     args = ["--config", f"experiments/llm/{name}.toml", "--arch", arch, "--synthetic-rollouts",
-            "--prompts-per-step", str(micro), "--warmup", "1", "--steps", "1", "--prompt-tokens", "256", *extra]
+            "--prompts-per-step", str(-(-micro // cfg["group_size"])), "--warmup", "1", "--steps", "1",
+            "--prompt-tokens", "256", *extra]
     res = kit.bench(report, tmp, name, args, limit)
-    res["micro_batches_per_full_step"] = -(-cfg["prompts_per_step"] // micro)
+    res["micro_batches_per_full_step"] = -(-seqs // micro)
     c = res.get("config") or {}
     shape = (f"{c.get('prompts_per_step')} prompt(s) × G {c.get('group_size')} × ({res.get('prompt_tokens')} + "
              f"{c.get('max_new_tokens')}) tokens, LoRA r {c.get('lora_r')}")
