@@ -207,7 +207,7 @@ def check_identity(folder: Path, identity: dict) -> dict | None:
     new, old = jsonable(identity), rec.get("identity")
     if old != new:
         old = old if isinstance(old, dict) else {}
-        diff = sorted(k for k in new.keys() | old.keys() if old.get(k) != new.get(k))
+        diff = sorted(k for k in new.keys() | old.keys() if k not in old or k not in new or old[k] != new[k])
         raise UsageError(f"--out: {folder} holds a different run (differs in: {', '.join(diff)}); "
                          "choose another --out")
     return rec
