@@ -219,10 +219,11 @@ def write_record(folder: Path, kind: str, record: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------ names and the lock
-def default_name(*parts: str, root: str | Path = "runs", now: float | None = None) -> Path:
-    """root/PART-PART-…-YYYYmmdd-HHMMSS, the default run folder (`claim` makes it unique when it is created)."""
+def default_name(*parts: str, root: str | Path = "runs", now: float | None = None, suffix: str = "") -> Path:
+    """root/PART-PART-…-YYYYmmdd-HHMMSS[suffix], the default run folder or result file (`claim` makes a folder
+    unique when it creates it)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
-    return Path(root) / "-".join([*(str(p) for p in parts), stamp])
+    return Path(root) / ("-".join([*(str(p) for p in parts), stamp]) + suffix)
 
 
 def _create_new(base: Path) -> Path:

@@ -246,3 +246,37 @@ def test_a_first_signal_sets_the_flag_a_second_interrupts_and_the_handlers_come_
         with R.stop_flag(at_once="rerun"):
             os.kill(os.getpid(), signal.SIGTERM)
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+# ------------------------------------------------------------------------------------------ reproduce uses it
+def test_reproduce_locks_its_data_folder_and_a_signal_leaves_it_unmarked(tmp_path, monkeypatch):
+    """The experiment's run and plot are stand-ins (the real ones take seconds), and so is the figure style."""
+    import matplotlib.pyplot as plt
+
+    from banditlab import plots, reproduce
+
+    monkeypatch.setattr(plots, "style", lambda seaborn: plt)
+    monkeypatch.setattr(plots, "save", lambda fig, out: [])
+
+    exp = reproduce.EXPERIMENTS["rec-counterexample"]
+    stop = [True]
+
+    def run(cfg, data, tick):
+        (data / "steps.parquet").write_text("half")
+        if stop[0]:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    fake = exp.__class__(exp.config, run, lambda cfg, data, out, plt_: plt.figure(), exp.title, 0)
+    monkeypatch.setattr(reproduce, "EXPERIMENTS", {**reproduce.EXPERIMENTS, "rec-counterexample": fake})
+    go = lambda: reproduce.reproduce(["rec-counterexample"], tmp_path, progress=False, echo=lambda *_: None)
+    data = tmp_path / "data" / exp.config
+    with pytest.raises(R.Interrupted, match="stopped by SIGTERM; this experiment's data are incomplete"):
+        go()
+    assert not R.is_complete(data)
+    held = R.lock(data)
+    with pytest.raises(UsageError, match="--figures: .* is in use by another run"):
+        go()
+    held.close()
+    stop[0] = False
+    go()
+    assert R.is_complete(data)
