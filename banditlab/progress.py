@@ -1,11 +1,12 @@
-"""Progress and quiet for long work: one helper used by every long loop of the LLM commands.
+"""Progress and quiet for long work: the one progress helper, used by every long loop (sweep, reproduce, llm).
 
     with Bar("evaluating", total=n_tokens) as bar:   # a line on stderr: done/total, elapsed, ETA
         bar.advance(k)
 
 ETA = elapsed / done · (total − done), counted from the bar's start, so it is shown from the first update on
 (rich's own estimate averages over a 30-s window and shows -:--:-- when updates are further apart, as training
-steps are). The bar is drawn only where stderr is a terminal; BANDITLAB_PROGRESS=0 or 1 overrides that.
+steps are). The bar is drawn only where stderr is a terminal; BANDITLAB_PROGRESS=0 or 1 overrides that. Updates
+reach the display at most every REDRAW seconds (and at the end), so a loop may update it at every step.
 
 `silence_third_party()` keeps third-party progress bars and warnings (transformers' "Loading weights" bar, FutureWarnings)
 out of the output; `--verbose` or BANDITLAB_DEBUG=1 lets them through.
@@ -36,6 +37,7 @@ def eta_text(elapsed: float, done: float, total: float) -> str:
     return f"{int(left // 60)}:{int(left % 60):02d}"
 
 
+REDRAW = 0.1  # seconds between two redraws of a bar's text
 _LIVE: list = []  # the one rich display shared by nested bars (rich allows one live display at a time)
 
 
@@ -59,6 +61,7 @@ class Bar:
                 live.start()
                 _LIVE.append(live)
             self._t0 = time.perf_counter()
+            self._drawn = -REDRAW
             self._task = _LIVE[0].add_task(self.label, total=self.total, completed=self.done, text="")
             self.update(self.done)
         return self
@@ -72,6 +75,9 @@ class Bar:
             self.info = info
         if self._task is not None:
             elapsed = time.perf_counter() - self._t0
+            if elapsed - self._drawn < REDRAW and self.done < self.total and info is None:
+                return
+            self._drawn = elapsed
             unit = f" {self.unit}" if self.unit else ""
             text = (f"{self.done:g}/{self.total:g}{unit}  {int(elapsed // 60)}:{int(elapsed % 60):02d} elapsed, "
                     f"ETA {eta_text(elapsed, self.done - self.start, self.total - self.start)}"

@@ -4,7 +4,8 @@ Every experiment has two halves. `run` simulates and writes tidy files to figure
 files and draws figures/ID.png and .pdf, so `--plot-only` redraws any figure without rerunning. An experiment
 whose data already exist is not rerun (use --force). `reproduce --all` therefore survives interruption one
 experiment at a time: a data folder is complete only once its DONE marker is written (atomically, after every
-data file); one without it is rerun. SIGTERM, like Ctrl-C, stops at once with one line and exit code 130.
+data file); one without it is rerun. A data folder is locked while its experiment runs (a second `reproduce` of
+it is refused). SIGTERM, like Ctrl-C, stops at once with one line and exit code 130 (banditlab.runfolder).
 
 Each experiment is one module beside its config, experiments/reproduce/ID.py + ID.toml (the way CleanRL keeps one
 file per algorithm), discovered here: it defines CONFIG, SIMS (progress-bar steps), `run(cfg, data, tick)` and
@@ -15,7 +16,6 @@ Deliberately left out: the papers' exact random draws (unpublished).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import tomllib
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UsageError
-from .runfolder import Interrupted, is_complete, mark_complete, unmark
+from .runfolder import is_complete, lock, mark_complete, stop_flag, unmark
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "reproduce"
@@ -132,25 +132,6 @@ def check_figures(figures: Path) -> None:
             break
 
 
-@contextlib.contextmanager
-def _term_interrupts():
-    """SIGTERM stops an experiment at once, like Ctrl-C (its data folder stays unmarked, so it is rerun)."""
-    import signal
-
-    def handler(signum, frame):
-        raise Interrupted("stopped by SIGTERM; this experiment's data are incomplete and will be rerun")
-
-    try:
-        old = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        old = None
-    try:
-        yield
-    finally:
-        if old is not None:
-            signal.signal(signal.SIGTERM, old)
-
-
 def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: bool = False,
               progress: bool = True, echo=print, configs: Path = CONFIGS) -> list[Path]:
     """Run (unless its data exist) and plot each experiment; return the figure paths."""
@@ -170,26 +151,7 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
         if not is_complete(data) or (force and exp.run is not None):
             if plot_only:
                 raise UsageError(f"--plot-only: no data for {name} in {data}; run without --plot-only first")
-            data.mkdir(parents=True, exist_ok=True)
-            unmark(data)
-            bar = None
-            if progress:
-                from rich.progress import Progress
-
-                bar = Progress(transient=True)
-                bar.start()
-                task = bar.add_task(f"{exp.config}", total=owner.sims)
-            try:
-                tick = (lambda: bar.advance(task)) if bar else None
-                with _term_interrupts():
-                    owner.run(cfg, data, tick)
-            except (KeyError, TypeError, ValueError) as err:
-                raise UsageError(f"{exp.config}.toml: a value has the wrong type or is missing "
-                                 f"({type(err).__name__}: {str(err)[:120]})") from None
-            finally:
-                if bar:
-                    bar.stop()
-            mark_complete(data)
+            _run(exp.config, owner, cfg, data, progress)
             ran.add(exp.config)
         elif exp.config not in ran:
             echo(f"{name}: data exist in {data}: redrawing only (--force reruns)")
@@ -202,3 +164,22 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
         plt.close(fig)
         echo(f"{name}: {figures / name}.png")
     return made
+
+
+def _run(name: str, owner: Experiment, cfg: dict, data: Path, progress: bool) -> None:
+    """Run one experiment into its locked data folder and mark it complete; a signal stops it at once, unmarked."""
+    from .progress import Bar
+
+    data.mkdir(parents=True, exist_ok=True)
+    held = lock(data, "--figures")
+    try:
+        unmark(data)
+        with stop_flag(at_once="this experiment's data are incomplete and will be rerun"), \
+                Bar(name, total=owner.sims, show=progress) as bar:
+            owner.run(cfg, data, bar.advance if progress else None)
+            mark_complete(data)
+    except (KeyError, TypeError, ValueError) as err:
+        raise UsageError(f"{name}.toml: a value has the wrong type or is missing "
+                         f"({type(err).__name__}: {str(err)[:120]})") from None
+    finally:
+        held.close()

@@ -1,20 +1,24 @@
-"""Run folders: each belongs to one kind of run and is locked while a run writes it.
+"""Run folders: the one module that decides what a run does to its folder, for `sweep`, `llm train` and `reproduce`.
 
-    config.json   {"kind": "sweep" | "llm-train", ...}: written first; a folder of another kind is refused
+    config.json   the run record {"kind": "sweep" | "llm-train", "identity": {...}, ...}: a folder of another kind,
+                  or of the same kind with another identity (the options that determine the numbers), is refused
     .lock         an exclusive `flock` held for the whole run: a second run on the same folder is refused
     DONE          the completion marker, written atomically and last, after every output exists: a folder
                   without it is unfinished, and rerunning the same command finishes it (from its checkpoint)
 
-Checkpoints, run records and tables are written through `atomic_write` / `atomic_save` / `atomic_output` (a
-temporary file, then `os.replace`), so a signal or a full disk leaves the old file or the new one, never half of
-one. Figures are not (a rerun redraws them before the marker), nor appended metrics rows (`llm.train.
-read_metrics` drops a last row cut short). `stop_flag()` turns the first
-SIGINT/SIGTERM into a flag that the run polls at step boundaries (a second one interrupts at once); it stays
-installed until the run has written its marker.
+    claim(out, kind)              every check before anything is written; locks the folder (no `out`: a new
+                                  default folder runs/KIND-…-TIME, unique even for runs started in the same second)
+    check_identity / write_record the run record: refused in one line naming the options that differ
+    atomic_write / atomic_save /  a temporary file, then `os.replace`: a signal or a full disk leaves the old
+      atomic_output               file or the new one, never half of one
+    stop_flag()                   SIGINT/SIGTERM → a flag polled at step boundaries (or, `at_once`, an Interrupted)
+    Cadence                       when to checkpoint: every N steps or N seconds, and on the last or a stopped step
+    mark_complete / is_complete   the marker
 
-`claim(out, kind)` does every check before anything is written, and returns the open lock file (keep it open for
-the run; the operating system releases it when the process ends, even after kill -9). Folders written before
-run kinds existed are recognised by their config.json's keys.
+Figures are not written atomically (a rerun redraws them before the marker), nor appended metrics rows
+(`llm.train.read_metrics` drops a last row cut short). The stop handlers stay installed until the run has written
+its marker. The lock is released by the operating system when the process ends, even after kill -9. Folders written
+before run kinds existed are recognised by their config.json's keys. Progress bars: banditlab.progress.Bar.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import errno
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 from .errors import UsageError
@@ -36,6 +41,7 @@ class Interrupted(Exception):
     """A run stopped by a signal after saving its state; the CLI prints it and exits 130."""
 
 
+# ------------------------------------------------------------------------------------------ atomic writes
 def atomic_output(path: Path, write) -> None:
     """`write(tmp)` then rename tmp to `path`: readers see the old file or the new one. A failed write leaves no
     temporary file behind (it would hold the space a full disk needs)."""
@@ -72,6 +78,13 @@ def _nearly_full(folder: Path) -> bool:
         return False
 
 
+def is_disk_full(err: BaseException) -> bool:
+    """A write that failed because the disk (or the user's quota) is full; libraries differ in how they say it."""
+    return (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or \
+        "No space left on device" in str(err) or "Disk quota exceeded" in str(err)
+
+
+# ------------------------------------------------------------------------------------------ completion
 def mark_complete(folder: Path) -> None:
     """The completion marker: call last, once every output of the run exists."""
     atomic_write(Path(folder) / MARKER, "complete\n")
@@ -85,25 +98,25 @@ def unmark(folder: Path) -> None:
     (Path(folder) / MARKER).unlink(missing_ok=True)
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """A write that failed because the disk (or the user's quota) is full; libraries differ in how they say it."""
-    return (isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)) or \
-        "No space left on device" in str(err) or "Disk quota exceeded" in str(err)
-
-
+# ------------------------------------------------------------------------------------------ stop signals
 STOPPED: list[str] = []  # why a run was stopped at once (the CLI prints the last one)
 
 
 @contextlib.contextmanager
-def stop_flag():
+def stop_flag(at_once: str | None = None):
     """Yields a dict whose "stop" turns True at the first SIGINT/SIGTERM; a second one raises KeyboardInterrupt
-    at once, for a step that is stuck (the last checkpoint stays). The previous handlers come back on exit."""
+    at once, for a step that is stuck (the last checkpoint stays). With `at_once` (a message), the first signal
+    raises Interrupted("stopped by SIGNAL; <at_once>") instead, for work that has no step boundary to stop at.
+    The previous handlers come back on exit."""
     flag = {"stop": False}
 
     def handler(signum, frame):
+        name = signal.Signals(signum).name
+        if at_once is not None:
+            raise Interrupted(f"stopped by {name}; {at_once}")
         if flag["stop"]:
-            STOPPED.append(f"stopped at once by a second {signal.Signals(signum).name}; the last checkpoint is "
-                           "kept and the same command resumes")
+            STOPPED.append(f"stopped at once by a second {name}; the last checkpoint is kept and the same "
+                           "command resumes")
             raise KeyboardInterrupt(STOPPED[-1])
         flag["stop"] = True
 
@@ -120,8 +133,43 @@ def stop_flag():
             signal.signal(sig, h)
 
 
-def kind_of(folder: Path) -> str | None:
-    """The kind of run in `folder` (None: no config.json); UsageError if config.json is unreadable."""
+class Cadence:
+    """When to write a checkpoint: `due(step, final)` is True every `steps` steps (step % steps == 0), once
+    `seconds` have passed since the last True, and whenever `final` (the last step, or a stop was asked for)."""
+
+    def __init__(self, steps: int | None = None, seconds: float | None = None):
+        self.steps, self.seconds = steps, seconds
+        self.last = time.monotonic()
+
+    def due(self, step: int, final: bool = False) -> bool:
+        now = time.monotonic()
+        if final or (self.steps and step % self.steps == 0) or \
+                (self.seconds is not None and now - self.last > self.seconds):
+            self.last = now
+            return True
+        return False
+
+
+# ------------------------------------------------------------------------------------------ kind and identity
+def jsonable(x):
+    """`x` as JSON keeps it: non-finite floats as strings, numpy scalars as Python numbers, tuples as lists."""
+    import math
+
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def read_record(folder: Path) -> dict | None:
+    """The run record in `folder`/config.json (None: there is none); UsageError if it is unreadable."""
     from .safeio import read_text
 
     f = Path(folder) / "config.json"
@@ -134,6 +182,14 @@ def kind_of(folder: Path) -> str | None:
                          "another --out") from None
     if not isinstance(rec, dict):
         raise UsageError(f"--out: {f} is not a banditlab run record")
+    return rec
+
+
+def kind_of(folder: Path) -> str | None:
+    """The kind of run in `folder` (None: no config.json); UsageError if config.json is unreadable."""
+    rec = read_record(folder)
+    if rec is None:
+        return None
     if "kind" in rec:
         return rec["kind"]
     if "sweep" in rec:
@@ -143,10 +199,93 @@ def kind_of(folder: Path) -> str | None:
     return "unknown"
 
 
-def claim(out: Path, kind: str):
-    """Check that `out` can hold a run of `kind` and lock it; returns the lock's open file."""
+def check_identity(folder: Path, identity: dict) -> dict | None:
+    """The folder's run record, refused in one line when its identity is not `identity` (None: no record)."""
+    rec = read_record(folder)
+    if rec is None:
+        return None
+    new, old = jsonable(identity), rec.get("identity")
+    if old != new:
+        old = old if isinstance(old, dict) else {}
+        diff = sorted(k for k in new.keys() | old.keys() if k not in old or k not in new or old[k] != new[k])
+        raise UsageError(f"--out: {folder} holds a different run (differs in: {', '.join(diff)}); "
+                         "choose another --out")
+    return rec
+
+
+def write_record(folder: Path, kind: str, record: dict) -> None:
+    """config.json = {"kind": kind, **record}, atomically (record holds "identity")."""
+    atomic_write(Path(folder) / "config.json", json.dumps(jsonable({"kind": kind, **record}), indent=2, default=str))
+
+
+# ------------------------------------------------------------------------------------------ names and the lock
+def default_name(*parts: str, root: str | Path = "runs", now: float | None = None, suffix: str = "") -> Path:
+    """root/PART-PART-…-YYYYmmdd-HHMMSS[suffix], the default run folder or result file (`claim` makes a folder
+    unique when it creates it)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return Path(root) / ("-".join([*(str(p) for p in parts), stamp]) + suffix)
+
+
+def _create_new(base: Path) -> Path:
+    """Create `base`, or base-2, base-3, … : the first that no one (no other process either) has created."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10**6):
+        folder = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise UsageError(f"--out: too many folders named {base}-N; choose --out")
+
+
+class Claim:
+    """A locked run folder: `folder`, and the lock held until `close()` (or the process ends)."""
+
+    def __init__(self, folder: Path, file):
+        self.folder, self.file = folder, file
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def lock(folder: Path, option: str = "--out") -> Claim:
+    """An exclusive lock on `folder` (a file `.lock` holding the owner's pid); refused when another run holds it."""
     import fcntl
 
+    f = open(Path(folder) / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise UsageError(f"{option}: {folder} is in use by another run (pid {pid}); wait for it or choose another "
+                         "folder") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return Claim(Path(folder), f)
+
+
+def claim(out: Path | str | None, kind: str, name: tuple = ()) -> Claim:
+    """Check that `out` can hold a run of `kind` and lock it. Without `out`: a new folder default_name(*name)."""
+    if not out:
+        base = default_name(*name)
+        _creatable(base.parent)
+        return lock(_create_new(base))
+    out = _creatable(out)
+    found = kind_of(out)
+    if found is not None and found != kind:
+        raise UsageError(f"--out: {out} holds a {found} run, not a {kind} run; choose another folder")
+    if found is None and any(p.name != ".lock" for p in out.iterdir()):
+        raise UsageError(f"--out: {out} is not empty and holds no banditlab run; choose an empty or new folder")
+    return lock(out)
+
+
+def _creatable(out) -> Path:
+    """`out` created if needed, refused in one line when a file is in the way or it is not writable."""
     from .safeio import check_path
 
     out = check_path(out, "--out")
@@ -163,22 +302,4 @@ def claim(out: Path, kind: str):
         raise UsageError(f"--out: cannot create {out}: {err.strerror or err}") from None
     if not os.access(out, os.W_OK):
         raise UsageError(f"--out: {out} is not writable")
-    found = kind_of(out)
-    if found is not None and found != kind:
-        raise UsageError(f"--out: {out} holds a {found} run, not a {kind} run; choose another folder")
-    if found is None and any(p.name != ".lock" for p in out.iterdir()):
-        raise UsageError(f"--out: {out} is not empty and holds no banditlab run; choose an empty or new folder")
-    lock = open(out / ".lock", "a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.seek(0)
-        pid = lock.read().strip() or "?"
-        lock.close()
-        raise UsageError(f"--out: {out} is in use by another run (pid {pid}); wait for it or choose another "
-                         "folder") from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(str(os.getpid()))
-    lock.flush()
-    return lock
+    return out

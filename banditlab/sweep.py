@@ -25,7 +25,6 @@ flagged `diverged` in summary.csv and counted under the table.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,8 @@ from . import bandits as B
 from . import theory
 from .configfile import option
 from .errors import UsageError
-from .runfolder import Interrupted, atomic_output, atomic_save, atomic_write, is_complete, mark_complete, stop_flag
+from .runfolder import (Cadence, Interrupted, atomic_output, atomic_save, check_identity, claim, is_complete, jsonable,
+                        mark_complete, stop_flag, write_record)
 
 
 @dataclass
@@ -332,27 +332,17 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> P
 
     bandit, objective, grid, sim = build(cfg)
     torch.set_num_threads(cfg.threads or thread_rule(sim.runs * bandit.contexts * bandit.arms * sim.out_vals.shape[-1]))
-    out = Path(cfg.out or f"runs/sweep-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
-    from .runfolder import claim
-
-    lock = claim(out, "sweep")
+    lock = claim(cfg.out, "sweep", name=("sweep", cfg.algo))
     try:
-        return _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet)
+        return _run_locked(cfg, lock.folder, bandit, objective, grid, sim, progress, quiet)
     finally:
         lock.close()  # releases the flock (the OS also does when the process dies)
 
 
 def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path:
-    config_file, state_file = out / "config.json", out / "state.pt"
-    record = {"kind": "sweep", "sweep": asdict(cfg), "identity": cfg.identity(), "bandit": bandit.to_dict(),
-              "objective": {"name": objective.name, "params": {k: v for k, v in objective.params.items()}}}
-    identity = _jsonable(cfg.identity())
-    if config_file.exists():
-        old = json.loads(config_file.read_text())
-        if old.get("identity") != identity:
-            diff = sorted(k for k in identity if old.get("identity", {}).get(k) != identity[k])
-            raise UsageError(f"--out: {out} holds a different run (differs in: {', '.join(diff)}); "
-                             "choose another --out")
+    state_file = out / "state.pt"
+    identity = jsonable(cfg.identity())
+    check_identity(out, identity)
     state = sim.initial_state()
     if state_file.exists():
         state = _load_state(state_file, state, identity)
@@ -360,7 +350,8 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
             if not quiet:
                 print(f"{out}: this run is already complete; its table follows (delete the folder to rerun)")
             return out
-    atomic_write(config_file, json.dumps(_jsonable(record), indent=2))
+    write_record(out, "sweep", {"sweep": asdict(cfg), "identity": identity, "bandit": bandit.to_dict(),
+                                "objective": {"name": objective.name, "params": dict(objective.params)}})
     with stop_flag() as flag:  # installed until the marker is written
         if state.step < cfg.steps:
             state = _simulate(cfg, sim, state, state_file, identity, flag, progress)
@@ -375,31 +366,20 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
 
 def _simulate(cfg, sim, state, state_file, identity, flag, progress):
     """Run the simulator from `state` until the last step or the stop flag, checkpointing on the way."""
-    last = [time.monotonic()]
-    bar = task = None
+    from .progress import Bar
 
-    def on_step(st) -> bool:
-        if bar is not None:
-            bar.update(task, completed=st.step)
-        if flag["stop"]:
-            return True
-        if time.monotonic() - last[0] > cfg.checkpoint_seconds:
-            atomic_save(state_file, {**sim.checkpoint(st), "identity": identity})
-            last[0] = time.monotonic()
-        return False
+    cadence = Cadence(seconds=cfg.checkpoint_seconds)
+    with Bar(f"{cfg.algo} {cfg.mode} {sim.runs} runs", total=cfg.steps, show=progress, start=state.step,
+             unit="steps") as bar:
+        def on_step(st) -> bool:
+            bar.update(st.step)
+            if flag["stop"]:
+                return True
+            if cadence.due(st.step):
+                atomic_save(state_file, {**sim.checkpoint(st), "identity": identity})
+            return False
 
-    if progress:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn(f"{cfg.algo} {cfg.mode} {sim.runs} runs"), BarColumn(),
-                       TextColumn("{task.completed}/{task.total} steps"), TimeRemainingColumn(), transient=True)
-        bar.start()
-        task = bar.add_task("sweep", total=cfg.steps, completed=state.step)
-    try:
         return sim.run(state, on_step=on_step)
-    finally:
-        if bar is not None:
-            bar.stop()
 
 
 def _load_state(path: Path, fresh, identity: dict):
@@ -418,18 +398,6 @@ def _load_state(path: Path, fresh, identity: dict):
         raise UsageError(f"--out: {path} belongs to another run (shape {tuple(getattr(logits, 'shape', ()))}, "
                          f"expected {tuple(fresh.logits.shape)}); delete it to start over")
     return state
-
-
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, float) and not np.isfinite(x):
-        return str(x)
-    if isinstance(x, np.generic):
-        return x.item()
-    return x
 
 
 # ------------------------------------------------------------------------------------------ outputs
@@ -501,14 +469,14 @@ def merge(shards: list[Path], out: Path) -> Path:
     whose files equal those of the unsharded run (its state.pt excepted: the merged folder is final)."""
     import pandas as pd
 
-    from .runfolder import claim, kind_of
+    from .runfolder import kind_of, read_record
 
     recs = []
     for d in shards:
         d = Path(d)
         if kind_of(d) != "sweep" or not is_complete(d):
             raise UsageError(f"SHARDS: {d} is not a finished sweep folder")
-        recs.append((d, json.loads((d / "config.json").read_text())))
+        recs.append((d, read_record(d)))
     parts = {}
     for d, rec in recs:
         shard = rec["sweep"].get("shard") or ""
@@ -532,7 +500,8 @@ def merge(shards: list[Path], out: Path) -> Path:
             raise UsageError(f"--out: {out} already holds a run; choose a new folder for the merge")
         record = dict(first, sweep={**first["sweep"], "shard": ""}, identity={**first["identity"], "shard": ""},
                       merged_from=[str(d) for d in ordered])
-        atomic_write(Path(out) / "config.json", json.dumps(record, indent=2))
+        record.pop("kind", None)
+        write_record(Path(out), "sweep", record)
         write_tables(Path(out), tidy, summary)
         mark_complete(Path(out))
     finally:

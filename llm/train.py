@@ -40,8 +40,8 @@ import torch
 
 from banditlab.errors import UsageError
 from banditlab.objectives import Batch
-from banditlab.runfolder import (Interrupted, atomic_save, atomic_write, is_complete, mark_complete, stop_flag,
-                                 unmark)
+from banditlab.runfolder import (Cadence, Interrupted, atomic_save, atomic_write, check_identity, claim, default_name,
+                                 is_complete, mark_complete, stop_flag, unmark, write_record)
 
 from .config import TIMING_KEYS, TrainConfig, check_installed, validate  # noqa: F401  (re-exported)
 
@@ -154,7 +154,7 @@ class Trainer:
         self.backend = make_backend(cfg.backend, cfg.model, self.model, self.tok, self.device, cfg.max_new_tokens,
                                     cfg.gen_batch_size, cfg.seed)
         self.total_steps = cfg.steps or math.ceil(len(self.train_set) / cfg.prompts_per_step) * cfg.epochs
-        self.out = Path(cfg.out or f"runs/llm-{cfg.algo}-{time.strftime('%Y%m%d-%H%M%S')}")
+        self.out = Path(cfg.out) if cfg.out else default_name("llm", cfg.algo)
 
     def checkpointing_wanted(self) -> bool:
         """--grad-checkpointing on / off, or auto: on a CUDA device, on when one micro-batch of full-length
@@ -503,19 +503,15 @@ class Trainer:
 
     def _run(self, resume: bool = False) -> Path:
         c = self.cfg
-        from banditlab.runfolder import claim
-
         main = self.dist.main  # only the main process writes the run folder
         check_resume(c, resume)
         if main:
-            self._lock = claim(self.out, "llm-train")  # held until the run ends
+            self._lock = claim(c.out, "llm-train", name=("llm", c.algo))  # held until the run ends
+            self.out = self._lock.folder
         self.dist.barrier()
         cfg_file, metrics_file = self.out / "config.json", self.out / "metrics.jsonl"
         if cfg_file.exists() and (self.out / "checkpoint.pt").exists():
-            old = json.loads(cfg_file.read_text())
-            if old.get("identity") != c.identity():
-                diff = sorted(k for k in c.identity() if old.get("identity", {}).get(k) != c.identity()[k])
-                raise UsageError(f"--out: {self.out} holds a different run (differs in: {', '.join(diff)})")
+            check_identity(self.out, c.identity())
             if not resume:
                 raise UsageError(f"--out: {self.out} already holds a run; pass --resume to continue it")
             self.load()
@@ -528,11 +524,10 @@ class Trainer:
         else:
             if main:
                 unmark(self.out)
-                atomic_write(cfg_file, json.dumps({"kind": "llm-train", "config": asdict(c), "identity": c.identity(),
-                                                   "world_size": self.dist.world,
-                                                   "objective": {"name": self.objective.name,
-                                                                 "params": self.objective.params}},
-                                                  indent=2, default=str))
+                write_record(self.out, "llm-train", {"config": asdict(c), "identity": c.identity(),
+                                                     "world_size": self.dist.world,
+                                                     "objective": {"name": self.objective.name,
+                                                                   "params": self.objective.params}})
                 atomic_write(metrics_file, "")
             if c.eval_n:
                 self.echo(f"evaluating step 0: greedy pass@1 on {len(self.test_set)} test problems")
@@ -560,7 +555,7 @@ class Trainer:
     def _loop(self, flag, metrics_file, writer, bar) -> list[dict]:
         """Steps until `total_steps` or the stop flag; returns the metrics rows of the steps it ran."""
         c = self.cfg
-        done = []
+        done, cadence = [], Cadence(steps=c.checkpoint_every)
         try:
             while self.step < self.total_steps:
                 try:
@@ -581,7 +576,7 @@ class Trainer:
                 bar.update(self.step, f"reward {logs['reward_mean']:+.2f}")
                 if self.dist.world > 1:  # every process stops at the same step, or the collectives would hang
                     flag["stop"] = bool(self.dist.sum(torch.tensor([float(flag["stop"])], device=self.device))[0])
-                if self.step % c.checkpoint_every == 0 or last or flag["stop"]:
+                if cadence.due(self.step, final=last or flag["stop"]):
                     self.save()
                 if flag["stop"] and not last:
                     raise Interrupted(f"interrupted after step {self.step}/{self.total_steps}; checkpoint saved in "

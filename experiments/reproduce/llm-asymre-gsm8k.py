@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from banditlab.runfolder import atomic_write, is_complete, mark_complete, unmark
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKED_OUT = ("checkpoint.pt", "checkpoint.pt.tmp", "adapter", ".lock", "offline.pt")  # never leave the device
 
@@ -96,17 +98,16 @@ def job_train(job: dict) -> None:
         shutil.rmtree(out)  # a run cut off on a device: its partial metrics are replaced by a whole run
     tr = Trainer(config_from(job["train"], None), echo=print)
     tr.run(resume=resume)
+    unmark(out)  # the run folder is complete once final.json exists too
     full = load_problems("gsm8k", "test", job["full_test"], job["final_eval_n"])
     tr.backend = HFBackend(tr.model, tr.tok, job["final_eval_batch"])
     acc = _greedy(tr.backend, tr.tok, tr.grader, full, tr.cfg.eval_max_new_tokens or tr.cfg.max_new_tokens)
     _write_json(out / "final.json", {"full_test_accuracy": acc, "n": len(full), "step": tr.step})
-    (out / "DONE").write_text("complete\n")
+    mark_complete(out)
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(obj, indent=1))
 
 
 def worker(job_file: str) -> None:
@@ -225,7 +226,7 @@ def run_jobs(cfg: dict, data: Path, files: dict, seeds) -> dict[str, dict]:
             algo = [a for a in spec[1:] if not a.startswith("--")]
             over = dict(a[2:].split("=", 1) for a in spec[1:] if a.startswith("--"))  # e.g. "--lr=1e-3"
             over = {k.replace("-", "_"): float(v) for k, v in over.items()}
-            if (data / name / "DONE").exists():
+            if is_complete(data / name):
                 continue
             train = {**cfg["train"], **over, "seed": seed, "algo": spec[0], "algo_args": algo, "out": str(data / name),
                      "data_path": str(files["train"]), "test_path": str(files["test"])}
@@ -252,7 +253,7 @@ def run_experiment(cfg: dict, data: Path, tick=None, seeds=None, deadline: float
         return False
     jobs = run_jobs(cfg, data, pool_files(cfg, data, pool), cfg["seeds"] if seeds is None else seeds)
     left = launch(jobs, data, cfg["jobs"], deadline, tick, on_progress, echo)
-    failed = [n for n in left if not (data / n / "DONE").exists() and (data / "logs" / f"{n}.log").exists()
+    failed = [n for n in left if not is_complete(data / n) and (data / "logs" / f"{n}.log").exists()
               and time.time() < deadline]
     if failed:
         raise RunFailed(f"llm-asymre-gsm8k: {len(failed)} run(s) failed, first {failed[0]}; see {data / 'logs'}")

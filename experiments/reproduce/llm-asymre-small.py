@@ -6,6 +6,7 @@ banditlab.reproduce. `run` writes tidy files to figures/data/llm-asymre-small/; 
 
 from pathlib import Path
 
+from banditlab.runfolder import atomic_write, is_complete
 
 
 def _slug(label: str) -> str:
@@ -24,17 +25,16 @@ def run_llm_asymre_small(cfg, data: Path, tick):
         for label, spec in cfg["methods"].items():
             out = data / f"{_slug(label)}-s{seed}"
             index.append({"method": label, "seed": seed, "folder": out.name})
-            if (out / "DONE").exists():
+            if is_complete(out):  # the trainer marks its folder complete
                 continue
             opts = dict(cfg["train"], seed=seed, algo=spec[0], algo_args=list(spec[1:]), out=str(out),
                         offline_data=str(data / f"offline-s{seed}.pt"))
             tc = config_from(opts, None)
             Trainer(tc, echo=lambda *_: None).run(resume=(out / "checkpoint.pt").exists())
-            (out / "DONE").write_text("complete\n")
             if tick:
                 tick()
-            (data / "runs.json").write_text(json.dumps(index, indent=1))
-    (data / "runs.json").write_text(json.dumps(index, indent=1))
+            atomic_write(data / "runs.json", json.dumps(index, indent=1))
+    atomic_write(data / "runs.json", json.dumps(index, indent=1))
 
 
 def llm_metrics(data: Path):
