@@ -366,11 +366,10 @@ slider's precomputed frame.</footer>
 
 
 def write_page(bandit: B.Bandit, steps: int, lr: float, below: float, above: float, path: Path) -> Path:
-    """Write the page atomically (a temporary file beside it, then a rename)."""
+    """Write the page atomically (`runfolder.atomic_write`)."""
+    from .runfolder import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = page(bandit, steps, lr, below, above)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, page(bandit, steps, lr, below, above))
     return path

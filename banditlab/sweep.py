@@ -25,7 +25,7 @@ flagged `diverged` in summary.csv and counted under the table.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np

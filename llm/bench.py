@@ -26,8 +26,6 @@ import os
 import platform
 import resource
 import tempfile
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -183,11 +181,11 @@ def report_lines(res: dict, cfg, label: str) -> list[str]:
 
 
 def write_json(res: dict, path: str | Path) -> Path:
+    from banditlab.runfolder import atomic_write
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(res, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(res, indent=2, default=str) + "\n")
     return path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Optional
 
 import typer
@@ -146,7 +145,6 @@ def generate(options: dict):
 @command(app, BenchConfig, (TrainConfig, BENCH_TRAIN_OPTIONS), (Controls, ("config",)))
 def bench(options: dict, train_options: dict, controls: dict):
     """Time warm-up + N training steps of the real trainer on this device: s/step, tokens/s, peak memory, fits."""
-    import time
     from dataclasses import asdict
 
     _need_llm_extra()
@@ -161,6 +159,8 @@ def bench(options: dict, train_options: dict, controls: dict):
                     prompt_tokens=b.prompt_tokens, echo=lambda *_: None)
     res.update(label=label, notes=notes, config=asdict(cfg))
     lines = report_lines(res, cfg, label) + [f"note: {n}" for n in notes]
-    path = write_json(res, b.json_out or f"runs/llm-bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    from banditlab.runfolder import default_name
+
+    path = write_json(res, b.json_out or default_name("llm-bench", suffix=".json"))
     for line in lines + [f"json: {path}"]:
         typer.echo(line)

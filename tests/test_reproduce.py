@@ -1,8 +1,6 @@
 """Smoke runs of every `banditlab reproduce` experiment and of `banditlab demo`, on tiny configs, plus the
 properties their figures rest on."""
 
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
