@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UsageError
-from .runfolder import is_complete, lock, mark_complete, stop_flag, unmark
+from .runfolder import is_complete, lock, mark_complete, stop_flag, unmark, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "reproduce"
@@ -62,7 +62,7 @@ def methods_run(cfg, bandit, data, tick, record_every=0, mode="exact", seeds=1, 
             if tr is not None:
                 trajs[label] = tr[:, 0, 0]
     df = pd.concat(frames)
-    df.drop(columns=["offset"]).to_parquet(data / "steps.parquet", index=False)
+    write_table(data / "steps.parquet", df.drop(columns=["offset"]))
     if trajs:
         np.savez(data / "policies.npz", **{k: v for k, v in trajs.items()}, every=record_every)
     return df

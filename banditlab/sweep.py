@@ -35,7 +35,7 @@ from . import theory
 from .configfile import option
 from .errors import UsageError
 from .runfolder import (Cadence, Interrupted, atomic_output, atomic_save, check_identity, claim, is_complete, jsonable,
-                        mark_complete, stop_flag, write_record)
+                        mark_complete, stop_flag, write_record, write_table)
 
 
 @dataclass
@@ -450,7 +450,7 @@ def write_tables(out: Path, tidy, summary) -> None:
     """The run folder's tidy files, its per-baseline table and its figure, from the per-run frames."""
     from .stats import summarise
 
-    atomic_output(out / "steps.parquet", lambda f: tidy.to_parquet(f, index=False))
+    write_table(out / "steps.parquet", tidy)
     atomic_output(out / "summary.csv", lambda f: summary[SUMMARY_COLUMNS].to_csv(f, index=False))
     table = summarise(summary, ["baseline_offset"], "final_expected_reward")
     extra = summary.groupby("baseline_offset").agg(

@@ -11,6 +11,7 @@ import numpy as np
 from banditlab import bandits as B
 from banditlab import theory
 from banditlab.reproduce import method, v_colors
+from banditlab.runfolder import write_table
 from banditlab.simulate import run_grid
 
 
@@ -29,7 +30,7 @@ def run_policy_iteration(cfg, data: Path, tick):
                           lr=cfg["lr"], batch=cfg["batch"], behavior=beh, log_every=cfg["log_every"], progress=tick)
     sampled["mode"] = "sampled"
     df = pd.concat([exact, sampled]).rename(columns={"offset": "V"})
-    df.drop(columns=["min_logit", "loss"]).to_parquet(data / "steps.parquet", index=False)
+    write_table(data / "steps.parquet", df.drop(columns=["min_logit", "loss"]))
     rows = []
     for v in V:  # Theorem 4.3's prediction: each iteration run to its limit
         for k, p in enumerate(theory.policy_iteration(b.mu[0], b.means[0], v, cfg["iterations"])):
