@@ -1,7 +1,6 @@
 """The README and the docs show only commands and options that exist: every `banditlab ...` line in the code
 blocks of README.md, figures/README.md and docs/*.md is parsed and each subcommand and --option is looked up in
-the real CLI. The README's test command is the line CI runs, and every page it links to exists (or is named in
-PENDING)."""
+the real CLI. The README's test command is the line CI runs, and every page it links to exists."""
 
 import re
 import shlex
@@ -91,15 +90,11 @@ def test_every_cli_option_has_a_description():
     assert missing == []
 
 
-# pages written on other branches of the same change; remove each name once its page is merged
-PENDING = {"docs/commands.md", "docs/benchmarks.md"}
-
-
 def test_every_local_link_in_the_readme_and_docs_exists():
     problems = []
     for page in PAGES:
         for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
             path = (page.parent / target).resolve()
-            if "://" not in target and not path.exists() and str(path.relative_to(ROOT)) not in PENDING:
+            if "://" not in target and not path.exists():
                 problems.append(f"{page.relative_to(ROOT)}: {target}")
     assert problems == []
