@@ -193,7 +193,7 @@ def arch_shape(arch: str, layers: int) -> Shape:
 def bench_case(arch: str, layers: int, seqs: int, prompt: int, completion: int, ckpt: str, r: int = 8) -> dict:
     """One `banditlab llm bench --arch ARCH --layers N --synthetic-rollouts` training step on the CPU in float32
     (a fresh process, glibc told to return freed blocks ≥ 64 kB at once), against the estimate.
-    measured = the process's peak resident size (ru_maxrss) − its resident size after loading the model, adapter
+    measured = the process's peak resident size (VmHWM) − its resident size after loading the model, adapter
     and optimizer (both reported by `llm bench`): the step's own memory, the weights subtracted.
     estimate = the training parts of `training_bytes` (float32: b = a = 4) + 12 bytes per LoRA parameter (its
     gradient and two AdamW moments, created by the first step)."""

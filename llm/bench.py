@@ -74,7 +74,20 @@ def peak_memory(device: str) -> dict:
     if device.startswith("cuda"):
         return {"cuda_max_allocated_gb": torch.cuda.max_memory_allocated() / GB,
                 "cuda_max_reserved_gb": torch.cuda.max_memory_reserved() / GB}
-    return {"cpu_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GB}
+    return {"cpu_peak_rss_gb": _peak_rss_kb() * 1024 / GB}
+
+
+def _peak_rss_kb() -> int:
+    """This process's own peak resident size: /proc/self/status's VmHWM, which exec resets. ru_maxrss (the
+    fallback off Linux) keeps the high-water mark of the process that forked this one (a test runner, a shell
+    of several GB) across exec, so a child of a large process would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def loaded_memory(device: str) -> dict:
