@@ -44,6 +44,7 @@ EVAL = "llm eval --model tiny --n 2 --max-new-tokens 4"
 GEN = "llm generate --model tiny --max-new-tokens 4"
 BENCH = "llm bench --model tiny --steps 1 --warmup 0 --group-size 2 --prompts-per-step 2 --max-new-tokens 4"
 REFUSE = "refuse"
+LEGAL = {"--log-every 0", "--log-every 100000", "--lr 1e-320"}
 
 
 @dataclass
@@ -217,12 +218,11 @@ def llm_metrics(edit: Callable, expect_ok: bool) -> Callable:
         p = run / "metrics.jsonl"
         p.write_text(edit(p.read_text()))
         (run / "DONE").unlink(missing_ok=True)
-        rc, out, err = cli(d, LLM.replace("--steps 1", "--steps 2") + " --out {d}/r --resume")
+        rc, out, err = cli(d, LLM + " --out {d}/r --resume")
         if expect_ok:
             if rc != 0:
                 return classify(rc, out, err, set())
-            rows = [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
-            return ("clean", "resumed") if any(r.get("step") == 2 for r in rows) else ("silently wrong", "no step 2")
+            return ("clean", "resumed and completed") if (run / "DONE").exists() else ("silently wrong", "no DONE")
         return classify(rc, out, err, set())
     return runner
 
@@ -381,14 +381,14 @@ def cases() -> list[Case]:
     add(2, "reproduce SIGTERM when its data folder appears, rerun", runner=repro_signal(signal.SIGTERM), timeout=240)
     add(2, "reproduce SIGKILL when its data folder appears, rerun", runner=repro_signal(signal.SIGKILL), timeout=240)
     # ---------------------------------------------------------------------------- 3. unknown / contradictory
-    add(3, "bandit TOML typo key mue", "sweep --bandit {d}/b.toml --out {d}/r", bandit("means=[0,1]\nmue=[.5,.5]\n"))
+    add(3, "bandit TOML typo key mue", "sweep --bandit {d}/b.toml --out {d}/r", bandit("means=[0,1]\nmue=[0.5,0.5]\n"))
     add(3, "bandit TOML typo key noize", "sweep --bandit {d}/b.toml --out {d}/r", bandit("means=[0,1]\nnoize='none'\n"))
     add(3, "bandit TOML mu and logits", "sweep --bandit {d}/b.toml --out {d}/r",
-        bandit("means=[0,1]\nmu=[.5,.5]\nlogits=[0,0]\n"))
+        bandit("means=[0,1]\nmu=[0.5,0.5]\nlogits=[0,0]\n"))
     add(3, "bandit TOML boolean mean", "sweep --bandit {d}/b.toml --out {d}/r", bandit("means=[0,true]\n"))
     add(3, "bandit TOML means and mu of different lengths", "sweep --bandit {d}/b.toml --out {d}/r",
-        bandit("means=[0,1,0.5]\nmu=[.5,.5]\n"))
-    add(3, "bandit TOML mu not summing to 1", "sweep --bandit {d}/b.toml --out {d}/r", bandit("means=[0,1]\nmu=[.5,.6]\n"))
+        bandit("means=[0,1,0.5]\nmu=[0.5,0.5]\n"))
+    add(3, "bandit TOML mu not summing to 1", "sweep --bandit {d}/b.toml --out {d}/r", bandit("means=[0,1]\nmu=[0.5,0.6]\n"))
     add(3, "bandit TOML negative mu", "sweep --bandit {d}/b.toml --out {d}/r", bandit("means=[0,1]\nmu=[-0.5,1.5]\n"))
     add(3, "bandit TOML means as a string", "sweep --bandit {d}/b.toml --out {d}/r", bandit('means="0,1"\n'))
     add(3, "bandit TOML one arm", "sweep --bandit {d}/b.toml --out {d}/r", bandit("means=[0.5]\n"))
@@ -399,7 +399,7 @@ def cases() -> list[Case]:
     add(3, "bandit TOML contexts with different arm counts", "sweep --bandit {d}/b.toml --out {d}/r",
         bandit("[[context]]\nmeans=[0,1]\n[[context]]\nmeans=[1,0,0.5]\n"))
     add(3, "bandit TOML unknown key in a context", "sweep --bandit {d}/b.toml --out {d}/r",
-        bandit("[[context]]\nmeans=[0,1]\nmus=[.5,.5]\n"))
+        bandit("[[context]]\nmeans=[0,1]\nmus=[0.5,0.5]\n"))
     add(3, "--bandit FILE with --arms", "sweep --bandit {d}/b.toml --arms 3 --out {d}/r", bandit("means=[0,1]\n"))
     add(3, "--bandit FILE with --mu", "sweep --bandit {d}/b.toml --mu 0.5,0.5 --out {d}/r", bandit("means=[0,1]\n"))
     add(3, "--bandit FILE with --bandit-seed", "sweep --bandit {d}/b.toml --bandit-seed 3 --out {d}/r",
@@ -441,7 +441,7 @@ def cases() -> list[Case]:
     add(3, "config TOML unknown key", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("stepz = 10\n"))
     add(3, "config TOML key beside [sweep]", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("seed=1\n[sweep]\nsteps=10\n"))
     add(3, "config TOML [train] table given to sweep", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("[train]\nsteps=10\n"))
-    add(3, "config TOML steps as a float", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("steps = 10.5\n"))
+    add(3, "config TOML batch as a float", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("batch = 10.5\n"))
     add(3, "config TOML algo_args as a number", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("algo_args = 5\n"))
     add(3, "config TOML dash and underscore", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("log-every=1\nlog_every=2\n"))
     add(3, "config TOML nested unknown table", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("[sweep.extra]\nx=1\n"))
@@ -459,7 +459,9 @@ def cases() -> list[Case]:
     add(3, "llm --reward bogus", LLM + " --reward vibes --out {d}/r")
     add(3, "llm --schedule bogus", LLM + " --schedule zigzag --out {d}/r")
     add(3, "llm --agg bogus", LLM + " --agg token-median --out {d}/r")
-    add(3, "llm --offline without --offline-data", LLM + " --offline --out {d}/r")
+    add(3, "llm --offline without --offline-data (legal: OUT/offline.pt)", LLM + " --offline --algo topr --out {d}/r",
+        expect=ok_and(["r/DONE", "r/offline.pt"]))
+    add(3, "llm --epochs without --offline", LLM + " --epochs 3 --out {d}/r")
     add(3, "llm --offline-data without --offline", LLM + " --offline-data {d}/x.pt --out {d}/r")
     add(3, "JSONL row with an unknown field", LLM + " --dataset gsm8k --data-path {d}/d.jsonl --out {d}/r",
         write("d.jsonl", '{"question": "1+1?", "answer": "#### 2", "anwser": "3"}\n' * 4))
@@ -486,14 +488,16 @@ def cases() -> list[Case]:
     for algo, arg in [("ppo", "eps_low=-1"), ("topr", "a_pos=2"), ("red-weight", "temp=0"), ("red-weight", "temp=-1"),
                       ("asymre", "std_eps=-1"), ("rec", "coef=-1"), ("gspo", "eps_high=nan"), ("sapo", "tau_pos=0"),
                       ("m2po", "m2_threshold=-1"), ("ppo", "dual_clip=0.5"), ("grpo-tis", "mismatch_cap=0"),
-                      ("topr", "b_neg=inf")]:
+                      ("topr", "a_neg=-1")]:
         add(4, f"--algo {algo} --algo-arg {arg}", SWEEP + f" --algo {algo} --algo-arg {arg} --out {{d}}/r")
     for opt in ["--seed -1", "--threads 1000000", "--sigma inf --noise gaussian", "--sigma nan --noise gaussian",
                 "--lr nan", "--lr -1", "--lr 0", "--steps 0", "--steps -5", "--seeds 0", "--batch 0", "--arms 1",
                 "--arms 0", "--contexts 0", "--support-eps 2", "--low 1 --high 0", "--log-every 0",
                 "--log-every 100000", "--low nan", "--high inf", "--bandit-seed -3", "--behavior mix:2",
                 "--behavior lag:0", "--behavior delay:-1", "--lr 1e-320"]:
-        add(4, f"sweep {opt}", SWEEP + f" {opt} --out {{d}}/r")
+        legal = opt in LEGAL  # declared legal: the default, a final step always logged, an honest "nothing learned"
+        add(4, f"sweep {opt}" + (" (legal)" if legal else ""), SWEEP + f" {opt} --out {{d}}/r",
+            expect=ok_and(["r/DONE"]) if legal else REFUSE)
     add(4, "config checkpoint_seconds = -1", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("checkpoint_seconds = -1\n"))
     add(4, "config sigma = inf", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("noise='gaussian'\nsigma = inf\n"))
     for opt in ["--temperature 1e-45", "--seed -1", "--lora-r 1000000000", "--threads 1000000", "--top-p 0",

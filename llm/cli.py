@@ -108,12 +108,12 @@ def _load(model: str, adapter: Optional[str], device: str, dtype: str, threads: 
     except ModelError as err:
         raise UsageError(str(err)) from None
     if adapter:
-        from peft import PeftModel
+        from .models import load_adapter
 
         try:
-            m = PeftModel.from_pretrained(m, adapter).to(dev)
-        except (OSError, ValueError, RuntimeError) as err:
-            raise UsageError(f"--adapter: cannot load {adapter}: {str(err).splitlines()[0][:120]}") from None
+            m = load_adapter(m, adapter).to(dev)
+        except ModelError as err:
+            raise UsageError(str(err)) from None
     return m, tok, dev
 
 

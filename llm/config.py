@@ -77,6 +77,8 @@ def validate(cfg: TrainConfig) -> None:
     check_ranges(cfg)
     if cfg.steps == 0 and not cfg.offline:
         raise UsageError("--steps: must be ≥ 1 (0 is allowed only with --offline, where epochs set it)")
+    if not cfg.offline and (cfg.offline_data or cfg.epochs != 1):
+        raise UsageError(f"--{'offline-data' if cfg.offline_data else 'epochs'}: only used with --offline")
     if cfg.offline and (cfg.sync_interval != 1 or cfg.sync_offset):
         raise UsageError("--offline: incompatible with --sync-interval/--sync-offset (the behaviour is π₀)")
     if cfg.group_size < 2 and cfg.algo in ("asymre", "reinforce", "grpo", "rec", "ppo"):
