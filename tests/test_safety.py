@@ -427,3 +427,105 @@ def test_merge_names_a_truncated_shard_in_one_line(tmp_path):
     code, _, err = cli(["merge", *shards, "--out", tmp_path / "m"])
     assert one_line(code, err) and "s2/steps.parquet" in err and "damaged" in err, err
     assert not (tmp_path / "m").exists()
+
+
+# ------------------------------------------------------------------------------------------ found by experiments/hostile.py
+@pytest.mark.parametrize("command", ["eval", "generate"])
+def test_a_crafted_adapter_never_runs_and_gives_one_line(command, tmp_path, llm_run):
+    """peft reads a pickled adapter_model.bin with torch's weights-only loader: the payload is refused, and the
+    refusal (an exception type of torch's own) is one line, like any other adapter that cannot load."""
+    import shutil
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(llm_run / "run" / "adapter", adapter)
+    for f in adapter.glob("adapter_model.*"):
+        f.unlink()
+    marker = tmp_path / "PWNED"
+    craft(adapter / "adapter_model.bin", marker, zip_format=True)
+    args = ["llm", command, "--model", "tiny", "--max-new-tokens", "2", "--adapter", adapter]
+    code, _, err = cli(args + (["--n", "1"] if command == "eval" else ["hi"]))
+    assert not marker.exists(), "the payload ran"
+    assert one_line(code, err) and "--adapter" in err, err
+    code, _, err = cli(["llm", command, "--model", "tiny", "--adapter", tmp_path] + ([] if command == "eval" else ["hi"]))
+    assert one_line(code, err) and "not an adapter folder" in err, err
+
+
+JSON_ITEM = st.sampled_from(['"question": "1+1?"', '"answer": "#### 2"', '"id": "a"', '"id": NaN',
+                            '"answer": Infinity', '"question": "2+2?"', '"id": -Infinity'])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(JSON_ITEM, min_size=1, max_size=5))
+def test_jsonl_lines_are_read_exactly_or_refused_with_their_line(items, tmp_path):
+    """A JSONL line is read with every key it has, once: a key given twice (json keeps the last, silently) and
+    NaN/Infinity (not JSON) are refused naming the line."""
+    from banditlab_llm.data import DataError, read_jsonl
+
+    line = "{" + ", ".join(items) + "}"
+    path = tmp_path / "d.jsonl"
+    path.write_text(line + "\n")
+    keys = [i.split(":")[0].strip('"') for i in items]
+    bad = len(set(keys)) < len(keys) or any(c in line for c in ("NaN", "Infinity"))
+    try:
+        rows = read_jsonl(path)
+    except DataError as err:
+        assert bad and "line 1" in str(err) and len(str(err).splitlines()) == 1, err
+        return
+    assert not bad and list(rows[0]) == keys
+
+
+@given(items=st.lists(st.sampled_from(["0", "1.5", "-2", "", " ", "nan", "x", "1e3"]), min_size=1, max_size=5))
+def test_number_lists_are_read_item_by_item_or_refused(items):
+    """`--rewards`/`--mu`/`--baseline` lists: every comma-separated item is one finite number, none skipped."""
+    from banditlab.errors import UsageError
+    from banditlab.sweep import parse_floats
+
+    text = ",".join(items)
+    try:
+        vals = parse_floats(text, "--rewards")
+    except UsageError as err:
+        assert "--rewards" in str(err)
+        assert any(i.strip() in ("", "nan", "x") for i in items)
+        return
+    assert vals == [float(i) for i in items]
+
+
+REPRO_KEYS = ["V", "exact_steps", "sampled_steps", "sampled_seeds", "batch", "lr", "exact_step"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(REPRO_KEYS), value=VALUE)
+def test_reproduce_configs_take_the_shipped_types_or_refuse_by_key(key, value, tmp_path):
+    """A `reproduce --configs` file holds the shipped config's keys with the shipped types (an integer may stand
+    for a float), finite numbers and counts in [0, 1e9]; anything else is refused naming the key before a data
+    folder exists."""
+    from banditlab.errors import UsageError
+    from banditlab.reproduce import CONFIGS, COUNT_MAX, load_config
+
+    shipped = tomllib.loads((CONFIGS / "asymre-limit.toml").read_text())
+    path = tmp_path / "asymre-limit.toml"
+    path.write_text(f"{key} = {toml_value(value)}\n")
+    try:
+        got = load_config("asymre-limit", tmp_path)[key]
+    except UsageError as err:
+        assert key in str(err) or "TOML" in str(err)
+        return
+    kind = type(shipped[key])
+    assert type(got) is kind or (kind is float and type(got) is int)
+    assert not isinstance(got, int) or 0 <= got <= COUNT_MAX
+
+
+def test_a_wrong_reproduce_config_writes_nothing(tmp_path):
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    (cfgs / "asymre-limit.toml").write_text('V = "0:0.9:3"\nexact_steps = 20\nsampled_steps = 20\n'
+                                             'sampled_seeds = 2\nbatch = 8\nlr = "1"\n')
+    code, _, err = cli(["reproduce", "asymre-limit", "--configs", cfgs, "--figures", tmp_path / "fig",
+                        "--no-progress"])
+    assert one_line(code, err) and "lr" in err and not (tmp_path / "fig").exists(), err
+
+
+@pytest.mark.parametrize("extra", [["--offline-data", "x.pt"], ["--epochs", "3"]])
+def test_offline_options_without_offline_are_refused(extra, tmp_path):
+    code, _, err = cli([*LLM, *extra, "--out", tmp_path / "r"])
+    assert one_line(code, err) and extra[0] in err and not (tmp_path / "r").exists(), err
