@@ -44,7 +44,7 @@ EVAL = "llm eval --model tiny --n 2 --max-new-tokens 4"
 GEN = "llm generate --model tiny --max-new-tokens 4"
 BENCH = "llm bench --model tiny --steps 1 --warmup 0 --group-size 2 --prompts-per-step 2 --max-new-tokens 4"
 REFUSE = "refuse"
-LEGAL = {"--log-every 0", "--log-every 100000", "--lr 1e-320"}
+LEGAL = {"--log-every 0", "--log-every 100000", "--lr 1e-320", "--n-train 0", "--micro-batch 0"}
 
 
 @dataclass
@@ -500,11 +500,13 @@ def cases() -> list[Case]:
             expect=ok_and(["r/DONE"]) if legal else REFUSE)
     add(4, "config checkpoint_seconds = -1", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("checkpoint_seconds = -1\n"))
     add(4, "config sigma = inf", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("noise='gaussian'\nsigma = inf\n"))
-    for opt in ["--temperature 1e-45", "--seed -1", "--lora-r 1000000000", "--threads 1000000", "--top-p 0",
+    for opt in ["--temperature 1e-45", "--seed -1", "--lora-r 1000000000", "--threads 1000000", "--threads 4096", "--top-p 0",
                 "--top-p 1.5", "--warmup -1", "--grad-clip -1", "--lora-dropout 1.5", "--difficulty 0",
                 "--epochs 0", "--n-train 0", "--sync-interval 0", "--group-size 1", "--max-new-tokens 0",
                 "--lr 10", "--lr nan", "--weight-decay -1", "--lora-alpha 0", "--eval-every -1", "--micro-batch 0"]:
-        add(4, f"llm train {opt}", LLM + f" {opt} --out {{d}}/r")
+        legal = opt in LEGAL  # --n-train 0: all problems (arithmetic: 1000)
+        add(4, f"llm train {opt}" + (" (legal)" if legal else ""), LLM + f" {opt} --out {{d}}/r",
+            expect=ok_and(["r/DONE"]) if legal else REFUSE)
     for opt in ["--lr 1e308", "--lr 0", "--steps 0", "--steps -5", "--below nan", "--rewards 0,nan,1",
                 "--mu 0.5,0.6,0.1", "--mu 1,0,0", "--rewards 0,1", "--above inf"]:
         add(4, f"demo {opt}", f"demo {opt} --out {{d}}/f/demo")
@@ -532,7 +534,7 @@ def cases() -> list[Case]:
         write("d.jsonl", BIG_Q * 4), timeout=30)
     add(5, "llm eval on a 1,000,001-character question", EVAL + " --dataset gsm8k --test-path {d}/d.jsonl",
         write("d.jsonl", BIG_Q * 2), timeout=30)
-    add(5, "llm generate a 1,000,001-character prompt", GEN + " " + shlex.quote("x" * 100_000), timeout=30)
+    add(5, "llm generate a 100,000-character prompt", GEN + " " + shlex.quote("x" * 100_000), timeout=30)
     add(5, "sweep --arms 10^9", SWEEP.replace("--arms 5", "--arms 1000000000") + " --out {d}/r", timeout=30)
     add(5, "sweep --seeds 10^9", SWEEP.replace("--seeds 2", "--seeds 1000000000") + " --out {d}/r", timeout=30)
     add(5, "sweep --batch 10^12", SWEEP + " --batch 1000000000000 --out {d}/r", timeout=30)
@@ -541,7 +543,7 @@ def cases() -> list[Case]:
     add(5, "sweep --steps 10^15", SWEEP.replace("--steps 30", "--steps 1000000000000000") + " --out {d}/r", timeout=30)
     add(5, "sweep --contexts 10^7", SWEEP + " --contexts 10000000 --out {d}/r", timeout=30)
     add(5, "sweep delay history 10^6 × 10^4 arms", SWEEP.replace("--arms 5", "--arms 10000") +
-        " --behavior delay:1000000 --out {d}/r", timeout=30)
+        " --behavior lag:2,delay:1000000 --out {d}/r", timeout=30)
     add(5, "llm --n-train 10^8", LLM.replace("--n-train 4", "--n-train 100000000") + " --out {d}/r", timeout=30)
     add(5, "llm --group-size 10^9", LLM.replace("--group-size 2", "--group-size 1000000000") + " --out {d}/r", timeout=30)
     add(5, "llm --max-new-tokens 10^9", LLM.replace("--max-new-tokens 4", "--max-new-tokens 1000000000") +

@@ -140,8 +140,11 @@ def evaluate(
     from .generation import HFBackend
     from .grading import Grader
 
-    if n < 0 or max_new_tokens < 1 or batch_size < 0:
-        raise UsageError("--n and --batch-size must be ≥ 0 and --max-new-tokens ≥ 1")
+    from .config import check_options
+
+    check_options({"--n": ("eval_n", n), "--max-new-tokens": ("max_new_tokens", max_new_tokens),
+                   "--batch-size": ("gen_batch_size", batch_size), "--difficulty": ("difficulty", difficulty),
+                   "--seed": ("seed", seed), "--threads": ("threads", threads)})
     if n == 0 and dataset == "arithmetic":
         raise UsageError("--n 0 means the whole split, and arithmetic problems are generated: give a count ≥ 1")
     try:
@@ -199,11 +202,19 @@ def generate(
 ):
     """Sample completions (with their per-token behaviour log-probs summed) for ad-hoc questions."""
     _need_llm_extra()
-    from .data import build_prompt
+    from .data import DataError, build_prompt, check_length
     from .generation import HFBackend
 
-    if n < 1 or max_new_tokens < 1 or not temperature > 0:
-        raise UsageError("--n and --max-new-tokens must be ≥ 1 and --temperature > 0")
+    from .config import check_options
+
+    check_options({"--n": ("group_size", n), "--max-new-tokens": ("max_new_tokens", max_new_tokens),
+                   "--temperature": ("temperature", temperature), "--seed": ("seed", seed),
+                   "--threads": ("threads", threads)})
+    for i, q in enumerate(prompt, 1):
+        try:
+            check_length(q)
+        except DataError as err:
+            raise UsageError(f"PROMPT {i}: {err}") from None
     m, tok, _ = _load(model, adapter, device, dtype, threads)
     r = HFBackend(m, tok).generate([build_prompt(tok, q) for q in prompt], n, max_new_tokens, temperature,
                                    seed=seed, greedy=greedy, with_logprobs=True)

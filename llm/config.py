@@ -72,6 +72,19 @@ class TrainConfig:
         return d
 
 
+def check_options(options: dict) -> None:
+    """Options of `llm eval`/`generate`, {option: (TrainConfig field, value)}, checked against the declared range
+    of the field they stand for, so each range is written once; UsageError naming the first bad option."""
+    try:
+        check_ranges(TrainConfig(**{f: v for f, v in options.values()}))
+    except UsageError as err:
+        for option, (f, _) in options.items():
+            flag = f"--{f.replace('_', '-')}:"
+            if str(err).startswith(flag):
+                raise UsageError(option + ":" + str(err)[len(flag):]) from None
+        raise
+
+
 def validate(cfg: TrainConfig) -> None:
     """Raise UsageError naming the first bad option: declared ranges first, then the checks across options."""
     check_ranges(cfg)

@@ -110,8 +110,7 @@ def _from_rows(rows: list[dict], dataset: str, where: str) -> list[Problem]:
             text = row["question"] if dataset == "gsm8k" else row["problem"]
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"the {'question' if dataset == 'gsm8k' else 'problem'} must be non-empty text")
-            if len(text) > MAX_QUESTION_CHARS:
-                raise DataError(f"the question is {len(text):,} characters, over the {MAX_QUESTION_CHARS:,} limit")
+            check_length(text)
             if dataset == "gsm8k":
                 if not isinstance(row["answer"], str):
                     raise DataError("'answer' must be text ending in '#### N'")
@@ -181,6 +180,13 @@ def load_problems(dataset: str, split: str = "train", path: str | None = None, n
     if n is not None and dataset != "arithmetic":
         problems = problems[:n]
     return problems
+
+
+def check_length(question: str) -> None:
+    """Every question the tool prompts with, from a dataset row or the command line, is capped: one step's work
+    grows with its length (a 1,000,000-character question ran for minutes at gigabytes)."""
+    if len(question) > MAX_QUESTION_CHARS:
+        raise DataError(f"the question is {len(question):,} characters, over the {MAX_QUESTION_CHARS:,} limit")
 
 
 def build_prompt(tokenizer, question: str) -> str:

@@ -529,3 +529,45 @@ def test_a_wrong_reproduce_config_writes_nothing(tmp_path):
 def test_offline_options_without_offline_are_refused(extra, tmp_path):
     code, _, err = cli([*LLM, *extra, "--out", tmp_path / "r"])
     assert one_line(code, err) and extra[0] in err and not (tmp_path / "r").exists(), err
+
+
+@settings(max_examples=80, deadline=None)
+@given(option=st.sampled_from([("--seed", "seed"), ("--threads", "threads"), ("--temperature", "temperature"),
+                               ("--n", "group_size"), ("--max-new-tokens", "max_new_tokens")]),
+       value=st.one_of(st.integers(-2**40, 2**40), st.floats(allow_nan=True, allow_infinity=True)))
+def test_eval_and_generate_options_take_the_train_ranges(option, value):
+    """`llm eval`/`generate` options are held to the declared range of the TrainConfig field they stand for:
+    accepted exactly when inside it, refused otherwise with one line naming the option as the user typed it."""
+    import math
+    from dataclasses import fields
+
+    from banditlab.errors import UsageError
+    from banditlab_llm.config import TrainConfig, check_options
+
+    flag, name = option
+    f = {f.name: f for f in fields(TrainConfig)}[name]
+    if f.type == "int":
+        value = int(value) if isinstance(value, float) and math.isfinite(value) else value
+        if isinstance(value, float):
+            return  # typer refuses a non-integer before any of our code runs
+    lo, hi, lo_open, hi_open = f.metadata["range"]
+    inside = math.isfinite(value) and (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    try:
+        check_options({flag: (name, value)})
+    except UsageError as err:
+        assert not inside and str(err).startswith(flag + ":"), err
+        return
+    assert inside
+
+
+@pytest.mark.parametrize("args", [["llm", "eval", "--model", "tiny", "--threads", "1000000"],
+                                  ["llm", "generate", "--model", "tiny", "--seed", "-1", "hi"],
+                                  ["llm", "generate", "--model", "tiny", "--temperature", "1e-45", "hi"],
+                                  ["llm", "generate", "--model", "tiny", "x" * 20_000],
+                                  ["demo", "--above", "inf"], ["demo", "--below", "-1e300"]])
+def test_every_command_checks_its_numbers_before_work(args, tmp_path):
+    """One line, exit 2, nothing written: the same declared ranges on every command, and the question cap of the
+    datasets on `generate`'s prompts."""
+    extra = ["--out", tmp_path / "demo"] if args[0] == "demo" else []
+    code, _, err = cli(args + extra)
+    assert one_line(code, err) and not list(tmp_path.iterdir()), err
