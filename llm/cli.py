@@ -254,6 +254,10 @@ def bench(
 
     if steps < 1 or warmup < 0 or prompt_tokens < 1 or layers < 0:
         raise UsageError("--steps and --prompt-tokens must be ≥ 1, --warmup and --layers ≥ 0")
+    from .config import check_options
+
+    check_options({"--steps": ("steps", steps), "--warmup": ("warmup", warmup),
+                   "--prompt-tokens": ("max_new_tokens", prompt_tokens)})  # a token count, the generation's bound
     if arch and not synthetic_rollouts:
         raise UsageError("--arch builds random weights, whose generations are nonsense: add --synthetic-rollouts")
     opts = dict(model=model, algo=algo, group_size=group_size, prompts_per_step=prompts_per_step,

@@ -83,11 +83,28 @@ def gguf_key(path: Path) -> str:
 
 
 def gguf_to_cache(path: Path) -> Path:
-    """Dequantise a GGUF file once into a safetensors folder keyed by the file's content; later loads read it."""
+    """Dequantise a GGUF file once into a safetensors folder keyed by the file's content; later loads read it.
+    Only a regular file that starts with the GGUF magic is read; any failure of the reader is one ModelError."""
+    from banditlab.errors import UsageError
+    from banditlab.safeio import TENSOR_LIMIT, regular_file
+
+    try:
+        path = regular_file(path, "--model", TENSOR_LIMIT)
+    except UsageError as err:
+        raise ModelError(str(err)) from None
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelError(f"--model: {path} is not a GGUF file (it does not start with the GGUF magic bytes)")
     folder = CACHE / "gguf" / f"{path.stem}-{gguf_key(path)}"
     if (folder / "config.json").exists():
         return folder
-    return _dequantise(path, folder)
+    try:
+        return _dequantise(path, folder)
+    except ModelError:
+        raise
+    except Exception as err:  # a damaged or unsupported GGUF fails inside gguf/transformers in many ways
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"--model: cannot read {path} ({type(err).__name__}: {first[:120]})") from None
 
 
 # share of the dequantisation's time spent before each stage ends (SmolLM2 on 2 CPU cores, profiled: the

@@ -571,3 +571,14 @@ def test_every_command_checks_its_numbers_before_work(args, tmp_path):
     extra = ["--out", tmp_path / "demo"] if args[0] == "demo" else []
     code, _, err = cli(args + extra)
     assert one_line(code, err) and not list(tmp_path.iterdir()), err
+
+
+@pytest.mark.parametrize("content", [b"", b"not gguf", b"GGUF" + b"\x00" * 4, b"GGUF" + os.urandom(64)],
+                         ids=["empty", "text", "magic-only", "magic-and-noise"])
+def test_a_damaged_gguf_model_gives_one_line(content, tmp_path):
+    """Every file handed to --model is read by one loader that names it; a damaged GGUF never reaches the user
+    as gguf's or transformers' own exception."""
+    path = tmp_path / "m.gguf"
+    path.write_bytes(content)
+    code, _, err = cli(["llm", "eval", "--model", path, "--n", "1"])
+    assert one_line(code, err) and "--model" in err, err
