@@ -151,8 +151,12 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
         raise UsageError(f"--below: must be in [{lo:.3f}, V^μ = {vmu:.3f}), got {below}")
     if not vmu < above <= hi:
         raise UsageError(f"--above: must be in (V^μ = {vmu:.3f}, {hi:.3f}], got {above}")
-    if html is not None and Path(html).is_dir():
-        raise UsageError(f"--html: {html} is a folder; give a file name such as demo.html")
+    from .safeio import writable_target
+
+    if html is not None:
+        writable_target(html, "--html")
+    else:  # --interactive without a display writes the figure too
+        writable_target(f"{out}.png", "--out")
     echo(explain(bandit, below, above))
     if html is not None:
         from .demo_page import write_page

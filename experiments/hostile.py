@@ -675,11 +675,19 @@ def cases() -> list[Case]:
     add(7, "llm bench --json is a folder", BENCH + " --json {d}")
     add(7, "llm generate with no prompt", "llm generate --model tiny")
     add(7, "unknown option", SWEEP + " --stepz 3 --out {d}/r")
-    add(7, "--steps given twice", SWEEP + " --steps 3 --out {d}/r", expect=lambda d, rc, o, e: classify(rc, o, e, set()))
+    add(3, "--steps given twice", SWEEP + " --steps 3 --out {d}/r")
+    add(3, "--progress and --no-progress", SWEEP + " --progress --out {d}/r")
+    add(3, "llm --lr given twice, one with =", LLM + " --lr 0.1 --lr=0.2 --out {d}/r")
+    add(3, "llm eval --n given twice", EVAL + " --n 3")
+    add(3, "demo --lr given twice", "demo --lr 1 --lr 2 --out {d}/f/demo")
     # ---------------------------------------------------------------------------- 8. names
     add(8, "demo --out v1.0 then v1.1", runner=demo_twice("v1.0", "v1.1"))
     add(8, "demo --out run.a then run.b", runner=demo_twice("run.a", "run.b"))
-    add(8, "demo --out x.png then x", runner=demo_twice("x.png", "x"))
+    add(8, "demo --out x.v1.png then x.v2.png", runner=demo_twice("x.v1.png", "x.v2.png"))
+    add(8, "plot llm --out into a folder that does not exist yet", "plot {d}/r --out {d}/new/deeper/curves",
+        copied("llm", "r"), expect=ok_and(["new/deeper/curves.png"]))
+    add(8, "llm bench --json into a folder that does not exist yet", BENCH + " --json {d}/new/b.json",
+        expect=ok_and(["new/b.json"]))
     add(8, "demo --out a trailing-slash folder", "demo --steps 50 --out {d}/f/", expect=lambda d, rc, o, e:
         classify(rc, o, e, set()) if rc else ("clean", str(sorted(x.name for x in d.rglob('*.png')))))
     add(8, "plot llm --out curves.v1 and curves.v2", runner=lambda d: plot_twice(d))

@@ -263,11 +263,14 @@ def bench(
     opts = dict(model=model, algo=algo, group_size=group_size, prompts_per_step=prompts_per_step,
                 max_new_tokens=max_new_tokens, micro_batch=micro_batch, gen_batch_size=gen_batch_size,
                 dataset=dataset, data_path=data_path, device=device, dtype=dtype, seed=seed)
+    from banditlab.safeio import writable_target
+
+    json_path = writable_target(json_out or f"runs/llm-bench-{time.strftime('%Y%m%d-%H%M%S')}.json", "--json")
     cfg, label, notes = bench_config(opts, config, arch, layers, sets, synthetic_rollouts)
     res = run_bench(cfg, warmup=warmup, steps=steps, synthetic=synthetic_rollouts, prompt_tokens=prompt_tokens,
                     echo=lambda *_: None)
     res.update(label=label, notes=notes, config=asdict(cfg))
     lines = report_lines(res, cfg, label) + [f"note: {n}" for n in notes]
-    path = write_json(res, json_out or f"runs/llm-bench-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path = write_json(res, json_path)
     for line in lines + [f"json: {path}"]:
         typer.echo(line)

@@ -582,3 +582,53 @@ def test_a_damaged_gguf_model_gives_one_line(content, tmp_path):
     path.write_bytes(content)
     code, _, err = cli(["llm", "eval", "--model", path, "--n", "1"])
     assert one_line(code, err) and "--model" in err, err
+
+
+def _options(command):
+    """(single-valued option names, repeatable option names) of a CLI command path such as ["llm", "train"]."""
+    import typer
+
+    from banditlab.cli import app
+
+    cmd = typer.main.get_command(app)
+    for name in command:
+        cmd = cmd.commands[name]
+    single = [p.opts[0] for p in cmd.params if p.param_type_name == "option" and not p.multiple
+              and p.opts[0] != "--help"]
+    return single, [p.opts[0] for p in cmd.params if p.param_type_name == "option" and p.multiple]
+
+
+COMMANDS = [["sweep"], ["merge"], ["plot"], ["reproduce"], ["demo"], ["llm", "train"], ["llm", "eval"],
+            ["llm", "generate"], ["llm", "bench"]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(command=st.sampled_from(COMMANDS), data=st.data())
+def test_an_option_given_twice_is_refused_by_name(command, data):
+    """click keeps the last of two values silently; every single-valued option of every command given twice
+    (value or flag) is refused in one line naming it, before anything runs; repeatable options are not."""
+    import typer
+
+    from banditlab.cli import _repeated_option, app
+
+    single, multiple = _options(command)
+    opt = data.draw(st.sampled_from(single))
+    form = data.draw(st.sampled_from(["{o} 1 {o} 2", "{o}=1 {o} 2"]))
+    argv = [*command, *form.format(o=opt).split()]
+    assert _repeated_option(typer.main.get_command(app), argv) is not None
+    code, _, err = cli(argv)
+    assert one_line(code, err) and opt in err and "twice" in err, err
+    for m in multiple:
+        assert _repeated_option(typer.main.get_command(app), [*command, m, "a=1", m, "b=2"]) is None
+
+
+def test_outputs_are_checked_writable_before_the_work(tmp_path, llm_run):
+    """A figure or JSON path that cannot be written is refused in one line before the work, and a folder that
+    does not exist yet is made."""
+    (tmp_path / "f").write_text("x")
+    code, _, err = cli(["llm", "bench", "--model", "tiny", "--json", tmp_path])
+    assert one_line(code, err) and "--json" in err and "folder" in err, err
+    code, _, err = cli(["demo", "--steps", "10", "--out", tmp_path / "f" / "demo"])
+    assert one_line(code, err) and "--out" in err and "not a folder" in err, err
+    code, _, err = cli(["plot", llm_run / "run", "--out", tmp_path / "new" / "deeper" / "curves"])
+    assert code == 0 and (tmp_path / "new" / "deeper" / "curves.png").exists(), err
