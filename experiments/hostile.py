@@ -62,14 +62,15 @@ class Case:
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]  # permissions do not bind root
 
 
-def cli(d: Path, args: str, env=None, timeout=60, wait_for=None, sig=None, as_nobody=False):
+def cli(d: Path, args: str, env=None, timeout=60, wait_for=None, sig=None, as_nobody=False, raw=False):
     """(rc, stdout, stderr) of one CLI run in folder d; rc None on timeout. With wait_for/sig: send `sig` the
     moment the file `wait_for` appears. `as_nobody`: run as an unprivileged user, so read-only folders bind."""
     e = {**os.environ, **(env or {})}
     for k, v in (env or {}).items():
         if v is None:
             e.pop(k, None)
-    argv = [PY, "-m", "banditlab", *shlex.split(args.format(d=d))]
+    words = shlex.split(args.format(d=d))
+    argv = [PY, "-m", "banditlab", *(words if raw else override(words))]
     if as_nobody:
         home = Path(tempfile.gettempdir()) / "hostile-nobody-home"
         home.mkdir(exist_ok=True)
@@ -94,6 +95,26 @@ def cli(d: Path, args: str, env=None, timeout=60, wait_for=None, sig=None, as_no
         os.killpg(p.pid, signal.SIGKILL)
         out, err = p.communicate()
         return None, out, err
+
+
+FLAGS = {"--no-progress", "--progress", "--offline", "--online", "--resume", "--greedy", "--absolute", "--offset",
+         "--force", "--plot-only", "--synthetic-rollouts", "--tensorboard", "--interactive", "--all", "--list"}
+REPEATABLE = {"--algo-arg", "--set"}
+
+
+def override(argv: list[str]) -> list[str]:
+    """A case's own option replaces the base command's (`SWEEP + " --steps 0"`): the earlier one and its value go.
+    Cases about repeated options say "twice" and write their command out in full instead."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        later = a.startswith("--") and a not in REPEATABLE and a in argv[i + 1:]
+        step = 1 if a in FLAGS or "=" in a else 2
+        if not later:
+            out += argv[i:i + step] if a.startswith("--") else [a]
+        i += step if a.startswith("--") else 1
+    return out
+
 
 
 def snapshot(d: Path) -> set:
@@ -720,7 +741,8 @@ def run_case(c: Case, root: Path) -> dict:
             if c.setup:
                 c.setup(d)
             before = snapshot(d)
-            rc, out, err = cli(d, c.args, c.env, c.timeout, as_nobody="read-only" in c.name or "chmod" in c.name)
+            rc, out, err = cli(d, c.args, c.env, c.timeout, as_nobody="read-only" in c.name or "chmod" in c.name,
+                               raw="twice" in c.name)
             new = snapshot(d) - before
             if c.expect == REFUSE:
                 outcome, note = classify(rc, out, err, new)
@@ -745,8 +767,15 @@ def main():
     ap.add_argument("--cls", type=int, help="run one class")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", help="write every case's record here")
+    ap.add_argument("--rerun", help="a previous --json: rerun its cases that were not clean, the cases it lacks, "
+                                    "and every --sample-th clean one")
+    ap.add_argument("--sample", type=int, default=8)
     a = ap.parse_args()
     todo = [c for c in cases() if (not a.only or a.only in c.name) and (not a.cls or c.cls == a.cls)]
+    if a.rerun:
+        prev = {r["name"]: r["outcome"] for r in json.loads(Path(a.rerun).read_text())}
+        clean = [c for c in todo if prev.get(c.name) == "clean"]
+        todo = [c for c in todo if prev.get(c.name) != "clean"] + clean[::a.sample]
     root = Path(tempfile.mkdtemp(prefix="hostile-"))
     os.chmod(root, 0o755)
     fixtures(root)
