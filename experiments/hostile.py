@@ -44,7 +44,7 @@ EVAL = "llm eval --model tiny --n 2 --max-new-tokens 4"
 GEN = "llm generate --model tiny --max-new-tokens 4"
 BENCH = "llm bench --model tiny --steps 1 --warmup 0 --group-size 2 --prompts-per-step 2 --max-new-tokens 4"
 REFUSE = "refuse"
-LEGAL = {"--log-every 0", "--log-every 100000", "--lr 1e-320", "--n-train 0", "--micro-batch 0"}
+LEGAL = {"--log-every 0", "--log-every 100000", "--lr 1e-320", "--n-train 0", "--micro-batch 0", "--threads 4096"}
 
 
 @dataclass
