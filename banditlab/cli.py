@@ -160,9 +160,12 @@ def plot(runs: List[str] = typer.Argument(..., metavar="RUN_DIR...", help="sweep
         if not all((p / f).exists() for f in need):
             raise UsageError(f"RUN_DIR: {p} is not a finished {kinds[p]} folder (no {' / '.join(need)})")
     llm = [p for p in folders if kinds[p] == "llm-train"]
-    if llm and out:
-        from .safeio import writable_target
+    from .safeio import writable_target
 
+    for p in folders:  # a sweep's figure is redrawn inside its folder
+        if kinds[p] == "sweep":
+            writable_target(p / "sweep.png", "RUN_DIR")
+    if llm and out:
         writable_target(f"{out}.png", "--out")
     files = []
     try:
