@@ -696,6 +696,11 @@ def cases() -> list[Case]:
     add(7, "llm bench --json is a folder", BENCH + " --json {d}")
     add(7, "llm generate with no prompt", "llm generate --model tiny")
     add(7, "unknown option", SWEEP + " --stepz 3 --out {d}/r")
+    add(7, "algos with an unknown option", "algos --bogus")
+    add(7, "algos with an extra argument", "algos topr")
+    add(7, "algos --references (legal)", "algos --references", expect=lambda d, rc, o, e:
+        ("clean", "the parity table") if rc == 0 and "|" in o and not e.strip() else classify(rc, o, e, set()))
+    add(3, "algos --references given twice", "algos --references --references")
     add(3, "--steps given twice", SWEEP + " --steps 3 --out {d}/r")
     add(3, "--progress and --no-progress", SWEEP + " --progress --out {d}/r")
     add(3, "llm --lr given twice, one with =", LLM + " --lr 0.1 --lr=0.2 --out {d}/r")
