@@ -73,8 +73,8 @@ class TrainConfig:
 
 
 def check_options(options: dict) -> None:
-    """Options of `llm eval`/`generate`, {option: (TrainConfig field, value)}, checked against the declared range
-    of the field they stand for, so each range is written once; UsageError naming the first bad option."""
+    """Options of `llm eval`/`generate`/`bench`, {option: (TrainConfig field, value)}, checked against the range
+    declared for the field they stand for, so each range is written once; UsageError naming the first bad option."""
     try:
         check_ranges(TrainConfig(**{f: v for f, v in options.values()}))
     except UsageError as err:
