@@ -295,9 +295,8 @@ def demo_twice(a: str, b: str) -> Callable:
         r2 = cli(d, f"demo --steps 50 --out {{d}}/{b} --lr 0.5")
         if r1[0] != 0 or r2[0] != 0:
             return classify(r1[0] or r2[0], "", r1[2] + r2[2], set())
-        changed = [n for n, v in before.items() if (d / n).exists() and (d / n).read_bytes() != v]
-        lost = [n for p in d.rglob("*.png") for n in [p.name] if n in before and p.read_bytes() != before[n]]
-        return ("data lost", f"{lost or changed} overwritten") if lost or changed else ("clean", "two figures")
+        lost = [p.name for p in d.rglob("*.png") if p.name in before and p.read_bytes() != before[p.name]]
+        return ("data lost", f"{lost} overwritten") if lost else ("clean", "two figures")
     return runner
 
 
