@@ -156,6 +156,13 @@ def plot(options: dict):
         if not all((p / f).exists() for f in need):
             raise UsageError(f"RUN_DIR: {p} is not a finished {kinds[p]} folder (no {' / '.join(need)})")
     llm = [p for p in folders if kinds[p] == "llm-train"]
+    from .safeio import writable_target
+
+    for p in folders:  # a sweep's figure is redrawn inside its folder
+        if kinds[p] == "sweep":
+            writable_target(p / "sweep.png", "RUN_DIR")
+    if llm and out:
+        writable_target(f"{out}.png", "--out")
     files = []
     try:
         from .plots import plot_llm_runs, plot_sweep
@@ -282,11 +289,37 @@ def click_command():
     return cmd
 
 
+def _repeated_option(cmd, argv: list[str]) -> str | None:
+    """The first option given twice on the command line (click keeps the last, silently); options made to be
+    repeated (--algo-arg, --set) are exempt, and a flag pair (--progress/--no-progress) counts as one option."""
+    args = list(argv)
+    while hasattr(cmd, "commands"):  # a group (click's, or the one typer vendors): descend to `llm train ...`
+        i = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
+        sub = cmd.commands.get(args[i]) if i is not None else None
+        if sub is None:
+            return None
+        cmd, args = sub, args[i + 1:]
+    names = {n: p.name for p in cmd.params if p.param_type_name == "option" and not p.multiple
+             for n in p.opts + p.secondary_opts}
+    seen = {}
+    for a in args[:args.index("--")] if "--" in args else args:
+        name = a.split("=", 1)[0]
+        if name in names:
+            if names[name] in seen:
+                return f"{seen[names[name]]} and {name}" if seen[names[name]] != name else name
+            seen[names[name]] = name
+    return None
+
+
 def main(argv: list[str] | None = None) -> None:
     from .runfolder import Interrupted
 
     _working_directory()
     cmd = click_command()
+    twice = _repeated_option(cmd, sys.argv[1:] if argv is None else [str(a) for a in argv])
+    if twice:
+        typer.echo(f"banditlab: error: {twice}: the same option given twice; give it once", err=True)
+        sys.exit(2)
     try:
         code = cmd.main(args=argv, prog_name="banditlab", standalone_mode=False)
         if code == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word

@@ -145,12 +145,18 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
     vmu = bandit.v_mu_total
     below = vmu - 0.28 if below is None else below
     above = vmu + 0.12 if above is None else above
-    if not below < vmu:
-        raise UsageError(f"--below: must be below V^μ = {vmu:.3f}, got {below}")
-    if not above > vmu:
-        raise UsageError(f"--above: must be above V^μ = {vmu:.3f}, got {above}")
-    if html is not None and Path(html).is_dir():
-        raise UsageError(f"--html: {html} is a folder; give a file name such as demo.html")
+    r, span = bandit.means[0], float(bandit.means.max() - bandit.means.min())
+    lo, hi = float(r.min()) - span, float(r.max()) + span  # past the rewards by their span: nothing new to show
+    if not lo <= below < vmu:
+        raise UsageError(f"--below: must be in [{lo:.3f}, V^μ = {vmu:.3f}), got {below}")
+    if not vmu < above <= hi:
+        raise UsageError(f"--above: must be in (V^μ = {vmu:.3f}, {hi:.3f}], got {above}")
+    from .safeio import writable_target
+
+    if html is not None:
+        writable_target(html, "--html")
+    else:  # --interactive without a display writes the figure too
+        writable_target(f"{out}.png", "--out")
     echo(explain(bandit, below, above))
     if html is not None:
         from .demo_page import write_page

@@ -207,7 +207,10 @@ def parse_value(text: str, default: Any) -> Any:
             return False
         raise ValueError(f"expected true/false, got {text!r}")
     if isinstance(default, (int, float)):
-        value = float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"expected a number, got {text!r}") from None
         if value != value:
             raise ValueError("NaN is not a valid value")
         return value

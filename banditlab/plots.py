@@ -34,6 +34,7 @@ def save(fig, path: Path) -> list[Path]:
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".png", ".pdf") else path
     png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
+    png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=130, bbox_inches="tight")
     fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None, "ModDate": None})
     return [png, pdf]

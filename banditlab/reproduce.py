@@ -106,14 +106,41 @@ def load_config(name: str, configs: Path = CONFIGS) -> dict:
         cfg = tomllib.loads(read_text(path, "--configs"))
         shipped = CONFIGS / f"{name}.toml"
         if Path(configs) != CONFIGS and shipped.exists():
-            unknown = sorted(set(cfg) - set(tomllib.loads(shipped.read_text())))
+            schema = tomllib.loads(shipped.read_text())
+            unknown = sorted(set(cfg) - set(schema))
             if unknown:
                 raise UsageError(f"--configs: {path}: unknown key {unknown[0]!r}")
+            for k, v in cfg.items():
+                _check_value(v, schema[k], f"--configs: {path}: {k}")
         return cfg
     except FileNotFoundError:
         raise UsageError(f"ID: config {path} not found (reproduce runs from a source checkout)") from None
     except tomllib.TOMLDecodeError as err:
         raise UsageError(f"ID: {path} is not valid TOML: {err}") from None
+
+
+COUNT_MAX = 10**9
+
+
+def _check_value(value, shipped, where: str) -> None:
+    """`value` has the shipped config's type for its key (an integer may stand for a float, a boolean for
+    nothing else; list items like the shipped list's); numbers are finite and integers are counts in
+    [0, COUNT_MAX]. Checked before any data folder is made."""
+    import math
+
+    kind = type(shipped)
+    ok = type(value) is kind or (kind is float and type(value) is int)
+    if not ok:
+        raise UsageError(f"{where}: expected {kind.__name__}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{where}: expected a finite number, got {value!r}")
+    if type(value) is int and not 0 <= value <= COUNT_MAX:
+        raise UsageError(f"{where}: expected a count in [0, {COUNT_MAX:.0e}], got {value}")
+    if isinstance(value, list) and shipped:
+        if not value:
+            raise UsageError(f"{where}: expected a non-empty list")
+        for x in value:
+            _check_value(x, shipped[0], where)
 
 
 def check_figures(figures: Path) -> None:
@@ -141,6 +168,8 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
     if unknown:
         raise UsageError(f"ID: unknown experiment {unknown[0]!r} (choose from: {', '.join(EXPERIMENTS)}, or --all)")
     check_figures(figures)
+    for name in ids:  # every config read and checked before anything is written
+        load_config(EXPERIMENTS[name].config, configs)
     plt = style(seaborn=True)
     made, ran = [], set()
     for name in ids:

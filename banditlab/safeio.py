@@ -1,6 +1,8 @@
 """Reading files back safely: regular files only, a size limit, and never code.
 
     check_path(path, option)            a path the operating system can hold (length, depth), refused otherwise
+    writable_target(path, option)       a file path the command will be able to write: not a folder, under a
+                                        writable folder (checked before the work, not after it)
     regular_file(path, option, limit)   a regular file under `limit` bytes; pipes, devices and folders are refused
                                         from `stat`, before anything opens them (a FIFO would block, /dev/zero
                                         would read forever)
@@ -37,6 +39,22 @@ def check_path(path, option: str) -> Path:
         raise UsageError(f"{option}: path too long or too deep ({len(text)} characters, {len(Path(text).parts)} "
                          f"parts; at most {PATH_MAX} and {DEPTH_MAX})")
     return Path(text)
+
+
+def writable_target(path, option: str) -> Path:
+    """`path` as a file the command can write at its end: not a folder, and the deepest folder of its parents
+    that exists is a writable folder. Checked before the work, so an hour's bench is not lost to its last write."""
+    p = check_path(path, option)
+    if p.is_dir():
+        raise UsageError(f"{option}: {p} is a folder; give a file name")
+    for d in p.parents:
+        if d.exists():
+            if not d.is_dir():
+                raise UsageError(f"{option}: {d} is a file, not a folder")
+            if not os.access(d, os.W_OK | os.X_OK):
+                raise UsageError(f"{option}: cannot write in {d} (permission denied)")
+            break
+    return p
 
 
 def regular_file(path, option: str, limit: int = TEXT_LIMIT) -> Path:

@@ -93,7 +93,7 @@ class SweepConfig:
 # ------------------------------------------------------------------------------------------ parsing
 def parse_floats(text: str, option: str) -> list[float]:
     try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
+        vals = [float(v) for v in text.split(",")]  # an empty item ("0,,1") is refused, not skipped
     except ValueError:
         raise UsageError(f"{option}: expected comma-separated numbers, got {text!r}") from None
     if not vals or any(not np.isfinite(v) for v in vals):

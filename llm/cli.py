@@ -66,12 +66,12 @@ def _load(model: str, adapter: Optional[str], device: str, dtype: str, threads: 
     except ModelError as err:
         raise UsageError(str(err)) from None
     if adapter:
-        from peft import PeftModel
+        from .models import load_adapter
 
         try:
-            m = PeftModel.from_pretrained(m, adapter).to(dev)
-        except (OSError, ValueError, RuntimeError) as err:
-            raise UsageError(f"--adapter: cannot load {adapter}: {str(err).splitlines()[0][:120]}") from None
+            m = load_adapter(m, adapter).to(dev)
+        except ModelError as err:
+            raise UsageError(str(err)) from None
     return m, tok, dev
 
 
@@ -131,10 +131,15 @@ def evaluate(options: dict):
 def generate(options: dict):
     """Sample completions (with their per-token behaviour log-probs summed) for ad-hoc questions."""
     _need_llm_extra()
-    from .data import build_prompt
+    from .data import DataError, build_prompt, check_length
     from .generation import HFBackend
 
     c = make(GenerateConfig, options)
+    for i, q in enumerate(c.prompt, 1):
+        try:
+            check_length(q)
+        except DataError as err:
+            raise UsageError(f"QUESTION {i}: {err}") from None
     m, tok, _ = _load(c.model, c.adapter or None, c.device, c.dtype, c.threads)
     r = HFBackend(m, tok).generate([build_prompt(tok, q) for q in c.prompt], c.n, c.max_new_tokens, c.temperature,
                                    seed=c.seed, greedy=c.greedy, with_logprobs=True)
@@ -153,14 +158,16 @@ def bench(options: dict, train_options: dict, controls: dict):
     b = make(BenchConfig, options)
     if b.arch and not b.synthetic_rollouts:
         raise UsageError("--arch builds random weights, whose generations are nonsense: add --synthetic-rollouts")
+    from banditlab.runfolder import default_name
+    from banditlab.safeio import writable_target
+
+    json_path = writable_target(b.json_out or default_name("llm-bench", suffix=".json"), "--json")
     cfg, label, notes = bench_config(train_options, make(Controls, controls).config or None, b.arch or None,
                                      b.layers, b.sets, b.synthetic_rollouts)
     res = run_bench(cfg, warmup=b.warmup, steps=b.steps, synthetic=b.synthetic_rollouts,
                     prompt_tokens=b.prompt_tokens, echo=lambda *_: None)
     res.update(label=label, notes=notes, config=asdict(cfg))
     lines = report_lines(res, cfg, label) + [f"note: {n}" for n in notes]
-    from banditlab.runfolder import default_name
-
-    path = write_json(res, b.json_out or default_name("llm-bench", suffix=".json"))
+    path = write_json(res, json_path)
     for line in lines + [f"json: {path}"]:
         typer.echo(line)

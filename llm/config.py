@@ -119,7 +119,7 @@ class GenerateConfig:
     adapter: str = option("", "a run's adapter folder (OUT/adapter)")
     n: int = option(1, "samples per prompt", 1, 10**4)
     max_new_tokens: int = option(128, "generation budget", 1, 32768)
-    temperature: float = option(1.0, "sampling temperature", 0.0, 100.0, lo_open=True)
+    temperature: float = option(1.0, "sampling temperature", 0.01, 100.0)
     greedy: bool = option(False, "argmax decoding instead of sampling", flag="--greedy")
     seed: int = option(0, "sampling seed", 0, 2**31, hi_open=True)
     device: str = option("auto", DEVICES)
@@ -155,6 +155,8 @@ def validate(cfg: TrainConfig) -> None:
     check_ranges(cfg)
     if cfg.steps == 0 and not cfg.offline:
         raise UsageError("--steps: must be ≥ 1 (0 is allowed only with --offline, where epochs set it)")
+    if not cfg.offline and (cfg.offline_data or cfg.epochs != 1):
+        raise UsageError(f"--{'offline-data' if cfg.offline_data else 'epochs'}: only used with --offline")
     if cfg.offline and (cfg.sync_interval != 1 or cfg.sync_offset):
         raise UsageError("--offline: incompatible with --sync-interval/--sync-offset (the behaviour is π₀)")
     if cfg.group_size < 2 and cfg.algo in ("asymre", "reinforce", "grpo", "rec", "ppo"):

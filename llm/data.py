@@ -58,6 +58,20 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object whose keys are distinct: json.loads would keep the last of two, silently."""
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(f"field {dup[0]!r} is given twice")
+    return dict(pairs)
+
+
+def _no_constant(name: str):
+    """NaN and Infinity are not JSON (Python's reader accepts them); refused."""
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def read_jsonl(path: str | Path, option: str = "--data-path") -> list[dict]:
     from banditlab.errors import UsageError
     from banditlab.safeio import read_text
@@ -71,10 +85,12 @@ def read_jsonl(path: str | Path, option: str = "--data-path") -> list[dict]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
         except (json.JSONDecodeError, RecursionError) as err:
             raise DataError(f"{option}: {path} line {n} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})"
                             ) from None
+        except ValueError as err:  # a key given twice, NaN or Infinity
+            raise DataError(f"{option}: {path} line {n}: {err}") from None
         if not isinstance(row, dict):
             raise DataError(f"{option}: {path} line {n} is not a JSON object")
         rows.append(row)
@@ -94,8 +110,7 @@ def _from_rows(rows: list[dict], dataset: str, where: str) -> list[Problem]:
             text = row["question"] if dataset == "gsm8k" else row["problem"]
             if not isinstance(text, str) or not text.strip():
                 raise DataError(f"the {'question' if dataset == 'gsm8k' else 'problem'} must be non-empty text")
-            if len(text) > MAX_QUESTION_CHARS:
-                raise DataError(f"the question is {len(text):,} characters, over the {MAX_QUESTION_CHARS:,} limit")
+            check_length(text)
             if dataset == "gsm8k":
                 if not isinstance(row["answer"], str):
                     raise DataError("'answer' must be text ending in '#### N'")
@@ -165,6 +180,13 @@ def load_problems(dataset: str, split: str = "train", path: str | None = None, n
     if n is not None and dataset != "arithmetic":
         problems = problems[:n]
     return problems
+
+
+def check_length(question: str) -> None:
+    """Every question the tool prompts with, from a dataset row or the command line, is capped: one step's work
+    grows with its length (a 1,000,000-character question ran for minutes at gigabytes)."""
+    if len(question) > MAX_QUESTION_CHARS:
+        raise DataError(f"the question is {len(question):,} characters, over the {MAX_QUESTION_CHARS:,} limit")
 
 
 def build_prompt(tokenizer, question: str) -> str:

@@ -83,11 +83,28 @@ def gguf_key(path: Path) -> str:
 
 
 def gguf_to_cache(path: Path) -> Path:
-    """Dequantise a GGUF file once into a safetensors folder keyed by the file's content; later loads read it."""
+    """Dequantise a GGUF file once into a safetensors folder keyed by the file's content; later loads read it.
+    Only a regular file that starts with the GGUF magic is read; any failure of the reader is one ModelError."""
+    from banditlab.errors import UsageError
+    from banditlab.safeio import TENSOR_LIMIT, regular_file
+
+    try:
+        path = regular_file(path, "--model", TENSOR_LIMIT)
+    except UsageError as err:
+        raise ModelError(str(err)) from None
+    with path.open("rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ModelError(f"--model: {path} is not a GGUF file (it does not start with the GGUF magic bytes)")
     folder = CACHE / "gguf" / f"{path.stem}-{gguf_key(path)}"
     if (folder / "config.json").exists():
         return folder
-    return _dequantise(path, folder)
+    try:
+        return _dequantise(path, folder)
+    except ModelError:
+        raise
+    except Exception as err:  # a damaged or unsupported GGUF fails inside gguf/transformers in many ways
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"--model: cannot read {path} ({type(err).__name__}: {first[:120]})") from None
 
 
 # share of the dequantisation's time spent before each stage ends (SmolLM2 on 2 CPU cores, profiled: the
@@ -202,7 +219,7 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
         try:
             tok = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-        except (OSError, ValueError) as err:
+        except Exception as err:  # a folder of damaged or crafted files fails in many library ways
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"--model: cannot load {spec!r} (not a local model folder, and the hub is "
                              f"unreachable or has no such model): {first[:160]}") from None
@@ -210,6 +227,29 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return model.to(device=device, dtype=dtype), tok
+
+
+def load_adapter(model, folder: str):
+    """`model` wrapped with the trained LoRA adapter in `folder` (a run's OUT/adapter). peft reads its weights
+    from safetensors, or from a pickle with torch's weights-only loader, so a crafted file is refused, not run;
+    any failure is one ModelError naming the folder."""
+    from peft import PeftModel
+
+    from banditlab.errors import UsageError
+    from banditlab.safeio import check_path
+
+    try:
+        path = check_path(folder, "--adapter")
+    except UsageError as err:
+        raise ModelError(str(err)) from None
+    if not (path / "adapter_config.json").is_file():
+        raise ModelError(f"--adapter: {path} is not an adapter folder (no adapter_config.json; give a run's "
+                         f"OUT/adapter)")
+    try:
+        return PeftModel.from_pretrained(model, str(path))
+    except Exception as err:  # damaged, foreign or crafted weights (peft's and torch's own exception types)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ModelError(f"--adapter: cannot load {path} ({type(err).__name__}: {first[:120]})") from None
 
 
 def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, targets: str = "q_proj,k_proj,v_proj,o_proj"):

@@ -307,7 +307,7 @@ def test_keys_beside_a_table_and_conflicting_options_are_refused(tmp_path):
         ([*LLM, "--lora-targets", "q_proj,bogus_proj"], "bogus_proj"),
         ([*LLM, "--temperature", "1e-45"], "--temperature"),
         ([*LLM, "--lora-r", str(10**9)], "--lora-r"),
-        ([*LLM, "--n-train", str(10**8)], "--n-train"),
+        ([*LLM[:LLM.index("--n-train")], *LLM[LLM.index("--n-train") + 2:], "--n-train", str(10**8)], "--n-train"),
     ]
     for args, name in cases:
         out = tmp_path / "out"
@@ -414,3 +414,179 @@ def test_merge_names_a_truncated_shard_in_one_line(tmp_path):
     code, _, err = cli(["merge", *shards, "--out", tmp_path / "m"])
     assert one_line(code, err) and "s2/steps.parquet" in err and "damaged" in err, err
     assert not (tmp_path / "m").exists()
+
+
+# ------------------------------------------------------------------------------------------ found by experiments/hostile.py
+@pytest.mark.parametrize("command", ["eval", "generate"])
+def test_a_crafted_adapter_never_runs_and_gives_one_line(command, tmp_path, llm_run):
+    """peft reads a pickled adapter_model.bin with torch's weights-only loader: the payload is refused, and the
+    refusal (an exception type of torch's own) is one line, like any other adapter that cannot load."""
+    import shutil
+
+    adapter = tmp_path / "adapter"
+    shutil.copytree(llm_run / "run" / "adapter", adapter)
+    for f in adapter.glob("adapter_model.*"):
+        f.unlink()
+    marker = tmp_path / "PWNED"
+    craft(adapter / "adapter_model.bin", marker, zip_format=True)
+    args = ["llm", command, "--model", "tiny", "--max-new-tokens", "2", "--adapter", adapter]
+    code, _, err = cli(args + (["--n", "1"] if command == "eval" else ["hi"]))
+    assert not marker.exists(), "the payload ran"
+    assert one_line(code, err) and "--adapter" in err, err
+    code, _, err = cli(["llm", command, "--model", "tiny", "--adapter", tmp_path] + ([] if command == "eval" else ["hi"]))
+    assert one_line(code, err) and "not an adapter folder" in err, err
+
+
+JSON_ITEM = st.sampled_from(['"question": "1+1?"', '"answer": "#### 2"', '"id": "a"', '"id": NaN',
+                            '"answer": Infinity', '"question": "2+2?"', '"id": -Infinity'])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(JSON_ITEM, min_size=1, max_size=5))
+def test_jsonl_lines_are_read_exactly_or_refused_with_their_line(items, tmp_path):
+    """A JSONL line is read with every key it has, once: a key given twice (json keeps the last, silently) and
+    NaN/Infinity (not JSON) are refused naming the line."""
+    from banditlab_llm.data import DataError, read_jsonl
+
+    line = "{" + ", ".join(items) + "}"
+    path = tmp_path / "d.jsonl"
+    path.write_text(line + "\n")
+    keys = [i.split(":")[0].strip('"') for i in items]
+    bad = len(set(keys)) < len(keys) or any(c in line for c in ("NaN", "Infinity"))
+    try:
+        rows = read_jsonl(path)
+    except DataError as err:
+        assert bad and "line 1" in str(err) and len(str(err).splitlines()) == 1, err
+        return
+    assert not bad and list(rows[0]) == keys
+
+
+@given(items=st.lists(st.sampled_from(["0", "1.5", "-2", "", " ", "nan", "x", "1e3"]), min_size=1, max_size=5))
+def test_number_lists_are_read_item_by_item_or_refused(items):
+    """`--rewards`/`--mu`/`--baseline` lists: every comma-separated item is one finite number, none skipped."""
+    from banditlab.errors import UsageError
+    from banditlab.sweep import parse_floats
+
+    text = ",".join(items)
+    try:
+        vals = parse_floats(text, "--rewards")
+    except UsageError as err:
+        assert "--rewards" in str(err)
+        assert any(i.strip() in ("", "nan", "x") for i in items)
+        return
+    assert vals == [float(i) for i in items]
+
+
+REPRO_KEYS = ["V", "exact_steps", "sampled_steps", "sampled_seeds", "batch", "lr", "exact_step"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(REPRO_KEYS), value=VALUE)
+def test_reproduce_configs_take_the_shipped_types_or_refuse_by_key(key, value, tmp_path):
+    """A `reproduce --configs` file holds the shipped config's keys with the shipped types (an integer may stand
+    for a float), finite numbers and counts in [0, 1e9]; anything else is refused naming the key before a data
+    folder exists."""
+    from banditlab.errors import UsageError
+    from banditlab.reproduce import CONFIGS, COUNT_MAX, load_config
+
+    shipped = tomllib.loads((CONFIGS / "asymre-limit.toml").read_text())
+    path = tmp_path / "asymre-limit.toml"
+    path.write_text(f"{key} = {toml_value(value)}\n")
+    try:
+        got = load_config("asymre-limit", tmp_path)[key]
+    except UsageError as err:
+        assert key in str(err) or "TOML" in str(err)
+        return
+    kind = type(shipped[key])
+    assert type(got) is kind or (kind is float and type(got) is int)
+    assert not isinstance(got, int) or 0 <= got <= COUNT_MAX
+
+
+def test_a_wrong_reproduce_config_writes_nothing(tmp_path):
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    (cfgs / "asymre-limit.toml").write_text('V = "0:0.9:3"\nexact_steps = 20\nsampled_steps = 20\n'
+                                             'sampled_seeds = 2\nbatch = 8\nlr = "1"\n')
+    code, _, err = cli(["reproduce", "asymre-limit", "--configs", cfgs, "--figures", tmp_path / "fig",
+                        "--no-progress"])
+    assert one_line(code, err) and "lr" in err and not (tmp_path / "fig").exists(), err
+
+
+@pytest.mark.parametrize("extra", [["--offline-data", "x.pt"], ["--epochs", "3"]])
+def test_offline_options_without_offline_are_refused(extra, tmp_path):
+    code, _, err = cli([*LLM, *extra, "--out", tmp_path / "r"])
+    assert one_line(code, err) and extra[0] in err and not (tmp_path / "r").exists(), err
+
+
+@pytest.mark.parametrize("args", [["llm", "eval", "--model", "tiny", "--threads", "1000000"],
+                                  ["llm", "generate", "--model", "tiny", "--seed", "-1", "hi"],
+                                  ["llm", "generate", "--model", "tiny", "--temperature", "1e-45", "hi"],
+                                  ["llm", "generate", "--model", "tiny", "x" * 20_000],
+                                  ["demo", "--above", "inf"], ["demo", "--below", "-1e300"]])
+def test_every_command_checks_its_numbers_before_work(args, tmp_path):
+    """One line, exit 2, nothing written: the same declared ranges on every command, and the question cap of the
+    datasets on `generate`'s prompts."""
+    extra = ["--out", tmp_path / "demo"] if args[0] == "demo" else []
+    code, _, err = cli(args + extra)
+    assert one_line(code, err) and not list(tmp_path.iterdir()), err
+
+
+@pytest.mark.parametrize("content", [b"", b"not gguf", b"GGUF" + b"\x00" * 4, b"GGUF" + os.urandom(64)],
+                         ids=["empty", "text", "magic-only", "magic-and-noise"])
+def test_a_damaged_gguf_model_gives_one_line(content, tmp_path):
+    """Every file handed to --model is read by one loader that names it; a damaged GGUF never reaches the user
+    as gguf's or transformers' own exception."""
+    path = tmp_path / "m.gguf"
+    path.write_bytes(content)
+    code, _, err = cli(["llm", "eval", "--model", path, "--n", "1"])
+    assert one_line(code, err) and "--model" in err, err
+
+
+def _options(command):
+    """(single-valued option names, repeatable option names) of a CLI command path such as ["llm", "train"]."""
+    import typer
+
+    from banditlab.cli import app
+
+    cmd = typer.main.get_command(app)
+    for name in command:
+        cmd = cmd.commands[name]
+    single = [p.opts[0] for p in cmd.params if p.param_type_name == "option" and not p.multiple
+              and p.opts[0] != "--help"]
+    return single, [p.opts[0] for p in cmd.params if p.param_type_name == "option" and p.multiple]
+
+
+COMMANDS = [["sweep"], ["merge"], ["plot"], ["reproduce"], ["demo"], ["llm", "train"], ["llm", "eval"],
+            ["llm", "generate"], ["llm", "bench"]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(command=st.sampled_from(COMMANDS), data=st.data())
+def test_an_option_given_twice_is_refused_by_name(command, data):
+    """click keeps the last of two values silently; every single-valued option of every command given twice
+    (value or flag) is refused in one line naming it, before anything runs; repeatable options are not."""
+    import typer
+
+    from banditlab.cli import _repeated_option, app
+
+    single, multiple = _options(command)
+    opt = data.draw(st.sampled_from(single))
+    form = data.draw(st.sampled_from(["{o} 1 {o} 2", "{o}=1 {o} 2"]))
+    argv = [*command, *form.format(o=opt).split()]
+    assert _repeated_option(typer.main.get_command(app), argv) is not None
+    code, _, err = cli(argv)
+    assert one_line(code, err) and opt in err and "twice" in err, err
+    for m in multiple:
+        assert _repeated_option(typer.main.get_command(app), [*command, m, "a=1", m, "b=2"]) is None
+
+
+def test_outputs_are_checked_writable_before_the_work(tmp_path, llm_run):
+    """A figure or JSON path that cannot be written is refused in one line before the work, and a folder that
+    does not exist yet is made."""
+    (tmp_path / "f").write_text("x")
+    code, _, err = cli(["llm", "bench", "--model", "tiny", "--json", tmp_path])
+    assert one_line(code, err) and "--json" in err and "folder" in err, err
+    code, _, err = cli(["demo", "--steps", "10", "--out", tmp_path / "f" / "demo"])
+    assert one_line(code, err) and "--out" in err and "not a folder" in err, err
+    code, _, err = cli(["plot", llm_run / "run", "--out", tmp_path / "new" / "deeper" / "curves"])
+    assert code == 0 and (tmp_path / "new" / "deeper" / "curves.png").exists(), err
