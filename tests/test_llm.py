@@ -297,7 +297,7 @@ def test_gguf_cache_keys_on_content_so_copies_in_two_environments_share_one_fold
     from banditlab_llm import models
 
     monkeypatch.setattr(models, "CACHE", tmp_path / "cache")
-    body = bytes(range(256)) * 5000  # a stand-in file: only its bytes matter to the key
+    body = b"GGUF" + bytes(range(256)) * 5000  # a stand-in file (GGUF magic, then bytes): only its bytes matter
     a, b, c = (tmp_path / d / "m.gguf" for d in ("venv-a/lib", "venv-b/site-packages", "other"))
     for path, data in ((a, body), (b, body), (c, body[:-1] + b"\0")):
         path.parent.mkdir(parents=True)

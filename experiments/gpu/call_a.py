@@ -134,9 +134,13 @@ def part_paper(report, limit, tmp: Path, name: str, arch: str, extra: list[str])
     cfg = tomllib.loads((kit.ROOT / "experiments" / "llm" / f"{name}.toml").read_text())
     seqs = cfg["prompts_per_step"] * cfg["group_size"]
     micro = cfg.get("micro_batch") or seqs  # sequences; a step of the prompts that hold one micro-batch
-    args = ["--config", f"experiments/llm/{name}.toml", "--arch", arch, "--synthetic-rollouts",
-            "--prompts-per-step", str(-(-micro // cfg["group_size"])), "--warmup", "1", "--steps", "1",
-            "--prompt-tokens", "256", *extra]
+    opts = {"--config": f"experiments/llm/{name}.toml", "--arch": arch,
+            "--prompts-per-step": str(-(-micro // cfg["group_size"])), "--warmup": "1", "--steps": "1",
+            "--prompt-tokens": "256"}
+    pairs = list(zip(extra[::2], extra[1::2]))  # `extra` (the rehearsal's sizes) wins; the CLI refuses a repeat
+    opts.update((k, v) for k, v in pairs if k != "--set")
+    args = ["--synthetic-rollouts", *(x for kv in opts.items() for x in kv),
+            *(x for kv in pairs if kv[0] == "--set" for x in kv)]
     res = kit.bench(report, tmp, name, args, limit)
     res["micro_batches_per_full_step"] = -(-seqs // micro)
     c = res.get("config") or {}
@@ -152,6 +156,7 @@ def part_paper(report, limit, tmp: Path, name: str, arch: str, extra: list[str])
 
 
 def main():
+    kit.expose_llm_package()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rehearse", action="store_true", help="CPU, tiny sizes: the same code paths")
     ap.add_argument("--out", default=None, help="report folder when $OUT is unset (default runs/gpu-kit)")
@@ -171,11 +176,7 @@ def main():
              for name, arch in paper]
     plan.append(("bench-bandit", "experiments/bench_bandit.py on the device",
                  lambda t: part_bench_bandit(report, t, tmp, device, a.rehearse), s["bench_bandit_limit"]))
-    only = set(filter(None, a.parts.split(",")))
-    for key, title, fn, limit in plan:
-        if not only or key in only:
-            report.part(key, title, fn, limit)
-    report.say(f"report: {out / 'call_a.md'}")
+    report.run_plan(plan, a.parts)
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ def part_trl(report, limit, s):
 
 
 def main():
+    kit.expose_llm_package()
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rehearse", action="store_true", help="CPU, the tiny model, tiny sizes: the same code paths")
     ap.add_argument("--out", default=None, help="report folder when $OUT is unset (default runs/gpu-kit)")
@@ -185,11 +186,7 @@ def main():
             ("trl", "our GRPO step against TRL's GRPOTrainer", lambda t: part_trl(report, t, s), s["trl"]["limit"]),
             ("objectives", "every objective, 3 steps, online / lagged / offline",
              lambda t: part_objectives(report, t, s, tmp), s["objectives"]["limit"])]
-    only = set(filter(None, a.parts.split(",")))
-    for key, title, fn, limit in plan:
-        if not only or key in only:
-            report.part(key, title, fn, limit)
-    report.say(f"report: {out / 'call_b.md'}")
+    report.run_plan(plan, a.parts)
 
 
 if __name__ == "__main__":

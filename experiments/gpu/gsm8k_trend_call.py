@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import kit  # noqa: E402,F401  (gives the uninstalled checkout the import name banditlab_llm)
+import kit  # noqa: E402  (gives the uninstalled checkout the import name banditlab_llm)
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "llm-asymre-gsm8k"
@@ -92,6 +92,7 @@ def run_span(data: Path, runs: list[dict], since: float) -> tuple[int, float, fl
 
 
 def main(argv=None) -> int:
+    kit.expose_llm_package()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", type=int, required=True, help="1: screening + the first seed; 2, 3, ...: every seed")
     ap.add_argument("--deadline-s", type=float, default=510, help="seconds from start until running jobs are killed")

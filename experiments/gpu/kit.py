@@ -27,11 +27,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def expose_llm_package() -> Path:
+def expose_llm_package() -> Path | None:
     """Give this uninstalled checkout the LLM package's import name: the folder is llm/, the installed name
     banditlab_llm. A folder holding the link banditlab_llm -> ROOT/llm goes first on sys.path and on PYTHONPATH,
-    so this process and every subprocess import `banditlab_llm` from the checkout."""
-    names = Path(tempfile.gettempdir()) / f"banditlab-import-names-{os.getuid()}"
+    so this process and every subprocess import `banditlab_llm` from the checkout. Each call script calls it first;
+    where the package is installed (importable already) it does nothing."""
+    import hashlib
+    import importlib.util
+
+    if importlib.util.find_spec("banditlab_llm") is not None:
+        return None
+    checkout = hashlib.sha256(str(ROOT.resolve()).encode()).hexdigest()[:12]
+    names = Path(tempfile.gettempdir()) / f"banditlab-import-names-{os.getuid()}-{checkout}"
     names.mkdir(exist_ok=True)
     link = names / "banditlab_llm"
     if not (link.is_symlink() and link.resolve() == (ROOT / "llm").resolve()):
@@ -44,9 +51,6 @@ def expose_llm_package() -> Path:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(names)]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(names), *paths])
     return names
-
-
-expose_llm_package()  # every call script imports this module first
 
 
 def out_dir(arg: str | None) -> Path:
@@ -127,6 +131,14 @@ class Report:
         self.flush()
         return rec
 
+    def run_plan(self, plan: list, only: str) -> None:
+        """Each (key, title, fn, limit) part of `plan` in order, or those named in `only` (comma-separated)."""
+        keep = set(filter(None, only.split(",")))
+        for key, title, fn, limit in plan:
+            if not keep or key in keep:
+                self.part(key, title, fn, limit)
+        self.say(f"report: {self.out / (self.name + '.md')}")
+
     def say(self, text: str) -> None:
         print(text, flush=True)
         with self.log.open("a") as f:
@@ -134,20 +146,16 @@ class Report:
 
     def flush(self) -> None:
         self.data["elapsed_s"] = round(time.time() - self.t0, 1)
-        write_atomic(self.out / f"{self.name}.json", json.dumps(self.data, indent=2, default=str) + "\n")
-        write_atomic(self.out / f"{self.name}.md", markdown(self.data))
+        from banditlab.runfolder import atomic_write
+
+        atomic_write(self.out / f"{self.name}.json", json.dumps(self.data, indent=2, default=str) + "\n")
+        atomic_write(self.out / f"{self.name}.md", markdown(self.data))
 
 
 class PartTimeout(RuntimeError):
     def __init__(self, msg: str, partial: dict | None = None):
         super().__init__(msg)
         self.partial = partial or {}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run(report: Report, argv: list[str], limit: float, check: bool = True) -> tuple[int, str]:
