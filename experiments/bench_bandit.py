@@ -318,6 +318,15 @@ def draws_numpy(runs, batch, steps):
         rng.random(out=u)
 
 
+def peer_of(variant: str) -> str | None:
+    """The strong peer a variant's "× peer" ratio is taken against (None for the floor)."""
+    if variant == "floor":
+        return None
+    if variant in ("group-peer", "sampled-group"):
+        return "group-peer"
+    return "sampled-peer" if variant.startswith(("sampled", "rng")) else "exact-peer"
+
+
 def main(argv=None):
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -341,8 +350,7 @@ def main(argv=None):
     print(f"{'variant':<13} {'seconds':>8} {'updates/s':>13} {'× peer':>7} {'× floor':>8}")
     table = {}
     for k, t in results.items():
-        peer = results.get("group-peer" if k == "sampled-group" else
-                           "sampled-peer" if k.startswith(("sampled", "rng")) else "exact-peer")
+        peer = results.get(peer_of(k))
         table[k] = {"seconds": t, "updates_per_s": runs * a.steps / t, "vs_peer": peer / t if peer else None,
                     "vs_floor": results["floor"] / t}
         vs = f"{peer / t:>7.2f}" if peer else f"{'-':>7}"

@@ -71,3 +71,7 @@ def test_command_line_writes_json_at_a_tiny_size(tmp_path):
                                                   "group-peer", "sampled-group"}
     assert rec["config"]["exact_peer_gap"] < 1e-12 and rec["config"]["sampled_peer_gap"] < 1e-12
     assert all(r["seconds"] >= 0 for r in rec["results"].values())
+    for peer in ("exact-peer", "sampled-peer", "group-peer"):  # a peer is its own reference
+        assert rec["results"][peer]["vs_peer"] == 1.0
+    assert rec["results"]["sampled-group"]["vs_peer"] == pytest.approx(
+        rec["results"]["group-peer"]["seconds"] / rec["results"]["sampled-group"]["seconds"])
