@@ -20,7 +20,6 @@ Report: OUT/call_a.json and OUT/call_a.md after every part, OUT/call_a.log, OUT/
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import re
@@ -157,11 +156,7 @@ def part_paper(report, limit, tmp: Path, name: str, arch: str, extra: list[str])
 
 def main():
     kit.expose_llm_package()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rehearse", action="store_true", help="CPU, tiny sizes: the same code paths")
-    ap.add_argument("--out", default=None, help="report folder when $OUT is unset (default runs/gpu-kit)")
-    ap.add_argument("--parts", default="", help="comma list of parts to run (default: all)")
-    a = ap.parse_args()
+    a = kit.call_args(__doc__, "CPU, tiny sizes: the same code paths")
     s = SIZES["rehearse" if a.rehearse else "gpu"]
     device = "cpu" if a.rehearse else "cuda"
     out, tmp = kit.out_dir(a.out), Path(tempfile.mkdtemp(prefix="gpu-kit-a-"))

@@ -22,7 +22,6 @@ Report: OUT/call_b.json and OUT/call_b.md after every part, OUT/call_b.log.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -169,11 +168,7 @@ def part_trl(report, limit, s):
 
 def main():
     kit.expose_llm_package()
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rehearse", action="store_true", help="CPU, the tiny model, tiny sizes: the same code paths")
-    ap.add_argument("--out", default=None, help="report folder when $OUT is unset (default runs/gpu-kit)")
-    ap.add_argument("--parts", default="", help="comma list of parts to run (default: all)")
-    a = ap.parse_args()
+    a = kit.call_args(__doc__, "CPU, the tiny model, tiny sizes: the same code paths")
     s = SIZES["rehearse" if a.rehearse else "gpu"]
     out, tmp = kit.out_dir(a.out), Path(tempfile.mkdtemp(prefix="gpu-kit-b-"))
     report = kit.Report("call_b", out, a.rehearse, s["budget"])

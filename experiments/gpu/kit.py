@@ -13,6 +13,7 @@ paste into docs/gpu.md's table with the report's date, device and commit.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -51,6 +52,15 @@ def expose_llm_package() -> Path | None:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(names)]
     os.environ["PYTHONPATH"] = os.pathsep.join([str(names), *paths])
     return names
+
+
+def call_args(doc: str, rehearse_help: str) -> argparse.Namespace:
+    """The options every call script takes: --rehearse, --out, --parts."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rehearse", action="store_true", help=rehearse_help)
+    ap.add_argument("--out", default=None, help="report folder when $OUT is unset (default runs/gpu-kit)")
+    ap.add_argument("--parts", default="", help="comma list of parts to run (default: all)")
+    return ap.parse_args()
 
 
 def out_dir(arg: str | None) -> Path:
