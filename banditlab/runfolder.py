@@ -112,7 +112,9 @@ def stop_flag(at_once: str | None = None):
     """Yields a dict whose "stop" turns True at the first SIGINT/SIGTERM; a second one raises KeyboardInterrupt
     at once, for a step that is stuck (the last checkpoint stays). With `at_once` (a message), the first signal
     raises Interrupted("stopped by SIGNAL; <at_once>") instead, for work that has no step boundary to stop at.
-    The previous handlers come back on exit."""
+    A signal the process started out ignoring stays ignored (a script's background job ignores SIGINT from its
+    start, as `nohup` does), so a run honours the same signals from its first second to its last. The previous
+    handlers come back on exit."""
     flag = {"stop": False}
 
     def handler(signum, frame):
@@ -127,6 +129,8 @@ def stop_flag(at_once: str | None = None):
 
     old = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is signal.SIG_IGN:
+            continue
         try:
             old[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread

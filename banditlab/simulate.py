@@ -521,6 +521,7 @@ class Simulator:
                 break
         state.rng = self._rng_now(g)
         self._queue = []
+        self._g = None  # between runs the state's own generator state is the truth (steps drawn ahead are dropped)
         return state
 
     def checkpoint(self, state: SimState) -> dict:

@@ -280,3 +280,18 @@ def test_reproduce_locks_its_data_folder_and_a_signal_leaves_it_unmarked(tmp_pat
     stop[0] = False
     go()
     assert R.is_complete(data)
+
+
+def test_a_signal_the_process_ignores_from_its_start_stays_ignored():
+    """A script's background job starts with SIGINT ignored; the run keeps it so, from its first second to its
+    last, and still stops on SIGTERM."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with R.stop_flag() as flag:
+            os.kill(os.getpid(), signal.SIGINT)
+            assert not flag["stop"]
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert flag["stop"]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)

@@ -154,8 +154,9 @@ def test_delay_uses_the_policy_k_steps_old():
 
 @pytest.mark.parametrize("algo,behavior", [("red-drop", "lag:9"), ("asymre", "fixed")])
 def test_resume_is_bit_identical(algo, behavior):
-    """Stopped at step 37 and resumed, a run ends exactly as an uninterrupted one; with a fixed behaviour the
-    sampled step draws many steps ahead, so step 37 falls inside a block of steps drawn together."""
+    """Stopped at step 37 and resumed from `checkpoint` (what `sweep` saves when it stops), a run ends exactly as
+    an uninterrupted one; with a fixed behaviour the sampled step draws many steps ahead, so step 37 falls inside
+    a block of steps drawn together."""
     b = bandits.paper(arms=12)
     cfg = SimConfig(mode="sampled", steps=120, log_every=10, behavior=behavior)
     mk = lambda: Simulator(b, get_objective(algo), {"offset": np.zeros(3)}, cfg, seed=5)
@@ -164,7 +165,7 @@ def test_resume_is_bit_identical(algo, behavior):
     part = s.run(s.initial_state(), on_step=lambda st: st.step == 37)
     assert part.step == 37
     saved = {k: (v.clone() if torch.is_tensor(v) else list(v) if isinstance(v, list) else v)
-             for k, v in part.to_dict().items()}
+             for k, v in s.checkpoint(part).items()}
     resumed = mk().run(type(part)(**saved))
     assert torch.equal(resumed.logits, full.logits)
     torch.testing.assert_close(torch.stack(resumed.log_values), torch.stack(full.log_values), rtol=0, atol=0,
