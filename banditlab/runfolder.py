@@ -293,6 +293,29 @@ def claim(out: Path | str | None, kind: str, name: tuple = ()) -> Claim:
     return lock(out)
 
 
+def check_claim(out: Path | str | None, kind: str, name: tuple = ()) -> None:
+    """What `claim` would refuse, found without creating or locking anything: for a command with slow work to do
+    (loading a model) before it claims its folder."""
+    from .safeio import check_path
+
+    target = check_path(out or default_name(*name), "--out")
+    if out and target.is_dir():
+        found = kind_of(target)
+        if found is not None and found != kind:
+            raise UsageError(f"--out: {target} holds a {found} run, not a {kind} run; choose another folder")
+        if found is None and any(p.name != ".lock" for p in target.iterdir()):
+            raise UsageError(f"--out: {target} is not empty and holds no banditlab run; choose an empty or new "
+                             "folder")
+    for parent in [target, *target.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"--out: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UsageError(f"--out: cannot create {target}: permission denied in {parent}" if parent != target
+                                 else f"--out: {target} is not writable")
+            return
+
+
 def _creatable(out) -> Path:
     """`out` created if needed, refused in one line when a file is in the way or it is not writable."""
     from .safeio import check_path

@@ -41,11 +41,11 @@ def _need_llm_extra() -> None:
 def train(options: dict, controls: dict, resume_option: dict):
     """Train a LoRA adapter off-policy with a registry objective; metrics to OUT/metrics.jsonl."""
     _need_llm_extra()
-    from .train import Trainer, check_resume, config_from
+    from .train import Trainer, check_out, config_from
 
     ctl, resume = make(Controls, controls), make(ResumeOption, resume_option).resume
     cfg = config_from(options, ctl.config or None)
-    check_resume(cfg, resume)
+    check_out(cfg, resume)
     from banditlab.progress import enabled
 
     out = Trainer(cfg, progress=ctl.progress and enabled(), echo=typer.echo).run(resume=resume)

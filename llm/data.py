@@ -156,6 +156,10 @@ def arithmetic(n: int, difficulty: int = 2, seed: int = 0, max_value: int = 20) 
 def load_problems(dataset: str, split: str = "train", path: str | None = None, n: int | None = None,
                   seed: int = 0, difficulty: int = 2) -> list[Problem]:
     """Problems of one split: from a local JSONL if `path`, generated for 'arithmetic', else from the hub."""
+    if dataset == "arithmetic" and path:
+        option = "--test-path" if split == "test" else "--data-path"
+        raise DataError(f"{option}: read only with --dataset gsm8k or math; arithmetic problems are generated "
+                        "(--difficulty, --seed)")
     if dataset == "arithmetic":
         # disjoint train/test streams from the same seed
         problems = arithmetic(n or 1000, difficulty, seed=seed * 2 + (split == "test"))

@@ -40,8 +40,8 @@ import torch
 
 from banditlab.errors import UsageError
 from banditlab.objectives import Batch
-from banditlab.runfolder import (Cadence, Interrupted, atomic_save, atomic_write, check_identity, claim, default_name,
-                                 is_complete, mark_complete, stop_flag, unmark, write_record)
+from banditlab.runfolder import (Cadence, Interrupted, atomic_save, atomic_write, check_claim, check_identity, claim,
+                                 default_name, is_complete, mark_complete, stop_flag, unmark, write_record)
 
 from .config import TIMING_KEYS, TrainConfig, check_installed, validate  # noqa: F401  (re-exported)
 
@@ -105,19 +105,20 @@ class Trainer:
         if not self.dist.main:
             echo, self.progress = (lambda *_: None), False  # one process speaks
         self.echo = echo
-        echo(f"loading {cfg.model} on {self.device}" + (" (a GGUF is dequantised once, about 40 s)"
-                                                         if cfg.model == "smollm2" or cfg.model.endswith(".gguf")
-                                                         else ""))
-        try:
+        try:  # the data first: a bad data option is reported before the slow model load
             self.train_set = load_problems(cfg.dataset, "train", cfg.data_path or None, cfg.n_train or None,
                                            cfg.seed, cfg.difficulty)
             self.test_set = load_problems(cfg.dataset, "test", cfg.test_path or None, cfg.eval_n, cfg.seed,
                                           cfg.difficulty) if cfg.eval_n else []
+            if cfg.n_train and len(self.train_set) < cfg.n_train:
+                raise UsageError(f"--n-train: {cfg.n_train} problems asked for, the data hold "
+                                 f"{len(self.train_set)}")
+            echo(f"loading {cfg.model} on {self.device}" + (" (a GGUF is dequantised once, about 40 s)"
+                                                             if cfg.model == "smollm2" or cfg.model.endswith(".gguf")
+                                                             else ""))
             base, self.tok = load_model(cfg.model, dtype, self.device, cfg.seed)
         except (DataError, ModelError) as err:
             raise UsageError(str(err)) from None
-        if cfg.n_train and len(self.train_set) < cfg.n_train:
-            raise UsageError(f"--n-train: {cfg.n_train} problems asked for, the data hold {len(self.train_set)}")
         from .config import check_lora_targets
 
         check_lora_targets(base, cfg.lora_targets)
@@ -504,16 +505,13 @@ class Trainer:
     def _run(self, resume: bool = False) -> Path:
         c = self.cfg
         main = self.dist.main  # only the main process writes the run folder
-        check_resume(c, resume)
+        check_out(c, resume)
         if main:
             self._lock = claim(c.out, "llm-train", name=("llm", c.algo))  # held until the run ends
             self.out = self._lock.folder
         self.dist.barrier()
         cfg_file, metrics_file = self.out / "config.json", self.out / "metrics.jsonl"
-        if cfg_file.exists() and (self.out / "checkpoint.pt").exists():
-            check_identity(self.out, c.identity())
-            if not resume:
-                raise UsageError(f"--out: {self.out} already holds a run; pass --resume to continue it")
+        if cfg_file.exists() and (self.out / "checkpoint.pt").exists():  # check_out: the same run, --resume given
             self.load()
             if main:
                 atomic_write(metrics_file, "".join(json.dumps(r) + "\n" for r in read_metrics(metrics_file)
@@ -663,8 +661,15 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def check_resume(cfg: TrainConfig, resume: bool) -> None:
-    """--resume needs a folder holding a checkpoint; checked before anything is loaded or written."""
+def check_out(cfg: TrainConfig, resume: bool) -> None:
+    """--out can hold this run, and --resume is given exactly when it holds one (of the same configuration):
+    checked before anything is loaded or written."""
+    check_claim(cfg.out, "llm-train", ("llm", cfg.algo))
+    out = Path(cfg.out) if cfg.out else None
+    if out is not None and (out / "config.json").exists() and (out / "checkpoint.pt").exists():
+        check_identity(out, cfg.identity())
+        if not resume:
+            raise UsageError(f"--out: {out} already holds a run; pass --resume to continue it")
     if not resume:
         return
     if not cfg.out:

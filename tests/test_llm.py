@@ -267,16 +267,27 @@ def test_offline_mode_trains_on_one_dataset_from_pi0(tmp_path):
 @pytest.mark.parametrize("args,option", [
     (["--model", "/nonexistent/model"], "--model"),
     (["--dataset", "gsm8k", "--data-path", "/nonexistent.jsonl"], "--data-path"),
+    (["--dataset", "gsm8kk"], "--dataset"),
+    (["--data-path", "train.jsonl"], "--data-path"),  # arithmetic problems are generated: no file is read
+    (["--out", "{tmp}/file.txt"], "--out"),
+    (["--out", "{tmp}/file.txt/run"], "--out"),
     (["--offline", "--sync-interval", "5"], "--offline"),
     (["--algo", "sft", "--baseline-offset", "-0.1"], "--baseline-offset"),
     (["--lr", "0"], "--lr"),
     (["--group-size", "1"], "--group-size"),
 ])
 def test_llm_cli_bad_input(args, option, capsys, tmp_path):
+    """One line, exit code 2, nothing written; everything but the model itself is refused before the model is
+    loaded (a GGUF takes 40 s)."""
+    (tmp_path / "file.txt").write_text("not a folder")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "x")]
     with pytest.raises(SystemExit) as e:
-        main(["llm", "train", "--out", str(tmp_path / "x"), *args])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and len(err.strip().splitlines()) == 1 and option in err
+        main(["llm", "train", *out, *args])
+    text = capsys.readouterr()
+    assert e.value.code == 2 and len(text.err.strip().splitlines()) == 1 and option in text.err
+    assert ("loading" in text.out) == (option == "--model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
 
 
 @pytest.mark.slow
