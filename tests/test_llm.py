@@ -425,3 +425,11 @@ def test_an_objective_that_needs_the_whole_batch_refuses_smaller_micro_batches(t
         validate(TrainConfig(model="tiny", algo=name, micro_batch=0))
         validate(TrainConfig(model="tiny", algo=name, micro_batch=cfg.prompts_per_step * cfg.group_size))
     assert not (tmp_path / "m2po").exists()
+
+
+def test_a_run_prints_the_test_score_at_its_start_and_its_end(tmp_path):
+    lines = []
+    Trainer(tiny(tmp_path, steps=2), echo=lines.append).run()
+    rows = read_metrics(tmp_path / "run")
+    for step in (0, 2):
+        assert f"step {step}: test pass@1 {rows[step]['test_accuracy']:.3f} on 4 problems" in lines
