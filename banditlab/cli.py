@@ -156,6 +156,9 @@ def plot(options: dict):
         if not all((p / f).exists() for f in need):
             raise UsageError(f"RUN_DIR: {p} is not a finished {kinds[p]} folder (no {' / '.join(need)})")
     llm = [p for p in folders if kinds[p] == "llm-train"]
+    if out and not llm:
+        raise UsageError("--out: names the LLM curves file, and no RUN_DIR is an LLM run; a sweep's figure is "
+                         "redrawn in its own folder (RUN_DIR/sweep.png)")
     from .safeio import writable_target
 
     for p in folders:  # a sweep's figure is redrawn inside its folder

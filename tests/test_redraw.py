@@ -81,3 +81,15 @@ def test_plot_refuses_a_folder_without_a_run(tmp_path):
     code, out, err = run_cli(["plot", str(tmp_path)])
     assert code == 2 and "holds no banditlab run" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_refuses_out_when_no_run_is_an_llm_run(tmp_path):
+    """--out names the LLM curves file; with only sweeps it would be ignored, so it is refused and nothing is
+    drawn."""
+    run = tmp_path / "s"
+    assert run_cli(["sweep", "--arms", "3", "--steps", "5", "--baseline", "0", "--out", str(run),
+                    "--no-progress"])[0] == 0
+    before = (run / "sweep.png").stat().st_mtime_ns
+    code, _, err = run_cli(["plot", str(run), "--out", str(tmp_path / "curves")])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--out" in err
+    assert (run / "sweep.png").stat().st_mtime_ns == before and sorted(p.name for p in tmp_path.iterdir()) == ["s"]
