@@ -344,7 +344,11 @@ def main(argv: list[str] | None = None) -> None:
         if type(e).__name__ == "NoArgsIsHelpError":  # typer has printed the help already
             code = 2
         else:
-            msg = e.format_message() if hasattr(e, "format_message") else str(e)
+            param = getattr(e, "param", None)
+            if getattr(param, "opts", None) and getattr(e, "message", None):  # a value the parser refused
+                msg = f"{max(param.opts, key=len)}: {e.message[:1].lower()}{e.message[1:]}"
+            else:
+                msg = e.format_message() if hasattr(e, "format_message") else str(e)
             typer.echo(f"banditlab: error: {' '.join(msg.split())}", err=True)
             code = 2
     except OSError as e:

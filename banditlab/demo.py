@@ -132,12 +132,12 @@ def has_display() -> bool:
 def run_demo(rewards: str, mu: str, below: float | None, above: float | None, steps: int, lr: float, out: str,
              interactive: bool, echo=print, html: str | None = None) -> Path:
     from .plots import style
-    from .sweep import parse_floats
+    from .sweep import option_error, parse_floats
 
     try:
         bandit = B.from_lists(parse_floats(rewards, "--rewards"), parse_floats(mu, "--mu"))
     except B.BanditError as err:
-        raise UsageError(f"--rewards/--mu: {err}") from None
+        raise option_error(err) from None
     if bandit.arms != 3:
         raise UsageError(f"--rewards: the simplex picture needs exactly 3 arms, got {bandit.arms}")
     if not 1 <= steps <= 10**6 or not 0 < lr <= 10:  # larger steps jump past π*, against the text

@@ -127,6 +127,17 @@ def parse_range(text: str, option: str = "--baseline", default_num: int = 21) ->
     return np.round(np.linspace(start, stop, num), 10) + 0.0  # no "-0.0"
 
 
+# the fields a bandit's checks name, by the command-line option that sets each
+FIELD_OPTIONS = {"mu": "--mu", "behavior": "--mu", "rewards": "--rewards", "noise": "--noise", "sigma": "--sigma",
+                 "reward range": "--low/--high", "arms": "--arms", "context weights": "--contexts"}
+
+
+def option_error(err: B.BanditError) -> UsageError:
+    """A bandit's check ("field: problem") as the option that set the field ("--option: problem")."""
+    field, sep, rest = str(err).partition(": ")
+    return UsageError(f"{FIELD_OPTIONS[field]}: {rest}" if sep and field in FIELD_OPTIONS else str(err))
+
+
 def make_bandit(cfg: SweepConfig) -> B.Bandit:
     """The bandit the config names: a TOML file, explicit lists, or the paper-style random draw."""
     check_conflicts(cfg)
@@ -152,8 +163,8 @@ def make_bandit(cfg: SweepConfig) -> B.Bandit:
         b.sigma = cfg.sigma
         b.validate()
         return b
-    except B.BanditError as err:
-        raise UsageError(str(err)) from None
+    except B.BanditError as err:  # a file's errors name the file and its keys; the options' name the option
+        raise (UsageError(str(err)) if cfg.bandit != "paper" else option_error(err)) from None
 
 
 def validate(cfg: SweepConfig) -> None:

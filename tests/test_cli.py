@@ -49,7 +49,9 @@ BAD = [
     (["--behavior", "sometimes"], "--behavior"),
     (["--behavior", "lag:0"], "--behavior"),
     (["--mode", "fast"], "--mode"),
-    (["--rewards", "0,1", "--mu", "0.5,0.3,0.2"], "mu"),
+    (["--rewards", "0,1", "--mu", "0.5,0.3,0.2"], "--mu"),
+    (["--rewards", "0,0.8,1.5"], "--rewards"),
+    (["--noise", "gausian"], "--noise"),
     (["--rewards", "0,x"], "--rewards"),
     (["--mu", "0.5,0.5"], "--mu"),
     (["--bandit", "/nonexistent/bandit.toml"], "--bandit"),
@@ -64,7 +66,7 @@ def test_bad_options_give_one_line_and_exit_2(args, option, tmp_path):
     code, out, err = run_cli(["sweep", *small, "--out", str(tmp_path / "run"), *args])
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and option in lines[0] and "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith(f"banditlab: error: {option}") and "Traceback" not in err
     assert not (tmp_path / "run").exists()  # nothing written for a refused command
 
 
