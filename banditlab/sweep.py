@@ -539,8 +539,12 @@ def format_table(out: Path) -> str:
     cfg = json.loads((out / "config.json").read_text())
     summary = pd.read_csv(out / "summary.csv")
     v = summary["v_mu"].iloc[0]
+    n = t["n"].astype(int)
+    uneven = n.nunique() > 1  # a shard can end inside a baseline's block of seeds
     seeds = ("deterministic: one run per baseline, no CI" if cfg["sweep"]["mode"] == "exact"
-             else f"{int(t['n'].iloc[0])} seed(s)")
+             else f"{n.min()}–{n.max()} seeds per baseline" if uneven else f"{n.iloc[0]} seed(s)")
+    if cfg["sweep"].get("shard"):
+        seeds += f", shard {cfg['sweep']['shard']}"
     lines = [f"{cfg['objective']['name']} on {cfg['bandit']['name']} bandit, behaviour {cfg['sweep']['behavior']} "
              f"(V^μ = {v:.4f}), "
              f"{cfg['sweep']['mode']} mode, {seeds}, {cfg['sweep']['steps']} steps",
@@ -551,6 +555,7 @@ def format_table(out: Path) -> str:
         th = "" if np.isnan(r.theory) else f"{r.theory:.4f}"
         lines.append(f"{r.baseline_offset:>+7.3f} {r.baseline:>7.4f} {r['mean']:>8.4f} {ci:>17} {th:>7} "
                      f"{r.support:>8.1f} {r.entropy:>8.3f} {r.improved:>8.0%}" + (
+                         f"  {int(r.n)} seed(s)" if uneven and r.n < n.max() else "") + (
                          f"  {int(r.diverged)} diverged" if r.diverged else ""))
     bad = int(t["diverged"].sum())
     if bad:

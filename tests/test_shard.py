@@ -41,3 +41,12 @@ def test_merge_refuses_incomplete_or_mixed_shards(tmp_path):
     assert not (tmp_path / "m").exists()
     code, _, err = run_cli([*base, "--shard", "3/2", "--out", str(tmp_path / "bad")])
     assert code == 2 and "--shard" in err and not (tmp_path / "bad").exists()
+
+
+def test_a_shard_table_names_the_shard_and_marks_a_baseline_it_holds_only_part_of(tmp_path):
+    """4 seeds × 3 baselines in 2 shards: shard 1 holds runs 0–5, all of δV = −0.2 and 2 seeds of δV = 0."""
+    code, out, _ = run_cli(["sweep", "--arms", "5", "--steps", "20", "--seeds", "4", "--baseline", "-0.2:0.2:3",
+                            "--shard", "1/2", "--out", str(tmp_path / "s1"), "--no-progress"])
+    rows = [line for line in out.splitlines() if line.lstrip().startswith(("-0.200", "+0.000"))]
+    assert code == 0 and "2–4 seeds per baseline, shard 1/2" in out and len(rows) == 2
+    assert "seed(s)" not in rows[0] and rows[1].endswith("2 seed(s)")
