@@ -44,7 +44,8 @@ class TrainConfig:
     sync_interval: int = option(1, "behaviour refresh period N (1 = on-policy)", 1, 10**7)
     sync_offset: int = option(0, "behaviour is π from K steps before the refresh", 0, 1000)
     offline: bool = option(False, "one dataset from π₀, trained on for --epochs", flag="--offline/--online")
-    offline_data: str = option("", "where the offline dataset is kept; runs can share one", shown="OUT/offline.pt")
+    offline_data: str = option("", "where the offline dataset is kept; runs that sample alike (model, data, seed, G, "
+                               "tokens, temperature, top-p, reward) can share one", shown="OUT/offline.pt")
     epochs: int = option(1, "passes over the offline dataset", 1, 10**4)
     max_new_tokens: int = option(64, "generation budget per completion (tokens)", 1, 32768)
     temperature: float = option(1.0, "sampling temperature; log-probs use logits / temperature", 0.01, 100.0)

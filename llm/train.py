@@ -113,6 +113,10 @@ class Trainer:
             if cfg.n_train and len(self.train_set) < cfg.n_train:
                 raise UsageError(f"--n-train: {cfg.n_train} problems asked for, the data hold "
                                  f"{len(self.train_set)}")
+            self.offline_data = None
+            if cfg.offline and cfg.offline_data and Path(cfg.offline_data).exists():  # checked before any write
+                self.offline_data = _offline_from_dict(Path(cfg.offline_data), len(self.train_set) * cfg.group_size,
+                                                       offline_source(cfg))
             echo(f"loading {cfg.model} on {self.device}" + (" (a GGUF is dequantised once, about 40 s)"
                                                              if cfg.model == "smollm2" or cfg.model.endswith(".gguf")
                                                              else ""))
@@ -143,12 +147,9 @@ class Trainer:
         self.behaviour_version = 0
         self.history: list[tuple[int, dict]] = []
         self.step = 0
-        self.offline_data = None
         from .data import build_prompt
 
         self.prompts = [build_prompt(self.tok, p.question) for p in self.train_set]
-        if cfg.offline and cfg.offline_data and Path(cfg.offline_data).exists():  # checked before any write
-            self.offline_data = _offline_from_dict(Path(cfg.offline_data), len(self.prompts) * cfg.group_size)
         self.test_prompts = [build_prompt(self.tok, p.question) for p in self.test_set]
         from .generation import make_backend
 
@@ -243,7 +244,7 @@ class Trainer:
         """TOPR's offline dataset: G samples of every train prompt from π₀, generated once (and checkpointed)."""
         path = Path(self.cfg.offline_data) if self.cfg.offline_data else self.out / "offline.pt"
         if path.exists():
-            return _offline_from_dict(path, len(self.prompts) * self.cfg.group_size)
+            return _offline_from_dict(path, len(self.prompts) * self.cfg.group_size, offline_source(self.cfg))
         from banditlab.progress import Bar
 
         c = self.cfg
@@ -271,7 +272,7 @@ class Trainer:
                          torch.cat([padr(p.logprobs, T, 0.0) for p in parts]), sum((p.texts for p in parts), [])),
                 self._rewards(correct), correct)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_save(path, _offline_to_dict(data))
+        atomic_save(path, _offline_to_dict(data, offline_source(c)))
         return data
 
     # -------------------------------------------------------------------------------------- one step
@@ -414,7 +415,8 @@ class Trainer:
             "ratio_max": stat(np.max, rmax),
             "clip_frac": clip_sum / tok, "entropy": float(esum.sum() / tok), "kl_behaviour": float(ksum.sum() / tok),
             "response_len": stat(np.mean, ntok), "grad_norm": gnorm, **times,
-            "gen_tokens_per_s": gen_tokens / max(t_gen, 1e-9),
+            # offline steps read their rollouts from the dataset: no generation, no generation throughput
+            **({} if self.cfg.offline else {"gen_tokens_per_s": gen_tokens / max(t_gen, 1e-9)}),
             "train_tokens_per_s": train_tokens / max(t_train, 1e-9),
             "tokens_per_s": gen_tokens / max(elapsed, 1e-9),
             "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if dev.startswith("cuda") else 0.0,
@@ -446,7 +448,7 @@ class Trainer:
         return float(np.mean(scored)) if scored else float("nan")
 
     def eval_logs(self) -> dict:
-        logs = {"test_accuracy": self.evaluate() if self.cfg.eval_n else float("nan")}
+        logs = {"test_accuracy": self.evaluate()} if self.cfg.eval_n else {}  # --eval-n 0: no evaluation, no key
         if self.cfg.eval_train_n:
             logs["train_accuracy"] = self.evaluate(train=True)
         return logs
@@ -585,10 +587,10 @@ class Trainer:
     def _report(self, done: list[dict]) -> None:
         if done:
             tot = lambda k: sum(d[k] for d in done)
-            gen_tok = sum(d["gen_tokens_per_s"] * d["gen_seconds"] for d in done)
+            gen_tok = sum(d.get("gen_tokens_per_s", 0.0) * d["gen_seconds"] for d in done)
             train_tok = sum(d["train_tokens_per_s"] * d["train_seconds"] for d in done)
-            self.echo(f"{len(done)} steps in {tot('step_seconds'):.1f} s on {self.device}: generation "
-                      f"{gen_tok / max(tot('gen_seconds'), 1e-9):.0f} tokens/s, training "
+            gen = "" if self.cfg.offline else f"generation {gen_tok / max(tot('gen_seconds'), 1e-9):.0f} tokens/s, "
+            self.echo(f"{len(done)} steps in {tot('step_seconds'):.1f} s on {self.device}: {gen}training "
                       f"{train_tok / max(tot('train_seconds'), 1e-9):.0f} tokens/s" + (
                           f", peak GPU memory {max(d['peak_memory_gb'] for d in done):.2f} GB"
                           if self.device.startswith("cuda") else ""))
@@ -620,26 +622,42 @@ def _set_rng_state(s: dict) -> None:
         torch.cuda.set_rng_state_all(s["cuda"])
 
 
-def _offline_to_dict(data) -> dict:
-    """The offline dataset (Rollouts, rewards, correct) as tensors and plain data."""
+# the options that decide what an offline dataset holds: runs that agree on them (any objective, lr, ...) can
+# share one file; a run that differs in one is refused
+OFFLINE_SOURCE = ("model", "dataset", "data_path", "n_train", "difficulty", "seed", "group_size", "prompts_per_step",
+                  "max_new_tokens", "temperature", "top_p", "reward")
+
+
+def offline_source(cfg: TrainConfig) -> dict:
+    return {k: getattr(cfg, k) for k in OFFLINE_SOURCE}
+
+
+def _offline_to_dict(data, source: dict) -> dict:
+    """The offline dataset (Rollouts, rewards, correct) as tensors and plain data, with the options it came from."""
     r, rewards, correct = data
     return {"prompt_ids": r.prompt_ids, "prompt_mask": r.prompt_mask, "completion_ids": r.completion_ids,
             "completion_mask": r.completion_mask, "logprobs": r.logprobs, "texts": list(r.texts),
-            "rewards": rewards, "correct": list(correct)}
+            "rewards": rewards, "correct": list(correct), "source": source}
 
 
-def _offline_from_dict(path: Path, rows: int):
-    """The offline dataset in `path` (tensors and plain data only), checked against the run's prompts × G."""
+def _offline_from_dict(path: Path, rows: int, source: dict):
+    """The offline dataset in `path` (tensors and plain data only), checked against the run: prompts × G rows,
+    sampled with the run's `source` options."""
     from banditlab.safeio import load_tensors
 
     from .generation import Rollouts
 
     d = load_tensors(path, "--offline-data", "delete it or point --offline-data elsewhere to regenerate it")
     keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask", "logprobs", "texts", "rewards",
-            "correct")
-    if not isinstance(d, dict) or set(d) != set(keys) or len(d["texts"]) != rows or len(d["rewards"]) != rows:
+            "correct", "source")
+    if not isinstance(d, dict) or set(d) != set(keys) or len(d["texts"]) != rows or len(d["rewards"]) != rows \
+            or not isinstance(d["source"], dict):
         raise UsageError(f"--offline-data: {path} is not the offline dataset of this run ({rows} rows of "
                          "prompts × group size expected); delete it or point --offline-data elsewhere")
+    differ = [k for k in OFFLINE_SOURCE if d["source"].get(k) != source[k]]
+    if differ:
+        raise UsageError(f"--offline-data: {path} was sampled with other options (differs in: {', '.join(differ)}); "
+                         "delete it or point --offline-data elsewhere")
     return Rollouts(*(d[k] for k in keys[:6])), d["rewards"], d["correct"]
 
 

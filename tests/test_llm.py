@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from banditlab.cli import main
+from banditlab.errors import UsageError
 from banditlab.objectives import AGGREGATIONS, OBJECTIVES, get_objective
 from banditlab_llm.data import DataError, arithmetic, last_boxed, load_problems
 from banditlab_llm.grading import Grader, extract_answer, grade
@@ -446,3 +447,14 @@ def test_a_run_prints_the_test_score_at_its_start_and_its_end(tmp_path):
     rows = read_metrics(tmp_path / "run")
     for step in (0, 2):
         assert f"step {step}: test pass@1 {rows[step]['test_accuracy']:.3f} on 4 problems" in lines
+
+
+def test_a_shared_offline_dataset_serves_other_objectives_and_refuses_other_sampling_options(tmp_path):
+    """Runs that differ only in the objective share one offline file; a run that would have sampled it
+    differently (another temperature, model, group size, ...) is refused, naming the option."""
+    data = str(tmp_path / "offline.pt")
+    Trainer(tiny(tmp_path / "a", offline=True, steps=1, n_train=4, algo="topr", offline_data=data)).run()
+    Trainer(tiny(tmp_path / "b", offline=True, steps=1, n_train=4, algo="asymre", offline_data=data)).run()
+    with pytest.raises(UsageError, match="differs in: temperature"):
+        Trainer(tiny(tmp_path / "c", offline=True, steps=1, n_train=4, temperature=0.7, offline_data=data))
+    assert not (tmp_path / "c").exists()
