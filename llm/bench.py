@@ -107,13 +107,21 @@ def _oom(err: BaseException) -> str:
     return text if "out of memory" in text.lower() else f"CUDA out of memory: {text}"
 
 
-def run_bench(cfg, *, warmup: int = 1, steps: int = 3, synthetic: bool = False, prompt_tokens: int = 256,
-              echo=print) -> dict:
-    """Warm-up and timed `train_step`s of `cfg` on its device; the result as a dict (see the module docstring)."""
+def run_bench(cfg, **kw) -> dict:
+    """Warm-up and timed `train_step`s of `cfg` on its device; the result as a dict (see the module docstring).
+    Without `cfg.out` the run folder is a temporary one, removed afterwards."""
+    if cfg.out:
+        return _bench(cfg, **kw)
+    with tempfile.TemporaryDirectory(prefix="banditlab-bench-") as tmp:
+        cfg.out = tmp
+        return _bench(cfg, **kw)
+
+
+def _bench(cfg, *, warmup: int = 1, steps: int = 3, synthetic: bool = False, prompt_tokens: int = 256,
+           echo=print) -> dict:
     cfg.steps, cfg.eval_n, cfg.eval_train_n, cfg.checkpoint_every = warmup + steps, 0, 0, 10**7
     if cfg.offline and not synthetic and not cfg.n_train:  # the offline dataset: only the prompts the bench uses
         cfg.n_train = cfg.prompts_per_step * (warmup + steps)
-    cfg.out = cfg.out or tempfile.mkdtemp(prefix="banditlab-bench-")
     res = {"fits": True, "error": None, "warmup_steps": warmup, "timed_steps": steps, "synthetic_rollouts": synthetic,
            "prompt_tokens": prompt_tokens if synthetic else None}
     from .train import Trainer

@@ -159,19 +159,21 @@ def main():
     a = kit.call_args(__doc__, "CPU, tiny sizes: the same code paths")
     s = SIZES["rehearse" if a.rehearse else "gpu"]
     device = "cpu" if a.rehearse else "cuda"
-    out, tmp = kit.out_dir(a.out), Path(tempfile.mkdtemp(prefix="gpu-kit-a-"))
-    report = kit.Report("call_a", out, a.rehearse, s["budget"])
-    plan = [("env", "the machine and the PYTHONPATH-only CLI", lambda t: part_env(report, t), 120),
-            ("tests", "the test suite", lambda t: part_tests(report, t, out, s["tests_args"]), s["tests"]),
-            ("bandit", "bandit exact-mode throughput", lambda t: part_bandit(report, t, tmp, device, s["bandit"]),
-             s["bandit_limit"])]
-    paper = [(name, s["paper_arch"] or arch) for name, arch in PAPER[: s["paper_configs"]]]
-    plan += [(f"paper-{arch}", f"llm bench {name} ({arch}, synthetic rollouts)",
-              (lambda n, ar: lambda t: part_paper(report, t, tmp, n, ar, s["paper_args"]))(name, arch), s["paper_limit"])
-             for name, arch in paper]
-    plan.append(("bench-bandit", "experiments/bench_bandit.py on the device",
-                 lambda t: part_bench_bandit(report, t, tmp, device, a.rehearse), s["bench_bandit_limit"]))
-    report.run_plan(plan, a.parts)
+    out = kit.out_dir(a.out)
+    with tempfile.TemporaryDirectory(prefix="gpu-kit-a-") as work:  # scratch run folders, removed at the end
+        tmp = Path(work)
+        report = kit.Report("call_a", out, a.rehearse, s["budget"])
+        plan = [("env", "the machine and the PYTHONPATH-only CLI", lambda t: part_env(report, t), 120),
+                ("tests", "the test suite", lambda t: part_tests(report, t, out, s["tests_args"]), s["tests"]),
+                ("bandit", "bandit exact-mode throughput", lambda t: part_bandit(report, t, tmp, device, s["bandit"]),
+                 s["bandit_limit"])]
+        paper = [(name, s["paper_arch"] or arch) for name, arch in PAPER[: s["paper_configs"]]]
+        plan += [(f"paper-{arch}", f"llm bench {name} ({arch}, synthetic rollouts)",
+                  (lambda n, ar: lambda t: part_paper(report, t, tmp, n, ar, s["paper_args"]))(name, arch), s["paper_limit"])
+                 for name, arch in paper]
+        plan.append(("bench-bandit", "experiments/bench_bandit.py on the device",
+                     lambda t: part_bench_bandit(report, t, tmp, device, a.rehearse), s["bench_bandit_limit"]))
+        report.run_plan(plan, a.parts)
 
 
 if __name__ == "__main__":

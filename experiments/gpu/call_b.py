@@ -170,18 +170,20 @@ def main():
     kit.expose_llm_package()
     a = kit.call_args(__doc__, "CPU, the tiny model, tiny sizes: the same code paths")
     s = SIZES["rehearse" if a.rehearse else "gpu"]
-    out, tmp = kit.out_dir(a.out), Path(tempfile.mkdtemp(prefix="gpu-kit-b-"))
-    report = kit.Report("call_b", out, a.rehearse, s["budget"])
-    plan = [("env", "the machine: SmolLM2, packages, data", lambda t: part_env(report, t, s), 30),
-            ("generation", "generation tokens/s at batch 64, 256, auto", lambda t: part_generation(report, t, s, tmp),
-             s["generation"]["limit"]),
-            ("gsm8k", "greedy pass@1 on the GSM8K test split", lambda t: part_eval(report, t, s, "gsm8k"),
-             s["evals"]["limit"]),
-            ("math500", "greedy pass@1 on MATH-500", lambda t: part_eval(report, t, s, "math500"), s["evals"]["limit"]),
-            ("trl", "our GRPO step against TRL's GRPOTrainer", lambda t: part_trl(report, t, s), s["trl"]["limit"]),
-            ("objectives", "every objective, 3 steps, online / lagged / offline",
-             lambda t: part_objectives(report, t, s, tmp), s["objectives"]["limit"])]
-    report.run_plan(plan, a.parts)
+    out = kit.out_dir(a.out)
+    with tempfile.TemporaryDirectory(prefix="gpu-kit-b-") as work:  # scratch run folders, removed at the end
+        tmp = Path(work)
+        report = kit.Report("call_b", out, a.rehearse, s["budget"])
+        plan = [("env", "the machine: SmolLM2, packages, data", lambda t: part_env(report, t, s), 30),
+                ("generation", "generation tokens/s at batch 64, 256, auto", lambda t: part_generation(report, t, s, tmp),
+                 s["generation"]["limit"]),
+                ("gsm8k", "greedy pass@1 on the GSM8K test split", lambda t: part_eval(report, t, s, "gsm8k"),
+                 s["evals"]["limit"]),
+                ("math500", "greedy pass@1 on MATH-500", lambda t: part_eval(report, t, s, "math500"), s["evals"]["limit"]),
+                ("trl", "our GRPO step against TRL's GRPOTrainer", lambda t: part_trl(report, t, s), s["trl"]["limit"]),
+                ("objectives", "every objective, 3 steps, online / lagged / offline",
+                 lambda t: part_objectives(report, t, s, tmp), s["objectives"]["limit"])]
+        report.run_plan(plan, a.parts)
 
 
 if __name__ == "__main__":

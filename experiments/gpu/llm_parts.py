@@ -41,13 +41,14 @@ def objectives(a) -> None:
             cfg = TrainConfig(model=a.model, dataset=a.dataset, data_path=a.data_path, algo=algo,
                               group_size=a.group, prompts_per_step=a.prompts, steps=a.steps,
                               n_train=a.prompts * a.steps, max_new_tokens=a.max_new_tokens, lr=1e-5, eval_n=0,
-                              device=a.device, checkpoint_every=10**6, out=tempfile.mkdtemp(prefix=f"obj-{algo}-"),
-                              **kw)
+                              device=a.device, checkpoint_every=10**6, out="", **kw)
             t = time.perf_counter()
             row = {"algo": algo, "regime": regime}
             try:
-                folder = Trainer(cfg, echo=lambda *_: None).run()
-                rows = [json.loads(l) for l in (folder / "metrics.jsonl").read_text().splitlines()][1:]
+                with tempfile.TemporaryDirectory(prefix=f"obj-{algo}-") as work:
+                    cfg.out = work
+                    folder = Trainer(cfg, echo=lambda *_: None).run()
+                    rows = [json.loads(l) for l in (folder / "metrics.jsonl").read_text().splitlines()][1:]
                 last = rows[-1]
                 keys = ("loss", "grad_norm", "ratio_min", "ratio_max", "entropy", "peak_memory_gb")
                 row.update({k: last.get(k) for k in keys}, steps=len(rows), status="ok")
