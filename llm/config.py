@@ -49,7 +49,8 @@ class TrainConfig:
     epochs: int = option(1, "passes over the offline dataset", 1, 10**4)
     max_new_tokens: int = option(64, "generation budget per completion (tokens)", 1, 32768)
     temperature: float = option(1.0, "sampling temperature; log-probs use logits / temperature", 0.01, 100.0)
-    top_p: float = option(1.0, "nucleus sampling (log-probs ignore it: keep 1)", 0.0, 1.0, lo_open=True)
+    top_p: float = option(1.0, "nucleus sampling; training needs 1 (μ's log-probs are the full softmax's)", 0.0, 1.0,
+                          lo_open=True)
     lr: float = option(1e-4, "AdamW learning rate", 0.0, 1.0, lo_open=True)
     schedule: str = option("constant", "constant | linear | cosine (after warmup)")
     warmup: int = option(0, "linear warm-up steps", 0, 10**7)
@@ -165,6 +166,9 @@ def validate(cfg: TrainConfig) -> None:
         raise UsageError("--offline: incompatible with --sync-interval/--sync-offset (the behaviour is π₀)")
     if cfg.group_size < 2 and cfg.algo in ("asymre", "reinforce", "grpo", "rec", "ppo"):
         raise UsageError("--group-size: group-mean baselines need at least 2 samples per prompt")
+    if cfg.top_p < 1:
+        raise UsageError(f"--top-p: {cfg.top_p} would sample from a truncated distribution while μ's log-probs are the "
+                         "full softmax's, so every ratio would be wrong; keep 1")
     if cfg.reward not in ("pm1", "01"):
         raise UsageError(f"--reward: expected pm1 or 01, got {cfg.reward!r}")
     if cfg.schedule not in ("constant", "linear", "cosine"):

@@ -286,6 +286,7 @@ def test_tensorboard_without_its_package_is_refused_before_anything_is_written(t
     (["--offline", "--sync-interval", "5"], "--offline"),
     (["--offline", "--epochs", "2"], "--epochs"),  # --steps (default 50) would set the length, not the epochs
     (["--difficulty", "1"], "--difficulty"),
+    (["--top-p", "0.9"], "--top-p"),  # μ's log-probs would not be the sampler's
     (["--algo", "sft", "--baseline-offset", "-0.1"], "--baseline-offset"),
     (["--lr", "0"], "--lr"),
     (["--group-size", "1"], "--group-size"),
