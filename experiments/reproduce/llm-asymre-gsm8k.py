@@ -261,6 +261,11 @@ def run_experiment(cfg: dict, data: Path, tick=None, seeds=None, deadline: float
 
 
 def run(cfg, data: Path, tick):
+    import torch
+
+    if not torch.cuda.is_available():
+        print("llm-asymre-gsm8k: no CUDA device here; the experiment is sized for one H100 (two calls of ~9 min, "
+              "docs/llm-gsm8k.md) and on this CPU it runs for many hours (Ctrl-C stops it; the same command goes on)")
     run_experiment(cfg, data, tick, echo=lambda msg: print(msg) if msg.startswith("pool") else None)
 
 
