@@ -286,6 +286,16 @@ def llm_metrics(data: Path):
     return pd.DataFrame(rows)
 
 
+def runs_train_config(cfg: dict, data: Path) -> dict:
+    """The training options the runs in `data` used (their config.json; a rehearsal shrinks the config's), or the
+    config's own when no run has started."""
+    for r in json.loads((data / "runs.json").read_text()):
+        f = data / r["folder"] / "config.json"
+        if f.exists():
+            return json.loads(f.read_text())["config"]
+    return cfg["train"]
+
+
 def table(cfg: dict, data: Path):
     """Per method, over seeds: mean and 95 % bootstrap CI of the held-out and full-test greedy pass@1 at the end,
     the train reward over the last quarter of the steps, and the smallest token ratio of the run."""
@@ -346,6 +356,7 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
     df, pool = llm_metrics(data), json.loads((data / "pool.json").read_text())
     if df.empty:
         raise ValueError("no metrics yet")
+    t = runs_train_config(cfg, data)
     labels = [m for m in cfg["methods"] if m in set(df.method)]
     colors = dict(zip(cfg["methods"], COLORS * 2))  # a method keeps its colour when others are missing
     fig, axes = plt.subplots(1, 4, figsize=(22, 5.2), layout="constrained")
@@ -364,16 +375,16 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
             if n > 1:
                 ax.fill_between(s.index, s["min"], s["max"], color=colors[m], alpha=0.12, lw=0)
         ax.set_title(title)
-        ax.set_xlabel(f"step (μ ← π every {cfg['train']['sync_interval']} steps)")
+        ax.set_xlabel(f"step (μ ← π every {t['sync_interval']} steps)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if col == "ratio_min":  # grey lines: the steps whose batch came from a just-refreshed μ (ratio 1)
             ax.set_yscale("log")
-            for x in range(1, int(df.step.max()) + 1, cfg["train"]["sync_interval"]):
+            for x in range(1, int(df.step.max()) + 1, t["sync_interval"]):
                 ax.axvline(x, color="0.55", ls=":", lw=1.2, zorder=0)
         if col == "test_accuracy":
             ax.set_ylim(bottom=0)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(labels), fontsize=11)
-    t, k = cfg["train"], pool["k"]
+    k = pool["k"]
     rule = f"0 < successes < {k} in {k} samples" if pool["keep"] == "mixed" else "every screened problem (rehearsal)"
     fig.suptitle(f"AsymRE δV sweep on GSM8K, {t['model']} + LoRA, ±1 rewards: {len(pool['train']['index'])} train "
                  f"problems ({rule} from π₀), G = {t['group_size']} × {t['prompts_per_step']} prompts/step, lr "
