@@ -564,6 +564,9 @@ class Trainer:
                 last = self.step == self.total_steps
                 if (c.eval_every and self.step % c.eval_every == 0) or last:
                     logs.update(self.eval_logs())
+                    if "test_accuracy" in logs:
+                        self.echo(f"step {self.step}: test pass@1 {logs['test_accuracy']:.3f} on "
+                                  f"{len(self.test_set)} problems")
                 self._write(metrics_file, logs)
                 done.append(logs)
                 if writer:
@@ -594,9 +597,6 @@ class Trainer:
                       f"{train_tok / max(tot('train_seconds'), 1e-9):.0f} tokens/s" + (
                           f", peak GPU memory {max(d['peak_memory_gb'] for d in done):.2f} GB"
                           if self.device.startswith("cuda") else ""))
-            if "test_accuracy" in done[-1]:
-                self.echo(f"step {done[-1]['step']}: test pass@1 {done[-1]['test_accuracy']:.3f} on "
-                          f"{len(self.test_set)} problems")
 
     def _write(self, path: Path, logs: dict) -> None:
         if self.dist.main:
