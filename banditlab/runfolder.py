@@ -126,6 +126,9 @@ def stop_flag(at_once: str | None = None):
                            "command resumes")
             raise KeyboardInterrupt(STOPPED[-1])
         flag["stop"] = True
+        if os.environ.get("RANK", "0") == "0":  # acknowledged at once: a step (a whole offline dataset) can be long
+            os.write(2, f"banditlab: {name}: stopping at the next safe point, saving what is done (a second one "
+                        "stops at once)\n".encode())
 
     old = {}
     for sig in (signal.SIGINT, signal.SIGTERM):
