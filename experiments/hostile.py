@@ -214,6 +214,11 @@ def same_as_fixture(d: Path, run: Path) -> tuple[str, str]:
     return "clean", "completed, outputs equal an uninterrupted run's"
 
 
+def stop_lines(err: str) -> list[str]:
+    """A stopped run's stderr lines, less the acknowledgement every first stop signal prints at once."""
+    return [x for x in err.strip().splitlines() if x.strip() and "stopping at the next safe point" not in x]
+
+
 def signal_at(target: str, sig) -> Callable:
     """Stop a sweep the moment `target` appears, then rerun: never a folder claiming completion wrongly."""
     def runner(d: Path):
@@ -222,7 +227,7 @@ def signal_at(target: str, sig) -> Callable:
         run = d / "r"
         if (run / "DONE").exists():
             return same_as_fixture(d, run)
-        if rc not in (130, -9) or (rc == 130 and len(err.strip().splitlines()) != 1):
+        if rc not in (130, -signal.SIGKILL, -signal.SIGHUP) or (rc == 130 and len(stop_lines(err)) != 1):
             return "unclear", f"stopped with rc {rc}: {err.strip()[-140:]}"
         rc, out, err = cli(d, args)
         if rc != 0 or not (run / "DONE").exists():
@@ -264,7 +269,7 @@ def llm_signal(sig) -> Callable:
         rc, out, err = cli(d, args, wait_for=d / "r" / "metrics.jsonl", sig=sig)
         if (d / "r" / "DONE").exists():
             return "clean", "finished before the signal"
-        if rc != 130 or len(err.strip().splitlines()) != 1:
+        if rc != 130 or len(stop_lines(err)) != 1:
             return "unclear", f"stopped with rc {rc}: {err.strip()[-140:]}"
         rc, out, err = cli(d, args + " --resume")
         ok = rc == 0 and (d / "r" / "DONE").exists()
