@@ -195,10 +195,25 @@ def model_folder(spec: str) -> str:
     return str(path)
 
 
+def model_source(spec: str) -> Path | None:
+    """The file or folder a spec loads from (None: built in code), found without loading anything, so that a
+    missing model is reported before a slow load begins."""
+    if spec == "tiny" or spec.startswith("arch:"):
+        return None
+    path = smollm2_gguf() if spec == "smollm2" else Path(spec)
+    if path.suffix == ".gguf" and not path.is_file():
+        raise ModelError(f"--model: GGUF file not found: {path}")
+    if path.suffix != ".gguf" and not path.exists() and (
+            spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1):
+        raise ModelError(f"--model: local path not found: {spec}")
+    return path
+
+
 def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0):
     """(model, tokenizer) for a spec (see the module docstring); the tokenizer pads on the left."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    path = model_source(spec)
     if spec == "tiny":
         model, tok = tiny_llama(seed)
     elif spec.startswith("arch:"):
@@ -209,13 +224,8 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
         except ValueError as err:
             raise ModelError(f"--model {spec}: {err}") from None
     else:
-        path = smollm2_gguf() if spec == "smollm2" else Path(spec)
         if path.suffix == ".gguf":
-            if not path.is_file():
-                raise ModelError(f"--model: GGUF file not found: {path}")
             path = gguf_to_cache(path)
-        elif not path.exists() and (spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1):
-            raise ModelError(f"--model: local path not found: {spec}")
         try:
             tok = AutoTokenizer.from_pretrained(str(path))
             model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
@@ -249,7 +259,9 @@ def load_adapter(model, folder: str):
         return PeftModel.from_pretrained(model, str(path))
     except Exception as err:  # damaged, foreign or crafted weights (peft's and torch's own exception types)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ModelError(f"--adapter: cannot load {path} ({type(err).__name__}: {first[:120]})") from None
+        if "size mismatch" in str(err):  # weights of another shape: trained on another base model
+            first += " (the adapter's shapes do not fit this --model: give the model it was trained on)"
+        raise ModelError(f"--adapter: cannot load {path} ({type(err).__name__}: {first[:200]})") from None
 
 
 def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, targets: str = "q_proj,k_proj,v_proj,o_proj"):

@@ -85,7 +85,7 @@ class Trainer:
         self.objective = build_objective(cfg)
         from .data import DataError, load_problems
         from .grading import Grader
-        from .models import ModelError, add_lora, load_model, lora_state
+        from .models import ModelError, add_lora, load_model, lora_state, model_source
 
         from .models import cpu_threads, resolve_device
 
@@ -117,6 +117,7 @@ class Trainer:
             if cfg.offline and cfg.offline_data and Path(cfg.offline_data).exists():  # checked before any write
                 self.offline_data = _offline_from_dict(Path(cfg.offline_data), len(self.train_set) * cfg.group_size,
                                                        offline_source(cfg))
+            model_source(cfg.model)  # a missing model is named before "loading"
             echo(f"loading {cfg.model} on {self.device}" + (" (a GGUF is dequantised once, about 40 s)"
                                                              if cfg.model == "smollm2" or cfg.model.endswith(".gguf")
                                                              else ""))
