@@ -166,6 +166,13 @@ def plot(options: dict):
             writable_target(p / "sweep.png", "RUN_DIR")
     if llm and out:
         writable_target(f"{out}.png", "--out")
+    from .plots import read_metrics
+
+    for p in llm:
+        if not any(isinstance(r, dict) and isinstance(r.get("step"), (int, float)) and r["step"] >= 1
+                   for r in read_metrics(p)):
+            raise UsageError(f"RUN_DIR: {p} has no training step yet (metrics.jsonl holds step 0 only); nothing to "
+                             "draw")
     files = []
     try:
         from .plots import plot_llm_runs, plot_sweep

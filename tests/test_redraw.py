@@ -93,3 +93,13 @@ def test_plot_refuses_out_when_no_run_is_an_llm_run(tmp_path):
     code, _, err = run_cli(["plot", str(run), "--out", str(tmp_path / "curves")])
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--out" in err
     assert (run / "sweep.png").stat().st_mtime_ns == before and sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_plot_refuses_an_llm_run_with_no_training_step(tmp_path):
+    run = tmp_path / "r"
+    shutil.copytree(LLM_RUN, run)
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    (run / "metrics.jsonl").write_text(rows[0] + "\n")  # step 0 only: a run stopped in its first step
+    code, _, err = run_cli(["plot", str(run), "--out", str(tmp_path / "c")])
+    assert code == 2 and "no training step yet" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "c.png").exists()
