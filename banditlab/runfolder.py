@@ -282,23 +282,19 @@ def lock(folder: Path, option: str = "--out") -> Claim:
 
 
 def claim(out: Path | str | None, kind: str, name: tuple = ()) -> Claim:
-    """Check that `out` can hold a run of `kind` and lock it. Without `out`: a new folder default_name(*name)."""
+    """Check that `out` can hold a run of `kind` (`check_claim`), create it and lock it. Without `out`: a new
+    folder default_name(*name)."""
+    target = check_claim(out, kind, name)
     if not out:
-        base = default_name(*name)
-        _creatable(base.parent)
-        return lock(_create_new(base))
-    out = _creatable(out)
-    found = kind_of(out)
-    if found is not None and found != kind:
-        raise UsageError(f"--out: {out} holds a {found} run, not a {kind} run; choose another folder")
-    if found is None and any(p.name != ".lock" for p in out.iterdir()):
-        raise UsageError(f"--out: {out} is not empty and holds no banditlab run; choose an empty or new folder")
-    return lock(out)
+        _create(target.parent)
+        return lock(_create_new(target))
+    return lock(_create(target))
 
 
-def check_claim(out: Path | str | None, kind: str, name: tuple = ()) -> None:
-    """What `claim` would refuse, found without creating or locking anything: for a command with slow work to do
-    (loading a model) before it claims its folder."""
+def check_claim(out: Path | str | None, kind: str, name: tuple = ()) -> Path:
+    """The folder `claim` would take, with everything it would refuse found without creating or locking
+    anything (for a command with slow work, loading a model, before it claims): a file in the way, a folder
+    that cannot be written, or one holding another kind of run or other files."""
     from .safeio import check_path
 
     target = check_path(out or default_name(*name), "--out")
@@ -316,25 +312,16 @@ def check_claim(out: Path | str | None, kind: str, name: tuple = ()) -> None:
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise UsageError(f"--out: cannot create {target}: permission denied in {parent}" if parent != target
                                  else f"--out: {target} is not writable")
-            return
-
-
-def _creatable(out) -> Path:
-    """`out` created if needed, refused in one line when a file is in the way or it is not writable."""
-    from .safeio import check_path
-
-    out = check_path(out, "--out")
-    for parent in [out, *out.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise UsageError(f"--out: {parent} is a file, not a folder")
-        if parent.exists():
             break
+    return target
+
+
+def _create(out: Path) -> Path:
+    """`out` and its parents created; a failure (a folder the OS refuses) in one line, a full disk raised."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         if is_disk_full(err):
             raise
         raise UsageError(f"--out: cannot create {out}: {err.strerror or err}") from None
-    if not os.access(out, os.W_OK):
-        raise UsageError(f"--out: {out} is not writable")
     return out

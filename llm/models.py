@@ -182,17 +182,13 @@ def cpu_threads(requested: int = 0) -> int:
 
 
 def model_folder(spec: str) -> str:
-    """What an inference engine (vLLM) loads for a spec: the dequantised cache folder of `smollm2` or a .gguf,
-    a local folder, or a hub name. The tiny model exists only in code and is refused."""
+    """What transformers or vLLM loads for a spec: the dequantised cache folder of `smollm2` or a .gguf, a local
+    folder, or a hub name. The tiny model exists only in code and is refused."""
     if spec == "tiny":
         raise ModelError("--backend vllm: the tiny model is built in code and vLLM needs a model folder; use "
                          "--model smollm2, a .gguf, a local folder or a hub name")
-    path = smollm2_gguf() if spec == "smollm2" else Path(spec)
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise ModelError(f"--model: GGUF file not found: {path}")
-        return str(gguf_to_cache(path))
-    return str(path)
+    path = model_source(spec) or Path(spec)
+    return str(gguf_to_cache(path) if path.suffix == ".gguf" else path)
 
 
 def model_source(spec: str) -> Path | None:
@@ -213,7 +209,6 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
     """(model, tokenizer) for a spec (see the module docstring); the tokenizer pads on the left."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = model_source(spec)
     if spec == "tiny":
         model, tok = tiny_llama(seed)
     elif spec.startswith("arch:"):
@@ -224,11 +219,10 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
         except ValueError as err:
             raise ModelError(f"--model {spec}: {err}") from None
     else:
-        if path.suffix == ".gguf":
-            path = gguf_to_cache(path)
+        path = model_folder(spec)
         try:
-            tok = AutoTokenizer.from_pretrained(str(path))
-            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+            tok = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
         except Exception as err:  # a folder of damaged or crafted files fails in many library ways
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ModelError(f"--model: cannot load {spec!r} (not a local model folder, and the hub is "

@@ -591,11 +591,11 @@ class Trainer:
     def _report(self, done: list[dict]) -> None:
         if done:
             tot = lambda k: sum(d[k] for d in done)
-            gen_tok = sum(d.get("gen_tokens_per_s", 0.0) * d["gen_seconds"] for d in done)
-            train_tok = sum(d["train_tokens_per_s"] * d["train_seconds"] for d in done)
-            gen = "" if self.cfg.offline else f"generation {gen_tok / max(tot('gen_seconds'), 1e-9):.0f} tokens/s, "
+            rate = lambda what: sum(d[f"{what}_tokens_per_s"] * d[f"{what}_seconds"] for d in done) / max(
+                tot(f"{what}_seconds"), 1e-9)  # tokens over seconds of all steps
+            gen = "" if self.cfg.offline else f"generation {rate('gen'):.0f} tokens/s, "
             self.echo(f"{len(done)} steps in {tot('step_seconds'):.1f} s on {self.device}: {gen}training "
-                      f"{train_tok / max(tot('train_seconds'), 1e-9):.0f} tokens/s" + (
+                      f"{rate('train'):.0f} tokens/s" + (
                           f", peak GPU memory {max(d['peak_memory_gb'] for d in done):.2f} GB"
                           if self.device.startswith("cuda") else ""))
 
