@@ -17,8 +17,10 @@ from .batch import Batch, _clip_window, _group_spread, _per_token, aggregate, mi
 # `advantage` (computed by the registry, once; objectives without a baseline take no `a`), `clipped` a 0/1 tensor
 # shaped like logp marking the tokens whose gradient the objective cuts or bounds (None: it never clips). The
 # `loss` decorator declares, beside the function, its parameters' ranges, cross-checks, whether it is linear in
-# log π, any row weights its group rule sets, and whether it must see the whole batch at once (`whole_batch`: a
-# statistic over every token of the batch, so a micro-batched step would differ).
+# log π, whether each one-action sample's gradient depends on that sample alone (`per_sample`: no statistic over
+# other samples in the function itself; the advantage's part is `Objective.per_sample`'s), any row weights its
+# group rule sets, and whether it must see the whole batch at once (`whole_batch`: a statistic over every token
+# of the batch, so a micro-batched step would differ).
 INF = math.inf
 
 
@@ -31,18 +33,20 @@ def between(lo: float, hi: float) -> tuple:
 
 
 def loss(linear: Callable[[dict], bool] = lambda p: False, rows: Callable | None = None,
-         ranges: dict | None = None, checks: tuple = (), whole_batch: bool = False) -> Callable:
+         ranges: dict | None = None, checks: tuple = (), whole_batch: bool = False,
+         per_sample: Callable[[dict], bool] = lambda p: False) -> Callable:
     """Declare an objective function's properties (see the comment above)."""
     def deco(fn):
         sig = inspect.signature(fn).parameters
         fn.uses_advantage = "a" in sig
         fn.own = {k: v.default for k, v in sig.items() if k not in ("batch", "a")}
         fn.linear, fn.rows, fn.ranges, fn.checks, fn.whole_batch = linear, rows, ranges or {}, checks, whole_batch
+        fn.per_sample = per_sample
         return fn
     return deco
 
 
-@loss(linear=lambda p: True)
+@loss(linear=lambda p: True, per_sample=lambda p: True)
 def reinforce(batch: Batch, a: Tensor, agg: str = "token-mean") -> tuple:
     """Off-policy REINFORCE, no importance ratio (naive when μ ≠ π).
 
@@ -59,6 +63,7 @@ def _window(rho: Tensor, a: Tensor, p: dict) -> tuple[Tensor, Tensor]:
 
 
 @loss(linear=lambda p: p["a_pos"] == p["b_pos"] and p["a_neg"] == p["b_neg"],  # degenerate windows: constant weight
+      per_sample=lambda p: True,
       ranges={"a_pos": at_least(0), "b_pos": at_least(0), "a_neg": at_least(0), "b_neg": at_least(0)},
       checks=(("a_pos <= b_pos", lambda p: p["a_pos"] <= p["b_pos"]),
               ("a_neg <= b_neg", lambda p: p["a_neg"] <= p["b_neg"])))
@@ -110,7 +115,7 @@ def _sequence_mask(batch: Batch, a: Tensor, delta: Any) -> Tensor:
 
 @loss(ranges={"eps_low": between(0, 1), "eps_high": at_least(0), "dual_clip": at_least(1, strict=True),
               "opsm_delta": at_least(0), "mismatch_cap": at_least(0, strict=True)},
-      rows=_group_spread)
+      rows=_group_spread, per_sample=lambda p: not p["dynamic_sampling"])
 def ppo(batch: Batch, a: Tensor, eps_low: Any = 0.2, eps_high: Any = 0.2, dual_clip: Any = None,
         ratio_level: str = "token", dynamic_sampling: bool = False, opsm_delta: Any = None, mismatch: str = "none",
         mismatch_level: str = "token", mismatch_cap: Any = 2.0, agg: str = "token-mean") -> tuple:
@@ -159,7 +164,7 @@ def rec_mask(rho: Tensor, a: Tensor, clip: str, eps_low: Any, eps_high: Any, eps
     raise ValueError(f"clip must be one of none, one-side, two-side, ring; got {clip!r}")
 
 
-@loss(linear=lambda p: p["clip"] == "none" and p["weight"] != "is" and p["reg"] != "k2",
+@loss(linear=lambda p: p["clip"] == "none" and p["weight"] != "is" and p["reg"] != "k2", per_sample=lambda p: True,
       ranges={"eps_low": between(0, 1), "eps_high": at_least(0), "eps_low_ring": between(0, 1),
               "eps_high_ring": at_least(0), "coef": at_least(0), "temp": at_least(0, strict=True)},
       checks=(("eps_low <= eps_low_ring", lambda p: p["clip"] != "ring" or p["eps_low"] <= p["eps_low_ring"]),
@@ -200,7 +205,7 @@ def rec(batch: Batch, a: Tensor, clip: str = "one-side", weight: str = "none", r
     return aggregate(loss_, batch, agg), (1 - m if clip != "none" else None)
 
 
-@loss(ranges={"tau_pos": at_least(0, strict=True), "tau_neg": at_least(0, strict=True)})
+@loss(ranges={"tau_pos": at_least(0, strict=True), "tau_neg": at_least(0, strict=True)}, per_sample=lambda p: True)
 def sapo(batch: Batch, a: Tensor, tau_pos: Any = 1.0, tau_neg: Any = 1.05, agg: str = "token-mean") -> tuple:
     """Soft Adaptive Policy Optimization (SAPO, arXiv 2511.20347, eqs. 5–6): a smooth gate in place of the clip.
 
@@ -215,7 +220,7 @@ def sapo(batch: Batch, a: Tensor, tau_pos: Any = 1.0, tau_neg: Any = 1.05, agg: 
     return aggregate(-(4 / tau) * torch.sigmoid(tau * (rho - 1)) * a, batch, agg), None
 
 
-@loss(ranges={"eps_low": at_least(0), "eps_high": at_least(0)})
+@loss(ranges={"eps_low": at_least(0), "eps_high": at_least(0)}, per_sample=lambda p: True)
 def gmpo(batch: Batch, a: Tensor, eps_low: Any = 0.4, eps_high: Any = 0.4,
          agg: str = "seq-mean-token-mean") -> tuple:
     """Geometric-Mean Policy Optimization (GMPO, arXiv 2507.20673, eq. 4): the geometric mean of clipped token
@@ -280,7 +285,7 @@ def _positive_rows(batch: Batch, p: dict) -> Tensor | None:
     return (batch.reward > p["threshold"]).to(batch.logp.dtype).expand(shape)
 
 
-@loss(linear=lambda p: True, rows=_positive_rows)
+@loss(linear=lambda p: True, rows=_positive_rows, per_sample=lambda p: p["norm"] == "all")
 def sft(batch: Batch, threshold: Any = 0.0, norm: str = "all", agg: str = "token-mean") -> tuple:
     """Supervised fine-tuning on the positive samples only (rejection-sampling SFT).
 

@@ -92,6 +92,18 @@ class Objective:
         the declaration against autograd for every registry entry."""
         return bool(self.fn.linear(self.params))
 
+    @property
+    def per_sample(self) -> bool:
+        """True when each one-action sample's ∂ℓ/∂log π depends on that sample and the number of samples alone:
+        the function declares it (`loss(per_sample=...)`) and the advantage uses no group statistic (baseline
+        none, absolute or vmu, without std_norm or RED-Drop). The simulator's sampled mode then computes the
+        gradient of one sample of each (context, arm, outcome) once per behaviour and looks it up for every pull.
+        tests/test_simulate.py checks the declaration against autograd for every registry entry."""
+        p = self.params
+        group_free = not self.fn.uses_advantage or (
+            p["baseline"] in ("none", "absolute", "vmu") and not p["std_norm"] and not p["red_drop"])
+        return group_free and bool(self.fn.per_sample(p))
+
     def check(self, p: dict) -> None:
         """Every parameter's declared range and cross-check (see `loss`); raises ObjectiveError naming the first bad one."""
         ranges = {**(ADVANTAGE_RANGES if self.fn.uses_advantage else {}), **self.fn.ranges}

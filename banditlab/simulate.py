@@ -159,30 +159,96 @@ def exp_clamped(x: torch.Tensor, out: torch.Tensor, clamp: bool = True) -> torch
     return out
 
 
-def _alias_torch(u: torch.Tensor, base: torch.Tensor | None, M: int, tables: tuple):
-    """Walker's alias method on flat tables (prob, alias, arm, reward, log μ per cell) of M cells per context:
-    u ∈ [0, 1) picks cell i = base + ⌊uM⌋ (base = c·M for context c), kept when the coin uM − ⌊uM⌋ < prob[i],
-    else alias[i]."""
-    prob, alias, arm_of, reward_of, logmu_of = tables
+def _alias_torch(u: torch.Tensor, base: torch.Tensor | None, M: int, prob: torch.Tensor, alias: torch.Tensor):
+    """Walker's alias method on flat tables of M cells per context: u ∈ [0, 1) picks cell i = base + ⌊uM⌋
+    (base = c·M for context c), kept when the coin uM − ⌊uM⌋ < prob[i], else alias[i]. Returns flat cell ids."""
     x = u * M
     i = x.long().clamp_max_(M - 1)
     coin = x.sub_(i)
     if base is not None:
         i += base
-    cell = torch.where(coin < prob.take(i), i, alias.take(i))
-    return arm_of.take(cell), reward_of.take(cell), logmu_of.take(cell)
+    return torch.where(coin < prob.take(i), i, alias.take(i))
 
 
-def _alias_numpy(u: torch.Tensor, base: torch.Tensor | None, M: int, tables: tuple):
-    """`_alias_torch` with numpy's gathers (on the CPU)."""
-    prob, alias, arm_of, reward_of, logmu_of = (t.numpy() for t in tables)
-    x = u.numpy() * M
+def _alias_numpy(u: np.ndarray, base: np.ndarray | None, M: int, prob: np.ndarray, alias: np.ndarray):
+    """`_alias_torch` in numpy: the same floating-point operations, so the same cells."""
+    x = u * M
     i = np.minimum(x.astype(np.intp), M - 1)
     x -= i
     if base is not None:
-        i += base.numpy()
-    cell = np.where(x < prob.take(i), i, alias.take(i))
-    return tuple(torch.from_numpy(t.take(cell)) for t in (arm_of, reward_of, logmu_of))
+        i += base
+    return np.where(x < prob.take(i), i, alias.take(i))
+
+
+def guide_table(prob: np.ndarray, alias: np.ndarray, C: int, M: int, dtype) -> tuple[np.ndarray, int]:
+    """(table [C·L], L): the alias method's cell for u ∈ [j/L, (j+1)/L) in context c at index c·L + j, or −1 where
+    the alias method gives more than one cell on that interval. L is a power of two, so j = ⌊uL⌋ is exact. The
+    alias method's cell is a monotone function of uM and its coin, so it is one cell on an interval exactly when it
+    is the same cell, from the same ⌊uM⌋, at the interval's two ends (the lowest and the highest float of the
+    draw's dtype in it): evaluated here with the very operations `_alias_numpy` uses. At most 2M of the L
+    intervals of a context are ambiguous (L ≥ 256 M where memory allows: under 1 % of draws)."""
+    L = 1 << int(np.clip(math.ceil(math.log2(256 * M)), 8, 20))
+    while C * L > 1 << 22 and L > 256:
+        L //= 2
+    j = np.arange(L)
+    lo = (j / L).astype(dtype)
+    hi = np.nextafter(((j + 1) / L).astype(dtype), dtype(0))
+    table = np.empty((C, L), dtype=np.int64)
+    for c in range(C):
+        p, a = prob[c * M:(c + 1) * M], alias[c * M:(c + 1) * M] - c * M
+        ends = [(np.minimum((u * M).astype(np.intp), M - 1), _alias_numpy(u, None, M, p, a)) for u in (lo, hi)]
+        (i_lo, cell_lo), (i_hi, cell_hi) = ends
+        table[c] = np.where((i_lo == i_hi) & (cell_lo == cell_hi), cell_lo + c * M, -1)
+    return table.reshape(-1), L
+
+
+def _cells_torch(u: torch.Tensor, ctx: torch.Tensor | None, tables: dict) -> torch.Tensor:
+    """Flat cell ids of draws u [..., C, B] (contexts ctx [..., C, 1] or None): the guide table's cell where it
+    has one, the alias method's elsewhere; the same cells as the alias method alone."""
+    L, M = tables["L"], tables["M"]
+    j = (u * L).long()
+    if ctx is not None:
+        j += ctx * L
+    cell = tables["guide"].take(j)
+    miss = (cell < 0).nonzero(as_tuple=True)
+    if miss[0].numel():
+        base = None if ctx is None else (ctx * M).expand_as(u)[miss]
+        cell[miss] = _alias_torch(u[miss], base, M, tables["prob"], tables["alias"])
+    return cell
+
+
+def _cells_numpy(u: torch.Tensor, ctx: torch.Tensor | None, tables: dict) -> torch.Tensor:
+    """`_cells_torch` with numpy's kernels (on the CPU)."""
+    L, M = tables["L"], tables["M"]
+    j = (u.numpy() * L).astype(np.intp)
+    if ctx is not None:
+        j += ctx.numpy() * L
+    cell = tables["guide_np"].take(j, mode="clip")  # in range by construction; "clip" skips the bounds check
+    miss = np.flatnonzero(cell < 0)
+    if miss.size:
+        base = None if ctx is None else np.broadcast_to(ctx.numpy() * M, u.shape).reshape(-1)[miss]
+        cell.reshape(-1)[miss] = _alias_numpy(u.numpy().reshape(-1)[miss], base, M, tables["prob_np"],
+                                              tables["alias_np"])
+    return torch.from_numpy(cell)
+
+
+def _accumulate_torch(cells: torch.Tensor, coef: torch.Tensor, arm: torch.Tensor, width: int) -> torch.Tensor:
+    """G [n, R, width]: G[k, r, arm[c]] += coef[r, c] over the pulls' cells [n, R, P], in pull order."""
+    n, R, P = cells.shape
+    cm = coef.shape[-1]
+    w = coef.reshape(-1).take(cells + torch.arange(R, device=cells.device)[:, None] * cm)
+    return torch.zeros(n, R, width, dtype=coef.dtype, device=coef.device).scatter_add_(2, arm.take(cells), w)
+
+
+def _accumulate_numpy(cells: torch.Tensor, coef: torch.Tensor, arm: torch.Tensor, width: int) -> torch.Tensor:
+    """`_accumulate_torch` by numpy's `bincount` with weights (the same sums in the same order; float64 only:
+    bincount sums in float64)."""
+    n, R, P = cells.shape
+    idx = cells.numpy() + np.arange(R)[:, None] * coef.shape[-1]   # (run, cell)
+    w = coef.numpy().reshape(-1).take(idx, mode="clip")  # in range by construction: no bounds check
+    out = (arm.numpy() + np.arange(R)[:, None] * width).reshape(-1).take(idx, mode="clip")  # (run, arm)
+    out += np.arange(n).reshape(n, 1, 1) * (R * width)                          # (step, run, arm)
+    return torch.from_numpy(np.bincount(out.reshape(-1), w.reshape(-1), n * R * width).reshape(n, R, width))
 
 
 @dataclass(frozen=True)
@@ -388,21 +454,29 @@ class Simulator:
 
     def _alias_draw(self, cache: dict, ctx: torch.Tensor, u: torch.Tensor):
         """(arms, rewards, log μ(arm)) of pulls drawn from one alias table over the cells (arm, outcome) of
-        each context, with probabilities μ(a|x) P(r|a, x), shared by every run (a fixed behaviour): one
-        uniform u per pull gives the cell i = ⌊uM⌋ of its context's M cells, kept when uM − i < prob[i]
-        and replaced by alias[i] otherwise (Walker's method)."""
-        if "alias" not in cache:
-            cache["alias"] = self._alias_tables(cache)
-        tables, M = cache["alias"]
-        base = ctx[..., None] * M if ctx.shape[1] > 1 else None  # context c's cells are c·M … c·M + M − 1
-        if u.device.type != "cpu":
-            return _alias_torch(u, base, M, tables)
-        kernels = {"torch": _alias_torch, "numpy": _alias_numpy}
-        few = u.reshape(-1)[: 1 << 14]
-        return kernels[fastest("alias", kernels, few, None, M, tables)](u, base, M, tables)
+        each context, with probabilities μ(a|x) P(r|a, x), shared by every run (a fixed behaviour): see
+        `_cells`."""
+        tables = self._alias_tables(cache)
+        cell = self._cells(tables, ctx, u)
+        return tables["arm"].take(cell), tables["reward"].take(cell), tables["logmu"].take(cell)
 
-    def _alias_tables(self, cache: dict):
-        """Flat alias tables over every context's (arm, outcome) cells, built once per behaviour (Vose)."""
+    def _cells(self, tables: dict, ctx: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Flat cell ids c·M + (arm, outcome) of pulls [..., C, B] with contexts ctx [..., C] and uniforms u: one
+        uniform per pull gives the cell i = ⌊uM⌋ of its context's M cells, kept when uM − i < prob[i] and
+        replaced by alias[i] otherwise (Walker's method), looked up in one step from `guide_table` for all but
+        the draws near the table's breakpoints. On the CPU by the faster of numpy's and torch's kernels."""
+        ctx = ctx[..., None] if ctx.shape[1] > 1 else None
+        if u.device.type != "cpu":
+            return _cells_torch(u, ctx, tables)
+        kernels = {"torch": _cells_torch, "numpy": _cells_numpy}
+        few = u.reshape(-1)[: 1 << 14]
+        return kernels[fastest("cells", kernels, few, None, tables)](u, ctx, tables)
+
+    def _alias_tables(self, cache: dict) -> dict:
+        """Flat alias and guide tables over every context's (arm, outcome) cells, built once per behaviour
+        (Vose's method), with each cell's arm, reward, log μ and flat arm index c·K + a."""
+        if "alias" in cache:
+            return cache["alias"]
         logmu = self._cached_mu[1][0]                             # [C, K], the same for every run
         vals, probs = self.out_vals.cpu().numpy(), self.out_probs.cpu().numpy()  # [C, K, O]
         C, K, O = vals.shape
@@ -421,8 +495,15 @@ class Simulator:
         alias += np.arange(C)[:, None] * M                      # flat cell ids
         cells = np.arange(C * M)
         t = lambda x, dt=self.dtype: torch.as_tensor(x, dtype=dt, device=self.device)
-        return (t(prob.reshape(-1)), t(alias.reshape(-1), torch.long), t((cells % M) // O, torch.long),
-                t(vals.reshape(-1)), t(np.repeat(logmu.cpu().numpy().reshape(-1), O))), M
+        prob = t(prob.reshape(-1))
+        prob_np, alias_np = prob.cpu().numpy(), alias.reshape(-1)  # the draws' dtype: the same comparisons
+        guide, L = guide_table(prob_np, alias_np, C, M, prob_np.dtype.type)
+        cache["alias"] = {"M": M, "L": L, "prob": prob, "alias": t(alias_np, torch.long),
+                          "guide": t(guide, torch.long), "prob_np": prob_np, "alias_np": alias_np, "guide_np": guide,
+                          "arm": t((cells % M) // O, torch.long), "flat_arm": t(cells // M * K + (cells % M) // O,
+                                                                                 torch.long),
+                          "reward": t(vals.reshape(-1)), "logmu": t(np.repeat(logmu.cpu().numpy().reshape(-1), O))}
+        return cache["alias"]
 
     def _cdf_draw(self, cache: dict, mu, logmu, pick, g):
         """(arms, rewards, log μ(arm)) by inverse-CDF sampling from each run's own μ, a = min{a : F_μ(a) ≥ u},
@@ -444,11 +525,16 @@ class Simulator:
             reward = means
         return arms, reward, pick(logmu).gather(-1, arms)
 
-    def _draw(self, fn, shape: tuple, g: torch.Generator) -> torch.Tensor:
-        """Random numbers of `shape` ([runs, ...]); in a shard, the whole grid's draw sliced to this shard's rows."""
+    def _draw(self, fn, shape: tuple, g: torch.Generator, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Random numbers of `shape` ([runs, ...]), into `out` if given; in a shard, the whole grid's draw sliced
+        to this shard's rows."""
         if self.shard_rows is None:
+            if out is not None:
+                return fn(shape, generator=g, out=out)
             return fn(shape, generator=g, device=self.device, dtype=self.dtype)
         full = fn((self.total_runs, *shape[1:]), generator=g, device=self.device, dtype=self.dtype)
+        if out is not None:
+            return torch.index_select(full, 0, self.shard_rows, out=out)
         return full[self.shard_rows]
 
     # ------------------------------------------------------------------------------------------ metrics
@@ -571,13 +657,14 @@ class Simulator:
         so up to `ahead` steps are drawn (in the same order as one at a time) and differentiated together."""
         if not self._queue:
             self._queue = self._pull_steps(state, g, ahead)
-        _, lrG, lrS, loss0, flat, coef = self._queue.pop(0)
+        _, lrG, lrS, pulls = self._queue.pop(0)
         l = state.logits
         if self._z is None or self._z.shape != l.shape:
             self._z = torch.empty_like(l)
         z = exp_clamped(l, self._z)
         s = z.sum(-1, keepdim=True)
         if logged:
+            loss0, flat, coef = pulls()
             logp = (l - s.log()).reshape(l.shape[0], -1).gather(-1, flat)
             self._fast_loss = loss0 + (coef * logp).sum(-1)
         if not bool(((s > 0) & torch.isfinite(s)).all()):
@@ -585,35 +672,82 @@ class Simulator:
         l.sub_(lrG).addcmul_(z, lrS / s)
 
     def _pull_steps(self, state: SimState, g: torch.Generator, n: int) -> list:
-        """[(generator state before the step, ηG, ηS, L(0), flat indices, ∂ℓ/∂log π(a_i))] for the next n steps
-        (one step unless the behaviour is fixed and the objective draws no random numbers of its own)."""
+        """[(generator state before the step, ηG, ηS, pulls)] for the next n steps (one step unless the behaviour
+        is fixed and the objective draws no random numbers of its own); pulls() gives the step's (L(0), flat
+        indices, ∂ℓ/∂log π(a_i)), which a logged step's loss needs. For objectives whose every pull's gradient
+        depends on that pull alone (`Objective.per_sample`), G sums a table of each cell's gradient
+        (`_cell_coeffs`) over the pulls' cells, and pulls() is computed for logged steps only."""
         R, C, K = state.logits.shape
         logmu, mu, vmu, cache = self._behaviour(state.snapshot)
         if not (self._shared_table() and not self.objective.params.get("red_drop")):
             n = 1
-        rngs, ctxs, us = [], [], []
-        for _ in range(n):
+        rngs, ctxs = [], []
+        u = torch.empty(n, R, C, self.cfg.batch, dtype=self.dtype, device=self.device) if self._shared_table() else None
+        for k in range(n):
             rngs.append(g.get_state())
             ctxs.append(self._contexts(g, R))
-            if self._shared_table():
-                us.append(self._draw(torch.rand, (R, C, self.cfg.batch), g))
-        if us:
-            ctx = torch.stack(ctxs)
-            arms, reward, logp_old = self._alias_draw(cache, ctx.reshape(n * R, C), torch.stack(us).reshape(n * R, C, -1))
-            flat, _, batch = self._pulls_batch(ctx, arms.view(n, R, C, -1), reward.view(n, R, C, -1),
-                                               logp_old.view(n, R, C, -1), vmu, g)
+            if u is not None:
+                self._draw(torch.rand, (R, C, self.cfg.batch), g, out=u[k])
+        if u is not None and self.objective.per_sample:
+            ctx, tables = torch.stack(ctxs), self._alias_tables(cache)
+            cells = self._cells(tables, ctx.reshape(n * R, C), u.view(n * R, C, -1)).view(n, R, -1)
+            coef = self._cell_coeffs(tables, vmu, cache)
+            kernels = {"torch": _accumulate_torch, "numpy": _accumulate_numpy}
+            # bincount sums in float64: the same numbers as scatter_add_ only for float64 weights
+            name = "torch" if self.device.type != "cpu" or self.dtype != torch.float64 else fastest(
+                "accumulate", kernels, cells[:1, : max(1, (1 << 14) // cells.shape[-1])], coef, tables["flat_arm"], C * K)
+            G = kernels[name](cells, coef, tables["flat_arm"], C * K).view(n, R, C, K)
+            pulls = [lambda k=k: self._cell_pulls(cells[k], ctx[k], coef, tables, vmu) for k in range(n)]
         else:
-            g.set_state(rngs[0])
-            flat, _, batch = self.sampled_pulls(state.snapshot, g, R)
-            flat, batch.logp_old, batch.reward, batch.v_mu = (x[None] for x in (flat, batch.logp_old, batch.reward, batch.v_mu))
-        batch.logp = torch.zeros(flat.shape, dtype=self.dtype, device=self.device, requires_grad=True)
-        loss0 = self.objective(batch, **self.params)
-        (coef,) = torch.autograd.grad(loss0.sum(), batch.logp)
-        G = torch.zeros(n, R, C * K, dtype=self.dtype, device=self.device).scatter_add_(2, flat, coef).view(n, R, C, K)
+            if u is not None:
+                ctx = torch.stack(ctxs)
+                arms, reward, logp_old = self._alias_draw(cache, ctx.reshape(n * R, C), u.view(n * R, C, -1))
+                flat, _, batch = self._pulls_batch(ctx, arms.view(n, R, C, -1), reward.view(n, R, C, -1),
+                                                   logp_old.view(n, R, C, -1), vmu, g)
+            else:
+                g.set_state(rngs[0])
+                flat, _, batch = self.sampled_pulls(state.snapshot, g, R)
+                flat, batch.logp_old, batch.reward, batch.v_mu = (x[None] for x in (flat, batch.logp_old, batch.reward,
+                                                                                     batch.v_mu))
+            batch.logp = torch.zeros(flat.shape, dtype=self.dtype, device=self.device, requires_grad=True)
+            loss0 = self.objective(batch, **self.params)
+            (coef,) = torch.autograd.grad(loss0.sum(), batch.logp)
+            G = torch.zeros(n, R, C * K, dtype=self.dtype, device=self.device).scatter_add_(2, flat, coef).view(n, R, C, K)
+            loss0 = loss0.detach()
+            pulls = [lambda k=k: (loss0[k], flat[k], coef[k]) for k in range(n)]
         S = G.sum(-1, keepdim=True)
-        G, S = G * self.lr, S * self.lr
-        loss0 = loss0.detach()
-        return [(rngs[k], G[k], S[k], loss0[k], flat[k], coef[k]) for k in range(n)]
+        G, S = G.mul_(self.lr), S.mul_(self.lr)
+        return [(rngs[k], G[k], S[k], pulls[k]) for k in range(n)]
+
+    def _cell_coeffs(self, tables: dict, vmu: torch.Tensor, cache: dict) -> torch.Tensor:
+        """[R, C·M] ∂ℓ/∂log π of one pull of each cell (context, arm, outcome) in a step's batch of C·B pulls,
+        for an objective whose pulls' gradients depend on the pull alone (`Objective.per_sample`): one registry
+        call on probe batches that hold every cell, once per behaviour. Each pull's gradient is computed by the
+        same operations as in a batch of drawn pulls, so the sums of `_accumulate_*` are the same numbers."""
+        if "cell_coef" in cache:
+            return cache["cell_coef"]
+        M, R, N = tables["M"], vmu.shape[0], self.sample_group.numel()
+        CM = tables["arm"].numel()
+        P = -(-CM // N)
+        cell = torch.arange(P * N, device=self.device).clamp_max_(CM - 1)  # the last probe repeats the last cell
+        probe = lambda x: x.view(R, P, N).transpose(0, 1)
+        v = probe(vmu.gather(-1, (cell // M).expand(R, -1)))
+        leaf = torch.zeros(P, R, N, dtype=self.dtype, device=self.device, requires_grad=True)
+        batch = Batch(leaf, tables["logmu"].take(cell).view(P, 1, N).expand(P, R, N),
+                      tables["reward"].take(cell).view(P, 1, N).expand(P, R, N), group=self.sample_group, v_mu=v)
+        (c,) = torch.autograd.grad(self.objective(batch, **self.params).sum(), leaf)
+        coef = torch.empty(R, CM, dtype=self.dtype, device=self.device)
+        coef[:, cell] = c.transpose(0, 1).reshape(R, -1)
+        cache["cell_coef"] = coef
+        return coef
+
+    def _cell_pulls(self, cells: torch.Tensor, ctx: torch.Tensor, coef: torch.Tensor, tables: dict, vmu: torch.Tensor):
+        """(L(0) [R], flat indices c·K + a [R, C·B], ∂ℓ/∂log π [R, C·B]) of one step's pulls given as cells."""
+        R, C = ctx.shape
+        pick = lambda name: tables[name].take(cells).view(R, C, -1)
+        flat, _, batch = self._pulls_batch(ctx, pick("arm"), pick("reward"), pick("logmu"), vmu, None)
+        batch.logp = torch.zeros(flat.shape, dtype=self.dtype, device=self.device)
+        return self.objective(batch, **self.params), flat, coef.gather(-1, cells)
 
     def _rng_now(self, g: torch.Generator) -> torch.Tensor:
         """The generator state at the current step boundary (before any steps drawn ahead)."""

@@ -47,7 +47,7 @@ def test_sampled_peer_mean_update_is_the_exact_update():
 def test_alias_draws_follow_the_behaviour(kernel, monkeypatch):
     """Pull frequencies of (context, arm, reward) from the shared alias table match p(x) μ(a|x) P(r|a, x)
     within 5 standard errors, for both the torch and the numpy kernel."""
-    monkeypatch.setitem(simulate._choice, "alias", kernel)
+    monkeypatch.setitem(simulate._choice, "cells", kernel)
     b = bandits.paper(arms=5, contexts=3, noise="bernoulli")
     runs = 3000
     s = Simulator(b, get_objective("asymre"), {"offset": np.zeros(runs)}, SimConfig(mode="sampled", batch=16))

@@ -1,5 +1,7 @@
 """The simulator against the theory: convergence, collapse, on-policy invariance, sampled-vs-exact, resume."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -152,14 +154,15 @@ def test_delay_uses_the_policy_k_steps_old():
     assert not torch.allclose(torch.softmax(st.snapshot, -1), history[29 - 4 - 1])
 
 
-@pytest.mark.parametrize("algo,behavior", [("red-drop", "lag:9"), ("asymre", "fixed")])
-def test_resume_is_bit_identical(algo, behavior):
+@pytest.mark.parametrize("algo,behavior,baseline", [("red-drop", "lag:9", "group"), ("asymre", "fixed", "group"),
+                                                     ("asymre", "fixed", "vmu")])
+def test_resume_is_bit_identical(algo, behavior, baseline):
     """Stopped at step 37 and resumed from `checkpoint` (what `sweep` saves when it stops), a run ends exactly as
     an uninterrupted one; with a fixed behaviour the sampled step draws many steps ahead, so step 37 falls inside
-    a block of steps drawn together."""
+    a block of steps drawn together (per pull with the group baseline, per cell with V^μ's)."""
     b = bandits.paper(arms=12)
     cfg = SimConfig(mode="sampled", steps=120, log_every=10, behavior=behavior)
-    mk = lambda: Simulator(b, get_objective(algo), {"offset": np.zeros(3)}, cfg, seed=5)
+    mk = lambda: Simulator(b, get_objective(algo, baseline=baseline), {"offset": np.zeros(3)}, cfg, seed=5)
     full = mk().run(mk().initial_state())
     s = mk()
     part = s.run(s.initial_state(), on_step=lambda st: st.step == 37)
@@ -221,6 +224,99 @@ def test_linear_in_logp_flags_exactly_the_objectives_whose_gradient_ignores_logp
             out.append(gr)
         grads[name] = torch.allclose(*out, atol=1e-14)
     assert {k for k, v in grads.items() if v} == {k for k, o in OBJECTIVES.items() if o.linear_in_logp}
+
+
+def test_per_sample_flags_exactly_the_objectives_whose_sample_gradient_ignores_the_other_samples():
+    """∂ℓ/∂log π of sample 0 (reward +1, then −1), with the other samples of its group redrawn (rewards, log π,
+    log μ): the same for the objectives flagged `per_sample`, different for the others; every entry with its own
+    baseline and with V^μ's."""
+    from banditlab.objectives import OBJECTIVES, Batch
+
+    g = torch.Generator().manual_seed(0)
+    rand = lambda n: torch.randn(n, generator=g, dtype=torch.float64)
+    found, flags = {}, {}
+    for name, obj in OBJECTIVES.items():
+        variants = {name: obj}
+        if "baseline" in obj.params:
+            variants[f"{name} baseline=vmu"] = obj.with_params(baseline="vmu")
+        for key, o in variants.items():
+            same = []
+            for r0, trial, scale in itertools.product((1.0, -1.0), range(6), (0.01, 0.5, 2.0)):
+                if trial == 0:
+                    grads = []
+                others = torch.full((7,), r0) if trial == 0 else torch.where(rand(7) > 0, 1.0, -1.0)
+                r = torch.cat([torch.tensor([r0]), others]).double()
+                old = torch.cat([torch.tensor([-1.2]), -1 - rand(7).abs()]).double()
+                # sample 0 on-policy (ρ = 1): inside every clip window, so no clip hides a dependence
+                logp = torch.cat([old[:1], old[1:] + scale * rand(7)]).requires_grad_(True)
+                batch = Batch(logp, old, r, group=torch.zeros(8, dtype=torch.long),
+                              v_mu=torch.full((8,), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(5))
+                (gr,) = torch.autograd.grad(o(batch), logp)
+                grads.append(gr[0])
+                same.append(torch.allclose(grads[-1], grads[0], rtol=1e-12, atol=1e-15))
+            found[key] = all(same)
+            flags[key] = o.per_sample
+    assert found == flags
+    assert sum(flags.values()) >= 8  # REINFORCE, AsymRE with V^μ, the tapered family, PPO, SFT, ...
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "torch"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_per_cell_sampled_step_gives_the_per_pull_numbers_bit_for_bit(kernel, dtype, monkeypatch):
+    """Objectives whose pulls' gradients depend on the pull alone take their sampled step from a table of each
+    cell's gradient; the same draws through the per-pull registry call give the same logits and metrics, bit for
+    bit, with either kernel, three contexts, ±1 rewards and per-run baselines."""
+    from banditlab import objectives, simulate
+
+    b = bandits.paper(arms=9, contexts=3, low=-1.0, high=1.0)
+    for k in ("cells", "accumulate"):
+        monkeypatch.setitem(simulate._choice, k, kernel)
+    declared = objectives.Objective.per_sample
+    for algo, over in [("asymre", {"baseline": "vmu"}), ("reinforce", {"baseline": "absolute"}), ("sft", {}),
+                       ("rep-asymre", {"baseline": "vmu"})]:
+        monkeypatch.setattr(objectives.Objective, "per_sample", declared)
+        obj = get_objective(algo, **over)
+        assert obj.per_sample and obj.linear_in_logp
+        params = {"offset": np.array([-0.3, 0.0, 0.2, 0.5])} if "offset" in obj.params else {}
+        out = []
+        for per_sample in (True, False):
+            monkeypatch.setattr(objectives.Objective, "per_sample",
+                                declared if per_sample else property(lambda self: False))
+            s = Simulator(b, obj, params, SimConfig(mode="sampled", steps=150, log_every=7, batch=5, lr=2.0,
+                                                    dtype=dtype), seed=2, runs=4)
+            out.append(s.run(s.initial_state()))
+        fast, ref = out
+        assert torch.equal(fast.logits, ref.logits), algo
+        torch.testing.assert_close(torch.stack(fast.log_values), torch.stack(ref.log_values), rtol=0, atol=0,
+                                   equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_guide_table_gives_the_alias_methods_cell_for_every_draw(dtype):
+    """The one-lookup draw equals Walker's alias method on random uniforms and on the hardest ones: both ends of
+    every guide interval and the floats on either side of every alias breakpoint i/M and (i + prob_i)/M."""
+    from banditlab import simulate
+
+    b = bandits.paper(arms=50, contexts=3)
+    s = Simulator(b, get_objective("asymre"), {"offset": np.zeros(2)}, SimConfig(mode="sampled", dtype=dtype))
+    t = s._alias_tables(s._behaviour(s.initial_state().snapshot)[3])
+    L, M, np_dtype = t["L"], t["M"], t["prob_np"].dtype.type
+    assert (t["guide_np"] < 0).mean() < 0.01
+    j = np.arange(L)
+    brk = np.concatenate([np.arange(M) / M, (np.arange(M) + t["prob_np"].reshape(3, M)) .reshape(-1) / M])
+    brk = brk.astype(np_dtype)
+    u = np.concatenate([j / L, np.nextafter(((j + 1) / L).astype(np_dtype), np_dtype(0)), brk,
+                        np.nextafter(brk, np_dtype(0)), np.nextafter(brk, np_dtype(1)),
+                        np.random.default_rng(0).random(1 << 16)]).astype(np_dtype)
+    u = torch.from_numpy(u[(u >= 0) & (u < 1)])
+    u = u[: len(u) // 3 * 3].reshape(-1, 3, 1)  # [draws, C, B = 1]
+    for c in range(3):  # every draw in every context
+        ctx = torch.full((len(u), 3), c, dtype=torch.long)
+        ctx[:, 1] = (c + 1) % 3
+        base = ctx[..., None] * M
+        ref = simulate._alias_torch(u.clone(), base, M, t["prob"], t["alias"])
+        for kernel in (simulate._cells_torch, simulate._cells_numpy):
+            assert torch.equal(kernel(u.clone(), ctx[..., None], t), ref), (kernel.__name__, c)
 
 
 def test_float32_exact_mode_ends_within_1e5_of_float64_on_the_default_grid():
