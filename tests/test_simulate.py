@@ -316,7 +316,22 @@ def test_the_guide_table_gives_the_alias_methods_cell_for_every_draw(dtype):
         base = ctx[..., None] * M
         ref = simulate._alias_torch(u.clone(), base, M, t["prob"], t["alias"])
         for kernel in (simulate._cells_torch, simulate._cells_numpy):
-            assert torch.equal(kernel(u.clone(), ctx[..., None], t), ref), (kernel.__name__, c)
+            assert torch.equal(kernel(u.clone(), ctx[..., None], t, simulate.Workspace()), ref), (kernel.__name__, c)
+
+
+def test_the_workspace_reuses_its_arrays_and_grows_when_a_block_needs_more():
+    from banditlab.simulate import Workspace
+
+    ws = Workspace()
+    for dtype in (np.float64, torch.float64):
+        first = ws.get(str(dtype), (4, 6), dtype)
+        same, bigger = ws.get(str(dtype), (3, 5), dtype), ws.get(str(dtype), (5, 6), dtype)
+        if isinstance(first, np.ndarray):
+            assert np.shares_memory(first, same) and not np.shares_memory(first, bigger)
+        else:
+            assert same.data_ptr() == first.data_ptr() and bigger.data_ptr() != first.data_ptr()
+        assert same.shape == (3, 5) and bigger.shape == (5, 6)
+    assert ws.get("x", (2,), np.int64).dtype == np.int64 and ws.get("x", (2,), np.float64).dtype == np.float64
 
 
 def test_float32_exact_mode_ends_within_1e5_of_float64_on_the_default_grid():
