@@ -60,6 +60,17 @@ def test_alias_draws_follow_the_behaviour(kernel, monkeypatch):
     assert (np.abs(freq - p) < 5 * np.sqrt(p * (1 - p) / cell.size) + 1e-12).all()
 
 
+def test_the_per_pull_variant_takes_the_other_path_to_the_same_numbers():
+    asymre = get_objective("asymre", baseline="vmu")
+    pulls = bench.per_pull(asymre)
+    assert asymre.per_sample and not pulls.per_sample and pulls.linear_in_logp and pulls.params == asymre.params
+    b = bandits.paper(arms=6)
+    cfg = SimConfig(mode="sampled", steps=40, log_every=8, batch=4)
+    ends = [Simulator(b, o, {"offset": np.array([-0.2, 0.1])}, cfg, seed=1) for o in (asymre, pulls)]
+    a, p = (s.run(s.initial_state()) for s in ends)
+    assert torch.equal(a.logits, p.logits)
+
+
 def test_command_line_writes_json_at_a_tiny_size(tmp_path):
     out = tmp_path / "bench.json"
     table = bench.main(["--steps", "20", "--baselines", "3", "--runs", "4", "--arms", "6", "--batch", "8",
@@ -67,7 +78,7 @@ def test_command_line_writes_json_at_a_tiny_size(tmp_path):
     rec = json.loads(out.read_text())
     assert rec["config"]["runs"] == 4 and rec["config"]["device"] == "cpu"
     assert set(rec["results"]) == set(table) >= {"floor", "exact-peer", "exact", "sampled-peer", "sampled",
-                                                  "sampled-lag", "sampled-mix", "rng-torch", "rng-numpy",
+                                                  "sampled-pulls", "sampled-lag", "sampled-mix", "rng-torch", "rng-numpy",
                                                   "group-peer", "sampled-group"}
     assert rec["config"]["exact_peer_gap"] < 1e-12 and rec["config"]["sampled_peer_gap"] < 1e-12
     assert all(r["seconds"] >= 0 for r in rec["results"].values())
