@@ -14,7 +14,10 @@ Two update modes:
              V^μ(x) here, and RED-Drop keeps the expected fraction of negatives (see objectives.advantage).
              With AsymRE this is Δl(y) = η(a_y − b π(y)) of theory.py.
     sampled  each step draws C groups (a context x ~ p(x) each) of B pulls a ~ μ(·|x) and rewards from the
-             noise model; one group plays the part of one prompt's G samples in an LLM batch.
+             noise model; one group plays the part of one prompt's G samples in an LLM batch. With a fixed
+             behaviour every run draws from one table (`guide_table`), and an objective whose pulls' gradients
+             depend on the pull alone sums a table of each cell's gradient (`_cell_coeffs`): the numbers of the
+             registry called on every pull, bit for bit.
 
 Behaviour policy μ (`Behavior`, parsed from strings such as "fixed", "lag:10", "lag:1,mix:0.2:uniform"):
     fixed       μ = π₀ forever (fully offline)             lag:N    μ ← π every N steps (lag:1 = on-policy)
@@ -724,9 +727,9 @@ class Simulator:
             cells = self._cells(tables, ctx.reshape(n * R, C), u.view(n * R, C, -1)).view(n, R, -1)
             coef = self._cell_coeffs(tables, vmu, cache)
             kernels = {"torch": _accumulate_torch, "numpy": _accumulate_numpy}
-            name = "torch" if self.device.type != "cpu" else fastest(
-                "accumulate", kernels, cells[:1, : max(1, (1 << 14) // cells.shape[-1])].clone(), coef,
-                tables["flat_arm"], C * K, Workspace())
+            name = "torch" if self.device.type != "cpu" else _choice.get("accumulate") or fastest(
+                "accumulate", kernels, cells[:1, : max(1, (1 << 14) // cells.shape[-1])], coef, tables["flat_arm"],
+                C * K, Workspace())
             G = kernels[name](cells, coef, tables["flat_arm"], C * K, self._ws).view(n, R, C, K)
             pulls = [lambda k=k: self._cell_pulls(cells[k], ctx[k], coef, tables, vmu) for k in range(n)]
         else:
