@@ -15,9 +15,10 @@ Two update modes:
              With AsymRE this is Δl(y) = η(a_y − b π(y)) of theory.py.
     sampled  each step draws C groups (a context x ~ p(x) each) of B pulls a ~ μ(·|x) and rewards from the
              noise model; one group plays the part of one prompt's G samples in an LLM batch. With a fixed
-             behaviour every run draws from one table (`guide_table`), and an objective whose pulls' gradients
-             depend on the pull alone sums a table of each cell's gradient (`_cell_coeffs`): the numbers of the
-             registry called on every pull, bit for bit.
+             behaviour and Bernoulli or no noise every run draws from one table (`guide_table`), and an objective
+             whose pulls' gradients depend on the pull alone sums a table of each cell's gradient
+             (`_cell_coeffs`): the numbers of the registry called on every pull, bit for bit on the CPU (CUDA's
+             atomic `scatter_add_` sums in no fixed order on either path).
 
 Behaviour policy μ (`Behavior`, parsed from strings such as "fixed", "lag:10", "lag:1,mix:0.2:uniform"):
     fixed       μ = π₀ forever (fully offline)             lag:N    μ ← π every N steps (lag:1 = on-policy)
@@ -205,11 +206,18 @@ def guide_table(prob: np.ndarray, alias: np.ndarray, C: int, M: int, dtype) -> t
     return table.reshape(-1), L
 
 
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether tensors on `a` are on `b`, where "cuda" means the current CUDA device ("cuda:0" != "cuda" in torch)."""
+    return a.type == b.type and (b.index is None or a.index == b.index)
+
+
 class Workspace:
-    """Arrays reused from one block of sampled steps to the next, grown when a block needs more. A block's
-    per-pull temporaries are megabytes; allocated afresh in every block they page-faulted (0.55 s of system time in
-    the 1.5 s simulation of the default sweep, measured), which the strong numpy peer's preallocated buffers avoid.
-    A block's outputs (G, the cells) are views into it, valid until the next block is drawn."""
+    """Arrays reused from one block of sampled steps to the next, grown when a block needs more: the uniforms, the
+    numpy kernels' per-pull temporaries and G. A block's per-pull arrays are megabytes; allocated afresh in every
+    block they page-faulted (0.55 s of system time in the 1.5 s simulation of the default sweep, measured), which
+    the strong numpy peer's preallocated buffers avoid. A block's outputs (G, the cells) are views into it, valid
+    until the next block is drawn. The torch kernels (the CPU's choice on some machines, and CUDA's) allocate their
+    temporaries and keep only the uniforms and G here."""
 
     def __init__(self):
         self._flat: dict = {}
@@ -218,8 +226,10 @@ class Workspace:
         """An uninitialised array of `shape`: numpy for a numpy dtype, torch (on `device`) for a torch dtype."""
         size = math.prod(shape)
         flat = self._flat.get(name)
-        if flat is None or flat.dtype != dtype or len(flat) < size or (device is not None and flat.device != device):
-            flat = torch.empty(size, dtype=dtype, device=device) if isinstance(dtype, torch.dtype) else np.empty(size, dtype)
+        moved = device is not None and flat is not None and not _same_device(flat.device, device)
+        if flat is None or flat.dtype != dtype or len(flat) < size or moved:
+            on_torch = isinstance(dtype, torch.dtype)
+            flat = torch.empty(size, dtype=dtype, device=device) if on_torch else np.empty(size, dtype)
             self._flat[name] = flat
         return flat[:size].reshape(shape)
 
@@ -609,7 +619,7 @@ class Simulator:
         fast_sampled = cfg.grad == "analytic" and cfg.mode == "sampled" and self.objective.linear_in_logp
         R, C, K = state.logits.shape
         # steps drawn together: per-pull arrays of at most 2^19 values (4 MB in float64; blocks of 2^19 to 2^22 values
-        # took the same time, measured)
+        # took the same time, measured), or one step where a step alone has more
         ahead = max(1, min(64, (1 << 19) // (R * C * max(K, cfg.batch))))
         self._queue = []
         while state.step < until:
@@ -746,7 +756,8 @@ class Simulator:
             batch.logp = torch.zeros(flat.shape, dtype=self.dtype, device=self.device, requires_grad=True)
             loss0 = self.objective(batch, **self.params)
             (coef,) = torch.autograd.grad(loss0.sum(), batch.logp)
-            G = torch.zeros(n, R, C * K, dtype=self.dtype, device=self.device).scatter_add_(2, flat, coef).view(n, R, C, K)
+            G = torch.zeros(n, R, C * K, dtype=self.dtype, device=self.device).scatter_add_(2, flat, coef)
+            G = G.view(n, R, C, K)
             loss0 = loss0.detach()
             pulls = [lambda k=k: (loss0[k], flat[k], coef[k]) for k in range(n)]
         S = G.sum(-1, keepdim=True)

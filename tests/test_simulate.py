@@ -250,7 +250,8 @@ def test_per_sample_flags_exactly_the_objectives_whose_sample_gradient_ignores_t
                 # sample 0 on-policy (ρ = 1): inside every clip window, so no clip hides a dependence
                 logp = torch.cat([old[:1], old[1:] + scale * rand(7)]).requires_grad_(True)
                 batch = Batch(logp, old, r, group=torch.zeros(8, dtype=torch.long),
-                              v_mu=torch.full((8,), 0.3, dtype=torch.float64), generator=torch.Generator().manual_seed(5))
+                              v_mu=torch.full((8,), 0.3, dtype=torch.float64),
+                              generator=torch.Generator().manual_seed(5))
                 (gr,) = torch.autograd.grad(o(batch), logp)
                 grads.append(gr[0])
                 same.append(torch.allclose(grads[-1], grads[0], rtol=1e-12, atol=1e-15))
@@ -332,6 +333,11 @@ def test_the_workspace_reuses_its_arrays_and_grows_when_a_block_needs_more():
             assert same.data_ptr() == first.data_ptr() and bigger.data_ptr() != first.data_ptr()
         assert same.shape == (3, 5) and bigger.shape == (5, 6)
     assert ws.get("x", (2,), np.int64).dtype == np.int64 and ws.get("x", (2,), np.float64).dtype == np.float64
+    from banditlab.simulate import _same_device  # "cuda" names the current device: a buffer on cuda:0 is reused
+
+    assert _same_device(torch.device("cuda", 0), torch.device("cuda"))
+    assert not _same_device(torch.device("cuda", 1), torch.device("cuda", 0))
+    assert not _same_device(torch.device("cpu"), torch.device("cuda"))
 
 
 def test_float32_exact_mode_ends_within_1e5_of_float64_on_the_default_grid():
