@@ -18,14 +18,15 @@ from .errors import UsageError
 
 def option(default=MISSING, help: str = "", lo=None, hi=None, lo_open: bool = False, hi_open: bool = False, *,
            factory=None, flag: str | None = None, name: str | None = None, shown: str | None = None,
-           argument: bool = False, metavar: str | None = None, cli: bool = True):
+           argument: bool = False, metavar: str | None = None, cli: bool = True, outside: str = ""):
     """A config field that is also a command-line option: its one-line `help`, its allowed range [lo, hi] (ends
-    open where asked, None for no bound; `check_ranges` enforces it before a command writes anything) and how the
-    command line spells it: `name` (default --field-name), `flag` for a boolean ("--offline/--online"), `shown`
-    for the default of a text field whose empty value means something ("the hub"), `argument` for a positional
-    argument, `cli=False` for a config-file key with no option. banditlab.cliopts builds the options from these."""
+    open where asked, None for no bound; `check_ranges` enforces it before a command writes anything, adding the
+    `outside` hint where a value out of range has another spelling) and how the command line spells it: `name`
+    (default --field-name), `flag` for a boolean ("--offline/--online"), `shown` for the default of a text field
+    whose empty value means something ("the hub"), `argument` for a positional argument, `cli=False` for a
+    config-file key with no option. banditlab.cliopts builds the options from these."""
     meta = {"help": help, "flag": flag, "name": name, "shown": shown, "argument": argument, "metavar": metavar,
-            "cli": cli}
+            "cli": cli, "outside": outside}
     if lo is not None or hi is not None:
         meta["range"] = (lo, hi, lo_open, hi_open)
     if factory is not None:
@@ -73,7 +74,8 @@ def check_ranges(cfg) -> None:
         v = getattr(cfg, f.name)
         ok = (lo is None or (v > lo if lo_open else v >= lo)) and (hi is None or (v < hi if hi_open else v <= hi))
         if not ok or (isinstance(v, float) and not math.isfinite(v)):
-            raise UsageError(f"{option_name(f)}: must be in {range_text(f)}, got {v!r}")
+            hint = f" ({f.metadata['outside']})" if f.metadata.get("outside") else ""
+            raise UsageError(f"{option_name(f)}: must be in {range_text(f)}, got {v!r}{hint}")
 
 
 def read_toml(path: str, section: str | None = None) -> dict:

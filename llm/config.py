@@ -121,7 +121,8 @@ class GenerateConfig:
     adapter: str = option("", "a run's adapter folder (OUT/adapter)")
     n: int = option(1, "samples per prompt", 1, 10**4)
     max_new_tokens: int = option(128, "generation budget", 1, 32768)
-    temperature: float = option(1.0, "sampling temperature", 0.01, 100.0)
+    temperature: float = option(1.0, "sampling temperature", 0.01, 100.0,
+                                outside="argmax decoding, temperature 0's limit: --greedy")
     greedy: bool = option(False, "argmax decoding instead of sampling", flag="--greedy")
     seed: int = option(0, "sampling seed", 0, 2**31, hi_open=True)
     device: str = option("auto", DEVICES)

@@ -110,6 +110,14 @@ def test_an_option_out_of_its_declared_range_is_one_line_naming_it(capsys):
         assert e.value.code == 2 and err.startswith(f"banditlab: error: {name}: must be in [") and err.count("\n") == 1
 
 
+def test_a_value_outside_the_range_with_another_spelling_names_it(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["llm", "generate", "2 + 2?", "--temperature", "0"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("banditlab: error: --temperature: must be in [0.01, 100], got 0.0")
+    assert "--greedy" in err and err.count("\n") == 1
+
+
 def test_the_committed_options_reference_is_the_generated_one():
     """docs/commands.md is `python -m banditlab.cli_docs` output (regenerate it after changing an option)."""
     assert (ROOT / "docs" / "commands.md").read_text() == markdown()
