@@ -264,14 +264,15 @@ def thread_rule(elements: int) -> int:
 
 def check_size(cfg: SweepConfig, bandit, runs: int) -> None:
     """Refuse a grid whose arrays would not fit in memory, before allocating anything. A step holds about ten
-    arrays of runs × contexts × arms × outcomes (exact) or runs × contexts × batch (sampled) entries, and the log
-    keeps runs × 8 metrics per logged step; the limit is half the machine's physical memory."""
+    arrays of runs × contexts × arms × outcomes entries (exact mode, and sampled mode's table of each cell's
+    gradient) or runs × contexts × batch (sampled mode's pulls), and the log keeps runs × 8 metrics per logged
+    step; the limit is half the machine's physical memory."""
     import os
 
     width = 8 if cfg.dtype == "float64" else 4
     outcomes = 1 if bandit.noise == "none" else (2 if bandit.noise == "bernoulli" else 8)
     per_step = runs * bandit.contexts * (bandit.arms * outcomes if cfg.mode == "exact" else
-                                         max(bandit.arms, cfg.batch * 3))
+                                         max(bandit.arms * outcomes, cfg.batch * 3))
     log = runs * 8 * (cfg.steps // (cfg.log_every or max(1, cfg.steps // 200)) + 2)
     history = (_delay(cfg.behavior) + 1) * runs * bandit.contexts * bandit.arms  # delay:K keeps K+1 policies
     need = (10 * per_step + log + history) * width

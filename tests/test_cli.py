@@ -70,6 +70,15 @@ def test_bad_options_give_one_line_and_exit_2(args, option, tmp_path):
     assert not (tmp_path / "run").exists()  # nothing written for a refused command
 
 
+@pytest.mark.parametrize("mode", ["sampled", "exact"])
+def test_a_grid_too_large_for_this_machine_is_refused_before_anything_is_allocated(mode, tmp_path):
+    """10⁶ arms × 10⁵ seeds (sampled mode) or × 10⁴ baselines (exact mode) would need petabytes."""
+    grid = ["--seeds", "100000", "--baseline", "0"] if mode == "sampled" else ["--baseline", "-0.5:0.5:10000"]
+    code, _, err = run_cli(["sweep", "--arms", "1000000", "--mode", mode, *grid, "--out", str(tmp_path / "run")])
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "grid too large" in err and "GiB" in err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("name,field", [("bad_syntax", "TOML"), ("no_means", "means"), ("lengths", "lengths"),
                                         ("one_arm", "2 arms"), ("range", "Bernoulli")])
 def test_malformed_bandit_files(name, field, toml_files):
