@@ -174,14 +174,21 @@ def _alias_torch(u: torch.Tensor, base: torch.Tensor | None, M: int, prob: torch
     return torch.where(coin < prob.take(i), i, alias.take(i))
 
 
-def _alias_numpy(u: np.ndarray, base: np.ndarray | None, M: int, prob: np.ndarray, alias: np.ndarray):
-    """`_alias_torch` in numpy: the same floating-point operations, so the same cells."""
+def _alias_split(u: np.ndarray, M: int) -> tuple[np.ndarray, np.ndarray]:
+    """(i, coin) of the alias method in numpy: i = min(⌊uM⌋, M − 1) and coin = uM − i, by `_alias_torch`'s
+    floating-point operations."""
     x = u * M
     i = np.minimum(x.astype(np.intp), M - 1)
     x -= i
+    return i, x
+
+
+def _alias_numpy(u: np.ndarray, base: np.ndarray | None, M: int, prob: np.ndarray, alias: np.ndarray):
+    """`_alias_torch` in numpy: the same floating-point operations, so the same cells."""
+    i, coin = _alias_split(u, M)
     if base is not None:
         i += base
-    return np.where(x < prob.take(i), i, alias.take(i))
+    return np.where(coin < prob.take(i), i, alias.take(i))
 
 
 def guide_table(prob: np.ndarray, alias: np.ndarray, C: int, M: int, dtype) -> tuple[np.ndarray, int]:
@@ -189,7 +196,7 @@ def guide_table(prob: np.ndarray, alias: np.ndarray, C: int, M: int, dtype) -> t
     the alias method gives more than one cell on that interval. L is a power of two, so j = ⌊uL⌋ is exact. The
     alias method's cell is a monotone function of uM and its coin, so it is one cell on an interval exactly when it
     is the same cell, from the same ⌊uM⌋, at the interval's two ends (the lowest and the highest float of the
-    draw's dtype in it): evaluated here with the very operations `_alias_numpy` uses. At most 2M of the L
+    draw's dtype in it): evaluated here with the very operations of `_alias_numpy`. At most 2M of the L
     intervals of a context are ambiguous (L ≥ 256 M where memory allows: under 1 % of draws)."""
     L = 1 << int(np.clip(math.ceil(math.log2(256 * M)), 8, 20))
     while C * L > 1 << 22 and L > 256:
@@ -200,7 +207,7 @@ def guide_table(prob: np.ndarray, alias: np.ndarray, C: int, M: int, dtype) -> t
     table = np.empty((C, L), dtype=np.int64)
     for c in range(C):
         p, a = prob[c * M:(c + 1) * M], alias[c * M:(c + 1) * M] - c * M
-        ends = [(np.minimum((u * M).astype(np.intp), M - 1), _alias_numpy(u, None, M, p, a)) for u in (lo, hi)]
+        ends = [(_alias_split(u, M)[0], _alias_numpy(u, None, M, p, a)) for u in (lo, hi)]
         (i_lo, cell_lo), (i_hi, cell_hi) = ends
         table[c] = np.where((i_lo == i_hi) & (cell_lo == cell_hi), cell_lo + c * M, -1)
     return table.reshape(-1), L
@@ -258,11 +265,12 @@ def _cells_numpy(u: torch.Tensor, ctx: torch.Tensor | None, tables: dict, ws: Wo
     np.copyto(j, x, casting="unsafe")  # truncation: ⌊uL⌋
     if ctx is not None:
         j += ctx.numpy() * L
-    cell = np.take(tables["guide_np"], j, out=ws.get("cell", un.shape, np.int64), mode="clip")  # in range
+    cell = np.take(tables["guide"].numpy(), j, out=ws.get("cell", un.shape, np.int64), mode="clip")  # in range
     miss = np.flatnonzero(np.less(cell, 0, out=ws.get("miss", un.shape, np.bool_)))
     if miss.size:
         base = None if ctx is None else np.broadcast_to(ctx.numpy() * M, un.shape).reshape(-1)[miss]
-        cell.reshape(-1)[miss] = _alias_numpy(un.reshape(-1)[miss], base, M, tables["prob_np"], tables["alias_np"])
+        cell.reshape(-1)[miss] = _alias_numpy(un.reshape(-1)[miss], base, M, tables["prob"].numpy(),
+                                              tables["alias"].numpy())
     return torch.from_numpy(cell)
 
 
@@ -272,8 +280,9 @@ def _accumulate_torch(cells: torch.Tensor, coef: torch.Tensor, arm: torch.Tensor
     pull order (the order of the per-pull registry path's `scatter_add_`)."""
     n, R, P = cells.shape
     run = torch.arange(R, device=cells.device)[:, None]
-    w = coef.reshape(-1).take(cells + run * coef.shape[-1])
-    slot = (arm[None, :] + run * width).reshape(-1).take(cells + run * coef.shape[-1])
+    idx = cells + run * coef.shape[-1]  # (run, cell)
+    w = coef.reshape(-1).take(idx)
+    slot = (arm[None, :] + run * width).reshape(-1).take(idx)
     slot += torch.arange(n, device=cells.device).view(n, 1, 1) * (R * width)
     G = ws.get("G", (n * R * width,), coef.dtype, coef.device).zero_()
     return G.scatter_add_(0, slot.reshape(-1), w.reshape(-1)).view(n, R, width)
@@ -538,10 +547,10 @@ class Simulator:
         cells = np.arange(C * M)
         t = lambda x, dt=self.dtype: torch.as_tensor(x, dtype=dt, device=self.device)
         prob = t(prob.reshape(-1))
-        prob_np, alias_np = prob.cpu().numpy(), alias.reshape(-1)  # the draws' dtype: the same comparisons
-        guide, L = guide_table(prob_np, alias_np, C, M, prob_np.dtype.type)
-        cache["alias"] = {"M": M, "L": L, "prob": prob, "alias": t(alias_np, torch.long),
-                          "guide": t(guide, torch.long), "prob_np": prob_np, "alias_np": alias_np, "guide_np": guide,
+        prob_np = prob.cpu().numpy()  # the draws' dtype: the same comparisons
+        guide, L = guide_table(prob_np, alias.reshape(-1), C, M, prob_np.dtype.type)
+        cache["alias"] = {"M": M, "L": L, "prob": prob, "alias": t(alias.reshape(-1), torch.long),
+                          "guide": t(guide, torch.long),
                           "arm": t((cells % M) // O, torch.long), "flat_arm": t(cells // M * K + (cells % M) // O,
                                                                                  torch.long),
                           "reward": t(vals.reshape(-1)), "logmu": t(np.repeat(logmu.cpu().numpy().reshape(-1), O))}
@@ -737,7 +746,7 @@ class Simulator:
             cells = self._cells(tables, ctx.reshape(n * R, C), u.view(n * R, C, -1)).view(n, R, -1)
             coef = self._cell_coeffs(tables, vmu, cache)
             kernels = {"torch": _accumulate_torch, "numpy": _accumulate_numpy}
-            name = "torch" if self.device.type != "cpu" else _choice.get("accumulate") or fastest(
+            name = "torch" if self.device.type != "cpu" else fastest(
                 "accumulate", kernels, cells[:1, : max(1, (1 << 14) // cells.shape[-1])], coef, tables["flat_arm"],
                 C * K, Workspace())
             G = kernels[name](cells, coef, tables["flat_arm"], C * K, self._ws).view(n, R, C, K)

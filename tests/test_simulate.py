@@ -301,10 +301,11 @@ def test_the_guide_table_gives_the_alias_methods_cell_for_every_draw(dtype):
     b = bandits.paper(arms=50, contexts=3)
     s = Simulator(b, get_objective("asymre"), {"offset": np.zeros(2)}, SimConfig(mode="sampled", dtype=dtype))
     t = s._alias_tables(s._behaviour(s.initial_state().snapshot)[3])
-    L, M, np_dtype = t["L"], t["M"], t["prob_np"].dtype.type
-    assert (t["guide_np"] < 0).mean() < 0.01
+    L, M, prob = t["L"], t["M"], t["prob"].numpy()
+    np_dtype = prob.dtype.type
+    assert (t["guide"].numpy() < 0).mean() < 0.01
     j = np.arange(L)
-    brk = np.concatenate([np.arange(M) / M, (np.arange(M) + t["prob_np"].reshape(3, M)) .reshape(-1) / M])
+    brk = np.concatenate([np.arange(M) / M, (np.arange(M) + prob.reshape(3, M)).reshape(-1) / M])
     brk = brk.astype(np_dtype)
     u = np.concatenate([j / L, np.nextafter(((j + 1) / L).astype(np_dtype), np_dtype(0)), brk,
                         np.nextafter(brk, np_dtype(0)), np.nextafter(brk, np_dtype(1)),
