@@ -122,7 +122,7 @@ class GenerateConfig:
     n: int = option(1, "samples per prompt", 1, 10**4)
     max_new_tokens: int = option(128, "generation budget", 1, 32768)
     temperature: float = option(1.0, "sampling temperature", 0.01, 100.0,
-                                outside="argmax decoding, temperature 0's limit: --greedy")
+                                outside="argmax decoding is --greedy")
     greedy: bool = option(False, "argmax decoding instead of sampling", flag="--greedy")
     seed: int = option(0, "sampling seed", 0, 2**31, hi_open=True)
     device: str = option("auto", DEVICES)
