@@ -384,9 +384,13 @@ class Simulator:
 
     def __init__(self, bandit: Bandit, objective: Objective, run_params: dict[str, np.ndarray], cfg: SimConfig,
                  seed: int = 0, runs: int | None = None, shard_rows: np.ndarray | None = None,
-                 total_runs: int | None = None):
+                 total_runs: int | None = None, streams: np.ndarray | None = None):
         """`shard_rows` / `total_runs`: this simulator holds only those rows of a grid of `total_runs` runs (a
-        shard); its random draws are the full grid's, sliced, so each run's numbers equal the unsharded run's."""
+        shard); its random draws are the full grid's, sliced, so each run's numbers equal the unsharded run's.
+        `streams` (one integer per run of the whole grid, default: each run its own): runs of one stream share
+        every random number the simulator draws (contexts, pulls, rewards), so that runs that differ only in
+        their objective parameters see the same data, common random numbers; with a fixed behaviour they
+        then see the same pulls, drawn once."""
         self.bandit, self.objective, self.cfg, self.seed = bandit, objective, cfg, seed
         self.behavior = Behavior.parse(cfg.behavior)
         if cfg.mode not in ("exact", "sampled"):
@@ -414,7 +418,20 @@ class Simulator:
         self.exact_group = torch.arange(C, device=self.device).repeat_interleave(K * O)
         self.sample_group = torch.arange(C, device=self.device).repeat_interleave(cfg.batch)
         self.total_runs = total_runs or self.runs
-        self.shard_rows = None if shard_rows is None else torch.as_tensor(shard_rows, device=self.device)
+        rows = np.arange(self.total_runs) if shard_rows is None else np.asarray(shard_rows)
+        if streams is None:
+            draw_rows, self._n_draws = rows, self.total_runs
+        else:
+            streams = np.asarray(streams)
+            if streams.shape != (self.total_runs,) or streams.dtype.kind not in "iu" or streams.min() < 0:
+                raise ValueError(f"streams: expected {self.total_runs} integers ≥ 0, one per run of the grid")
+            draw_rows, self._n_draws = streams[rows], int(streams.max()) + 1
+        # the rows of each draw (the grid's runs, or its streams) that this simulator's runs take; None: all, in order
+        self._draw_rows = None if (self._n_draws == self.runs and np.array_equal(draw_rows, np.arange(self.runs))) \
+            else torch.as_tensor(draw_rows, device=self.device)
+        # runs laid out as whole repeats of the streams 0..D−1 (a grid of parameters × seeds): draws broadcast
+        self._tiled = self._draw_rows is not None and self.runs % self._n_draws == 0 and np.array_equal(
+            draw_rows, np.arange(self.runs) % self._n_draws)
         self._cached_mu: tuple | None = None
         self._z: torch.Tensor | None = None   # the fast step's exp buffer
         self._floor: float | None = None
@@ -492,12 +509,14 @@ class Simulator:
                       v_mu=v.reshape(*lead, -1), generator=g)
         return flat, arms, batch
 
-    def _contexts(self, g: torch.Generator, R: int) -> torch.Tensor:
-        """[R, C] the context of each of the C groups of a step, drawn from p(x) (all 0 with one context)."""
+    def _contexts(self, g: torch.Generator, R: int, raw: bool = False) -> torch.Tensor:
+        """[R, C] the context of each of the C groups of a step, drawn from p(x) (all 0 with one context);
+        `raw`: [rows or streams, C] (see `_draw`)."""
         C = self.means.shape[0]
+        R = self._n_draws if raw else R
         if C == 1:
             return torch.zeros(R, 1, dtype=torch.long, device=self.device)
-        u = self._draw(torch.rand, (R, C), g)
+        u = self._draw(torch.rand, (R, C), g, raw=raw)
         return torch.searchsorted(self.p_ctx.cumsum(0).expand(R, C).contiguous(), u).clamp_max(C - 1)
 
     def _shared_table(self) -> bool:
@@ -553,6 +572,7 @@ class Simulator:
                           "guide": t(guide, torch.long),
                           "arm": t((cells % M) // O, torch.long), "flat_arm": t(cells // M * K + (cells % M) // O,
                                                                                  torch.long),
+                          "outcome_major": t(cells % O * (C * K) + cells // M * K + (cells % M) // O, torch.long),
                           "reward": t(vals.reshape(-1)), "logmu": t(np.repeat(logmu.cpu().numpy().reshape(-1), O))}
         return cache["alias"]
 
@@ -576,17 +596,23 @@ class Simulator:
             reward = means
         return arms, reward, pick(logmu).gather(-1, arms)
 
-    def _draw(self, fn, shape: tuple, g: torch.Generator, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Random numbers of `shape` ([runs, ...]), into `out` if given; in a shard, the whole grid's draw sliced
-        to this shard's rows."""
-        if self.shard_rows is None:
+    def _draw(self, fn, shape: tuple, g: torch.Generator, out: torch.Tensor | None = None,
+              raw: bool = False) -> torch.Tensor:
+        """Random numbers of `shape` ([runs, ...]), into `out` if given: one draw per row of the grid or per
+        stream (`streams`), each run taking its row's; `raw`: the draw itself, [rows or streams, ...]."""
+        if self._draw_rows is None or raw:
+            shape = (self._n_draws, *shape[1:])
             if out is not None:
                 return fn(shape, generator=g, out=out)
             return fn(shape, generator=g, device=self.device, dtype=self.dtype)
-        full = fn((self.total_runs, *shape[1:]), generator=g, device=self.device, dtype=self.dtype)
+        full = fn((self._n_draws, *shape[1:]), generator=g, device=self.device, dtype=self.dtype)
         if out is not None:
-            return torch.index_select(full, 0, self.shard_rows, out=out)
-        return full[self.shard_rows]
+            return torch.index_select(full, 0, self._draw_rows, out=out)
+        return full[self._draw_rows]
+
+    def _rows(self, x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """A raw draw's values ([..., rows or streams, ...] at `dim`) for this simulator's runs."""
+        return x if self._draw_rows is None else x.index_select(dim, self._draw_rows)
 
     # ------------------------------------------------------------------------------------------ metrics
     def metrics(self, logits: torch.Tensor, snapshot: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
@@ -735,28 +761,38 @@ class Simulator:
         if not (self._shared_table() and not self.objective.params.get("red_drop")):
             n = 1
         rngs, ctxs = [], []
-        u = self._ws.get("u", (n, R, C, self.cfg.batch), self.dtype, self.device) if self._shared_table() else None
+        D = self._n_draws  # the draw's rows: the grid's runs or its streams
+        u = self._ws.get("u", (n, D, C, self.cfg.batch), self.dtype, self.device) if self._shared_table() else None
         for k in range(n):
             rngs.append(g.get_state())
-            ctxs.append(self._contexts(g, R))
+            ctxs.append(self._contexts(g, R, raw=True))
             if u is not None:
-                self._draw(torch.rand, (R, C, self.cfg.batch), g, out=u[k])
+                self._draw(torch.rand, (R, C, self.cfg.batch), g, out=u[k], raw=True)
         if u is not None and self.objective.per_sample:
             ctx, tables = torch.stack(ctxs), self._alias_tables(cache)
-            cells = self._cells(tables, ctx.reshape(n * R, C), u.view(n * R, C, -1)).view(n, R, -1)
+            cells = self._cells(tables, ctx.reshape(n * D, C), u.view(n * D, C, -1)).view(n, D, -1)
             coef = self._cell_coeffs(tables, vmu, cache)
-            kernels = {"torch": _accumulate_torch, "numpy": _accumulate_numpy}
-            name = "torch" if self.device.type != "cpu" else fastest(
-                "accumulate", kernels, cells[:1, : max(1, (1 << 14) // cells.shape[-1])], coef, tables["flat_arm"],
-                C * K, Workspace())
-            G = kernels[name](cells, coef, tables["flat_arm"], C * K, self._ws).view(n, R, C, K)
-            pulls = [lambda k=k: self._cell_pulls(cells[k], ctx[k], coef, tables, vmu) for k in range(n)]
+            if self._counting(C):
+                G = self._cell_sums(cells, tables, vmu, cache).view(n, R, C, K)
+                S = G.sum(-1, keepdim=True)
+            else:
+                pc = self._rows(cells, 1)
+                kernels = {"torch": _accumulate_torch, "numpy": _accumulate_numpy}
+                name = "torch" if self.device.type != "cpu" else fastest(
+                    "accumulate", kernels, pc[:1, : max(1, (1 << 14) // pc.shape[-1])], coef, tables["flat_arm"],
+                    C * K, Workspace())
+                G = kernels[name](pc, coef, tables["flat_arm"], C * K, self._ws).view(n, R, C, K)
+                S = G.sum(-1, keepdim=True)
+                G, S = G.mul_(self.lr), S.mul_(self.lr)
+            pulls = [lambda k=k: self._cell_pulls(self._rows(cells[k]), self._rows(ctx[k]), coef, tables, vmu)
+                     for k in range(n)]
+            return [(rngs[k], G[k], S[k], pulls[k]) for k in range(n)]
         else:
-            if u is not None:
+            if u is not None:  # drawn for the draw's rows, then taken by the runs
                 ctx = torch.stack(ctxs)
-                arms, reward, logp_old = self._alias_draw(cache, ctx.reshape(n * R, C), u.view(n * R, C, -1))
-                flat, _, batch = self._pulls_batch(ctx, arms.view(n, R, C, -1), reward.view(n, R, C, -1),
-                                                   logp_old.view(n, R, C, -1), vmu, g)
+                pulls = self._alias_draw(cache, ctx.reshape(n * D, C), u.view(n * D, C, -1))
+                arms, reward, logp_old = (self._rows(x.view(n, D, C, -1), 1) for x in pulls)
+                flat, _, batch = self._pulls_batch(self._rows(ctx, 1), arms, reward, logp_old, vmu, g)
             else:
                 g.set_state(rngs[0])
                 flat, _, batch = self.sampled_pulls(state.snapshot, g, R)
@@ -794,6 +830,40 @@ class Simulator:
         coef[:, cell] = c.transpose(0, 1).reshape(R, -1)
         cache["cell_coef"] = coef
         return coef
+
+    def _counting(self, C: int) -> bool:
+        """Whether ηG is summed from each stream's cell counts (`_cell_sums`) rather than pull by pull
+        (`_accumulate_*`): when the grid's runs share streams and a context's O·K cells are at most 6 times its
+        B pulls (decided on the whole grid, so that a shard sums as the unsharded run does).
+        Counting costs about one operation per cell and run, the per-pull sums about 7 per pull (measured on
+        the CPU); on a grid without shared streams the per-pull sums are cheaper and sum in the per-pull
+        registry path's order, bit for bit."""
+        return self._n_draws < self.total_runs and self.out_vals.shape[-1] * self.means.shape[1] <= 6 * self.cfg.batch
+
+    def _cell_sums(self, cells: torch.Tensor, tables: dict, vmu: torch.Tensor, cache: dict) -> torch.Tensor:
+        """ηG [n, R, C·K] of n steps' pulls given as cells [n, D, C·B] of the draw's D rows or streams:
+        G[r, x, a] = Σ_o N[d(r), x, a, o] g[r, x, a, o], the count N of each cell (context x, arm a, outcome o)
+        among the pulls of run r's row or stream d(r) times that cell's ∂ℓ/∂log π (`_cell_coeffs`)."""
+        n, D, _ = cells.shape
+        R, CK, O = vmu.shape[0], self.means.numel(), self.out_vals.shape[-1]
+        if "cell_coef_lr" not in cache:  # [O, R, C·K], η folded in
+            coef = self._cell_coeffs(tables, vmu, cache).view(R, CK, O) * (
+                self.lr.reshape(R, 1, 1) if torch.is_tensor(self.lr) else self.lr)
+            cache["cell_coef_lr"] = coef.permute(2, 0, 1).contiguous()
+        coef = cache["cell_coef_lr"]
+        width = O * CK
+        slot = tables["outcome_major"].take(cells) + (torch.arange(n * D, device=cells.device) * width).view(n, D, 1)
+        N = torch.bincount(slot.view(-1), minlength=n * D * width).to(self.dtype).view(n, D, O, CK)
+        G = self._ws.get("G", (n, R, CK), self.dtype, self.device)
+        if self._draw_rows is None or self._tiled:  # runs repeat the draw's rows: broadcast
+            Gv, coef = G.view(n, R // D, D, CK), coef.view(O, R // D, D, CK)
+            N = N.unsqueeze(1)
+        else:
+            Gv, N = G, N.index_select(1, self._draw_rows)
+        torch.mul(N[..., 0, :], coef[0], out=Gv)
+        for o in range(1, O):
+            Gv.addcmul_(N[..., o, :], coef[o])
+        return G
 
     def _cell_pulls(self, cells: torch.Tensor, ctx: torch.Tensor, coef: torch.Tensor, tables: dict, vmu: torch.Tensor):
         """(L(0) [R], flat indices c·K + a [R, C·B], ∂ℓ/∂log π [R, C·B]) of one step's pulls given as cells."""

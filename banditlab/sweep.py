@@ -14,6 +14,11 @@ Baselines: values are offsets δV from the behaviour's V^μ (`baseline_ref = "vm
 (reinforce, asymre) on a fixed behaviour, per context; for a sampled group mean with G pulls the effective offset
 is δV·G/(G−1) (theory.group_baseline_offset).
 
+Pulls (sampled mode): with `pulls = "shared"` the runs of one seed draw the same random numbers at every baseline
+(common random numbers), so with a fixed behaviour they learn from the same pulls and two baselines' difference is
+measured on the same data; seeds stay independent of each other, so the per-baseline CIs over seeds are unchanged
+in meaning. `pulls = "independent"` gives every run its own.
+
 Interruption: SIGINT/SIGTERM set a flag; the loop stops at the next step boundary, writes state.pt and exits 130.
 A checkpoint is also written every `checkpoint_seconds`. The same command on the same folder resumes from it and
 ends with results identical to an uninterrupted run (the generator state is part of the checkpoint). A folder
@@ -71,6 +76,8 @@ class SweepConfig:
     lr: float = option(1.0, "SGD learning rate on the logits (the paper's is 1)", 0.0, 1e6, lo_open=True)
     behavior: str = option("fixed", "fixed | on-policy | lag:N | delay:K | mix:A[:init|uniform], comma-combined")
     seed: int = option(0, "seed of the simulation's random stream", 0, 2**63, hi_open=True)
+    pulls: str = option("shared", "sampled mode: shared (the runs of one seed draw the same random numbers at "
+                                  "every baseline: paired comparisons) | independent (every run its own)")
     log_every: int = option(0, "record metrics every N steps (0: steps // 200)", 0, 10**9)
     support_eps: float = option(1e-3, "π(a) ≥ this counts as support", 0.0, 1.0, lo_open=True)
     dtype: str = option("float64", "float64 | float32")
@@ -181,6 +188,8 @@ def validate(cfg: SweepConfig) -> None:
         raise UsageError(f"--mode: expected exact or sampled, got {cfg.mode!r}")
     if cfg.baseline_ref not in ("vmu", "group"):
         raise UsageError(f"--baseline-ref: expected vmu or group, got {cfg.baseline_ref!r}")
+    if cfg.pulls not in ("shared", "independent"):
+        raise UsageError(f"--pulls: expected shared or independent, got {cfg.pulls!r}")
     if cfg.dtype not in ("float64", "float32"):
         raise UsageError(f"--dtype: expected float64 or float32, got {cfg.dtype!r}")
     if cfg.device.startswith("cuda"):
@@ -318,6 +327,7 @@ def build(cfg: SweepConfig):
     objective = objective.with_params(baseline=mode)
     replicas = replicas_of(cfg)
     grid = {"baseline_offset": np.repeat(values, replicas), "seed": np.tile(np.arange(replicas), len(values))}
+    streams = grid["seed"] if cfg.pulls == "shared" else None
     total = len(grid["seed"])
     rows = shard_rows(cfg, total)
     if cfg.shard and cfg.mode == "sampled" and objective.params.get("red_drop"):
@@ -332,7 +342,7 @@ def build(cfg: SweepConfig):
                         log_every=log_every, support_eps=cfg.support_eps, dtype=cfg.dtype, device=cfg.device)
     try:
         sim = Simulator(bandit, objective, {"offset": grid["baseline_offset"]}, sim_cfg, seed=cfg.seed,
-                        shard_rows=rows if cfg.shard else None, total_runs=total)
+                        shard_rows=rows if cfg.shard else None, total_runs=total, streams=streams)
     except ValueError as err:
         raise UsageError(str(err)) from None
     return bandit, objective, grid, sim

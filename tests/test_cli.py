@@ -49,6 +49,7 @@ BAD = [
     (["--behavior", "sometimes"], "--behavior"),
     (["--behavior", "lag:0"], "--behavior"),
     (["--mode", "fast"], "--mode"),
+    (["--pulls", "paired"], "--pulls"),
     (["--rewards", "0,1", "--mu", "0.5,0.3,0.2"], "--mu"),
     (["--rewards", "0,0.8,1.5"], "--rewards"),
     (["--noise", "gausian"], "--noise"),

@@ -7,13 +7,16 @@ import pytest
 from conftest import run_cli
 
 
-@pytest.mark.parametrize("algo,mode,noise", [
-    ("asymre", "exact", "bernoulli"), pytest.param("asymre", "sampled", "bernoulli", marks=pytest.mark.slow),
-    pytest.param("grpo", "sampled", "bernoulli", marks=pytest.mark.slow),
-    pytest.param("topr", "sampled", "gaussian", marks=pytest.mark.slow)])
-def test_merged_shards_equal_the_unsharded_run(algo, mode, noise, tmp_path):
+@pytest.mark.parametrize("algo,mode,noise,behavior", [
+    ("asymre", "exact", "bernoulli", "lag:5"), ("asymre", "sampled", "bernoulli", "fixed"),
+    pytest.param("asymre", "sampled", "bernoulli", "lag:5", marks=pytest.mark.slow),
+    pytest.param("grpo", "sampled", "bernoulli", "lag:5", marks=pytest.mark.slow),
+    pytest.param("topr", "sampled", "gaussian", "lag:5", marks=pytest.mark.slow)])
+def test_merged_shards_equal_the_unsharded_run(algo, mode, noise, behavior, tmp_path):
+    """Sampled runs of one seed share their draws across baselines (`--pulls shared`), so a shard takes each
+    of its runs' seed's draws; with a fixed behaviour they are summed from the seeds' cell counts."""
     base = ["sweep", "--algo", algo, "--mode", mode, "--noise", noise, "--arms", "12", "--contexts", "2",
-            "--steps", "120", "--seeds", "3", "--baseline", "-0.2:0.2:3", "--behavior", "lag:5", "--no-progress"]
+            "--steps", "120", "--seeds", "3", "--baseline", "-0.2:0.2:3", "--behavior", behavior, "--no-progress"]
     assert run_cli([*base, "--out", str(tmp_path / "full")])[0] == 0
     n = 3 if mode == "sampled" else 2
     for i in range(1, n + 1):

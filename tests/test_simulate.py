@@ -361,3 +361,64 @@ def test_exact_sweep_runs_one_replica_per_baseline(tmp_path):
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 3 and (summary["seed"] == 0).all()
     assert "deterministic: one run per baseline, no CI" in format_table(out)
+
+
+# ------------------------------------------------------------------------------------------ shared streams
+STREAM_CASES = [("asymre", "vmu", "fixed"), ("asymre", "group", "fixed"), ("asymre", "vmu", "lag:3"),
+                ("topr", "vmu", "fixed")]
+
+
+@pytest.mark.parametrize("algo,baseline,behavior", STREAM_CASES)
+def test_a_streams_runs_draw_what_that_row_of_an_unshared_grid_draws(algo, baseline, behavior):
+    """With `streams`, run r draws the random numbers of row streams[r] of a grid of one run per stream: each
+    run of a 6-run grid over 2 streams ends where the same run in a 2-run grid without streams ends (to
+    rounding: the shared grid sums its gradients from each stream's cell counts, the other pull by pull), and
+    runs with equal parameters in one stream end on the same logits."""
+    b = bandits.paper(arms=9, contexts=3, low=-1.0, high=1.0)
+    obj = get_objective(algo, baseline=baseline)
+    offsets = np.array([-0.3, 0.1, 0.2, 0.1, -0.3, 0.4])
+    cfg = SimConfig(mode="sampled", steps=150, log_every=7, batch=5, lr=2.0, behavior=behavior)
+    s = Simulator(b, obj, {"offset": offsets}, cfg, seed=3, streams=np.array([0, 1, 0, 1, 0, 1]))
+    shared = s.run(s.initial_state())
+    for r in range(6):
+        pair = np.zeros(2)
+        pair[r % 2] = offsets[r]  # run r's parameters in its stream's row
+        one = Simulator(b, obj, {"offset": pair}, cfg, seed=3)
+        alone = one.run(one.initial_state())
+        torch.testing.assert_close(shared.logits[r], alone.logits[r % 2], rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(torch.stack(shared.log_values)[:, r], torch.stack(alone.log_values)[:, r % 2],
+                                   rtol=1e-9, atol=1e-9, equal_nan=True)
+    assert torch.equal(shared.logits[1], shared.logits[3])  # one stream, one offset
+    assert not torch.equal(shared.logits[0], shared.logits[2])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_counted_sums_equal_the_per_pull_sums(dtype, monkeypatch):
+    """A grid whose runs share streams sums each step's gradient from the streams' cell counts; summed pull by
+    pull instead, the same run ends on the same logits and metrics to rounding, for four per-sample objectives,
+    three contexts and ±1 rewards, with the runs tiled over the streams and in any order."""
+    b = bandits.paper(arms=9, contexts=3, low=-1.0, high=1.0)
+    tol = {"float64": 1e-10, "float32": 2e-4}[dtype]
+    for algo, over in [("asymre", {"baseline": "vmu"}), ("reinforce", {"baseline": "absolute"}), ("sft", {}),
+                       ("rep-asymre", {"baseline": "vmu"})]:
+        obj = get_objective(algo, **over)
+        params = {"offset": np.array([-0.3, 0.0, 0.2, 0.5, 0.1, -0.1])} if "offset" in obj.params else {}
+        for streams in ([0, 1, 2, 0, 1, 2], [2, 0, 0, 1, 2, 1]):
+            out = []
+            for counting in (True, False):
+                monkeypatch.setattr(Simulator, "_counting", lambda self, C, c=counting: c)
+                s = Simulator(b, obj, params, SimConfig(mode="sampled", steps=150, log_every=7, batch=5, lr=2.0,
+                                                        dtype=dtype), seed=2, runs=6, streams=np.array(streams))
+                out.append(s.run(s.initial_state()))
+            counted, ref = out
+            torch.testing.assert_close(counted.logits, ref.logits, rtol=tol, atol=tol)
+            torch.testing.assert_close(torch.stack(counted.log_values), torch.stack(ref.log_values), rtol=tol,
+                                       atol=tol, equal_nan=True)
+
+
+def test_streams_must_give_one_integer_per_run():
+    b = bandits.paper(arms=4)
+    obj = get_objective("asymre")
+    for bad in ([0, 1], [0.0, 1.0, 0.0], [0, -1, 0]):
+        with pytest.raises(ValueError, match="streams"):
+            Simulator(b, obj, {"offset": np.zeros(3)}, SimConfig(), streams=np.array(bad))
