@@ -14,15 +14,19 @@ float64, Bernoulli rewards, fixed behaviour μ = π₀ unless named. Variants:
   exact-ratio    exact mode with TOPR (the gradient depends on π/μ: one registry call and backward per step)
   sampled-peer   the strong numpy sampled update (`SampledPeer`): alias-table draws of each pull's
                  (arm, outcome), one bincount, preallocated buffers; 64 pulls per step
-  sampled        Simulator, sampled mode, 64 pulls per step
-  sampled-pulls  the same with the per-pull registry call and backward that objectives with group statistics use
+  shared-peer    sampled-peer with the sweep's shared pulls: the runs of one seed learn from the same pulls at
+                 every baseline, drawn and counted once per seed (`SharedPeer`; grids of baselines × seeds only)
+  sampled        Simulator, sampled mode, 64 pulls per step, the runs of one seed sharing their pulls (what
+                 `banditlab sweep` runs: `--pulls shared`)
+  sampled-indep  the same with every run's pulls drawn independently (`--pulls independent`), as sampled-peer
+  sampled-pulls  sampled with the per-pull registry call and backward that objectives with group statistics use
                  (`per_pull`): what sampled mode's table of each cell's gradient saves
-  sampled-lag    the same with behaviour lag:10 (μ ← π every 10 steps: per-run tables)
-  sampled-mix    the same with lag:10,mix:0.2:uniform
+  sampled-lag    sampled with behaviour lag:10 (μ ← π every 10 steps: per-run tables)
+  sampled-mix    sampled with lag:10,mix:0.2:uniform
   group-peer     sampled-peer with the group baseline: V = the mean reward of the run's B pulls + δV
   sampled-group  sampled mode with AsymRE's group baseline (registry baseline="group"), against group-peer
-  rng-torch      the uniforms alone that sampled mode draws (torch.rand, one call per step): its torch.Generator
-                 fixes every sampled number, so this is a floor under sampled mode's time
+  rng-torch      the uniforms alone that independent pulls draw (torch.rand, one call per step): its
+                 torch.Generator fixes every sampled number, so this is a floor under sampled-indep's time
   rng-numpy      the same count from numpy's Generator.random, what sampled-peer draws
   loop           a plain per-run Python loop over the exact update (one run at a time, extrapolated)
 Reports seconds, policy updates per second (runs × steps / s) and the ratio to the mode's strong peer (> 1:
@@ -127,6 +131,10 @@ class SampledPeer:
 
     def draw(self):
         """The counts n [runs, arms, 2] of one step's B pulls per run."""
+        return self._count(self.R)
+
+    def _count(self, rows):
+        """Alias-table draws of B pulls for each of `rows` rows, counted into n [rows, arms, 2]."""
         u, cell, keep = self.u, self.cell, self.keep
         self.rng.random(out=u)
         u *= 2 * self.K
@@ -136,7 +144,14 @@ class SampledPeer:
         np.logical_not(keep, out=keep)
         np.copyto(cell, self.alias[cell], where=keep)
         cell += self.offset
-        return np.bincount(cell, minlength=self.R * 2 * self.K).reshape(self.R, self.K, 2)
+        return np.bincount(cell, minlength=rows * 2 * self.K).reshape(rows, self.K, 2)
+
+    def signed_counts(self, n):
+        """D = n₁(1 − V) − n₀V [runs, arms] from the counts n (into the step's buffer)."""
+        np.multiply(n[..., 1], self.one_minus_V, out=self.D)
+        np.multiply(n[..., 0], self.V, out=self.tmp)
+        self.D -= self.tmp
+        return self.D
 
     def step(self, n):
         """One SGD step from the counts n; returns the logits [runs, arms] (updated in place)."""
@@ -149,9 +164,7 @@ class SampledPeer:
             self.V *= 1.0 / self.B
             self.V += self.offsets
             np.subtract(1.0, self.V, out=self.one_minus_V)
-        np.multiply(n[..., 1], self.one_minus_V, out=D)  # D = n₁(1 − V) − n₀V
-        np.multiply(n[..., 0], self.V, out=self.tmp)
-        D -= self.tmp
+        self.signed_counts(n)
         np.matmul(D, self.ones, out=sD)   # row sums by BLAS
         np.maximum(l, -700.0, out=z)
         np.exp(z, out=z)
@@ -167,6 +180,35 @@ class SampledPeer:
         for _ in range(steps):
             self.step(self.draw())
         return self.l
+
+
+class SharedPeer(SampledPeer):
+    """SampledPeer for a grid of baselines × seeds laid out baseline-major (run i·S + s: baseline i, seed s)
+    whose runs of one seed learn from the same pulls (common random numbers, `banditlab sweep --pulls shared`):
+    each step draws and counts B pulls per seed, n [seeds, arms, 2], and every baseline's run of seed s takes
+    seed s's counts, D = n₁(1 − V) − n₀V broadcast over the baselines; the step is SampledPeer's."""
+
+    def __init__(self, logits0, means, mu, offsets, lr, batch, seeds, seed=0, center_every=50):
+        super().__init__(logits0, means, mu, offsets, lr, batch, seed, center_every)
+        R, K, self.S = self.R, self.K, seeds
+        if R % seeds:
+            raise ValueError(f"SharedPeer: {R} runs are not whole baselines of {seeds} seeds")
+        self.u, self.cell, self.keep = np.empty(seeds * batch), np.empty(seeds * batch, np.intp), np.empty(
+            seeds * batch, bool)
+        self.offset = np.repeat(np.arange(seeds) * 2 * K, batch)
+        self.V3, self.one_minus_V3 = self.V.reshape(-1, seeds, 1), self.one_minus_V.reshape(-1, seeds, 1)
+        self.D3, self.tmp3 = self.D.reshape(-1, seeds, K), self.tmp.reshape(-1, seeds, K)
+
+    def draw(self):
+        """The counts n [seeds, arms, 2] of one step's B pulls per seed."""
+        return self._count(self.S)
+
+    def signed_counts(self, n):
+        """D [runs, arms] from the seeds' counts n (into the step's buffer)."""
+        np.multiply(n[..., 1], self.one_minus_V3, out=self.D3)
+        np.multiply(n[..., 0], self.V3, out=self.tmp3)
+        self.D -= self.tmp
+        return self.D
 
 
 def timed(fn, repeat=3, sync=lambda: None, clock=time.perf_counter):
@@ -219,14 +261,27 @@ def parse_args(argv=None):
 
 def check_peers(b, offsets, steps, batch):
     """(max |Δπ| between exact-peer and exact mode after `steps`, max |Δ| between one SampledPeer step and the
-    registry objective's gradient step on the same pulls, with the V^μ and the group baseline)."""
+    registry objective's gradient step on the same pulls, with the V^μ and the group baseline, and between one
+    SharedPeer step and SampledPeer's on the same counts)."""
     asymre = get_objective("asymre", baseline="vmu")
     s = Simulator(b, asymre, {"offset": offsets}, SimConfig(mode="exact", steps=steps, log_every=max(1, steps // 10)))
     ours = torch.softmax(s.run(s.initial_state()).logits, -1)[:, 0].numpy()
     theirs = exact_peer(b.logits[0], b.means[0], b.mu[0], offsets, 1.0, steps)
     theirs = np.exp(theirs - theirs.max(-1, keepdims=True))
     exact_gap = np.abs(ours - theirs / theirs.sum(-1, keepdims=True)).max()
-    return exact_gap, max(sampled_step_gap(b, offsets, batch, baseline=x) for x in ("vmu", "group"))
+    return exact_gap, max([sampled_step_gap(b, offsets, batch, baseline=x) for x in ("vmu", "group")]
+                          + [shared_step_gap(b, offsets, 3, batch)])
+
+
+def shared_step_gap(b, offsets, seeds, batch, seed=0):
+    """Max |Δ| between one SharedPeer step on a grid of offsets × seeds and one SampledPeer step on the same
+    counts, each seed's counts given to every baseline's run of that seed (SampledPeer's step is checked against
+    the registry by `sampled_step_gap`)."""
+    grid = np.repeat(np.asarray(offsets, float), seeds)
+    shared = SharedPeer(b.logits[0], b.means[0], b.mu[0], grid, 1.0, batch, seeds, seed)
+    every = SampledPeer(b.logits[0], b.means[0], b.mu[0], grid, 1.0, batch, seed)
+    n = shared.draw()
+    return float(np.abs(shared.step(n) - every.step(np.tile(n, (len(offsets), 1, 1)))).max())
 
 
 def sampled_step_gap(b, offsets, batch, seed=0, baseline="vmu"):
@@ -267,16 +322,18 @@ def per_pull(objective):
     return dataclasses.replace(objective, fn=fn)
 
 
-def variants(a, offsets, device):
-    """{name: callable} of every variant for the modes asked."""
+def variants(a, offsets, streams, device):
+    """{name: callable} of every variant for the modes asked; `streams`: each run's seed, whose pulls the
+    sampled variants share across baselines (as `banditlab sweep` does)."""
     asymre, topr = get_objective("asymre", baseline="vmu"), get_objective("topr", baseline="vmu")
     asymre_group = get_objective("asymre", baseline="group")
     b = bandits.paper(arms=a.arms, noise="bernoulli")
     cfg = lambda mode, **kw: SimConfig(mode=mode, steps=a.steps, log_every=max(1, a.steps // 200), batch=a.batch,
                                        device=device, **kw)
 
-    def sim(mode, obj=asymre, **kw):
-        s = Simulator(b, obj, {"offset": offsets} if obj is not topr else {}, cfg(mode, **kw), runs=len(offsets))
+    def sim(mode, obj=asymre, pulls="shared", **kw):
+        s = Simulator(b, obj, {"offset": offsets} if obj is not topr else {}, cfg(mode, **kw), runs=len(offsets),
+                      streams=streams if mode == "sampled" and pulls == "shared" else None)
         return lambda: s.run(s.initial_state())
 
     def loop():
@@ -305,7 +362,11 @@ def variants(a, offsets, device):
                                                 baseline=base).run(a.steps)
         if cpu:
             out["sampled-peer"] = peer("vmu")
-        out.update({"sampled": sim("sampled"), "sampled-pulls": sim("sampled", obj=per_pull(asymre)),
+            if a.runs is None:
+                out["shared-peer"] = lambda: SharedPeer(b.logits[0], b.means[0], b.mu[0], offsets, 1.0, a.batch,
+                                                        a.seeds).run(a.steps)
+        out.update({"sampled": sim("sampled"), "sampled-indep": sim("sampled", pulls="independent"),
+                    "sampled-pulls": sim("sampled", obj=per_pull(asymre)),
                     "sampled-lag": sim("sampled", behavior="lag:10"),
                     "sampled-mix": sim("sampled", behavior="lag:10,mix:0.2:uniform")})
         if cpu:
@@ -337,7 +398,7 @@ def peer_of(variant: str) -> str | None:
         return None
     if variant in ("group-peer", "sampled-group"):
         return "group-peer"
-    return "sampled-peer" if variant.startswith(("sampled", "rng")) else "exact-peer"
+    return "sampled-peer" if variant.startswith(("sampled", "rng", "shared")) else "exact-peer"
 
 
 def main(argv=None):
@@ -346,20 +407,22 @@ def main(argv=None):
     lin = np.linspace(-0.5, 0.5, a.baselines)
     offsets = np.repeat(lin, a.seeds) if a.runs is None else lin[np.arange(a.runs) % a.baselines]
     runs = len(offsets)
+    streams = np.tile(np.arange(a.seeds), a.baselines) if a.runs is None else np.arange(runs) // a.baselines
     sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     clock = time.process_time if a.clock == "process" else time.perf_counter
     b = bandits.paper(arms=a.arms, noise="bernoulli")
     exact_gap, sampled_gap = check_peers(b, lin, min(a.steps, 500), a.batch)
     slow = 1 if a.steps > 3000 else a.repeat
     results = {}
-    for name, fn in variants(a, offsets, a.device).items():
-        t = timed(fn, a.repeat if name in ("floor", "exact", "exact-peer", "sampled", "sampled-peer") else slow, sync,
-                  clock)
+    for name, fn in variants(a, offsets, streams, a.device).items():
+        t = timed(fn, a.repeat if name in ("floor", "exact", "exact-peer", "sampled", "sampled-peer", "shared-peer")
+                  else slow, sync, clock)
         results[name] = t * (runs / a.loop_runs if name == "loop" else 1)
     print(f"grid: {runs} runs × {a.arms} arms, {a.steps} steps, float64, device {a.device}, CPU {cpu_name()}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {a.clock} time")
     print(f"peer checks: exact-peer vs exact mode final π max |Δ| = {exact_gap:.1e}; sampled-peer step vs "
-          f"registry gradient on the same pulls max |Δ| = {sampled_gap:.1e}")
+          f"registry gradient on the same pulls (and shared-peer vs sampled-peer on the same counts) max |Δ| = "
+          f"{sampled_gap:.1e}")
     print(f"{'variant':<13} {'seconds':>8} {'updates/s':>13} {'× peer':>7} {'× floor':>8}")
     table = {}
     for k, t in results.items():
@@ -368,12 +431,15 @@ def main(argv=None):
                     "vs_floor": results["floor"] / t}
         vs = f"{peer / t:>7.2f}" if peer else f"{'-':>7}"
         print(f"{k:<13} {t:>8.3f} {runs * a.steps / t:>13,.0f} {vs} {results['floor'] / t:>8.2f}")
+    shared = results["shared-peer"] / results["sampled"] if {"shared-peer", "sampled"} <= set(results) else None
+    if shared is not None:
+        print(f"sampled against shared-peer (the same shared pulls, in numpy): {shared:.2f}×")
     if a.json:
         meta = {"runs": runs, "arms": a.arms, "steps": a.steps, "batch": a.batch, "device": a.device,
                 "cpu": cpu_name(), "gpu": torch.cuda.get_device_name() if a.device == "cuda" else None,
                 "torch": torch.__version__, "threads": torch.get_num_threads(), "clock": a.clock,
                 "exact_peer_gap": exact_gap,
-                "sampled_peer_gap": sampled_gap}
+                "sampled_peer_gap": sampled_gap, "sampled_vs_shared_peer": shared}
         with open(a.json, "w") as f:
             json.dump({"config": meta, "results": table}, f, indent=1)
     return table
