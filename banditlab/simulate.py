@@ -922,9 +922,12 @@ class Simulator:
         if bad.any():
             state.diverged = state.diverged | bad
             state.logits = torch.where(state.diverged[:, None, None], state.good, state.logits)
-        # centre the logits (softmax is shift invariant) so they stay bounded above; keep a good copy
-        state.logits = state.logits - state.logits.amax(-1, keepdim=True)
-        state.good = state.logits.clone()
+        # centre the logits (softmax is shift invariant) so they stay bounded above, in place; keep a good copy
+        state.logits.sub_(state.logits.amax(-1, keepdim=True))
+        if state.good.shape == state.logits.shape and state.good is not state.logits:
+            state.good.copy_(state.logits)
+        else:
+            state.good = state.logits.clone()
         state.log_steps.append(state.step)
         values = self.metrics(state.logits, state.snapshot, loss).cpu()
         state.log_values.append(values)
