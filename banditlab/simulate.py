@@ -772,7 +772,7 @@ class Simulator:
             ctx, tables = torch.stack(ctxs), self._alias_tables(cache)
             cells = self._cells(tables, ctx.reshape(n * D, C), u.view(n * D, C, -1)).view(n, D, -1)
             coef = self._cell_coeffs(tables, vmu, cache)
-            if self._counting(C):
+            if self._counting():
                 G = self._cell_sums(cells, tables, vmu, cache).view(n, R, C, K)
                 S = G.sum(-1, keepdim=True)
             else:
@@ -831,14 +831,15 @@ class Simulator:
         cache["cell_coef"] = coef
         return coef
 
-    def _counting(self, C: int) -> bool:
+    def _counting(self) -> bool:
         """Whether ηG is summed from each stream's cell counts (`_cell_sums`) rather than pull by pull
         (`_accumulate_*`): when the grid's runs share streams and a context's O·K cells are at most 6 times its
         B pulls (decided on the whole grid, so that a shard sums as the unsharded run does).
         Counting costs about one operation per cell and run, the per-pull sums about 7 per pull (measured on
         the CPU); on a grid without shared streams the per-pull sums are cheaper and sum in the per-pull
         registry path's order, bit for bit."""
-        return self._n_draws < self.total_runs and self.out_vals.shape[-1] * self.means.shape[1] <= 6 * self.cfg.batch
+        cells, pulls = self.out_vals.shape[-1] * self.means.shape[1], self.cfg.batch
+        return self._n_draws < self.total_runs and cells <= 6 * pulls
 
     def _cell_sums(self, cells: torch.Tensor, tables: dict, vmu: torch.Tensor, cache: dict) -> torch.Tensor:
         """ηG [n, R, C·K] of n steps' pulls given as cells [n, D, C·B] of the draw's D rows or streams:
@@ -855,7 +856,7 @@ class Simulator:
         slot = tables["outcome_major"].take(cells) + (torch.arange(n * D, device=cells.device) * width).view(n, D, 1)
         N = torch.bincount(slot.view(-1), minlength=n * D * width).to(self.dtype).view(n, D, O, CK)
         G = self._ws.get("G", (n, R, CK), self.dtype, self.device)
-        if self._draw_rows is None or self._tiled:  # runs repeat the draw's rows: broadcast
+        if self._tiled:  # the runs repeat the streams 0..D−1 in order: broadcast
             Gv, coef = G.view(n, R // D, D, CK), coef.view(O, R // D, D, CK)
             N = N.unsqueeze(1)
         else:

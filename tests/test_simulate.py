@@ -406,7 +406,7 @@ def test_counted_sums_equal_the_per_pull_sums(dtype, monkeypatch):
         for streams in ([0, 1, 2, 0, 1, 2], [2, 0, 0, 1, 2, 1]):
             out = []
             for counting in (True, False):
-                monkeypatch.setattr(Simulator, "_counting", lambda self, C, c=counting: c)
+                monkeypatch.setattr(Simulator, "_counting", lambda self, c=counting: c)
                 s = Simulator(b, obj, params, SimConfig(mode="sampled", steps=150, log_every=7, batch=5, lr=2.0,
                                                         dtype=dtype), seed=2, runs=6, streams=np.array(streams))
                 out.append(s.run(s.initial_state()))
