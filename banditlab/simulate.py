@@ -860,7 +860,7 @@ class Simulator:
             Gv, coef = G.view(n, R // D, D, CK), coef.view(O, R // D, D, CK)
             N = N.unsqueeze(1)
         else:
-            Gv, N = G, N.index_select(1, self._draw_rows)
+            Gv, N = G, self._rows(N, 1)
         torch.mul(N[..., 0, :], coef[0], out=Gv)
         for o in range(1, O):
             Gv.addcmul_(N[..., o, :], coef[o])
