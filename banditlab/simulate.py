@@ -6,7 +6,8 @@ All runs (seeds × baselines × any swept objective parameter) live in one tenso
 by hand, ∂ℓ/∂l = G − π Σ G, and plain SGD on the logits, l ← l − η ∂ℓ/∂l (`logit_grad`). Objectives linear in
 log π reuse G while the behaviour is unchanged (`_fast_step`); `SimConfig.grad = "autograd"` differentiates the
 whole step instead, the reference the tests compare with to 1e-12. A grid can be one shard of a larger grid
-(`shard_rows`): its random draws are the whole grid's, sliced.
+(`shard_rows`): its random draws are the whole grid's, sliced. Runs can share their random draws (`streams`:
+common random numbers, e.g. the runs of one seed at every baseline).
 
 Two update modes:
     exact    the expected (infinite-batch) update: every (context, arm, reward outcome) is one sample with
@@ -18,7 +19,8 @@ Two update modes:
              behaviour and Bernoulli or no noise every run draws from one table (`guide_table`), and an objective
              whose pulls' gradients depend on the pull alone sums a table of each cell's gradient
              (`_cell_coeffs`): the numbers of the registry called on every pull, bit for bit on the CPU (CUDA's
-             atomic `scatter_add_` sums in no fixed order on either path).
+             atomic `scatter_add_` sums in no fixed order on either path); with shared streams, from each
+             stream's cell counts (`_cell_sums`), the same numbers to rounding.
 
 Behaviour policy μ (`Behavior`, parsed from strings such as "fixed", "lag:10", "lag:1,mix:0.2:uniform"):
     fixed       μ = π₀ forever (fully offline)             lag:N    μ ← π every N steps (lag:1 = on-policy)
@@ -27,8 +29,8 @@ Exact tracking, every `log_every` steps and at the end (context-averaged with p(
 entropy H(π_t), support size #{a: π(a) ≥ support_eps}, KL(μ‖π), P(best arm), min logit (after centring, max = 0)
 and the loss value. Runs whose logits stop being finite are frozen at their last good state and flagged.
 
-Deliberately left out: optimisers other than SGD (the theorems are about SGD), per-run learning rates, and
-per-run random streams (one torch.Generator serves the whole grid: a run's numbers depend on --seed and the grid).
+Deliberately left out: optimisers other than SGD (the theorems are about SGD) and per-run random generators (one
+torch.Generator serves the whole grid: a run's numbers depend on --seed, the grid and its streams).
 """
 
 from __future__ import annotations
@@ -387,10 +389,11 @@ class Simulator:
                  total_runs: int | None = None, streams: np.ndarray | None = None):
         """`shard_rows` / `total_runs`: this simulator holds only those rows of a grid of `total_runs` runs (a
         shard); its random draws are the full grid's, sliced, so each run's numbers equal the unsharded run's.
-        `streams` (one integer per run of the whole grid, default: each run its own): runs of one stream share
-        every random number the simulator draws (contexts, pulls, rewards), so that runs that differ only in
-        their objective parameters see the same data, common random numbers; with a fixed behaviour they
-        then see the same pulls, drawn once."""
+        `streams` (one integer per run of the whole grid, ids 0..D−1, default: each run its own): runs of one
+        stream share every random number the simulator draws (contexts, pulls, rewards), so that runs that
+        differ only in their objective parameters see the same data, common random numbers; with a fixed
+        behaviour and Bernoulli or no noise their pulls are drawn once per stream. RED-Drop, which draws its
+        drops inside the objective, one per run, takes no streams."""
         self.bandit, self.objective, self.cfg, self.seed = bandit, objective, cfg, seed
         self.behavior = Behavior.parse(cfg.behavior)
         if cfg.mode not in ("exact", "sampled"):
@@ -418,13 +421,20 @@ class Simulator:
         self.exact_group = torch.arange(C, device=self.device).repeat_interleave(K * O)
         self.sample_group = torch.arange(C, device=self.device).repeat_interleave(cfg.batch)
         self.total_runs = total_runs or self.runs
-        rows = np.arange(self.total_runs) if shard_rows is None else np.asarray(shard_rows)
+        rows = np.arange(self.runs) if shard_rows is None else np.asarray(shard_rows)
+        if rows.shape != (self.runs,) or (shard_rows is None and self.total_runs != self.runs):
+            raise ValueError(f"shard_rows: expected one row of the {self.total_runs}-run grid per run ({self.runs})")
         if streams is None:
             draw_rows, self._n_draws = rows, self.total_runs
         else:
             streams = np.asarray(streams)
-            if streams.shape != (self.total_runs,) or streams.dtype.kind not in "iu" or streams.min() < 0:
-                raise ValueError(f"streams: expected {self.total_runs} integers ≥ 0, one per run of the grid")
+            if (streams.shape != (self.total_runs,) or streams.dtype.kind not in "iu"
+                    or not np.array_equal(np.unique(streams), np.arange(streams.max(initial=-1) + 1))):
+                raise ValueError(f"streams: expected {self.total_runs} integers, one per run of the grid, that use "
+                                 "every id from 0 to their largest")
+            if objective.params.get("red_drop"):
+                raise ValueError("streams: RED-Drop draws its drops inside the objective, one per run; give each "
+                                 "run its own stream")
             draw_rows, self._n_draws = streams[rows], int(streams.max()) + 1
         # the rows of each draw (the grid's runs, or its streams) that this simulator's runs take; None: all, in order
         self._draw_rows = None if (self._n_draws == self.runs and np.array_equal(draw_rows, np.arange(self.runs))) \

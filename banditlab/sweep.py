@@ -16,8 +16,9 @@ is δV·G/(G−1) (theory.group_baseline_offset).
 
 Pulls (sampled mode): with `pulls = "shared"` the runs of one seed draw the same random numbers at every baseline
 (common random numbers), so with a fixed behaviour they learn from the same pulls and two baselines' difference is
-measured on the same data; seeds stay independent of each other, so the per-baseline CIs over seeds are unchanged
-in meaning. `pulls = "independent"` gives every run its own.
+measured on the same data; seeds stay independent of each other, so the per-baseline CIs over seeds are those
+of independent runs. `pulls = "independent"` gives every run its own, and so does RED-Drop, whose random drops
+are drawn inside the objective, per run.
 
 Interruption: SIGINT/SIGTERM set a flag; the loop stops at the next step boundary, writes state.pt and exits 130.
 A checkpoint is also written every `checkpoint_seconds`. The same command on the same folder resumes from it and
@@ -77,7 +78,8 @@ class SweepConfig:
     behavior: str = option("fixed", "fixed | on-policy | lag:N | delay:K | mix:A[:init|uniform], comma-combined")
     seed: int = option(0, "seed of the simulation's random stream", 0, 2**63, hi_open=True)
     pulls: str = option("shared", "sampled mode: shared (the runs of one seed draw the same random numbers at "
-                                  "every baseline: paired comparisons) | independent (every run its own)")
+                                  "every baseline: paired comparisons; not RED-Drop, whose drops are per run) | "
+                                  "independent (every run its own)")
     log_every: int = option(0, "record metrics every N steps (0: steps // 200)", 0, 10**9)
     support_eps: float = option(1e-3, "π(a) ≥ this counts as support", 0.0, 1.0, lo_open=True)
     dtype: str = option("float64", "float64 | float32")
@@ -94,6 +96,8 @@ class SweepConfig:
         d = asdict(self)
         for k in ("out", "checkpoint_seconds", "device", "threads"):
             d.pop(k)
+        if self.pulls == "independent" or self.mode == "exact":  # the numbers of a grid without shared draws
+            d.pop("pulls")
         return d
 
 
@@ -327,7 +331,8 @@ def build(cfg: SweepConfig):
     objective = objective.with_params(baseline=mode)
     replicas = replicas_of(cfg)
     grid = {"baseline_offset": np.repeat(values, replicas), "seed": np.tile(np.arange(replicas), len(values))}
-    streams = grid["seed"] if cfg.pulls == "shared" else None
+    shared = cfg.pulls == "shared" and cfg.mode == "sampled" and not objective.params.get("red_drop")
+    streams = grid["seed"] if shared else None
     total = len(grid["seed"])
     rows = shard_rows(cfg, total)
     if cfg.shard and cfg.mode == "sampled" and objective.params.get("red_drop"):

@@ -176,3 +176,29 @@ def test_kill_9_at_random_moments_then_the_same_command_is_bit_identical(tmp_pat
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert again.returncode == 0, again.stderr
     assert_equals_an_uninterrupted_run(tmp_path, args, env)
+
+
+def test_shared_pulls_give_a_baselines_runs_whatever_other_baselines_the_sweep_holds(tmp_path):
+    """With `--pulls shared` seed s draws the same pulls at every baseline, so a baseline's final rewards do not
+    depend on the other baselines in the grid (equal to rounding: the larger grid sums counted cells); with
+    `--pulls independent` they do. RED-Drop draws independently under either setting (its drops are per run),
+    and a grid without shared draws records no `pulls` in its identity (the numbers do not depend on it)."""
+    from banditlab.sweep import SweepConfig
+
+    def finals(name, baselines, *extra):
+        out = tmp_path / name
+        assert run_cli(["sweep", "--arms", "8", "--steps", "60", "--seeds", "3", "--baseline", baselines,
+                        "--no-progress", *extra, "--out", out])[0] == 0
+        d = pd.read_csv(out / "summary.csv")
+        return d[d.baseline_offset.round(6) == -0.2].sort_values("seed").final_expected_reward.to_numpy()
+
+    one, three = finals("one", "-0.2"), finals("three", "-0.2,0.0,0.1")
+    assert abs(one - three).max() < 1e-9
+    one, three = (finals(n, b, "--pulls", "independent") for n, b in [("i1", "-0.2"), ("i3", "-0.2,0.0,0.1")])
+    assert abs(one - three).max() > 1e-6
+    shared, indep = (finals(n, "-0.2,0.1", "--algo", "red-drop", "--pulls", p) for n, p in [("r1", "shared"),
+                                                                                              ("r2", "independent")])
+    assert (shared == indep).all()
+    assert "pulls" in SweepConfig().identity()
+    assert "pulls" not in SweepConfig(pulls="independent").identity()
+    assert "pulls" not in SweepConfig(mode="exact").identity()

@@ -416,9 +416,19 @@ def test_counted_sums_equal_the_per_pull_sums(dtype, monkeypatch):
                                        atol=tol, equal_nan=True)
 
 
-def test_streams_must_give_one_integer_per_run():
+def test_streams_and_shard_rows_must_fit_the_grid():
+    """Streams: one integer per run of the grid, using every id from 0 up (each id is a drawn row); none for
+    RED-Drop, whose drops the objective draws per run; shard rows: one per run."""
     b = bandits.paper(arms=4)
     obj = get_objective("asymre")
-    for bad in ([0, 1], [0.0, 1.0, 0.0], [0, -1, 0]):
+    for bad in ([0, 1], [0.0, 1.0, 0.0], [0, -1, 0], [0, 2, 0]):
         with pytest.raises(ValueError, match="streams"):
             Simulator(b, obj, {"offset": np.zeros(3)}, SimConfig(), streams=np.array(bad))
+    with pytest.raises(ValueError, match="RED-Drop"):
+        Simulator(b, get_objective("red-drop"), {"offset": np.zeros(3)}, SimConfig(), streams=np.array([0, 0, 1]))
+    with pytest.raises(ValueError, match="shard_rows"):
+        Simulator(b, obj, {"offset": np.zeros(3)}, SimConfig(), total_runs=10)
+    with pytest.raises(ValueError, match="shard_rows"):
+        Simulator(b, obj, {"offset": np.zeros(3)}, SimConfig(), shard_rows=np.arange(4), total_runs=10)
+    Simulator(b, obj, {"offset": np.zeros(3)}, SimConfig(), shard_rows=np.arange(2, 5), total_runs=10,
+              streams=np.arange(10) % 2)
