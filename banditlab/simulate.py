@@ -782,21 +782,18 @@ class Simulator:
             ctx, tables = torch.stack(ctxs), self._alias_tables(cache)
             cells = self._cells(tables, ctx.reshape(n * D, C), u.view(n * D, C, -1)).view(n, D, -1)
             coef = self._cell_coeffs(tables, vmu, cache)
-            if self._counting():
-                G = self._cell_sums(cells, tables, vmu, cache).view(n, R, C, K)
-                S = G.sum(-1, keepdim=True)
-            else:
-                pc = self._rows(cells, 1)
-                kernels = {"torch": _accumulate_torch, "numpy": _accumulate_numpy}
-                name = "torch" if self.device.type != "cpu" else fastest(
-                    "accumulate", kernels, pc[:1, : max(1, (1 << 14) // pc.shape[-1])], coef, tables["flat_arm"],
-                    C * K, Workspace())
-                G = kernels[name](pc, coef, tables["flat_arm"], C * K, self._ws).view(n, R, C, K)
-                S = G.sum(-1, keepdim=True)
-                G, S = G.mul_(self.lr), S.mul_(self.lr)
             pulls = [lambda k=k: self._cell_pulls(self._rows(cells[k]), self._rows(ctx[k]), coef, tables, vmu)
                      for k in range(n)]
-            return [(rngs[k], G[k], S[k], pulls[k]) for k in range(n)]
+            if self._counting():  # η is folded into the counted sums
+                G = self._cell_sums(cells, tables, vmu, cache).view(n, R, C, K)
+                S = G.sum(-1, keepdim=True)
+                return [(rngs[k], G[k], S[k], pulls[k]) for k in range(n)]
+            pc = self._rows(cells, 1)
+            kernels = {"torch": _accumulate_torch, "numpy": _accumulate_numpy}
+            name = "torch" if self.device.type != "cpu" else fastest(
+                "accumulate", kernels, pc[:1, : max(1, (1 << 14) // pc.shape[-1])], coef, tables["flat_arm"],
+                C * K, Workspace())
+            G = kernels[name](pc, coef, tables["flat_arm"], C * K, self._ws).view(n, R, C, K)
         else:
             if u is not None:  # drawn for the draw's rows, then taken by the runs
                 ctx = torch.stack(ctxs)

@@ -128,6 +128,8 @@ class SampledPeer:
         self.offset = np.repeat(np.arange(R) * 2 * K, batch)
         self.z, self.s, self.D, self.sD = np.empty((R, K)), np.empty((R, 1)), np.empty((R, K)), np.empty((R, 1))
         self.tmp, self.ones, self.one_minus_V = np.empty((R, K)), np.ones((K, 1)), 1.0 - self.V
+        # the arrays that `signed_counts` writes and reads, shaped to broadcast against the counts n
+        self.counted = (self.D, self.tmp, self.V, self.one_minus_V)
 
     def draw(self):
         """The counts n [runs, arms, 2] of one step's B pulls per run."""
@@ -148,9 +150,10 @@ class SampledPeer:
 
     def signed_counts(self, n):
         """D = n₁(1 − V) − n₀V [runs, arms] from the counts n (into the step's buffer)."""
-        np.multiply(n[..., 1], self.one_minus_V, out=self.D)
-        np.multiply(n[..., 0], self.V, out=self.tmp)
-        self.D -= self.tmp
+        D, tmp, V, one_minus_V = self.counted
+        np.multiply(n[..., 1], one_minus_V, out=D)
+        np.multiply(n[..., 0], V, out=tmp)
+        D -= tmp
         return self.D
 
     def step(self, n):
@@ -196,19 +199,13 @@ class SharedPeer(SampledPeer):
         self.u, self.cell, self.keep = np.empty(seeds * batch), np.empty(seeds * batch, np.intp), np.empty(
             seeds * batch, bool)
         self.offset = np.repeat(np.arange(seeds) * 2 * K, batch)
-        self.V3, self.one_minus_V3 = self.V.reshape(-1, seeds, 1), self.one_minus_V.reshape(-1, seeds, 1)
-        self.D3, self.tmp3 = self.D.reshape(-1, seeds, K), self.tmp.reshape(-1, seeds, K)
+        # [baselines, seeds, ·] views: each seed's counts broadcast over the baselines
+        self.counted = (self.D.reshape(-1, seeds, K), self.tmp.reshape(-1, seeds, K), self.V.reshape(-1, seeds, 1),
+                        self.one_minus_V.reshape(-1, seeds, 1))
 
     def draw(self):
         """The counts n [seeds, arms, 2] of one step's B pulls per seed."""
         return self._count(self.S)
-
-    def signed_counts(self, n):
-        """D [runs, arms] from the seeds' counts n (into the step's buffer)."""
-        np.multiply(n[..., 1], self.one_minus_V3, out=self.D3)
-        np.multiply(n[..., 0], self.V3, out=self.tmp3)
-        self.D -= self.tmp
-        return self.D
 
 
 def timed(fn, repeat=3, sync=lambda: None, clock=time.perf_counter):
