@@ -34,7 +34,7 @@ class Dist:
             self.world = self.state.num_processes
             import atexit
 
-            atexit.register(_shutdown)  # a gloo group left alive at exit can abort the process (exit code -6)
+            atexit.register(_shutdown)
 
     @property
     def main(self) -> bool:
@@ -76,12 +76,22 @@ class Dist:
             self.state.wait_for_everyone()
 
 
+_LAST_BARRIER: list = []
+
+
 def _shutdown() -> None:
-    """Wait for every process, then tear the process group down before the interpreter does."""
+    """Wait for every process, then tear the process group down before the interpreter does.
+
+    The barrier's work object is kept, so that its last reference is dropped by this thread and not by gloo's
+    worker thread. That work holds the last (weak) references to the collectives before it, whose tensors were
+    made in Python; freeing them takes the GIL, and a worker thread that asks for the GIL while the interpreter
+    is finalizing aborts the process ("terminate called without an active exception", exit code -6)."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         try:
-            dist.barrier()
+            work = dist.barrier(async_op=True)
+            _LAST_BARRIER.append(work)
+            work.wait()
         finally:
             dist.destroy_process_group()
