@@ -445,6 +445,8 @@ class Simulator:
         self._cached_mu: tuple | None = None
         self._z: torch.Tensor | None = None   # the fast step's exp buffer
         self._floor: float | None = None
+        self._drift = 0.0                      # how far a logit may have moved since the last centring (sampled)
+        self._step_bound: float | None = None  # how far one queued sampled step may move a logit (None: unknown)
         self._queue: list = []                 # sampled steps drawn ahead (`_pull_steps`)
         self._ws = Workspace()                 # their per-pull arrays
         self._fast_loss: torch.Tensor | None = None
@@ -659,6 +661,7 @@ class Simulator:
         if state.step == 0 and not state.log_steps:
             self._log(state, torch.full((self.runs,), float("nan"), dtype=self.dtype, device=self.device))
         self._floor = None  # the lowest logit at the last centring (see _fast_step), unknown until one
+        self._drift = float("inf")  # and how far a logit has moved since (`_sampled_linear_step`)
         any_bad = bool(state.diverged.any())
         fast = cfg.grad == "analytic" and cfg.mode == "exact" and self.objective.linear_in_logp
         fast_sampled = cfg.grad == "analytic" and cfg.mode == "sampled" and self.objective.linear_in_logp
@@ -750,15 +753,19 @@ class Simulator:
         l = state.logits
         if self._z is None or self._z.shape != l.shape:
             self._z = torch.empty_like(l)
-        z = exp_clamped(l, self._z)
+        # the logits lie in [floor − drift, drift] (max 0 at the last centring): with drift < 600 in float64,
+        # e^l and Σ e^l stay in range (no check), and with floor − drift > −700 exp needs no clamp
+        safe = self._step_bound is not None and self._drift < 600 and self.dtype == torch.float64
+        z = exp_clamped(l, self._z, clamp=not (safe and self._floor is not None and self._floor - self._drift > -700))
         s = z.sum(-1, keepdim=True)
         if logged:
             loss0, flat, coef = pulls()
             logp = (l - s.log()).reshape(l.shape[0], -1).gather(-1, flat)
             self._fast_loss = loss0 + (coef * logp).sum(-1)
-        if not bool(((s > 0) & torch.isfinite(s)).all()):
+        if not safe and not bool(((s > 0) & torch.isfinite(s)).all()):
             z, s = torch.softmax(l, -1), torch.ones_like(s)
         l.sub_(lrG).addcmul_(z, lrS / s)
+        self._drift += self._step_bound if self._step_bound is not None else float("inf")
 
     def _pull_steps(self, state: SimState, g: torch.Generator, n: int) -> list:
         """[(generator state before the step, ηG, ηS, pulls)] for the next n steps (one step unless the behaviour
@@ -770,6 +777,7 @@ class Simulator:
         logmu, mu, vmu, cache = self._behaviour(state.snapshot)
         if not (self._shared_table() and not self.objective.params.get("red_drop")):
             n = 1
+        self._step_bound = None
         rngs, ctxs = [], []
         D = self._n_draws  # the draw's rows: the grid's runs or its streams
         u = self._ws.get("u", (n, D, C, self.cfg.batch), self.dtype, self.device) if self._shared_table() else None
@@ -782,6 +790,7 @@ class Simulator:
             ctx, tables = torch.stack(ctxs), self._alias_tables(cache)
             cells = self._cells(tables, ctx.reshape(n * D, C), u.view(n * D, C, -1)).view(n, D, -1)
             coef = self._cell_coeffs(tables, vmu, cache)
+            self._step_bound = self._cell_bound(coef, cache)
             pulls = [lambda k=k: self._cell_pulls(self._rows(cells[k]), self._rows(ctx[k]), coef, tables, vmu)
                      for k in range(n)]
             if self._counting():  # η is folded into the counted sums
@@ -837,6 +846,14 @@ class Simulator:
         coef[:, cell] = c.transpose(0, 1).reshape(R, -1)
         cache["cell_coef"] = coef
         return coef
+
+    def _cell_bound(self, coef: torch.Tensor, cache: dict) -> float:
+        """How far one step may move a logit with per-sample gradients: η(max|G| + max|S|) ≤ 2 B η max|g|, as a
+        context's G_k and S = Σ_k G_k each sum at most B of the cells' gradients g (`_cell_coeffs`)."""
+        if "cell_bound" not in cache:
+            lr = self.lr.reshape(-1, 1) if torch.is_tensor(self.lr) else self.lr
+            cache["cell_bound"] = 2.0 * self.cfg.batch * float((coef.abs() * abs(lr)).max())
+        return cache["cell_bound"]
 
     def _counting(self) -> bool:
         """Whether ηG is summed from each stream's cell counts (`_cell_sums`) rather than pull by pull
@@ -940,6 +957,7 @@ class Simulator:
         values = self.metrics(state.logits, state.snapshot, loss).cpu()
         state.log_values.append(values)
         self._floor = float(values[:, METRICS.index("min_logit")].min())
+        self._drift = 0.0
 
 
 def tidy_frame(state: SimState, columns: dict):

@@ -292,6 +292,44 @@ def test_the_per_cell_sampled_step_gives_the_per_pull_numbers_bit_for_bit(kernel
                                    equal_nan=True)
 
 
+@pytest.mark.parametrize("log_every", [5, 20])
+def test_the_sampled_step_skips_the_exp_clamp_and_range_check_only_where_its_drift_bound_allows(log_every,
+                                                                                                monkeypatch):
+    """Between centrings a sampled step with per-sample gradients moves a logit by at most 2Bη max|g|; the step
+    leaves out exp's clamp at −700 only while the lowest logit stays above −700 by that bound (and the range
+    check only while the highest stays below 600). Every unclamped exp here sees logits in (−700, 600), both
+    kinds of exp occur as the logits sink past −700 (and, with log_every 20, the drift passes 600), and the run
+    equals the same draws through the per-pull path, which clamps and checks every step, bit for bit."""
+    from banditlab import objectives, simulate
+
+    seen = {True: 0, False: 0}
+    real = simulate.exp_clamped
+
+    def watched(x, out, clamp=True):
+        if not clamp:
+            assert float(x.min()) > -700 and float(x.max()) < 600
+        seen[clamp] += 1
+        return real(x, out, clamp)
+
+    monkeypatch.setattr(simulate, "exp_clamped", watched)
+    b = bandits.paper(arms=9, low=-1.0, high=1.0)
+    obj = get_objective("reinforce", baseline="absolute")
+    out = []
+    for per_sample in (True, False):
+        if not per_sample:
+            monkeypatch.setattr(objectives.Objective, "per_sample", property(lambda self: False))
+        s = Simulator(b, obj, {"offset": np.array([-3.0, -1.0, 0.0, 2.0])},
+                      SimConfig(mode="sampled", steps=300, log_every=log_every, batch=5, lr=5.0), seed=2, runs=4)
+        out.append(s.run(s.initial_state()))
+        if per_sample:
+            assert seen[False] > 0 and seen[True] > 0 and s._step_bound * log_every > 100
+    fast, ref = out
+    assert float(torch.stack(ref.log_values)[..., METRICS.index("min_logit")].min()) < -700
+    assert torch.equal(fast.logits, ref.logits)
+    torch.testing.assert_close(torch.stack(fast.log_values), torch.stack(ref.log_values), rtol=0, atol=0,
+                               equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_the_guide_table_gives_the_alias_methods_cell_for_every_draw(dtype):
     """The one-lookup draw equals Walker's alias method on random uniforms and on the hardest ones: both ends of
