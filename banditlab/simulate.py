@@ -744,8 +744,10 @@ class Simulator:
         """The sampled step for objectives linear in log π, in place. Their G = ∂ℓ/∂log π does not depend on
         log π, so the registry objective is differentiated on a zero leaf over the pulls only (no softmax of
         every logit), G is scattered onto the arms, and l ← l − η G + z · (η S / s) with z = exp(l), s = Σ z,
-        S = Σ_k G_k, as in `_fast_step`; where s leaves float range the step uses softmax(l) instead. The loss
-        at a logged step is L(0) + Σ_i G_i log π(a_i). With a fixed behaviour the pulls do not depend on π,
+        S = Σ_k G_k, as in `_fast_step`; where s leaves float range the step uses softmax(l) instead. With
+        per-sample gradients a step moves a logit by at most 2Bη max|g| (`_cell_bound`), so the drift since the
+        last centring bounds the logits: the range check and exp's clamp are left out where it shows them
+        unneeded. The loss at a logged step is L(0) + Σ_i G_i log π(a_i). With a fixed behaviour the pulls do not depend on π,
         so up to `ahead` steps are drawn (in the same order as one at a time) and differentiated together."""
         if not self._queue:
             self._queue = self._pull_steps(state, g, ahead)
