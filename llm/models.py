@@ -199,10 +199,29 @@ def model_source(spec: str) -> Path | None:
     path = smollm2_gguf() if spec == "smollm2" else Path(spec)
     if path.suffix == ".gguf" and not path.is_file():
         raise ModelError(f"--model: GGUF file not found: {path}")
-    if path.suffix != ".gguf" and not path.exists() and (
-            spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1):
-        raise ModelError(f"--model: local path not found: {spec}")
+    if path.suffix != ".gguf" and not path.exists():
+        if spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1:
+            raise ModelError(f"--model: local path not found: {spec}")
+        if hub_offline() and not _in_hub_cache(spec):
+            raise ModelError(f"--model: {spec!r} is not a local path and not in the Hugging Face cache, and the hub "
+                             "is offline (HF_HUB_OFFLINE)")
     return path
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off for this process (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE)."""
+    return any(os.environ.get(k, "").upper() in ("1", "ON", "YES", "TRUE")
+               for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether a hub model's config.json is in the local Hugging Face cache (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except Exception:  # a name the hub's validator refuses is not in the cache either
+        return False
 
 
 def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu", seed: int = 0):

@@ -542,6 +542,20 @@ def test_a_damaged_gguf_model_gives_one_line(content, tmp_path):
     assert one_line(code, err) and "--model" in err, err
 
 
+@pytest.mark.parametrize("command", ["train", "eval", "generate"])
+def test_a_hub_model_missing_from_the_offline_cache_is_refused_before_loading(command, tmp_path, monkeypatch):
+    """With the hub offline, a hub name that is not in the local cache is named in one line before anything is
+    loaded or written ("loading ..." is never printed); a local folder of that name would still be taken."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = {"train": [*LLM[2:], "--out", tmp_path / "run"], "eval": ["--n", "1"], "generate": ["hi"]}[command]
+    args = [a if a != "tiny" else "NoSuchOrg/no-such-model" for a in args]
+    if command != "train":
+        args = ["--model", "NoSuchOrg/no-such-model", *args]
+    code, out, err = cli(["llm", command, *args])
+    assert one_line(code, err) and "NoSuchOrg/no-such-model" in err and "HF_HUB_OFFLINE" in err, err
+    assert "loading" not in out and not (tmp_path / "run").exists()
+
+
 def _options(command):
     """(single-valued option names, repeatable option names) of a CLI command path such as ["llm", "train"]."""
     import typer
