@@ -48,6 +48,37 @@ def test_plot_only_without_data_is_one_line(tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+def _part(path, members: dict) -> None:
+    """A packed part holding `members` {name: bytes}."""
+    import io
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_collect_unpacks_into_a_data_folder_of_any_name_and_refuses_bad_parts_whole(tmp_path):
+    """The device's data folder and the local one need not share a name; a part with two top folders or a path
+    out of the folder is refused in one line, before anything is written."""
+    got = tmp_path / "got"
+    got.mkdir()
+    _part(got / "gsm8k-trend-part1.tar.gz", {"llm-asymre-gsm8k/runs.json": b"[]",
+                                             "llm-asymre-gsm8k/a-s0/metrics.jsonl": b"{}\n"})
+    data = tmp_path / "elsewhere" / "my-data"
+    assert collect.main([str(got), "--data", str(data)]) == 0
+    assert (data / "runs.json").read_bytes() == b"[]" and (data / "a-s0" / "metrics.jsonl").exists()
+    for bad in ({"x/runs.json": b"[]", "y/runs.json": b"[]"}, {"x/ok": b"1", "x/../../escape": b"1"}):
+        fresh = tmp_path / "fresh" / "d"
+        (got / "gsm8k-trend-part1.tar.gz").unlink()
+        _part(got / "gsm8k-trend-part1.tar.gz", bad)
+        with pytest.raises(SystemExit) as e:
+            collect.collect(got, fresh, pool_dest=tmp_path / "pool.json", echo=lambda *_: None)
+        assert str(e.value).startswith("collect:") and "\n" not in str(e.value)
+        assert not (tmp_path / "escape").exists() and not fresh.exists()
+
+
 @pytest.mark.slow
 def test_two_calls_then_plot_only(tmp_path, monkeypatch):
     """Call 1 screens and trains seed 0; its packed results, unpacked into a fresh tree, let call 2 skip what is

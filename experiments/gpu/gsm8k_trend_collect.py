@@ -3,8 +3,8 @@
     python experiments/gpu/gsm8k_trend_collect.py FILES_AT [--data figures/data/llm-asymre-gsm8k] [--draw DIR]
 
 FILES_AT is the folder the `run` tool copied $OUT into. The newest gsm8k-trend-partP.tar.gz in it is unpacked over
-the data folder (files from the device win; runs finished in an earlier call stay), so the next call's working
-tree carries them and skips what is done. A pool screened on the device with a real model is copied to
+the data folder, whatever either folder is named (files from the device win; runs finished in an earlier call
+stay), so the next call's working tree carries them and skips what is done. A pool screened on the device with a real model is copied to
 experiments/reproduce/llm-asymre-gsm8k.pool.json (commit it: later runs then skip the screening).
 """
 
@@ -26,11 +26,27 @@ def collect(files_at: Path, data: Path, pool_dest: Path = POOL, echo=print) -> i
     parts = sorted(Path(files_at).rglob("gsm8k-trend-part*.tar.gz"), key=lambda p: p.stat().st_mtime)
     if not parts:
         raise SystemExit(f"collect: no gsm8k-trend-part*.tar.gz under {files_at}")
-    data.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(parts[-1]) as tar:
-        if any(Path(m.name).parts[0] != data.name for m in tar.getmembers()):
-            raise SystemExit(f"collect: {parts[-1]} holds files outside {data.name}/")
-        tar.extractall(data.parent, filter="data")
+    try:
+        with tarfile.open(parts[-1]) as tar:
+            members = tar.getmembers()
+            tops = {Path(m.name).parts[0] for m in members if Path(m.name).parts}
+            if len(tops) != 1:
+                raise SystemExit(f"collect: {parts[-1]} holds {len(tops)} top folders, expected one (the device's "
+                                 "data folder)")
+            top = tops.pop()
+
+            def into_data(m: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+                """The member moved from the device's data folder (whatever its name) into `data`, checked by
+                tarfile's data filter (no absolute paths, links or files outside the destination)."""
+                rel = Path(m.name).relative_to(top)
+                return None if rel == Path(".") else tarfile.data_filter(m.replace(name=str(rel), deep=False), dest)
+
+            for m in members:  # every member checked before anything is written
+                into_data(m, str(data))
+            data.mkdir(parents=True, exist_ok=True)
+            tar.extractall(data, members=members, filter=into_data)
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise SystemExit(f"collect: cannot unpack {parts[-1]}: {err}") from None
     echo(f"unpacked {parts[-1].name} into {data}")
     pool = data / "pool.json"
     if pool.exists() and json.loads(pool.read_text())["model"] != "tiny" and not pool_dest.exists():
