@@ -90,7 +90,8 @@ class TrainConfig:
 
 @dataclass
 class ResumeOption:
-    resume: bool = option(False, "continue the run in --out from its checkpoint", flag="--resume")
+    resume: bool = option(False, "continue the run in --out from its checkpoint (with a larger --steps: make it "
+                                 "longer; constant schedule only)", flag="--resume")
 
 
 @dataclass

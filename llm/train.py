@@ -15,6 +15,10 @@ Behaviour policy (as in the REC paper's sync_interval / sync_offset):
     sync_offset K     the copied π is the one from K steps earlier (each batch is K steps stale)
     offline           one dataset of G samples per train prompt from π₀, then `epochs` passes over it (TOPR)
 
+A run resumes with --resume; with the constant schedule it may also be made longer (--resume with a larger
+--steps or --epochs): batches are a pure function of the step, so the longer run is the one that would have been
+trained from the start (`extension`).
+
 Data parallel when launched with several processes (torchrun / accelerate launch): see llm/distributed.py.
 Memory: `--grad-checkpointing` (llm/models.enable_checkpointing) and log-probs computed a chunk of tokens at a
 time (`token_logprobs`); llm/memory.py estimates a step's peak. Deliberately left out: KL penalties to a reference
@@ -41,7 +45,8 @@ import torch
 from banditlab.errors import UsageError
 from banditlab.objectives import Batch
 from banditlab.runfolder import (Cadence, Interrupted, atomic_save, atomic_write, check_claim, check_identity, claim,
-                                 default_name, is_complete, mark_complete, stop_flag, unmark, write_record)
+                                 default_name, is_complete, jsonable, mark_complete, read_record, stop_flag, unmark,
+                                 write_record)
 
 from .config import TIMING_KEYS, TrainConfig, check_installed, validate  # noqa: F401  (re-exported)
 
@@ -516,9 +521,17 @@ class Trainer:
         cfg_file, metrics_file = self.out / "config.json", self.out / "metrics.jsonl"
         if cfg_file.exists() and (self.out / "checkpoint.pt").exists():  # check_out: the same run, --resume given
             self.load()
+            if self.step > self.total_steps:
+                raise UsageError(f"--steps: the run in {self.out} has already taken {self.step} steps; ask for at "
+                                 f"least that many (it asks for {self.total_steps})")
             if main:
                 atomic_write(metrics_file, "".join(json.dumps(r) + "\n" for r in read_metrics(metrics_file)
                                                    if r["step"] <= self.step))
+                rec = read_record(self.out)
+                if rec.get("identity") != jsonable(c.identity()):  # a longer run (`extension`): it records its length
+                    unmark(self.out)
+                    write_record(self.out, "llm-train", {**{k: v for k, v in rec.items() if k != "kind"},
+                                                         "config": asdict(c), "identity": c.identity()})
             if is_complete(self.out) and self.step >= self.total_steps:
                 self.echo(f"{self.out}: this run is already complete")
                 return self.out
@@ -686,7 +699,12 @@ def check_out(cfg: TrainConfig, resume: bool) -> None:
     check_claim(cfg.out, "llm-train", ("llm", cfg.algo))
     out = Path(cfg.out) if cfg.out else None
     if out is not None and (out / "config.json").exists() and (out / "checkpoint.pt").exists():
-        check_identity(out, cfg.identity())
+        rec = read_record(out)
+        if not resume and length_only(rec, cfg):
+            raise UsageError(f"--out: {out} holds this run with another --steps/--epochs; pass --resume to continue "
+                             "it to the new length, or choose another --out")
+        if not (resume and extension(rec, cfg)):
+            check_identity(out, cfg.identity())
         if not resume:
             raise UsageError(f"--out: {out} already holds a run; pass --resume to continue it")
     if not resume:
@@ -696,6 +714,30 @@ def check_out(cfg: TrainConfig, resume: bool) -> None:
     if not (Path(cfg.out) / "checkpoint.pt").exists():
         what = "does not exist" if not Path(cfg.out).exists() else "holds no checkpoint.pt"
         raise UsageError(f"--resume: {cfg.out} {what}; run without --resume to start a new run there")
+
+
+LENGTH = ("steps", "epochs")
+
+
+def length_only(rec: dict | None, cfg: TrainConfig) -> bool:
+    """Whether `cfg` is the recorded run but for its length (--steps, --epochs)."""
+    old = rec.get("identity") if isinstance(rec, dict) else None
+    new = jsonable(cfg.identity())
+    return (isinstance(old, dict) and old != new and set(old) == set(new)
+            and all(old[k] == new[k] for k in new if k not in LENGTH))
+
+
+def extension(rec: dict | None, cfg: TrainConfig) -> bool:
+    """Whether `cfg` asks to continue the recorded run for another number of steps, which is allowed only with the
+    constant schedule (a linear or cosine schedule is laid out over the run's length, so a longer run would have
+    taken its earlier steps at other learning rates). Raises UsageError where only the length differs but the
+    schedule forbids it; returns False where anything else differs (`check_identity` names it)."""
+    if not length_only(rec, cfg):
+        return False
+    if cfg.schedule != "constant":
+        raise UsageError(f"--steps/--epochs: this run's {cfg.schedule} schedule is laid out over its own length, so "
+                         "a longer run would have taken its earlier steps at other learning rates; start a new run")
+    return True
 
 
 def config_from(options: dict, config_file: str | None) -> TrainConfig:

@@ -247,6 +247,39 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_a_finished_run_made_longer_is_the_longer_run(tmp_path):
+    """With the constant schedule a finished run continues with --resume and a larger --steps: the same metrics
+    (but for the shorter run's final evaluation) and the same adapter as the longer run trained from the start;
+    config.json records the new length and the folder is complete again. Fewer steps than taken, or a schedule
+    laid out over the run's length, are refused in one line with the folder unchanged, and without --resume the
+    message says how to continue."""
+    from banditlab.errors import UsageError
+    from banditlab.runfolder import is_complete, read_record
+
+    Trainer(tiny(tmp_path / "a", steps=4)).run()
+    run = Trainer(tiny(tmp_path / "b", steps=2)).run()
+    assert is_complete(run)
+    Trainer(tiny(tmp_path / "b", steps=4)).run(resume=True)
+    assert is_complete(run) and read_record(run)["config"]["steps"] == 4
+    a, b = read_metrics(tmp_path / "a" / "run"), read_metrics(run)
+    drop = lambda m: {k: v for k, v in m.items() if k not in TIMING_KEYS and not k.startswith("test_")}
+    assert [drop(m) for m in a] == [drop(m) for m in b] and [m["step"] for m in b] == [0, 1, 2, 3, 4]
+    sa = torch.load(tmp_path / "a" / "run" / "checkpoint.pt", weights_only=False)["policy"]
+    sb = torch.load(run / "checkpoint.pt", weights_only=False)["policy"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    for cfg, resume, words in ((tiny(tmp_path / "b", steps=3), True, "already taken 4 steps"),
+                               (tiny(tmp_path / "b", steps=6, schedule="cosine"), True, "differs in: schedule, steps"),
+                               (tiny(tmp_path / "b", steps=6), False, "pass --resume to continue it")):
+        with pytest.raises(UsageError, match=words):
+            Trainer(cfg).run(resume=resume)
+    assert {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()} == before
+    cosine = Trainer(tiny(tmp_path / "c", steps=2, schedule="cosine")).run()
+    with pytest.raises(UsageError, match="cosine schedule is laid out over its own length"):
+        Trainer(tiny(tmp_path / "c", steps=4, schedule="cosine")).run(resume=True)
+    assert read_record(cosine)["config"]["steps"] == 2 and is_complete(cosine)
+
+
 def test_offline_mode_trains_on_one_dataset_from_pi0(tmp_path):
     """Every train prompt is sampled once, from π₀, for all epochs; μ stays π₀, so the ratio is exactly 1 at the
     first step (π = π₀) and off 1 once π has moved."""
