@@ -445,7 +445,7 @@ class Simulator:
         self._cached_mu: tuple | None = None
         self._z: torch.Tensor | None = None   # the fast step's exp buffer
         self._floor: float | None = None
-        self._drift = 0.0                      # how far a logit may have moved since the last centring (sampled)
+        self._drift = float("inf")             # how far a logit may have moved since the last centring (sampled)
         self._step_bound: float | None = None  # how far one queued sampled step may move a logit (None: unknown)
         self._queue: list = []                 # sampled steps drawn ahead (`_pull_steps`)
         self._ws = Workspace()                 # their per-pull arrays
@@ -728,7 +728,7 @@ class Simulator:
         l = state.logits
         if self._z is None or self._z.shape != l.shape:
             self._z = torch.empty_like(l)
-        z = exp_clamped(l, self._z, clamp=not (safe and self._floor is not None and self._floor - bound > -700))
+        z = exp_clamped(l, self._z, clamp=not (safe and self._above_clamp(bound)))
         s = z.sum(-1, keepdim=True)
         if not safe and not bool(((s > 0) & torch.isfinite(s)).all()):
             return False
@@ -740,6 +740,11 @@ class Simulator:
         l.sub_(lrG).addcmul_(z, lrS / s)
         return True
 
+    def _above_clamp(self, reach: float) -> bool:
+        """Whether every logit is above exp's clamp at −700 when none has moved more than `reach` since the last
+        centring, whose lowest logit was `_floor` (unknown before the first centring of a `run`)."""
+        return self._floor is not None and self._floor - reach > -700
+
     def _sampled_linear_step(self, state: SimState, g: torch.Generator, logged: bool, ahead: int) -> None:
         """The sampled step for objectives linear in log π, in place. Their G = ∂ℓ/∂log π does not depend on
         log π, so the registry objective is differentiated on a zero leaf over the pulls only (no softmax of
@@ -747,8 +752,9 @@ class Simulator:
         S = Σ_k G_k, as in `_fast_step`; where s leaves float range the step uses softmax(l) instead. With
         per-sample gradients a step moves a logit by at most 2Bη max|g| (`_cell_bound`), so the drift since the
         last centring bounds the logits: the range check and exp's clamp are left out where it shows them
-        unneeded. The loss at a logged step is L(0) + Σ_i G_i log π(a_i). With a fixed behaviour the pulls do not depend on π,
-        so up to `ahead` steps are drawn (in the same order as one at a time) and differentiated together."""
+        unneeded. The loss at a logged step is L(0) + Σ_i G_i log π(a_i). With a fixed behaviour the pulls do
+        not depend on π, so up to `ahead` steps are drawn (in the same order as one at a time) and
+        differentiated together."""
         if not self._queue:
             self._queue = self._pull_steps(state, g, ahead)
         _, lrG, lrS, pulls = self._queue.pop(0)
@@ -758,7 +764,7 @@ class Simulator:
         # the logits lie in [floor − drift, drift] (max 0 at the last centring): with drift < 600 in float64,
         # e^l and Σ e^l stay in range (no check), and with floor − drift > −700 exp needs no clamp
         safe = self._step_bound is not None and self._drift < 600 and self.dtype == torch.float64
-        z = exp_clamped(l, self._z, clamp=not (safe and self._floor is not None and self._floor - self._drift > -700))
+        z = exp_clamped(l, self._z, clamp=not (safe and self._above_clamp(self._drift)))
         s = z.sum(-1, keepdim=True)
         if logged:
             loss0, flat, coef = pulls()

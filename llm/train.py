@@ -528,7 +528,7 @@ class Trainer:
                 atomic_write(metrics_file, "".join(json.dumps(r) + "\n" for r in read_metrics(metrics_file)
                                                    if r["step"] <= self.step))
                 rec = read_record(self.out)
-                if rec.get("identity") != jsonable(c.identity()):  # a longer run (`extension`): it records its length
+                if length_only(rec, c):  # a longer run (`extension`): it records its new length
                     unmark(self.out)
                     write_record(self.out, "llm-train", {**{k: v for k, v in rec.items() if k != "kind"},
                                                          "config": asdict(c), "identity": c.identity()})

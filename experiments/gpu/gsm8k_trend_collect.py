@@ -4,8 +4,9 @@
 
 FILES_AT is the folder the `run` tool copied $OUT into. The newest gsm8k-trend-partP.tar.gz in it is unpacked over
 the data folder, whatever either folder is named (files from the device win; runs finished in an earlier call
-stay), so the next call's working tree carries them and skips what is done. A pool screened on the device with a real model is copied to
-experiments/reproduce/llm-asymre-gsm8k.pool.json (commit it: later runs then skip the screening).
+stay), so the next call's working tree carries them and skips what is done. A pool screened on the device with a
+real model is copied to experiments/reproduce/llm-asymre-gsm8k.pool.json (commit it: later runs then skip the
+screening).
 """
 
 from __future__ import annotations
