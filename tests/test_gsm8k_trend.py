@@ -60,8 +60,8 @@ def _part(path, members: dict) -> None:
 
 
 def test_collect_unpacks_into_a_data_folder_of_any_name_and_refuses_bad_parts_whole(tmp_path):
-    """The device's data folder and the local one need not share a name; a part with two top folders or a path
-    out of the folder is refused in one line, before anything is written."""
+    """The device's data folder and the local one need not share a name; a part with two top folders, a path out
+    of the folder or bytes that are no tar is refused in one line, before anything is written."""
     got = tmp_path / "got"
     got.mkdir()
     _part(got / "gsm8k-trend-part1.tar.gz", {"llm-asymre-gsm8k/runs.json": b"[]",
@@ -69,10 +69,13 @@ def test_collect_unpacks_into_a_data_folder_of_any_name_and_refuses_bad_parts_wh
     data = tmp_path / "elsewhere" / "my-data"
     assert collect.main([str(got), "--data", str(data)]) == 0
     assert (data / "runs.json").read_bytes() == b"[]" and (data / "a-s0" / "metrics.jsonl").exists()
-    for bad in ({"x/runs.json": b"[]", "y/runs.json": b"[]"}, {"x/ok": b"1", "x/../../escape": b"1"}):
+    for bad in ({"x/runs.json": b"[]", "y/runs.json": b"[]"}, {"x/ok": b"1", "x/../../escape": b"1"}, b"not a tar"):
         fresh = tmp_path / "fresh" / "d"
         (got / "gsm8k-trend-part1.tar.gz").unlink()
-        _part(got / "gsm8k-trend-part1.tar.gz", bad)
+        if isinstance(bad, bytes):
+            (got / "gsm8k-trend-part1.tar.gz").write_bytes(bad)
+        else:
+            _part(got / "gsm8k-trend-part1.tar.gz", bad)
         with pytest.raises(SystemExit) as e:
             collect.collect(got, fresh, pool_dest=tmp_path / "pool.json", echo=lambda *_: None)
         assert str(e.value).startswith("collect:") and "\n" not in str(e.value)

@@ -47,7 +47,7 @@ def collect(files_at: Path, data: Path, pool_dest: Path = POOL, echo=print) -> i
             data.mkdir(parents=True, exist_ok=True)
             tar.extractall(data, members=members, filter=into_data)
     except (tarfile.TarError, OSError, EOFError) as err:
-        raise SystemExit(f"collect: cannot unpack {parts[-1]}: {err}") from None
+        raise SystemExit(f"collect: cannot unpack {parts[-1]}: {' '.join(str(err).split())}") from None  # one line
     echo(f"unpacked {parts[-1].name} into {data}")
     pool = data / "pool.json"
     if pool.exists() and json.loads(pool.read_text())["model"] != "tiny" and not pool_dest.exists():
