@@ -158,14 +158,15 @@ def summarise(rows: list[dict], synthetic: bool, cfg) -> dict:
            "measured": [], "skipped": []}
     if rows:
         secs = sum(r["step_seconds"] for r in rows)
-        train_tok = sum(r["train_tokens_per_s"] * r["train_seconds"] for r in rows)
+        # a step's token count is a whole number, logged as a rate and seconds: rounded back to it
+        train_tok = sum(round(r["train_tokens_per_s"] * r["train_seconds"]) for r in rows)
         out["seconds_per_step"] = secs / len(rows)
         out["train_tokens_per_s"] = train_tok / max(sum(r["train_seconds"] for r in rows), 1e-9)
         out["completion_tokens_per_step"] = train_tok / len(rows)
         out["measured"] += ["seconds per step", "training tokens/s", "peak memory"]
         gen_secs = sum(r["gen_seconds"] for r in rows)
         if not synthetic and not cfg.offline:
-            gen_tok = sum(r["gen_tokens_per_s"] * r["gen_seconds"] for r in rows)
+            gen_tok = sum(round(r["gen_tokens_per_s"] * r["gen_seconds"]) for r in rows)
             out["gen_tokens_per_s"] = gen_tok / max(gen_secs, 1e-9)
             out["measured"].append("generation tokens/s (sampling, transformers backend)")
     if synthetic:

@@ -31,9 +31,12 @@ def read_counts(path: Path) -> dict[int, int]:
 
 
 def screen(backend, tok, grader, problems, path: Path, k: int, max_new_tokens: int, temperature: float = 1.0,
-           batch_problems: int = 32, seed: int = 0, deadline: float = float("inf"), echo=print) -> dict[int, int]:
+           batch_problems: int = 32, seed: int = 0, deadline: float = float("inf"), echo=print,
+           on_batch=None) -> dict[int, int]:
     """Count π₀'s successes in k samples for each problem, in index order, until all are done or `deadline`
-    (a time.time() value) passes; appends to `path` and returns every count in it."""
+    (a time.time() value) passes; appends to `path` and returns every count in it. `on_batch(idx, rollouts,
+    correct)`, when given, receives each batch's samples (problem-major, k per problem) after its lines are
+    written: the caller keeps them as training data."""
     from .data import build_prompt
 
     done = read_counts(path)
@@ -51,6 +54,8 @@ def screen(backend, tok, grader, problems, path: Path, k: int, max_new_tokens: i
             for j, i in enumerate(idx):
                 done[i] = sum(bool(x) for x in ok[j * k: (j + 1) * k])
                 f.write(json.dumps({"index": i, "successes": done[i], "k": k}) + "\n")
+        if on_batch is not None:
+            on_batch(idx, r, ok)
         echo(f"screened {len(done)}/{len(problems)} {path.stem} problems "
              f"({(len(done) - n0) / max(time.time() - t0, 1e-9):.2f}/s)")
     return done

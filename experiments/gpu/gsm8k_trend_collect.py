@@ -1,82 +1,126 @@
-"""Bring a device call's packed results of the GSM8K δV trend back into the working tree (docs/llm-gsm8k.md).
+"""Turn the files a trend call returned into the committed figure, its data, the figures index's section and the
+rows of docs/gpu.md (docs/gpu.md, "Collecting").
 
-    python experiments/gpu/gsm8k_trend_collect.py FILES_AT [--data figures/data/llm-asymre-gsm8k] [--draw DIR]
+    python experiments/gpu/gsm8k_trend_collect.py FILES_AT
 
-FILES_AT is the folder the `run` tool copied $OUT into. The newest gsm8k-trend-partP.tar.gz in it is unpacked over
-the data folder, whatever either folder is named (files from the device win; runs finished in an earlier call
-stay), so the next call's working tree carries them and skips what is done. A pool screened on the device with a
-real model is copied to experiments/reproduce/llm-asymre-gsm8k.pool.json (commit it: later runs then skip the
-screening).
+FILES_AT is the folder the `run` tool copied the call's $OUT into (summary.json, metrics.jsonl, ...). Steps:
+the files are copied into figures/data/llm-asymre-gsm8k/ (marked complete); `banditlab reproduce llm-asymre-gsm8k
+--plot-only` draws figures/llm-asymre-gsm8k.png and .md from them; the section between the markers
+`<!-- llm-asymre-gsm8k -->` in figures/README.md and the rows between `<!-- trend-call -->` in docs/gpu.md are
+rewritten with the numbers, the date, the device and the commit recorded in summary.json. A call that ran on a CPU
+(a rehearsal) is labelled so wherever its numbers land. Missing or damaged files: one line, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
-import tarfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-POOL = ROOT / "experiments" / "reproduce" / "llm-asymre-gsm8k.pool.json"
+NAME = "llm-asymre-gsm8k"
+FILES = ("log.txt", "screen-train.jsonl", "screen-test.jsonl", "metrics.jsonl", "summary.json", "table.md")
+PAPER = ("The AsymRE paper (Llama-3.1-8B on MATH, μ refreshed every 250 of 2000 steps) finds δV ≥ 0 collapsing "
+         "(training reward and test accuracy fall, entropy collapses) and δV = −0.1 stable.")
 
 
-def collect(files_at: Path, data: Path, pool_dest: Path = POOL, echo=print) -> int:
-    """Unpack the newest part; returns how many runs are DONE. Exit-worthy problems raise SystemExit(2)."""
-    parts = sorted(Path(files_at).rglob("gsm8k-trend-part*.tar.gz"), key=lambda p: p.stat().st_mtime)
-    if not parts:
-        raise SystemExit(f"collect: no gsm8k-trend-part*.tar.gz under {files_at}")
+def replace_between(text: str, marker: str, body: str) -> str:
+    """`text` with what lies between `<!-- marker -->` and `<!-- /marker -->` replaced by `body` (the pair is
+    appended when absent)."""
+    start, end = f"<!-- {marker} -->", f"<!-- /{marker} -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    return pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+
+
+def stamp(s: dict) -> tuple[str, str, str]:
+    device = s.get("versions", {}).get("device_name", "?")
+    if s.get("device", "cpu") == "cpu":
+        device += " (CPU rehearsal: not GPU evidence)"
+    return s.get("started", "?")[:10], device, s.get("commit", "?")
+
+
+def section(s: dict, table: str) -> str:
+    date, device, commit = stamp(s)
+    p0 = s.get("pi0_full_test")
+    pi0 = (f"π₀'s greedy pass@1 on the full GSM8K test split: {p0['pass_at_1']:.4f} ({p0['n']} problems). "
+           if p0 else "π₀'s full-test pass@1 was not measured in this call. ")
+    return "\n".join([
+        "![AsymRE δV sweep on GSM8K](llm-asymre-gsm8k.png)", "",
+        f"Measured {date} on {device}, commit {commit}; {s.get('steps', '?')} steps, offline (μ = π₀), "
+        f"`experiments/gpu/gsm8k_trend_call.sh` (docs/llm-gsm8k.md). {pi0}", "", table.strip(), "",
+        f"**The paper's result, for comparison.** {PAPER} Here the model, the task and the regime differ "
+        "(SmolLM2-135M, GSM8K, μ never refreshed), so only the ordering of the δV values is comparable."])
+
+
+def rows(s: dict) -> str:
+    date, device, commit = stamp(s)
+    cell = lambda claim, value: f"| {claim} | {value} | {date} | {device} | {commit} |"
+    out = []
+    ev, st = s.get("last_eval"), s.get("last_step")
+    if ev:
+        out.append(cell("SmolLM2-135M greedy generation, every run's held-out problems batched (trend call)",
+                        f"{ev['tokens_per_s']} tokens/s ({ev['tokens']} tokens in {ev['seconds']} s, "
+                        f"{s.get('eval_mode')} adapters)"))
+    if st:
+        out.append(cell("offline LoRA training, every run of the sweep in one process (trend call)",
+                        f"{st['train_tokens_per_s']} completion tokens/s ({st['seconds']} s per step of all runs)"))
+    if s.get("peak_memory_gb") is not None:
+        out.append(cell("peak GPU memory of the trend call", f"{s['peak_memory_gb']:.1f} GB allocated"))
+    p0 = s.get("pi0_full_test")
+    if p0:
+        out.append(cell(f"SmolLM2-135M greedy pass@1, full GSM8K test ({p0['n']} problems), and its wall time",
+                        f"{p0['pass_at_1']:.4f} in {p0['seconds']} s"))
+    return "\n".join(["| claim | value | date | device | commit |", "|---|---|---|---|---|", *out])
+
+
+def collect(files_at: Path, figures: Path, readme: Path, gpu_doc: Path, echo=print) -> list[Path]:
+    from banditlab.reproduce import reproduce
+    from banditlab.runfolder import mark_complete
+
+    files_at = Path(files_at)
+    found = {f: next(iter(sorted(files_at.rglob(f))), None) for f in FILES}
+    if found["summary.json"] is None or found["metrics.jsonl"] is None:
+        raise SystemExit(f"collect: no summary.json and metrics.jsonl under {files_at}")
     try:
-        with tarfile.open(parts[-1]) as tar:
-            members = tar.getmembers()
-            tops = {Path(m.name).parts[0] for m in members if Path(m.name).parts}
-            if len(tops) != 1:
-                raise SystemExit(f"collect: {parts[-1]} holds {len(tops)} top folders, expected one (the device's "
-                                 "data folder)")
-            top = tops.pop()
-
-            def into_data(m: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
-                """The member moved from the device's data folder (whatever its name) into `data`, checked by
-                tarfile's data filter (no absolute paths, links or files outside the destination)."""
-                rel = Path(m.name).relative_to(top)
-                return None if rel == Path(".") else tarfile.data_filter(m.replace(name=str(rel), deep=False), dest)
-
-            for m in members:  # every member checked before anything is written
-                into_data(m, str(data))
-            data.mkdir(parents=True, exist_ok=True)
-            tar.extractall(data, members=members, filter=into_data)
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise SystemExit(f"collect: cannot unpack {parts[-1]}: {' '.join(str(err).split())}") from None  # one line
-    echo(f"unpacked {parts[-1].name} into {data}")
-    pool = data / "pool.json"
-    if pool.exists() and json.loads(pool.read_text())["model"] != "tiny" and not pool_dest.exists():
-        shutil.copyfile(pool, pool_dest)
-        echo(f"pool: {pool_dest.relative_to(ROOT) if pool_dest.is_relative_to(ROOT) else pool_dest} (commit it)")
-    runs = json.loads((data / "runs.json").read_text()) if (data / "runs.json").exists() else []
-    done = [r["folder"] for r in runs if (data / r["folder"] / "DONE").exists()]
-    echo(f"{len(done)} of {len(runs)} listed runs done" + (": data/DONE present, `banditlab reproduce "
-                                                           "llm-asymre-gsm8k --plot-only` draws the figure"
-                                                           if (data / "DONE").exists() else ""))
-    return len(done)
+        s = json.loads(found["summary.json"].read_text())
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"collect: {found['summary.json']} is not JSON ({type(err).__name__})") from None
+    if not isinstance(s, dict) or "pool" not in s:
+        raise SystemExit(f"collect: {found['summary.json']} holds no pool: the call ended before training "
+                         f"({s.get('error', 'no error recorded') if isinstance(s, dict) else 'not an object'})")
+    data = figures / "data" / NAME
+    if data.exists():
+        shutil.rmtree(data)
+    data.mkdir(parents=True)
+    for name, path in found.items():
+        if path is not None:
+            shutil.copyfile(path, data / name)
+    mark_complete(data)
+    made = reproduce([NAME], figures, plot_only=True, progress=False, echo=echo)
+    table = (figures / f"{NAME}.md").read_text()
+    readme.write_text(replace_between(readme.read_text() if readme.exists() else "", NAME, section(s, table)))
+    gpu_doc.write_text(replace_between(gpu_doc.read_text(), "trend-call", rows(s)))
+    echo(f"collect: {data}, {', '.join(str(m) for m in made)}, {readme}, {gpu_doc}")
+    return made
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("files_at", help="the folder the device call's $OUT files were copied into")
-    ap.add_argument("--data", default=str(ROOT / "figures" / "data" / "llm-asymre-gsm8k"))
-    ap.add_argument("--draw", default=None, help="also draw the figure and table of the runs so far into this folder")
+    ap.add_argument("--figures", default=str(ROOT / "figures"))
+    ap.add_argument("--readme", default=str(ROOT / "figures" / "README.md"))
+    ap.add_argument("--gpu-doc", default=str(ROOT / "docs" / "gpu.md"))
     a = ap.parse_args(argv)
-    try:
-        collect(Path(a.files_at), Path(a.data))
-        if a.draw:
-            from gsm8k_trend_call import draw
-            from banditlab.reproduce import load_config
+    from banditlab.errors import UsageError
 
-            for f in draw(load_config("llm-asymre-gsm8k"), Path(a.data), Path(a.draw)):
-                print(f)
-    except SystemExit as err:
-        print(err, file=sys.stderr)
+    try:
+        collect(Path(a.files_at), Path(a.figures), Path(a.readme), Path(a.gpu_doc))
+    except (SystemExit, UsageError) as err:
+        print(" ".join(str(err).split()), file=sys.stderr)
         return 2
     return 0
 

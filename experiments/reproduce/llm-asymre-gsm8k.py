@@ -1,36 +1,35 @@
-"""AsymRE's δV trend on GSM8K with SmolLM2-135M-Instruct on one GPU: screening, concurrent runs, figure, table.
+"""AsymRE's δV trend on GSM8K with SmolLM2-135M-Instruct, offline (μ = π₀), every run in one process.
 
-`banditlab reproduce llm-asymre-gsm8k`, with its config beside it (llm-asymre-gsm8k.toml); docs/llm-gsm8k.md
-has the design, the budget and the device commands. Three stages, each a set of jobs run as separate processes
-(`jobs` at once on the one GPU; `jobs = 0` runs them one after another in this process):
+`banditlab reproduce llm-asymre-gsm8k`, with its config beside it (llm-asymre-gsm8k.toml); docs/llm-gsm8k.md has
+the design and the device calls (experiments/gpu/gsm8k_trend_call.sh runs `run_experiment` under a deadline).
+Stages, each streaming its results into the output folder as it goes:
 
-1. screening (llm/screen.py): π₀'s successes in k samples on GSM8K train problems (the training pool:
-   0 < successes < k) and test problems (the held-out "solvable" set), time-boxed and resumable, plus π₀'s greedy
-   pass@1 on the full test split. The result, pool.json, is committed beside the config so later runs skip it.
-2. runs: every (seed, method) trains with llm.train.Trainer on the pool (behaviour refreshed every
-   `sync_interval` steps, greedy pass@1 on the solvable set every `eval_every` steps), then measures greedy
-   pass@1 on the full test split. A run folder with DONE is skipped; any other is restarted whole (checkpoints
-   do not travel back from a device call), or resumed where its checkpoint is still on disk.
-3. the figure and the table read only the files (`--plot-only` redraws them).
-
-Every job is a dict written to jobs/NAME.json and executed by `python THIS_FILE worker jobs/NAME.json`.
-Deliberately left out: several adapters in one process (one process per run is simpler and isolates failures).
+1. screening (llm/screen.py): k samples at T = 1 from π₀ for train problems in index order, for a share of the
+   time left (screen-train.jsonl, one line per problem); the samples of the problems with 0 < successes < k are
+   kept: they are the training data (μ = π₀, generated once). The same for test problems (screen-test.jsonl): the
+   held-out solvable set.
+2. training (llm/multirun.py): every method × seed is a LoRA adapter of the one model, trained in lockstep on
+   the pool; greedy pass@1 of every run on the held-out set in one batched pass at `evals` points. The steps are
+   as many as the deadline allows, measured from the first evaluation and the first step (metrics.jsonl: one
+   line per run per step, one per run per evaluation).
+3. π₀'s greedy pass@1 on the full test split, when `full_test_seconds` are left (summary.json).
+The figure and the table read only the files (`--plot-only` redraws them). summary.json holds the machine, the
+versions, the timings, the pool and the plan; table.md the comparison at the last evaluation every run reached.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from banditlab.runfolder import atomic_write, is_complete, mark_complete, unmark
+from banditlab.runfolder import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKED_OUT = ("checkpoint.pt", "checkpoint.pt.tmp", "adapter", ".lock", "offline.pt")  # never leave the device
+FILES = ("log.txt", "screen-train.jsonl", "screen-test.jsonl", "metrics.jsonl", "summary.json", "table.md")
 
 
 def data_file(name: str) -> Path:
@@ -48,354 +47,318 @@ def data_file(name: str) -> Path:
                      "data/gsm8k)")
 
 
-def _slug(label: str) -> str:
-    text = label.replace("−", "m").replace("+", "p").replace("δV", "dV")
-    return "-".join("".join(ch if ch.isascii() and ch.isalnum() else " " for ch in text).split())
+def versions() -> dict:
+    import importlib.metadata as md
 
+    import torch
 
-# ------------------------------------------------------------------------------------------ the jobs
-def job_screen(job: dict) -> None:
-    """Screen one split with π₀ (pass@k at T = 1), or measure π₀'s greedy pass@1 on the full test split."""
-    from banditlab_llm.data import load_problems
-
-    problems = load_problems("gsm8k", job["split"], job["path"], job.get("n"))  # before torch: a bad file fails fast
-    from banditlab_llm.generation import HFBackend
-    from banditlab_llm.grading import Grader
-    from banditlab_llm.models import load_model, resolve_device
-    from banditlab_llm.screen import screen
-
-    device, dtype = resolve_device("auto", "auto")
-    model, tok = load_model(job["model"], dtype, device, 0)
-    grader, out = Grader(), Path(job["out"])
-    if job["kind"] == "greedy":
-        backend = HFBackend(model, tok, job["batch"])
-        acc = _greedy(backend, tok, grader, problems, job["max_new_tokens"])
-        _write_json(out, {"full_test_accuracy": acc, "n": len(problems), "device": device})
-        return
-    backend = HFBackend(model, tok, job["batch_problems"] * job["k"])
-    screen(backend, tok, grader, problems, out, job["k"], job["max_new_tokens"], job["temperature"],
-           job["batch_problems"], deadline=time.time() + job["seconds"])
-    (out.parent / f"{out.stem}.done").write_text("time box over or split done\n")
-
-
-def _greedy(backend, tok, grader, problems, max_new_tokens: int) -> float:
-    from banditlab_llm.data import build_prompt
-
-    r = backend.generate([build_prompt(tok, p.question) for p in problems], 1, max_new_tokens, greedy=True)
-    ok = [x for x in grader.correct(r.texts, [p.answer for p in problems]) if x is not None]
-    return sum(ok) / max(1, len(ok))
-
-
-def job_train(job: dict) -> None:
-    """One (seed, method) run on the pool, then greedy pass@1 of its final policy on the full test split."""
-    from banditlab_llm.data import load_problems
-    from banditlab_llm.generation import HFBackend
-    from banditlab_llm.train import Trainer, config_from
-
-    out = Path(job["train"]["out"])
-    resume = (out / "checkpoint.pt").exists()
-    if not resume and out.exists():
-        shutil.rmtree(out)  # a run cut off on a device: its partial metrics are replaced by a whole run
-    tr = Trainer(config_from(job["train"], None), echo=print)
-    tr.run(resume=resume)
-    unmark(out)  # the run folder is complete once final.json exists too
-    full = load_problems("gsm8k", "test", job["full_test"], job["final_eval_n"])
-    tr.backend = HFBackend(tr.model, tr.tok, job["final_eval_batch"])
-    acc = _greedy(tr.backend, tr.tok, tr.grader, full, tr.cfg.eval_max_new_tokens or tr.cfg.max_new_tokens)
-    _write_json(out / "final.json", {"full_test_accuracy": acc, "n": len(full), "step": tr.step})
-    mark_complete(out)
-
-
-def _write_json(path: Path, obj) -> None:
-    atomic_write(path, json.dumps(obj, indent=1))
-
-
-def worker(job_file: str) -> None:
-    job = json.loads(Path(job_file).read_text())
-    (job_train if job["kind"] == "train" else job_screen)(job)
-
-
-def launch(jobs: dict[str, dict], data: Path, parallel: int, deadline: float, tick=None, on_progress=None,
-           echo=print) -> list[str]:
-    """Run the jobs ({name: job}), `parallel` processes at once (0: in this process); at `deadline` the running
-    processes are killed. Returns the names of the jobs that did not finish (failed, killed or not started)."""
-    folder, logs = data / "jobs", data / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    logs.mkdir(exist_ok=True)
-    queue, running, failed = list(jobs), {}, []
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, parallel))))}
-    last_pack = time.time()
-    while queue or running:
-        while queue and len(running) < max(1, parallel) and time.time() < deadline:
-            name = queue.pop(0)
-            _write_json(folder / f"{name}.json", jobs[name])
-            if parallel == 0:
-                worker(str(folder / f"{name}.json"))
-                tick and tick()
-                continue
-            log = open(logs / f"{name}.log", "w")
-            running[name] = (subprocess.Popen([sys.executable, __file__, "worker", str(folder / f"{name}.json")],
-                                              stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT), log)
-            echo(f"started {name}")
-        if time.time() >= deadline:
-            for name, (p, log) in running.items():
-                p.kill()
-                p.wait()
-                log.close()
-                echo(f"killed {name} at the deadline")
-            return failed + list(running) + queue
-        for name, (p, log) in list(running.items()):
-            if p.poll() is not None:
-                log.close()
-                del running[name]
-                echo(f"{name}: {'done' if p.returncode == 0 else f'FAILED (exit {p.returncode}), see {log.name}'}")
-                if p.returncode:
-                    failed.append(name)
-                tick and tick()
-        if on_progress and time.time() - last_pack > 30:
-            on_progress()
-            last_pack = time.time()
-        time.sleep(0.5 if running else 0)
-    return failed
-
-
-# ------------------------------------------------------------------------------------------ the stages
-def ensure_pool(cfg: dict, data: Path, deadline: float, tick=None, echo=print) -> dict | None:
-    """data/pool.json: copied from the committed pool file, or made by screening (None if the deadline came first)."""
-    from banditlab.errors import RunFailed, UsageError
-    from banditlab_llm.screen import pool_of, read_counts
-
-    path, model, sc = data / "pool.json", cfg["train"]["model"], cfg["screen"]
-    committed = ROOT / cfg["pool_file"] if cfg.get("pool_file") else None
-    if not path.exists() and committed is not None and committed.is_file():
-        shutil.copyfile(committed, path)
-    if not path.exists():
-        base = {"model": model, "temperature": cfg["train"]["temperature"],
-                "max_new_tokens": cfg["train"]["max_new_tokens"]}
-        jobs = {f"screen-{s}": {**base, "kind": "screen", "split": s, "k": sc["k"],
-                                "out": str(data / f"screen-{s}.jsonl"),
-                                "path": str(data_file(cfg[f"{s}_file"])), "seconds": sc[f"{s}_seconds"],
-                                "batch_problems": sc["batch_problems"], "n": sc["max_problems"] or None}
-                for s in ("train", "test") if not (data / f"screen-{s}.done").exists()}
-        if not (data / "pi0-full-test.json").exists():
-            jobs["pi0-full-test"] = {**base, "kind": "greedy", "split": "test", "out": str(data / "pi0-full-test.json"),
-                                     "path": str(data_file(cfg["test_file"])), "n": cfg["final_eval_n"],
-                                     "batch": cfg["final_eval_batch"]}
-        left = launch(jobs, data, min(cfg["jobs"], len(jobs)), deadline, tick, echo=echo)
-        if left:
-            if time.time() < deadline:
-                raise RunFailed(f"llm-asymre-gsm8k: screening job {left[0]} failed; see {data / 'logs'}")
-            return None
-        counts = {s: read_counts(data / f"screen-{s}.jsonl") for s in ("train", "test")}
-        pool = {**base, "k": sc["k"], "keep": sc["keep"], "made": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "files": {"train": cfg["train_file"], "test": cfg["test_file"]},
-                **{s: pool_of(counts[s], sc["k"], sc["keep"]) for s in ("train", "test")},
-                "pi0_full_test": json.loads((data / "pi0-full-test.json").read_text())}
-        _write_json(path, pool)
-    pool = json.loads(path.read_text())
-    if pool["model"] != model:
-        raise UsageError(f"llm-asymre-gsm8k: {path} screened model {pool['model']!r}, the config trains {model!r}")
-    for s in ("train", "test"):
-        p = pool[s]
-        echo(f"pool {s}: {len(p['index'])} of {p['screened']} screened problems (π₀ pass@{pool['k']} rate "
-             f"{p['mean_pass_rate_screened']:.3f} screened, {p['mean_pass_rate_pool']:.3f} in the pool)")
-        if not p["index"]:
-            raise UsageError(f"llm-asymre-gsm8k: the {s} pool is empty: screen more problems (screen.{s}_seconds)")
-    return pool
-
-
-def pool_files(cfg: dict, data: Path, pool: dict) -> dict[str, Path]:
-    """The pool's train and held-out problems as JSONL files (rows of the GSM8K files, ids = original indices)."""
-    out = {}
-    for s in ("train", "test"):
-        rows = Path(data_file(cfg[f"{s}_file"])).read_text().splitlines()
-        out[s] = data / f"pool-{s}.jsonl"
-        out[s].write_text("".join(json.dumps({**json.loads(rows[i]), "id": f"{s}-{i}"}) + "\n"
-                                  for i in pool[s]["index"]))
+    out = {"python": sys.version.split()[0], "torch": torch.__version__, "cuda": torch.version.cuda}
+    for name in ("transformers", "peft", "math-verify", "gguf"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    out["device_name"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     return out
 
 
-def run_jobs(cfg: dict, data: Path, files: dict, seeds) -> dict[str, dict]:
-    """The unfinished (seed, method) runs as jobs, seed-major (an interrupted grid still has whole seeds)."""
-    jobs, index = {}, []
-    for seed in seeds:
-        for label, spec in cfg["methods"].items():
-            name = f"{_slug(label)}-s{seed}"
-            index.append({"method": label, "seed": seed, "folder": name})
-            algo = [a for a in spec[1:] if not a.startswith("--")]
-            over = dict(a[2:].split("=", 1) for a in spec[1:] if a.startswith("--"))  # e.g. "--lr=1e-3"
-            over = {k.replace("-", "_"): float(v) for k, v in over.items()}
-            if is_complete(data / name):
-                continue
-            train = {**cfg["train"], **over, "seed": seed, "algo": spec[0], "algo_args": algo, "out": str(data / name),
-                     "data_path": str(files["train"]), "test_path": str(files["test"])}
-            jobs[name] = {"kind": "train", "train": train, "full_test": str(data_file(cfg["test_file"])),
-                          "final_eval_n": cfg["final_eval_n"], "final_eval_batch": cfg["final_eval_batch"]}
-    old = json.loads((data / "runs.json").read_text()) if (data / "runs.json").exists() else []
-    seen = {r["folder"] for r in index}
-    _write_json(data / "runs.json", [r for r in old if r["folder"] not in seen] + index)
-    return jobs
+class Stream:
+    """The output folder: log lines, metrics lines and the summary, each written as soon as it exists."""
+
+    def __init__(self, out: Path, echo=print):
+        self.out, self._echo, self.t0 = out, echo, time.time()
+        out.mkdir(parents=True, exist_ok=True)
+        for f in FILES:
+            (out / f).unlink(missing_ok=True)
+        self.summary: dict = {"started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "stage": "start"}
+
+    def echo(self, msg: str) -> None:
+        line = f"[{time.time() - self.t0:6.1f} s] {msg}"
+        self._echo(line)
+        with (self.out / "log.txt").open("a") as f:
+            f.write(line + "\n")
+
+    def metrics(self, rows: list[dict]) -> None:
+        with (self.out / "metrics.jsonl").open("a") as f:
+            f.write("".join(json.dumps(r) + "\n" for r in rows))
+
+    def save(self, **kw) -> None:
+        self.summary.update(kw, elapsed_s=round(time.time() - self.t0, 1))
+        atomic_write(self.out / "summary.json", json.dumps(self.summary, indent=1, default=str) + "\n")
 
 
-def run_experiment(cfg: dict, data: Path, tick=None, seeds=None, deadline: float = float("inf"), on_progress=None,
-                   echo=print) -> bool:
-    """Screening, then the runs of `seeds` (default: all); True when every run of those seeds is DONE."""
+def _screen(ctx, split: str, problems, until: float, keep_rows: bool):
+    """Screen one split until `until`; (counts, [(problem index, rollouts of its k samples, correct)])."""
+    from banditlab_llm.screen import screen
+
+    cfg, sc = ctx["cfg"], ctx["cfg"]["screen"]
+    kept = []
+
+    def keep(idx, r, ok):
+        for j, i in enumerate(idx):
+            rows = list(range(j * sc["k"], (j + 1) * sc["k"]))
+            good = sum(bool(ok[x]) for x in rows)
+            if keep_rows and (sc["keep"] == "all" or 0 < good < sc["k"]):
+                kept.append((i, r.select(rows), [ok[x] for x in rows]))
+
+    t = time.time()
+    counts = screen(ctx["backend"], ctx["tok"], ctx["grader"], problems, ctx["out"] / f"screen-{split}.jsonl",
+                    sc["k"], cfg["train"]["max_new_tokens"], cfg["train"]["temperature"], sc["batch_problems"],
+                    deadline=until, echo=ctx["stream"].echo, on_batch=keep)
+    ctx["stream"].save(**{f"screen_{split}_seconds": round(time.time() - t, 1)})
+    return counts, kept
+
+
+def offline_data(kept, tok, model, cfg, device):
+    """The pool's samples as one `Offline` dataset: ±1 rewards (nan: unparsable gold), log μ = log π₀."""
+    import torch
+
+    from banditlab_llm.multirun import Offline, behaviour_logprobs, join_rollouts
+
+    r = join_rollouts([x[1] for x in kept], tok.pad_token_id)
+    rewards = torch.tensor([math.nan if c is None else (1.0 if c else -1.0) for x in kept for c in x[2]])
+    chunk = max(1, cfg["train"]["micro_batch"] or cfg["train"]["prompts_per_step"] * cfg["screen"]["k"])
+    logmu = behaviour_logprobs(model, r, cfg["train"]["temperature"], chunk, device)
+    return Offline(r, rewards, logmu, cfg["screen"]["k"])
+
+
+def run_experiment(cfg: dict, out: Path, deadline: float = math.inf, echo=print, device: str = "auto",
+                   commit: str = "unknown") -> dict:
+    """Screening, lockstep training of every run and the evaluations, all streamed into `out`, until `deadline`
+    (a time.time() value); returns the summary."""
+    import torch
+
     from banditlab.errors import RunFailed
+    from banditlab.objectives import parse_algo_args
+    from banditlab_llm.data import build_prompt, load_problems
+    from banditlab_llm.generation import HFBackend
+    from banditlab_llm.grading import Grader
+    from banditlab_llm.models import cpu_threads, load_model, resolve_device
+    from banditlab_llm.multirun import MultiRun, pass_at_1, sync
+    from banditlab_llm.screen import pool_of
 
-    data.mkdir(parents=True, exist_ok=True)
-    if cfg["train"]["model"] != "tiny":  # a GGUF is dequantised into the cache here, once, not by racing jobs
-        from banditlab_llm.models import model_folder
+    st = Stream(Path(out), echo)
+    tr, sc = cfg["train"], cfg["screen"]
+    device, dtype = resolve_device(device, "auto")
+    cpu_threads(0)
+    st.save(commit=commit, device=device, versions=versions(), config=cfg, deadline_in_s=round(deadline - time.time(), 1))
+    st.echo(f"device {device} ({st.summary['versions']['device_name']}), {len(cfg['methods'])} methods × "
+            f"{len(cfg['seeds'])} seeds, deadline in {deadline - time.time():.0f} s")
+    splits = {s: load_problems("gsm8k", s, str(data_file(cfg[f"{s}_file"])), sc["max_problems"] or None)
+              for s in ("train", "test")}  # before the model: a bad file fails fast
+    t = time.time()
+    model, tok = load_model(tr["model"], dtype, device, 0)
+    st.save(stage="loaded", load_seconds=round(time.time() - t, 1))
+    st.echo(f"loaded {tr['model']} in {time.time() - t:.1f} s")
+    grader = Grader("pm1")
+    ctx = {"cfg": cfg, "tok": tok, "grader": grader, "out": Path(out), "stream": st,
+           "backend": HFBackend(model, tok, min(tr["gen_batch"], sc["batch_problems"] * sc["k"]))}
+    left = deadline - time.time()
+    counts, kept = _screen(ctx, "train", splits["train"], time.time() + sc["train_share"] * left, True)
+    test_counts, _ = _screen(ctx, "test", splits["test"], time.time() + sc["test_share"] * left, False)
+    pool = {"k": sc["k"], "keep": sc["keep"], "train": pool_of(counts, sc["k"], sc["keep"]),
+            "test": pool_of(test_counts, sc["k"], sc["keep"])}
+    st.save(stage="screened", pool=pool)
+    for s in ("train", "test"):
+        p = pool[s]
+        st.echo(f"pool {s}: {len(p['index'])} of {p['screened']} screened problems (π₀ pass@{sc['k']} rate "
+                f"{p['mean_pass_rate_screened']:.3f}; never {p['never']}, always {p['always']})")
+        if not p["index"]:
+            raise RunFailed(f"llm-asymre-gsm8k: the {s} pool is empty after {p['screened']} screened problems")
+    data = offline_data(kept, tok, model, cfg, device)
+    runs = [(label, seed, parse_algo_args(spec[0], list(spec[1:]))) for seed in cfg["seeds"]
+            for label, spec in cfg["methods"].items()]
+    mr = MultiRun(model, tok, runs, data, device, tr["lr"], tr["lora_r"], tr["lora_alpha"],
+                  prompts_per_step=tr["prompts_per_step"], grad_clip=tr["grad_clip"], temperature=tr["temperature"],
+                  micro_batch=tr["micro_batch"])
+    held = [splits["test"][i] for i in pool["test"]["index"][: tr["eval_n"]]]
+    prompts, golds = [build_prompt(tok, p.question) for p in held], [p.answer for p in held]
 
-        model_folder(cfg["train"]["model"])
-    pool = ensure_pool(cfg, data, deadline, tick, echo)
-    if pool is None:
-        return False
-    jobs = run_jobs(cfg, data, pool_files(cfg, data, pool), cfg["seeds"] if seeds is None else seeds)
-    left = launch(jobs, data, cfg["jobs"], deadline, tick, on_progress, echo)
-    failed = [n for n in left if not is_complete(data / n) and (data / "logs" / f"{n}.log").exists()
-              and time.time() < deadline]
-    if failed:
-        raise RunFailed(f"llm-asymre-gsm8k: {len(failed)} run(s) failed, first {failed[0]}; see {data / 'logs'}")
-    return not left
+    probe = mr.time_eval_modes(prompts[: max(1, tr["gen_batch"] // len(runs))], 16, tr["gen_batch"])
+    mode = min((m for m in ("mixed", "sequential") if m in probe), key=probe.get, default=None)
+    if mode is None:
+        raise RunFailed(f"llm-asymre-gsm8k: neither evaluation mode runs: {probe}")
+    st.save(eval_probe_seconds=probe, eval_mode=mode)
+    said = ", ".join(f"{k} {v}" if isinstance(v, str) else f"{k} {v:.2f} s" for k, v in probe.items())
+    st.echo(f"evaluation: {mode} ({said} for 16 new tokens of {len(runs)} runs × "
+            f"{min(len(prompts), max(1, tr['gen_batch'] // len(runs)))} problems)")
+
+    def evaluate() -> float:
+        sync()
+        t = time.time()
+        texts, tokens = mr.greedy(prompts, tr["max_new_tokens"], mode, tr["gen_batch"])
+        sync()
+        secs = time.time() - t
+        rows = [{"kind": "eval", "method": run.label, "seed": run.seed, "step": mr.step,
+                 "held_out_pass1": pass_at_1(grader, x, golds), "n": len(golds)} for run, x in zip(mr.runs, texts)]
+        st.metrics(rows)
+        st.echo(f"step {mr.step}: held-out pass@1 " + ", ".join(
+            f"{lab} {sum(r['held_out_pass1'] for r in rows if r['method'] == lab) / len(cfg['seeds']):.3f}"
+            for lab in cfg["methods"]) + f" ({secs:.1f} s, {tokens / max(secs, 1e-9):.0f} tokens/s)")
+        st.save(last_eval={"step": mr.step, "seconds": round(secs, 2), "tokens": tokens,
+                           "tokens_per_s": round(tokens / max(secs, 1e-9))})
+        return time.time() - t
+
+    def step() -> float:
+        t = time.time()
+        rows = mr.train_step()
+        sync()
+        secs = time.time() - t
+        st.metrics([{"kind": "train", **r} for r in rows])
+        tokens = sum(r["tokens"] for r in rows)
+        st.save(stage="training", steps=mr.step, last_step={"seconds": round(secs, 2), "tokens": tokens,
+                                                            "train_tokens_per_s": round(tokens / max(secs, 1e-9))})
+        return secs
+
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    eval_s = evaluate()
+    step_s = step()
+    reserve = cfg["full_test_seconds"] + 5
+    avail = deadline - time.time() - reserve - eval_s
+    evals = max(2, tr["evals"])
+    fit = (avail - (evals - 2) * eval_s) // step_s if math.isfinite(avail) else tr["max_steps"]
+    steps = int(min(tr["max_steps"], max(1, 1 + fit)))
+    every = max(1, math.ceil(steps / (evals - 1)))
+    st.save(plan={"steps": steps, "eval_every": every, "first_eval_s": round(eval_s, 1), "first_step_s": round(step_s, 2)})
+    st.echo(f"plan: {steps} steps, an evaluation every {every} (first evaluation {eval_s:.1f} s, first step of "
+            f"{len(runs)} runs {step_s:.2f} s)")
+    while True:
+        if mr.step % every == 0 or mr.step == steps:
+            eval_s = evaluate()
+        if mr.step >= steps or time.time() + step_s + eval_s > deadline - reserve:
+            if mr.step % every and mr.step != steps:
+                evaluate()
+            break
+        step_s = step()
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else None
+    st.save(stage="trained", steps=mr.step, peak_memory_gb=peak)
+    atomic_write(Path(out) / "table.md", table_markdown(cfg, Path(out)))
+    st.echo("table:\n" + (Path(out) / "table.md").read_text())
+    if cfg["full_test_seconds"] and time.time() + cfg["full_test_seconds"] <= deadline:
+        t = time.time()
+        full = splits["test"] if not sc["max_problems"] else load_problems("gsm8k", "test", str(data_file(cfg["test_file"])))
+        with mr.model.disable_adapter():
+            r = HFBackend(mr.model, tok, tr["gen_batch"]).generate([build_prompt(tok, p.question) for p in full], 1,
+                                                                   tr["max_new_tokens"], greedy=True)
+        acc = pass_at_1(grader, r.texts, [p.answer for p in full])
+        secs = time.time() - t
+        st.save(pi0_full_test={"pass_at_1": acc, "n": len(full), "seconds": round(secs, 1),
+                               "tokens": int(r.completion_mask.sum())})
+        st.echo(f"π₀ greedy pass@1 on the full test split: {acc:.4f} on {len(full)} problems in {secs:.1f} s")
+    st.save(stage="done", complete=True)
+    return st.summary
 
 
 def run(cfg, data: Path, tick):
     import torch
 
     if not torch.cuda.is_available():
-        print("llm-asymre-gsm8k: no CUDA device here; the experiment is sized for one H100 (two calls of ~9 min, "
-              "docs/llm-gsm8k.md) and on this CPU it runs for many hours (Ctrl-C stops it; the same command goes on)")
-    run_experiment(cfg, data, tick, echo=lambda msg: print(msg) if msg.startswith("pool") else None)
+        print("llm-asymre-gsm8k: no CUDA device here; the experiment is sized for one GPU (docs/llm-gsm8k.md) and on "
+              "this CPU it runs for hours")
+    run_experiment(cfg, data, echo=lambda msg: None)
 
 
 # ------------------------------------------------------------------------------------------ figure and table
-def llm_metrics(data: Path):
-    """Every run's metrics (finished or partial) as one tidy frame: method, seed, step, metric columns."""
+def frames(data: Path):
+    """(train rows, eval rows) of metrics.jsonl as frames (a last line cut off by a killed call is skipped)."""
     import pandas as pd
 
     rows = []
-    for r in json.loads((data / "runs.json").read_text()):
-        f = data / r["folder"] / "metrics.jsonl"
-        if f.exists():
-            for line in f.read_text().splitlines():
-                try:
-                    rows.append({**json.loads(line), "method": r["method"], "seed": r["seed"]})
-                except json.JSONDecodeError:  # a line cut off when a device call ended
-                    continue
-    return pd.DataFrame(rows)
+    for line in (data / "metrics.jsonl").read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    df = pd.DataFrame(rows)
+    if df.empty:
+        raise ValueError("no metrics")
+    return df[df.kind == "train"], df[df.kind == "eval"]
 
 
-def runs_train_config(cfg: dict, data: Path) -> dict:
-    """The training options the runs in `data` used (their config.json; a rehearsal shrinks the config's), or the
-    config's own when no run has started."""
-    for r in json.loads((data / "runs.json").read_text()):
-        f = data / r["folder"] / "config.json"
-        if f.exists():
-            return json.loads(f.read_text())["config"]
-    return cfg["train"]
-
-
-def table(cfg: dict, data: Path):
-    """Per method, over seeds: mean and 95 % bootstrap CI of the held-out and full-test greedy pass@1 at the end,
-    the train reward over the last quarter of the steps, and the smallest token ratio of the run."""
-    import numpy as np
-    import pandas as pd
-
-    from banditlab.stats import bootstrap_ci
-
-    df, pool = llm_metrics(data), json.loads((data / "pool.json").read_text())
-    rows = []
-    for m in [m for m in cfg["methods"] if m in set(df.method)]:
-        g = df[df.method == m]
-        per_seed = []
-        for seed, s in g.groupby("seed"):
-            fin = data / f"{_slug(m)}-s{seed}" / "final.json"
-            last = s.step.max()
-            per_seed.append({"held_out": s[s.test_accuracy.notna()].sort_values("step").test_accuracy.iloc[-1]
-                             if "test_accuracy" in s and s.test_accuracy.notna().any() else np.nan,
-                             "full_test": json.loads(fin.read_text())["full_test_accuracy"] if fin.exists() else np.nan,
-                             "reward": s[s.step > 0.75 * last].reward_mean.mean() if "reward_mean" in s else np.nan,
-                             "ratio_min": s.ratio_min.min() if "ratio_min" in s else np.nan,
-                             "steps": last, "done": (fin.parent / "DONE").exists()})
-        ps = pd.DataFrame(per_seed)
-        row = {"method": m, "seeds": len(ps), "done": int(ps.done.sum()), "steps": int(ps.steps.max())}
-        for k in ("held_out", "full_test", "reward"):
-            row[k], row[f"{k}_lo"], row[f"{k}_hi"] = bootstrap_ci(ps[k])
-        row["ratio_min"] = float(ps.ratio_min.min())
-        rows.append(row)
-    return pd.DataFrame(rows), pool
+def last_common_eval(ev, runs: int) -> int:
+    """The last step at which every run has an evaluation."""
+    counts = ev.groupby("step").size()
+    full = counts[counts >= runs]
+    if full.empty:
+        raise ValueError("no evaluation reached by every run")
+    return int(full.index.max())
 
 
 def table_markdown(cfg: dict, data: Path) -> str:
-    t, pool = table(cfg, data)
-    ci = lambda r, k: f"{r[k]:.3f} [{r[k + '_lo']:.3f}, {r[k + '_hi']:.3f}]" if r[k + "_lo"] == r[k + "_lo"] \
-        else f"{r[k]:.3f} (one seed)"
-    p0 = pool["pi0_full_test"]
-    lines = [f"π₀ greedy pass@1 on the full test split ({p0['n']} problems): {p0['full_test_accuracy']:.3f} "
-             f"(the start of every run: LoRA starts at B = 0). Pool: {len(pool['train']['index'])} train problems of "
-             f"{pool['train']['screened']} screened, {len(pool['test']['index'])} held-out of "
-             f"{pool['test']['screened']} (pass@{pool['k']}, keep = {pool['keep']}); π₀'s mean pass rate "
-             f"{pool['train']['mean_pass_rate_pool']:.3f} on the train pool, {pool['test']['mean_pass_rate_pool']:.3f} "
-             "on the held-out set.", "",
-             "| method | seeds done | held-out pass@1 (end) | full-test pass@1 (end) | train reward (last ¼) "
-             "| min π/μ |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['method']} | {r['done']}/{r['seeds']} | {ci(r, 'held_out')} | {ci(r, 'full_test')} | "
-              f"{ci(r, 'reward')} | {r['ratio_min']:.2g} |" for r in t.to_dict("records")]
-    return "\n".join(lines) + "\n\nMean over seeds [95 % bootstrap CI]; min π/μ is the smallest token ratio seen.\n"
+    """Per method, at the last evaluation every run reached: held-out greedy pass@1 (mean and per seed), its
+    change from step 0, and the entropy and smallest ratio of the last step."""
+    summary = json.loads((data / "summary.json").read_text())
+    cfg = summary.get("config", cfg)  # the methods and seeds the call ran (a rehearsal runs fewer)
+    train, ev = frames(data)
+    n_runs = len(cfg["methods"]) * len(cfg["seeds"])
+    s = last_common_eval(ev, n_runs)
+    pool = summary["pool"]
+    lines = [f"Held-out greedy pass@1 at step {s} (the last evaluation every run reached), {len(cfg['seeds'])} seeds. "
+             f"Pool: {len(pool['train']['index'])} train problems of {pool['train']['screened']} screened, "
+             f"{len(pool['test']['index'])} held-out of {pool['test']['screened']} (0 < successes < {pool['k']} in "
+             f"{pool['k']} samples of π₀ at T = 1, keep = {pool['keep']}).", "",
+             "| method | pass@1, mean | per seed | change from π₀ | entropy (last step) | min π/μ (run) |",
+             "|---|---|---|---|---|---|"]
+    for m in cfg["methods"]:
+        e = ev[ev.method == m]
+        end, start = e[e.step == s].sort_values("seed"), e[e.step == 0]
+        t = train[(train.method == m) & (train.step <= s)]
+        last = t[t.step == t.step.max()] if len(t) else t
+        ent = f"{last.entropy.mean():.3f}" if len(last) else "–"
+        rmin = f"{t.ratio_min.min():.2g}" if len(t) else "–"
+        lines.append(f"| {m} | {end.held_out_pass1.mean():.3f} | "
+                     f"{', '.join(f'{x:.3f}' for x in end.held_out_pass1)} | "
+                     f"{end.held_out_pass1.mean() - start.held_out_pass1.mean():+.3f} | {ent} | {rmin} |")
+    return "\n".join(lines) + "\n"
 
 
-COLORS = ["#08519c", "#4292c6", "#000000", "#ef3b2c", "#99000d", "#41ab5d", "#ff7f00"]
+COLORS = {"AsymRE δV = −0.3": "#08519c", "AsymRE δV = −0.1": "#4292c6", "AsymRE δV = 0": "#000000",
+          "AsymRE δV = +0.1": "#ef3b2c"}
+OTHERS = ["#41ab5d", "#ff7f00", "#984ea3", "#a65628"]
 
 
 def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
-    """Held-out pass@1, train reward, entropy and the smallest ratio over steps per method (figure), and the
-    table beside it as OUT.md."""
+    """Held-out pass@1, token entropy, smallest ratio π/μ and KL(μ‖π) per step, one line per method (mean over
+    seeds, band = min–max over seeds); the table beside it as OUT.md."""
     from matplotlib.ticker import MaxNLocator
 
-    df, pool = llm_metrics(data), json.loads((data / "pool.json").read_text())
-    if df.empty:
-        raise ValueError("no metrics yet")
-    t = runs_train_config(cfg, data)
-    labels = [m for m in cfg["methods"] if m in set(df.method)]
-    colors = dict(zip(cfg["methods"], COLORS * 2))  # a method keeps its colour when others are missing
+    train, ev = frames(data)
+    summary = json.loads((data / "summary.json").read_text())
+    cfg = summary.get("config", cfg)  # the methods and seeds the call ran (a rehearsal runs fewer)
+    others = iter(OTHERS)
+    colors = {m: COLORS.get(m) or next(others) for m in cfg["methods"]}
     fig, axes = plt.subplots(1, 4, figsize=(22, 5.2), layout="constrained")
-    panels = [("test_accuracy", "held-out solvable pass@1 (greedy)"), ("reward_mean", "train reward (±1, mean)"),
-              ("entropy", "token entropy of π (nats)"),
-              ("ratio_min", r"smallest token ratio $\pi/\mu$ in the batch (grey: μ ← π)")]
-    for ax, (col, title) in zip(axes, panels):
-        for m in labels:
-            g = df[(df.method == m) & df[col].notna()] if col in df else df.iloc[:0]
+    panels = [(ev, "held_out_pass1", "held-out pass@1 (greedy)"), (train, "entropy", "token entropy of π (nats)"),
+              (train, "ratio_min", r"smallest token ratio $\pi/\mu$ in the batch"),
+              (train, "kl_behaviour", r"KL($\mu\,\|\,\pi$) per token (nats)")]
+    for ax, (df, col, title) in zip(axes, panels):
+        for m in cfg["methods"]:
+            g = df[df.method == m]
             if g.empty:
                 continue
             s = g.groupby("step")[col].agg(["mean", "min", "max"])
             n = g.seed.nunique()
-            ax.plot(s.index, s["mean"], "o-" if col == "test_accuracy" else "-", color=colors[m], lw=2, ms=4,
+            ax.plot(s.index, s["mean"], "o-" if col == "held_out_pass1" else "-", color=colors[m], lw=2, ms=4,
                     label=f"{m} ({n} seed{'s' * (n > 1)})")
             if n > 1:
-                ax.fill_between(s.index, s["min"], s["max"], color=colors[m], alpha=0.12, lw=0)
+                ax.fill_between(s.index, s["min"], s["max"], color=colors[m], alpha=0.15, lw=0)
         ax.set_title(title)
-        ax.set_xlabel(f"step (μ ← π every {t['sync_interval']} steps)")
+        ax.set_xlabel("step (offline: μ = π₀ throughout)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if col == "ratio_min":  # grey lines: the steps whose batch came from a just-refreshed μ (ratio 1)
+        if col == "ratio_min":
             ax.set_yscale("log")
-            for x in range(1, int(df.step.max()) + 1, t["sync_interval"]):
-                ax.axvline(x, color="0.55", ls=":", lw=1.2, zorder=0)
-        if col == "test_accuracy":
-            ax.set_ylim(bottom=0)
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(labels), fontsize=11)
-    k = pool["k"]
-    rule = f"0 < successes < {k} in {k} samples" if pool["keep"] == "mixed" else "every screened problem (rehearsal)"
-    fig.suptitle(f"AsymRE δV sweep on GSM8K, {t['model']} + LoRA, ±1 rewards: {len(pool['train']['index'])} train "
-                 f"problems ({rule} from π₀), G = {t['group_size']} × {t['prompts_per_step']} prompts/step, lr "
-                 f"{t['lr']:g}; mean over seeds, band = min–max", fontsize=13)
+    axes[0].set_ylim(bottom=0)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(cfg["methods"]), fontsize=11)
+    pool, tr = summary["pool"], summary["config"]["train"]
+    fig.suptitle(f"AsymRE δV sweep on GSM8K, offline (μ = π₀), {tr['model']} + LoRA r {tr['lora_r']}, ±1 rewards: "
+                 f"{len(pool['train']['index'])} train problems (0 < successes < {pool['k']} of π₀), "
+                 f"{tr['prompts_per_step']} × {pool['k']} samples/step, lr {tr['lr']:g}; "
+                 f"{summary['versions']['device_name']}; mean over seeds, band = min–max", fontsize=12)
     Path(f"{out}.md").write_text(table_markdown(cfg, data))
     return fig
 
 
 CONFIG = "llm-asymre-gsm8k"
-SIMS = 3 + 21
-FIGURES = {"llm-asymre-gsm8k": ("AsymRE δV sweep on GSM8K (SmolLM2, one GPU, 2 × 9 min)", plot_llm_asymre_gsm8k)}
-
-if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    worker(sys.argv[2])
+SIMS = 1
+FIGURES = {"llm-asymre-gsm8k": ("AsymRE δV sweep on GSM8K, offline (SmolLM2, one GPU call)", plot_llm_asymre_gsm8k)}
