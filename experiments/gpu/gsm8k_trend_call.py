@@ -50,15 +50,6 @@ def rehearsal_config(cfg: dict, model: str, steps: int) -> dict:
     return cfg
 
 
-def commit() -> str:
-    """The project commit: .gpu/b/commit or .gpu/a/commit (written by prepare and pack; the device has no .git),
-    else git's."""
-    for f in (ROOT / ".gpu" / "b" / "commit", ROOT / ".gpu" / "a" / "commit"):
-        if f.is_file():
-            return f.read_text().strip()[:12]
-    return kit.git_commit()
-
-
 def main(argv=None) -> int:
     kit.expose_llm_package()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -85,7 +76,7 @@ def main(argv=None) -> int:
         cfg = rehearsal_config(cfg, a.model, a.steps)
     mod, out = experiment_module(), Path(a.out)
     try:
-        mod.run_experiment(cfg, out, deadline, device=a.device, commit=commit())
+        mod.run_experiment(cfg, out, deadline, device=a.device, commit=kit.git_commit())
     except (UsageError, RunFailed) as err:
         return fail(out, f"{err}", 3)
     except Exception as err:  # the summary names any failure, so that the returned files say what happened

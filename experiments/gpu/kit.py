@@ -79,6 +79,10 @@ def env() -> dict:
 
 
 def git_commit() -> str:
+    """The project commit: the one pack wrote into the carried folder (the device machine has no .git), else git's."""
+    for f in (ROOT / ".gpu" / "a" / "commit", ROOT / ".gpu" / "b" / "commit"):
+        if f.is_file() and f.read_text().strip():
+            return f.read_text().strip()[:12]
     try:
         return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                               timeout=10).stdout.strip() or "unknown"
