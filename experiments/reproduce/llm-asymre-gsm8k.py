@@ -174,13 +174,14 @@ def run_experiment(cfg: dict, out: Path, deadline: float = math.inf, echo=print,
     held = [splits["test"][i] for i in pool["test"]["index"][: tr["eval_n"]]]
     prompts, golds = [build_prompt(tok, p.question) for p in held], [p.answer for p in held]
 
-    probe = mr.time_eval_modes(prompts[: max(1, tr["gen_batch"] // len(runs))], 16, tr["gen_batch"])
+    probe_tokens = min(16, tr["max_new_tokens"])
+    probe = mr.time_eval_modes(prompts[: max(1, tr["gen_batch"] // len(runs))], probe_tokens, tr["gen_batch"])
     mode = min((m for m in ("mixed", "sequential") if m in probe), key=probe.get, default=None)
     if mode is None:
         raise RunFailed(f"llm-asymre-gsm8k: neither evaluation mode runs: {probe}")
     st.save(eval_probe_seconds=probe, eval_mode=mode)
     said = ", ".join(f"{k} {v}" if isinstance(v, str) else f"{k} {v:.2f} s" for k, v in probe.items())
-    st.echo(f"evaluation: {mode} ({said} for 16 new tokens of {len(runs)} runs × "
+    st.echo(f"evaluation: {mode} ({said} for {probe_tokens} new tokens of {len(runs)} runs × "
             f"{min(len(prompts), max(1, tr['gen_batch'] // len(runs)))} problems)")
 
     def evaluate() -> float:
