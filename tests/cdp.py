@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from conftest import PATIENCE_S
+
 
 def find_chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
@@ -37,7 +39,7 @@ def _above(fd: int, low: int) -> int:
 class Browser:
     """One headless Chromium with one page; `call` sends a command to the page and waits for its reply."""
 
-    def __init__(self, exe: str, width: int, height: int, timeout: float = 20.0):
+    def __init__(self, exe: str, width: int, height: int, timeout: float = PATIENCE_S):
         self.timeout, self.next_id, self.buf, self.events = timeout, 0, b"", []
         cmd_r, self.cmd_w = os.pipe()
         self.res_r, res_w = os.pipe()

@@ -25,3 +25,26 @@ def run_cli(args) -> tuple[int, str, str]:
         except SystemExit as e:
             code = e.code
     return code, out.getvalue(), err.getvalue()
+
+
+# Subprocess tests wait for events (a file appearing, a line printed, the process ending), never for fixed seconds.
+# Their deadlines only stop a test that hangs: PATIENCE_S allows a machine ten times slower than an idle 2-core one
+# (the slowest subprocess here, a 6000-step lagged sweep, takes about 12 s of CPU idle and 30 s of wall clock with
+# the other core busy).
+PATIENCE_S = float(os.environ.get("BANDITLAB_TEST_PATIENCE_S", "900"))
+
+
+def wait_until(condition, proc=None, what: str = "the event", timeout: float = PATIENCE_S, every: float = 0.02):
+    """Poll `condition()` until it is true. Fails, naming `what`, if `proc` (a Popen) ends first or the deadline
+    passes: a test that needs a process caught mid-run must not carry on against a finished one."""
+    import time
+
+    import pytest
+
+    end = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"the process ended (exit {proc.returncode}) before {what}")
+        if time.monotonic() > end:
+            pytest.fail(f"no {what} within {timeout:g} s")
+        time.sleep(every)

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import PATIENCE_S, run_cli, wait_until
 
 SMALL = ["--arms", "8", "--steps", "40", "--seeds", "2", "--baseline", "-0.2:0.2:3", "--no-progress"]
 
@@ -129,7 +129,7 @@ def resumable_sweep(tmp_path, checkpoint_seconds):
 
 def assert_equals_an_uninterrupted_run(tmp_path, args, env):
     straight = subprocess.run([sys.executable, "-m", "banditlab", *args, "--out", str(tmp_path / "b")],
-                              capture_output=True, text=True, env=env, timeout=120)
+                              capture_output=True, text=True, env=env, timeout=PATIENCE_S)
     assert straight.returncode == 0
     for f in ("summary.csv", "steps.parquet"):
         read = pd.read_csv if f.endswith(".csv") else pd.read_parquet
@@ -140,14 +140,12 @@ def assert_equals_an_uninterrupted_run(tmp_path, args, env):
 def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     cmd, args, env = resumable_sweep(tmp_path, 0.02)
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 60
-    while not (tmp_path / "a" / "state.pt").exists() and time.time() < deadline and p.poll() is None:
-        time.sleep(0.05)
+    wait_until((tmp_path / "a" / "state.pt").exists, p, "first checkpoint")
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
+    _, err = p.communicate(timeout=PATIENCE_S)
     assert p.returncode == 130 and "resume" in err and "Traceback" not in err
     assert not (tmp_path / "a" / "summary.csv").exists()
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=PATIENCE_S)
     assert again.returncode == 0, again.stderr
     assert_equals_an_uninterrupted_run(tmp_path, args, env)
 
@@ -164,16 +162,14 @@ def test_kill_9_at_random_moments_then_the_same_command_is_bit_identical(tmp_pat
     killed = 0
     for _ in range(2):
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        deadline = time.time() + 60
-        while not (tmp_path / "a" / "state.pt").exists() and time.time() < deadline and p.poll() is None:
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.1, 1.0))
+        wait_until((tmp_path / "a" / "state.pt").exists, p, "first checkpoint", every=0.01)
+        time.sleep(rng.uniform(0.1, 1.0))  # a random moment after it, not a wait for anything
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
             killed += 1
-        p.wait(timeout=60)
+        p.wait(timeout=PATIENCE_S)
     assert killed >= 1 and not (tmp_path / "a" / "summary.csv").exists()
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=PATIENCE_S)
     assert again.returncode == 0, again.stderr
     assert_equals_an_uninterrupted_run(tmp_path, args, env)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import PATIENCE_S, wait_until
+
 HERE = Path(__file__).resolve().parent
 torchrun = shutil.which("torchrun")
 pytestmark = pytest.mark.skipif(torchrun is None, reason="torchrun (torch's launcher) is not on PATH")
@@ -20,7 +22,7 @@ def launch(n, *args, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("WORLD_SIZE", None)
     cmd = [torchrun, "--nproc_per_node", str(n), "--master_port", str(29500 + os.getpid() % 1000), *args]
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=PATIENCE_S)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
 
@@ -28,7 +30,7 @@ def launch(n, *args, cwd):
 def test_two_processes_take_the_single_process_step(tmp_path):
     algos = "asymre,grpo,topr"
     subprocess.run([sys.executable, str(HERE / "dist_worker.py"), str(tmp_path / "one"), algos], check=True,
-                   timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+                   timeout=PATIENCE_S, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     launch(2, str(HERE / "dist_worker.py"), str(tmp_path / "two"), algos, cwd=tmp_path)
     one = torch.load(tmp_path / "one" / "updates-1.pt", weights_only=False)
     two = torch.load(tmp_path / "two" / "updates-2.pt", weights_only=False)
@@ -45,7 +47,6 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     """Two processes train until SIGTERM (all stop at one step boundary and save); the same command in one process
     resumes from that checkpoint and finishes."""
     import signal
-    import time
 
     out = tmp_path / "run"
     args = ["--model", "tiny", "--n-train", "16", "--eval-n", "4", "--group-size", "4", "--prompts-per-step", "2",
@@ -55,12 +56,10 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
            "llm", "train", *args]
     p = subprocess.Popen(cmd, cwd=HERE.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     metrics = out / "metrics.jsonl"
-    deadline = time.time() + 180
-    while time.time() < deadline and p.poll() is None and (
-            not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
-        time.sleep(0.1)
+    wait_until(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, p, "three logged steps",
+               every=0.1)
     p.send_signal(signal.SIGTERM)
-    p.communicate(timeout=120)
+    p.communicate(timeout=PATIENCE_S)
     rows = [json.loads(l) for l in metrics.read_text().splitlines()]
     stopped = rows[-1]["step"]
     assert 2 <= stopped < 40 and all(r["world_size"] == 2 for r in rows)

@@ -18,11 +18,15 @@ def fresh(tmp_path, monkeypatch):
     return tmp_path / "kernels.json"
 
 
-def test_the_two_exps_differ_in_the_last_bit_so_the_choice_matters():
-    x = torch.empty(1 << 16, dtype=torch.float64).uniform_(-50, 5, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_two_exps_agree_to_a_few_ulps(dtype):
+    """Both kernels are accurate exps: on every machine they agree within 4 ulps. Whether they also agree bit for
+    bit is a property of the CPU and its libraries (float64: about 5 % of values differ on an AMD EPYC, none of 1M
+    on an Intel Xeon; float32: about 40 % on that Xeon), which is why the choice is remembered per machine
+    (the tests below) rather than assumed here."""
+    x = torch.empty(1 << 16, dtype=dtype).uniform_(-50, 5, generator=torch.Generator().manual_seed(0))
     a, b = S._exp_torch(x, torch.empty_like(x)), S._exp_numpy(x, torch.empty_like(x))
-    assert torch.allclose(a, b, rtol=1e-15, atol=0)
-    assert (a != b).any()
+    assert torch.allclose(a, b, rtol=4 * torch.finfo(dtype).eps, atol=0)
 
 
 def test_a_measured_choice_is_written_and_a_remembered_one_is_used(fresh, monkeypatch):

@@ -6,6 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from conftest import PATIENCE_S
+
 NB = Path(__file__).resolve().parents[1] / "experiments" / "classroom.ipynb"
 
 
@@ -14,7 +16,7 @@ def test_classroom_notebook_executes():
     nb = nbformat.read(NB, as_version=4)
     # iopub_timeout: on a loaded machine a cell's printed output can arrive seconds after its execute reply;
     # nbclient's default (4 s) would drop it silently
-    NotebookClient(nb, timeout=120, iopub_timeout=60, raise_on_iopub_timeout=True, kernel_name="python3",
+    NotebookClient(nb, timeout=PATIENCE_S, iopub_timeout=PATIENCE_S, raise_on_iopub_timeout=True, kernel_name="python3",
                    resources={"metadata": {"path": str(NB.parent)}}).execute()
     # "".join: a print can reach the notebook as several stream chunks (ipykernel flushes on a timer)
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))

@@ -3,13 +3,12 @@ corrupt checkpoints are refused cleanly."""
 
 import subprocess
 import sys
-import time
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import run_cli
+from conftest import PATIENCE_S, run_cli, wait_until
 
 
 # ------------------------------------------------------------------------------------------ fuzzing the CLI
@@ -123,10 +122,8 @@ def test_a_second_run_on_a_locked_folder_is_refused(tmp_path):
             "--out", str(tmp_path / "s"), "--no-progress"]
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 60
-        while not (tmp_path / "s" / "config.json").exists() and time.time() < deadline:
-            time.sleep(0.05)
-        second = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        wait_until((tmp_path / "s" / "config.json").exists, first, "the first run's config.json")
+        second = subprocess.run(args, capture_output=True, text=True, timeout=PATIENCE_S)
         assert second.returncode == 2 and "in use by another run" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
     finally:

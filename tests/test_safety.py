@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from banditlab import runfolder
 from banditlab.cli import main
-from conftest import run_cli as cli
+from conftest import PATIENCE_S, run_cli as cli
 
 SWEEP = ["sweep", "--arms", "5", "--steps", "30", "--seeds", "2", "--baseline", "-0.1,0.1", "--no-progress"]
 LLM = ["llm", "train", "--model", "tiny", "--steps", "1", "--group-size", "2", "--prompts-per-step", "2",
@@ -385,7 +385,7 @@ def test_a_deleted_working_directory_gives_one_line(tmp_path):
     gone.mkdir()
     code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
             "from banditlab.cli import main; main(['sweep'])")
-    r = subprocess.run([sys.executable, "-c", code, str(gone)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-c", code, str(gone)], capture_output=True, text=True, timeout=PATIENCE_S)
     assert r.returncode == 2 and "working directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
