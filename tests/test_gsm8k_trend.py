@@ -100,3 +100,38 @@ def test_the_trend_call_in_process_then_collect(tmp_path):
     assert "<!-- llm-asymre-gsm8k -->" in readme.read_text() and "δV ≥ 0 collapsing" in readme.read_text()
     assert readme.read_text().count("CPU rehearsal: not GPU evidence") == 1
     assert "full GSM8K test (48 problems)" in doc.read_text()
+
+
+def test_a_call_cut_off_in_training_is_collected_marked_partial():
+    """The section and every row of a cut-off call say where it stopped; a finished call's say nothing of it."""
+    s = {"stage": "training", "steps": 7, "plan": {"steps": 40}, "device": "cuda", "started": "2030-01-02 03:04 UTC",
+         "commit": "abc", "versions": {"device_name": "GPU"},
+         "last_step": {"seconds": 1.0, "tokens": 10, "train_tokens_per_s": 10}}
+    said = "partial: the call was cut off in stage 'training' after step 7 of 40 planned"
+    assert said[1:] in collect.section(s, "| table |") and collect.rows(s).count(said) == 1
+    done = {**s, "stage": "done"}
+    assert "partial" not in collect.section(done, "| table |") + collect.rows(done)
+
+
+def test_a_call_cut_off_after_its_first_evaluation_collects_and_one_cut_before_it_is_refused(tmp_path, capsys):
+    """The earliest partial call that collects: step 0's evaluation and no training step (figure, table at step 0,
+    rows marked partial); a call that has its pool but no evaluation yet is refused in one line."""
+    got = tmp_path / "got"
+    got.mkdir()
+    pool = {"screened": 4, "index": [0, 1]}
+    s = {"stage": "screened", "device": "cpu", "started": "2030-01-02 03:04 UTC", "commit": "abc",
+         "versions": {"device_name": "CPU"}, "pool": {"k": 2, "keep": "all", "train": pool, "test": pool},
+         "config": {**_cfg(), "train": {"model": "tiny", "lora_r": 8, "prompts_per_step": 2, "lr": 0.003}}}
+    (got / "summary.json").write_text(json.dumps(s))
+    assert collect.main([str(got), "--figures", str(tmp_path / "f")]) == 2
+    assert "no summary.json and metrics.jsonl" in capsys.readouterr().err and not (tmp_path / "f").exists()
+    (got / "metrics.jsonl").write_text("".join(
+        json.dumps({"kind": "eval", "method": m, "seed": x, "step": 0, "held_out_pass1": 0.5, "n": 2}) + "\n"
+        for m in "AB" for x in (0, 1)))
+    readme, doc = tmp_path / "README.md", tmp_path / "gpu.md"
+    readme.write_text("# Figures\n")
+    shutil.copyfile(R.ROOT / "docs" / "gpu.md", doc)
+    made = collect.collect(got, tmp_path / "f", readme, doc, echo=lambda *_: None)
+    assert tmp_path / "f" / "llm-asymre-gsm8k.png" in made
+    assert "at step 0 " in (tmp_path / "f" / "llm-asymre-gsm8k.md").read_text()
+    assert "cut off in stage 'screened' after step 0" in readme.read_text()

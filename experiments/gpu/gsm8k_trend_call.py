@@ -2,7 +2,8 @@
 deadline, streamed into $OUT.
 
     bash experiments/gpu/gsm8k_trend_call.sh 480        # on the device, .gpu/b carried; 480 = the call's timeout_s
-    python experiments/gpu/gsm8k_trend_call.py --deadline-at EPOCH [--out DIR] [--rehearse] [--model M] [--steps N]
+    python experiments/gpu/gsm8k_trend_call.py --deadline-at EPOCH [--out DIR] [--rehearse [--model M] [--steps N]
+        [--problems N] [--full-test N]]
 
 `--deadline-at` is the moment (time.time()) by which every file must be written: the shell wrapper computes it
 from its own start and the call's timeout_s, less the seconds kept to end cleanly. Files in the output folder
@@ -37,12 +38,13 @@ def experiment_module():
     return mod
 
 
-def rehearsal_config(cfg: dict, model: str, steps: int) -> dict:
-    """The shipped config at CPU sizes: the shipped GSM8K slices, 2 methods × 2 seeds, k = 2, 8 new tokens, every
-    screened problem kept (a small model on 8 tokens solves nothing, so a mixed pool would be empty)."""
+def rehearsal_config(cfg: dict, model: str, steps: int, problems: int = 8, full_test: int = 0) -> dict:
+    """The shipped config at CPU sizes: the shipped GSM8K slices (`problems` screened per split; π₀'s full-test
+    pass over the first `full_test` test problems, 0: the whole slice), 2 methods × 2 seeds, k = 2, 8 new tokens,
+    every screened problem kept (a small model on 8 tokens solves nothing, so a mixed pool would be empty)."""
     cfg = {**cfg, "seeds": [0, 1], "full_test_seconds": 1, "train_file": "tests/data/gsm8k/train-sample.jsonl",
-           "test_file": "tests/data/gsm8k/test-sample.jsonl"}
-    cfg["screen"] = {**cfg["screen"], "k": 2, "batch_problems": 2, "max_problems": 8, "keep": "all",
+           "test_file": "tests/data/gsm8k/test-sample.jsonl", "full_test_problems": full_test}
+    cfg["screen"] = {**cfg["screen"], "k": 2, "batch_problems": 2, "max_problems": problems, "keep": "all",
                      "train_share": 0.5, "test_share": 0.2}
     cfg["train"] = {**cfg["train"], "model": model, "max_new_tokens": 8, "prompts_per_step": 2, "evals": 3,
                     "eval_n": 3, "gen_batch": 12, "max_steps": steps}
@@ -60,6 +62,9 @@ def main(argv=None) -> int:
     ap.add_argument("--rehearse", action="store_true", help="CPU sizes on the shipped GSM8K slices")
     ap.add_argument("--model", default="smollm2", help="with --rehearse: the model (tiny or smollm2)")
     ap.add_argument("--steps", type=int, default=3, help="with --rehearse: at most this many steps")
+    ap.add_argument("--problems", type=int, default=8, help="with --rehearse: problems screened per split")
+    ap.add_argument("--full-test", type=int, default=0,
+                    help="with --rehearse: π₀'s full-test pass on this many test problems (0: the whole slice)")
     a = ap.parse_args(argv)
     if (a.deadline_at is None) == (a.deadline_s is None):
         print("gsm8k_trend_call: give one of --deadline-at and --deadline-s", file=sys.stderr)
@@ -73,7 +78,7 @@ def main(argv=None) -> int:
 
     cfg = load_config(NAME)
     if a.rehearse:
-        cfg = rehearsal_config(cfg, a.model, a.steps)
+        cfg = rehearsal_config(cfg, a.model, a.steps, a.problems, a.full_test)
     mod, out = experiment_module(), Path(a.out)
     try:
         mod.run_experiment(cfg, out, deadline, device=a.device, commit=kit.git_commit())

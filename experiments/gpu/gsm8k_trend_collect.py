@@ -8,7 +8,9 @@ the files are copied into figures/data/llm-asymre-gsm8k/ (marked complete); `ban
 --plot-only` draws figures/llm-asymre-gsm8k.png and .md from them; the section between the markers
 `<!-- llm-asymre-gsm8k -->` in figures/README.md and the rows between `<!-- trend-call -->` in docs/gpu.md are
 rewritten with the numbers, the date, the device and the commit recorded in summary.json. A call that ran on a CPU
-(a rehearsal) is labelled so wherever its numbers land. Missing or damaged files: one line, exit 2.
+(a rehearsal) is labelled so wherever its numbers land. A call cut off after its first evaluation (summary.json's
+stage is not "done") collects what it streamed, marked partial in the section, the rows and the figure's title; a
+call cut off earlier, or missing or damaged files: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -43,26 +45,40 @@ def stamp(s: dict) -> tuple[str, str, str]:
     return s.get("started", "?")[:10], device, s.get("commit", "?")
 
 
+def partial(s: dict) -> str | None:
+    """None for a call that finished; else what a cut-off call reached, for its labels."""
+    if s.get("stage") == "done":
+        return None
+    plan = s.get("plan", {}).get("steps")
+    return (f"partial: the call was cut off in stage '{s.get('stage', '?')}' after step {s.get('steps', 0)}"
+            + (f" of {plan} planned" if plan else ""))
+
+
 def section(s: dict, table: str) -> str:
     date, device, commit = stamp(s)
+    cut = partial(s)
     p0 = s.get("pi0_full_test")
     pi0 = (f"π₀'s greedy pass@1 on the full GSM8K test split: {p0['pass_at_1']:.4f} ({p0['n']} problems). "
            if p0 else "π₀'s full-test pass@1 was not measured in this call. ")
     return "\n".join([
         "![AsymRE δV sweep on GSM8K](llm-asymre-gsm8k.png)", "",
         f"Measured {date} on {device}, commit {commit}; {s.get('steps', '?')} steps, offline (μ = π₀), "
-        f"`experiments/gpu/gsm8k_trend_call.sh` (docs/llm-gsm8k.md). {pi0}", "", table.strip(), "",
+        f"`experiments/gpu/gsm8k_trend_call.sh` (docs/llm-gsm8k.md). {pi0}"
+        + (f"**{cut[0].upper() + cut[1:]}.**" if cut else ""), "", table.strip(), "",
         f"**The paper's result, for comparison.** {PAPER} Here the model, the task and the regime differ "
         "(SmolLM2-135M, GSM8K, μ never refreshed), so only the ordering of the δV values is comparable."])
 
 
 def rows(s: dict) -> str:
     date, device, commit = stamp(s)
-    cell = lambda claim, value: f"| {claim} | {value} | {date} | {device} | {commit} |"
+    cut = partial(s)
+    cell = lambda claim, value: f"| {claim} | {value}{f' ({cut})' if cut else ''} | {date} | {device} | {commit} |"
     out = []
+    model = s.get("config", {}).get("train", {}).get("model", "smollm2")
+    model = "SmolLM2-135M" if model == "smollm2" else f"the model {model}"
     ev, st = s.get("last_eval"), s.get("last_step")
     if ev:
-        out.append(cell("SmolLM2-135M greedy generation, every run's held-out problems batched (trend call)",
+        out.append(cell(f"{model} greedy generation, every run's held-out problems batched (trend call)",
                         f"{ev['tokens_per_s']} tokens/s ({ev['tokens']} tokens in {ev['seconds']} s, "
                         f"{s.get('eval_mode')} adapters)"))
     if st:
@@ -72,7 +88,7 @@ def rows(s: dict) -> str:
         out.append(cell("peak GPU memory of the trend call", f"{s['peak_memory_gb']:.1f} GB allocated"))
     p0 = s.get("pi0_full_test")
     if p0:
-        out.append(cell(f"SmolLM2-135M greedy pass@1, full GSM8K test ({p0['n']} problems), and its wall time",
+        out.append(cell(f"{model} greedy pass@1, full GSM8K test ({p0['n']} problems), and its wall time",
                         f"{p0['pass_at_1']:.4f} in {p0['seconds']} s"))
     return "\n".join(["| claim | value | date | device | commit |", "|---|---|---|---|---|", *out])
 
@@ -104,7 +120,8 @@ def collect(files_at: Path, figures: Path, readme: Path, gpu_doc: Path, echo=pri
     table = (figures / f"{NAME}.md").read_text()
     readme.write_text(replace_between(readme.read_text() if readme.exists() else "", NAME, section(s, table)))
     gpu_doc.write_text(replace_between(gpu_doc.read_text(), "trend-call", rows(s)))
-    echo(f"collect: {data}, {', '.join(str(m) for m in made)}, {readme}, {gpu_doc}")
+    echo(f"collect: {data}, {', '.join(str(m) for m in made)}, {readme}, {gpu_doc}"
+         + (f" ({partial(s)})" if partial(s) else ""))
     return made
 
 

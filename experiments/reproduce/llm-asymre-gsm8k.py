@@ -238,7 +238,9 @@ def run_experiment(cfg: dict, out: Path, deadline: float = math.inf, echo=print,
     st.echo("table:\n" + (Path(out) / "table.md").read_text())
     if cfg["full_test_seconds"] and time.time() + cfg["full_test_seconds"] <= deadline:
         t = time.time()
-        full = splits["test"] if not sc["max_problems"] else load_problems("gsm8k", "test", str(data_file(cfg["test_file"])))
+        cap = cfg.get("full_test_problems") or None  # a rehearsal's size; the shipped config has none
+        full = (splits["test"] if not sc["max_problems"] and not cap
+                else load_problems("gsm8k", "test", str(data_file(cfg["test_file"])), cap))
         with mr.model.disable_adapter():
             r = HFBackend(mr.model, tok, tr["gen_batch"]).generate([build_prompt(tok, p.question) for p in full], 1,
                                                                    tr["max_new_tokens"], greedy=True)
@@ -329,7 +331,7 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
     cfg = summary.get("config", cfg)  # the methods and seeds the call ran (a rehearsal runs fewer)
     others = iter(OTHERS)
     colors = {m: COLORS.get(m) or next(others) for m in cfg["methods"]}
-    fig, axes = plt.subplots(1, 4, figsize=(22, 5.2), layout="constrained")
+    fig, axes = plt.subplots(1, 4, figsize=(22, 5.2), layout="constrained", sharex=True)
     panels = [(ev, "held_out_pass1", "held-out pass@1 (greedy)"), (train, "entropy", "token entropy of π (nats)"),
               (train, "ratio_min", r"smallest token ratio $\pi/\mu$ in the batch"),
               (train, "kl_behaviour", r"KL($\mu\,\|\,\pi$) per token (nats)")]
@@ -355,7 +357,11 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
     fig.suptitle(f"AsymRE δV sweep on GSM8K, offline (μ = π₀), {tr['model']} + LoRA r {tr['lora_r']}, ±1 rewards: "
                  f"{len(pool['train']['index'])} train problems (0 < successes < {pool['k']} of π₀), "
                  f"{tr['prompts_per_step']} × {pool['k']} samples/step, lr {tr['lr']:g}; "
-                 f"{summary['versions']['device_name']}; mean over seeds, band = min–max", fontsize=12)
+                 f"{summary['versions']['device_name']}; mean over seeds, band = min–max"
+                 + ("" if summary.get("stage") == "done" else
+                    f"\nPARTIAL: the call was cut off in stage '{summary.get('stage')}' after step "
+                    f"{summary.get('steps', 0)}"), fontsize=12, color="black" if summary.get("stage") == "done"
+                 else "#b30000")
     Path(f"{out}.md").write_text(table_markdown(cfg, data))
     return fig
 
