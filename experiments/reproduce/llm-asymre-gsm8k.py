@@ -353,6 +353,8 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
     table beside it as OUT.md."""
     from matplotlib.ticker import MaxNLocator
 
+    from banditlab.plots import ratio_scale
+
     df, pool = llm_metrics(data), json.loads((data / "pool.json").read_text())
     if df.empty:
         raise ValueError("no metrics yet")
@@ -378,7 +380,7 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
         ax.set_xlabel(f"step (μ ← π every {t['sync_interval']} steps)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if col == "ratio_min":  # grey lines: the steps whose batch came from a just-refreshed μ (ratio 1)
-            ax.set_yscale("log")
+            ratio_scale(ax, [y for line in ax.get_lines() for y in line.get_ydata()])
             for x in range(1, int(df.step.max()) + 1, t["sync_interval"]):
                 ax.axvline(x, color="0.55", ls=":", lw=1.2, zorder=0)
         if col == "test_accuracy":
