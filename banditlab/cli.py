@@ -18,13 +18,41 @@ from .cliopts import Controls, command, make, tidy_help
 from .configfile import option
 from .errors import RunFailed, UsageError
 from .sweep import SweepConfig
+from .threads import ThreadsOption, use_threads
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Controlled experiments on off-policy REINFORCE (AsymRE, TOPR, REC).")
 
 
+def version() -> str:
+    """The installed package's version (its metadata); from a checkout that is not installed, its pyproject.toml's."""
+    from importlib.metadata import PackageNotFoundError, version as installed
+    from pathlib import Path
+
+    try:
+        return installed("banditlab")
+    except PackageNotFoundError:
+        import tomllib
+
+        source = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        return tomllib.loads(source.read_text())["project"]["version"]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"banditlab {version()}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                            help="print the version and exit")):
+    pass
+
+
 # ----------------------------------------------------------------------------------------- options
-THEORY_OPTIONS = ("baseline", "absolute", "bandit", "arms", "contexts", "bandit_seed", "rewards", "mu", "noise")
+THEORY_OPTIONS = ("baseline", "absolute", "bandit", "arms", "contexts", "bandit_seed", "rewards", "mu", "noise",
+                  "threads")
 
 
 @dataclass
@@ -45,10 +73,12 @@ class ReproduceConfig:
     all_: bool = option(False, "every bandit experiment (llm-* ones run by name: they take ~1 h)", flag="--all")
     list_: bool = option(False, "list the experiments and exit", flag="--list")
     force: bool = option(False, "rerun even if the data exist", flag="--force")
-    plot_only: bool = option(False, "only redraw from existing data", flag="--plot-only")
+    plot_only: bool = option(False, "only plot: redraw the figures from FIGURES/data/ID/ without running anything",
+                             flag="--plot-only")
     figures: str = option("figures", "output folder: ID.png/.pdf, data in data/")
     configs: str = option("", "folder of ID.toml configs", shown="experiments/reproduce")
-    progress: bool = option(True, "show a progress bar", flag="--progress/--no-progress")
+    progress: bool = option(True, "show progress: a bar on a terminal, else a line on stderr every "
+                                  "BANDITLAB_PROGRESS_SECONDS (30 s)", flag="--progress/--no-progress")
 
 
 @dataclass
@@ -79,18 +109,19 @@ def sweep(options: dict, controls: dict):
 
     ctl = make(Controls, controls)
     cfg = merged_config(SweepConfig, ctl.config or None, options, section="sweep")
-    folder = run_sweep(cfg, progress=ctl.progress and sys.stderr.isatty())
+    folder = run_sweep(cfg, progress=ctl.progress)  # sets the threads (banditlab.threads)
     typer.echo(format_table(folder))
 
 
-@command(app, MergeConfig, name="merge")
-def merge_cmd(options: dict):
+@command(app, MergeConfig, ThreadsOption, name="merge")
+def merge_cmd(options: dict, threads: dict):
     """Join sharded sweep folders into one run folder, equal to the unsharded run's; print its table."""
     from pathlib import Path
 
     from .sweep import format_table, merge
 
     cfg = make(MergeConfig, options)
+    use_threads(make(ThreadsOption, threads).threads)
     typer.echo(format_table(merge([Path(s) for s in cfg.shards], Path(cfg.out))))
 
 
@@ -104,6 +135,7 @@ def theory(options: dict, controls: dict):
     from .sweep import make_bandit, parse_range
 
     cfg = merged_config(SweepConfig, make(Controls, controls).config or None, options, section="sweep")
+    use_threads(cfg.threads)
     b = make_bandit(cfg)
     values = parse_range(cfg.baseline)
     typer.echo(f"bandit {b.name}: {b.contexts} context(s) × {b.arms} arms, V^μ = {b.v_mu_total:.4f}, "
@@ -117,15 +149,11 @@ def theory(options: dict, controls: dict):
     eps = cfg.support_eps  # the same support rule as `sweep`: π(a) ≥ eps
     typer.echo(f"{'δV':>7} {'V':>7} {'J(π*)':>8} {'support':>8} {'entropy':>8}  improves on V^μ   "
                f"(support: arms with π*(a) ≥ {eps:g}, as in sweep)")
-    for v in values:
-        rows = []
-        for x in range(b.contexts):
-            m, r = b.mu[x], b.means[x]
-            V = v if cfg.absolute else T.v_mu(m, r) + v
-            rows.append(T.limit_summary(m, r, V, eps))
-        J = float(np.dot(b.context_probs, [s["theory_expected_reward"] for s in rows]))
-        sup = float(np.mean([s["theory_support_size"] for s in rows]))
-        ent = float(np.dot(b.context_probs, [s["theory_entropy"] for s in rows]))
+    vmu = np.array([T.v_mu(m, r) for m, r in zip(b.mu, b.means)])
+    for v in values:  # each context's limit, averaged with p(x) as in the sweep's summary.csv
+        s = T.averaged_limit_summary(b.mu, b.means, np.full(b.contexts, v) if cfg.absolute else vmu + v,
+                                     b.context_probs, eps)
+        J, sup, ent = (s[k] for k in T.LIMIT_KEYS)
         off = v - b.v_mu_total if cfg.absolute else v
         V = v if cfg.absolute else b.v_mu_total + v
         if np.isnan(J):
@@ -134,8 +162,8 @@ def theory(options: dict, controls: dict):
             typer.echo(f"{off:>+7.3f} {V:>7.4f} {J:>8.4f} {sup:>8.1f} {ent:>8.3f}  {'yes' if J > b.v_mu_total else 'no'}")
 
 
-@command(app, PlotConfig)
-def plot(options: dict):
+@command(app, PlotConfig, ThreadsOption)
+def plot(options: dict, threads: dict):
     """Redraw figures from run folders, without rerunning: a sweep's figure (RUN_DIR/sweep.png), and the
     curves of LLM runs, several overlaid (reward, accuracy, entropy, ratio range, KL, throughput)."""
     from pathlib import Path
@@ -143,6 +171,7 @@ def plot(options: dict):
     from .runfolder import kind_of
 
     cfg = make(PlotConfig, options)
+    use_threads(make(ThreadsOption, threads).threads)
     out = cfg.out
     folders = [Path(r) for r in cfg.runs]
     kinds = {}
@@ -189,9 +218,10 @@ def plot(options: dict):
         typer.echo(f)
 
 
-@command(app, ReproduceConfig)
-def reproduce(options: dict):
-    """Reproduce the papers' bandit figures from experiments/reproduce/*.toml into figures/."""
+@command(app, ReproduceConfig, ThreadsOption)
+def reproduce(options: dict, threads: dict):
+    """Reproduce the papers' bandit figures from experiments/reproduce/*.toml into figures/ (--plot-only: only
+    redraw them from figures/data/ID/, without running)."""
     from pathlib import Path
 
     from .reproduce import BANDIT_EXPERIMENTS, CONFIGS, EXPERIMENTS, reproduce as run
@@ -203,17 +233,21 @@ def reproduce(options: dict):
         return
     if not c.ids and not c.all_:
         raise UsageError("ID: name an experiment (banditlab reproduce --list) or pass --all")
+    if c.force and c.plot_only:
+        raise UsageError("--force and --plot-only: --force reruns, --plot-only never runs; give one")
+    use_threads(make(ThreadsOption, threads).threads)
     run(BANDIT_EXPERIMENTS if c.all_ else list(c.ids), Path(c.figures), force=c.force, plot_only=c.plot_only,
-        progress=c.progress and sys.stderr.isatty(), echo=typer.echo,
+        progress=c.progress, echo=typer.echo,
         configs=Path(c.configs) if c.configs else CONFIGS)
 
 
-@command(app, DemoConfig)
-def demo(options: dict):
+@command(app, DemoConfig, ThreadsOption)
+def demo(options: dict, threads: dict):
     """The classroom demo: the V-versus-V^μ phase transition on a 3-armed bandit, explained with numbers."""
     from .demo import run_demo
 
     c = make(DemoConfig, options)
+    use_threads(make(ThreadsOption, threads).threads)
     run_demo(c.rewards, c.mu, c.below, c.above, c.steps, c.lr, c.out, c.interactive, echo=typer.echo,
              html=c.html or None)
 
@@ -331,6 +365,9 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"banditlab: error: {twice}: the same option given twice; give it once", err=True)
         sys.exit(2)
     try:
+        from .progress import check_settings
+
+        check_settings()
         code = cmd.main(args=argv, prog_name="banditlab", standalone_mode=False)
         if code == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word
             from .runfolder import STOPPED

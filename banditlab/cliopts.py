@@ -25,7 +25,7 @@ class Controls:
     """How a command runs, beside its config: where its config file is, whether a bar shows progress."""
 
     config: str = option("", "a TOML file with any of these options (the command line wins)")
-    progress: bool = option(True, "show a progress bar", flag="--progress/--no-progress")
+    progress: bool = option(True, "show progress: a bar on a terminal, else a line every BANDITLAB_PROGRESS_SECONDS (30 s)", flag="--progress/--no-progress")
 
 
 def make(cls, given: dict):

@@ -64,7 +64,8 @@ def explain(bandit: B.Bandit, below: float, above: float) -> str:
         f"  V = V^μ = {vmu:.3f}: π concentrates on argmax μ(r − V^μ) = arm {int(a.argmax()) + 1} "
         f"(r = {r[a.argmax()]:.3f}); the best arm is arm {int(r.argmax()) + 1} (r = {r.max():.3f}).",
         f"  V = {above:.3f} > V^μ: rich-get-richer dynamics; each start ends on one arm, which one depends on π₀.",
-        "The transition at V = V^μ is where the policy loses its diversity (support → one arm).",
+        f"The support is one arm from V = {theory.single_arm_from(mu, r)[0]:.3f} on (when V^μ − V is at most the lead "
+        "of the largest μ(y)(r(y) − V) over the next), at the latest at V = V^μ, the transition.",
     ])
 
 
@@ -171,11 +172,11 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
              "writing the static figure instead.")
         interactive = False
     if interactive:
-        import matplotlib
-
-        matplotlib.use("TkAgg" if sys.platform.startswith("linux") else matplotlib.get_backend())
-        import matplotlib.pyplot as plt
         from matplotlib.widgets import Slider
+
+        from .plots import style
+
+        plt = style(seaborn=True, backend="TkAgg" if sys.platform.startswith("linux") else None)
 
         fig = plt.figure(figsize=(16, 6))
         state = {"below": below, "above": above}

@@ -19,7 +19,7 @@ from . import bandits as B
 from . import theory
 from .svg import COLORS, NOW_COLOR, VMU_COLOR, Chart, esc, frame_group, linear_ticks, svg
 
-SUPPORT_EPS = 1e-3                              # an arm is in the support when π(a) ≥ this (as in the simulator)
+SUPPORT_EPS = theory.SUPPORT_EPS                # an arm is in the support when π(a) ≥ this (as in the simulator)
 REC_OFFSETS = np.arange(-25, 16) * 0.02         # (V − V^μ) / (max r − min r) at the slider's positions, 3 arms
 PAPER_OFFSETS = np.arange(-21, 15) * 0.025      # V − V^μ at the slider's positions, 100 arms
 PAPER_STEPS = 20000                             # as experiments/reproduce/asymre-limit.toml
@@ -50,14 +50,14 @@ def three_arm_data(bandit: B.Bandit, steps: int, lr: float, n_starts: int = 6) -
     t = log_steps(steps)
     pis = paths(bandit, Vs, steps, lr, n_starts, record_every=1)[t]          # [T, V, starts, 3]
     J = np.apply_along_axis(theory.expected_reward, -1, pis, r)              # [T, V, starts]
-    support = np.apply_along_axis(lambda p: theory.support_size(p, SUPPORT_EPS - 1e-12), -1, pis[-1])
+    support = np.apply_along_axis(lambda p: theory.support_size(p), -1, pis[-1])
     star = [theory.limit_policy(mu, r, V) if off <= 0 else None for V, off in zip(Vs, REC_OFFSETS)]
     dense = np.linspace(Vs[0], vmu, 300)
     limits = [theory.limit_policy(mu, r, v) for v in dense]
     return {"bandit": bandit, "mu": mu, "r": r, "vmu": vmu, "Vs": Vs, "t": t, "pis": pis, "J": J,
-            "support": support, "star": star, "dense": dense,
+            "support": support, "star": star, "dense": dense, "v1": theory.single_arm_from(mu, r)[0],
             "dense_J": np.array([theory.expected_reward(p, r) for p in limits]),
-            "dense_support": np.array([theory.support_size(p, SUPPORT_EPS - 1e-12) for p in limits])}
+            "dense_support": np.array([theory.support_size(p) for p in limits])}
 
 
 def simplex_xy(p):
@@ -138,7 +138,7 @@ def three_arm_text(d: dict, i: int) -> str:
     if p is not None and off < 0:
         return head + (f"below V<sup>μ</sup>. Every start meets at π* = {fmt(p)} (Theorem 4.2, the square), "
                        f"J(π*) = {theory.expected_reward(p, r):.3f} &gt; V<sup>μ</sup> = {vmu:.3f}; "
-                       f"support {theory.support_size(p, SUPPORT_EPS - 1e-12)} arms.")
+                       f"support {theory.support_size(p)} arms.")
     ends = d["pis"][-1, i].argmax(-1)
     where = ", ".join(f"arm {k + 1}: {int((ends == k).sum())}" for k in range(3) if (ends == k).any())
     tail = f"(starts ending on {where}); support {d['support'][i].max()} arm."
@@ -169,7 +169,10 @@ def three_arm_section(d: dict, shown: int, above: int) -> str:
         ("Support size of the limit",
          limit_panel(sup_c, d, d["dense_support"], d["support"].astype(float), shown,
                      f"arms with π ≥ {SUPPORT_EPS:g}", [(1, "1"), (2, "2"), (3, "3")], xt),
-         starts + f"{key('#111')} Theorem 4.2's π*; dots: simulated π<sub>T</sub>"),
+         starts + f"{key('#111')} Theorem 4.2's π*; dots: simulated π<sub>T</sub>. π* is one arm from "
+                  f"V = {d['v1']:.2f} on, before V<sup>μ</sup>: once V<sup>μ</sup> − V is at most the lead "
+                  f"of the largest μ(y)(r(y) − V) over the next, no other arm keeps probability "
+                  f"(<code>theory.single_arm_from</code>)"),
     ]
     texts = [three_arm_text(d, i) for i in range(len(d["Vs"]))]
     return section("three", d, shown, texts, panels, above)
@@ -228,7 +231,7 @@ def paper_text(d: dict, i: int) -> str:
     if p is not None:
         return head + (f"below V<sup>μ</sup> = {vmu:.3f}. Theorem 4.2: "
                        f"J(π*) = {theory.expected_reward(p, d['r']):.3f} on "
-                       f"{theory.support_size(p, SUPPORT_EPS - 1e-12)} arms; simulated after {d['t'][-1]} steps: "
+                       f"{theory.support_size(p)} arms; simulated after {d['t'][-1]} steps: "
                        f"J = {J:.3f} on {sup:.0f} arms.")
     return head + (f"{'at' if off == 0 else 'above'} V<sup>μ</sup> = {vmu:.3f}: the policy runs to one arm "
                    f"(simulated J = {J:.3f}, support {sup:.0f}); the best arm has r = {d['r'].max():.3f}.")
@@ -358,7 +361,9 @@ The AsymRE paper's bandit (100 arms)</button></nav>
 <footer>Expected (infinite-batch) updates Δl(y) = η μ(y)(r(y) − V) − η (V<sup>μ</sup> − V) π(y),
 η = {lr:g};
 3 arms: {steps} steps, 100 arms: {dp['t'][-1]} steps. Below V<sup>μ</sup> every start converges to Theorem 4.2's π*
-(AsymRE, arXiv 2506.20520) and improves on μ; above it the policy collapses to one arm. Every number on this page
+(AsymRE, arXiv 2506.20520) and improves on μ; its support is one arm at the latest at V<sup>μ</sup> (earlier when one
+arm's μ(y)(r(y) − V) leads the next by more than V<sup>μ</sup> − V); above V<sup>μ</sup> the policy collapses to one
+arm. Every number on this page
 was computed by banditlab's simulator and theory (<code>banditlab demo --html FILE</code>); the page only shows the
 slider's precomputed frame.</footer>
 <script>{SCRIPT}</script></body></html>

@@ -159,7 +159,8 @@ def _entry(name: str, fn: Callable, summary: str, **defaults) -> Objective:
 GRPO_STD = {"std_norm": True}
 OBJECTIVES: dict[str, Objective] = {o.name: o for o in [
     _entry("reinforce", reinforce, "REINFORCE, A = r − b, no ratio (naive off-policy)"),
-    _entry("asymre", reinforce, "Asymmetric REINFORCE, A = r − (group mean + δV)", offset=-0.1),
+    _entry("asymre", reinforce, "Asymmetric REINFORCE, A = r − (b + δV); defaults b = group mean, δV = −0.1 (the "
+           "LLM setting; `banditlab sweep` sets b = V^μ and δV from --baseline)", baseline="group", offset=-0.1),
     _entry("topr", tapered, "TOPR: ratio tapered to [1,1] on A ≥ 0, [0,1] on A < 0 (sequence ratio; "
            "Trinity-RFT: ratio_level=token)", baseline="none"),
     _entry("is", tapered, "full importance sampling, windows [0,∞]/[0,∞] (sequence ratio, capped: never inf)",
@@ -199,7 +200,13 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in [
 
 
 def get_objective(name: str, **overrides) -> Objective:
-    """Look up a registry entry by name and apply parameter overrides (unknown names raise ObjectiveError)."""
+    """Look up a registry entry by name and apply parameter overrides (unknown names raise ObjectiveError).
+
+    The defaults are the registry's, one meaning for the bandit's Python API and the LLM trainer: for `asymre`,
+    b = the group mean (an LLM has no V^μ) and δV = −0.1. `banditlab sweep` overrides both: b = the exact V^μ
+    (`--baseline-ref vmu`, its default) and δV from `--baseline`. The sweep's objective at δV in Python is
+    `get_objective("asymre", baseline="vmu", offset=δV)`. The two baselines agree in exact mode, where the group
+    mean is V^μ; in sampled mode a group mean of G pulls acts as V^μ + δV·G/(G − 1) (`theory.group_baseline_offset`)."""
     if name not in OBJECTIVES:
         raise ObjectiveError(f"unknown algorithm {name!r} (choose from: {', '.join(OBJECTIVES)})")
     return OBJECTIVES[name].with_params(**overrides)

@@ -9,12 +9,22 @@ from pathlib import Path
 import numpy as np
 
 
-def style(seaborn: bool = False):
-    """Slide-readable defaults. seaborn's theme when asked (the reproduce figures); the sweep figure uses
-    matplotlib's copy of the same whitegrid look, because importing seaborn costs ~2 s of the sweep's budget."""
+# Text and math in matplotlib's own copy of DejaVu Sans, so that a figure has the same glyphs (and bytes) on every
+# machine: both whitegrid themes list Arial before DejaVu Sans, and matplotlib's lists Liberation Sans before it too,
+# so they would draw in whichever of those a machine has installed.
+FONT = {"font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans"], "mathtext.fontset": "dejavusans"}
+
+
+def style(seaborn: bool = False, backend: str | None = "Agg"):
+    """Slide-readable defaults for every figure the project draws. seaborn's theme when asked (the reproduce
+    figures, the demo); the sweep figure and the LLM curves use matplotlib's copy of the same whitegrid look,
+    because importing seaborn costs ~2 s of the sweep's budget. Both in FONT, and tick labels that are the values
+    themselves (no "+4.579" offset above the axis). `backend`: Agg for files; a window's (TkAgg), or None to keep
+    the present one (a notebook's inline backend)."""
     import matplotlib
 
-    matplotlib.use("Agg")
+    if backend:
+        matplotlib.use(backend)
     import matplotlib.pyplot as plt
 
     matplotlib.rcdefaults()  # each figure from matplotlib's own defaults, whatever was drawn before it
@@ -25,7 +35,18 @@ def style(seaborn: bool = False):
     else:
         plt.style.use("seaborn-v0_8-whitegrid")
         plt.rcParams.update({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11})
+    plt.rcParams.update({**FONT, "axes.formatter.useoffset": False})
     return plt
+
+
+def ratio_scale(ax, values) -> None:
+    """A log y axis where the positive `values` spread over more than a factor of 100 (matplotlib's decade ticks,
+    10⁻⁶, 10⁰, ...); a linear one, with plain ticks, where they spread less: a log axis over less than a decade
+    ticks between decades, labelled like 1.05×10⁰, and over one or two decades labels one or two ticks."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v) & (v > 0)]
+    if v.size and v.max() > 100 * v.min():
+        ax.set_yscale("log")
 
 
 def save(fig, path: Path) -> list[Path]:
@@ -71,8 +92,33 @@ def theory_curve(rec: dict, offsets, num: int = 400):
     return (xs, ys) if np.isfinite(ys).any() else None
 
 
+def reference_line(behavior: str, absolute: bool) -> tuple[str, str, str]:
+    """(symbol, words, x label) of a sweep figure's horizontal line, drawn at J(π₀) (summary.csv's v_mu), and of its
+    δV axis, for a `--behavior`: V^μ, the behaviour's value, where μ = π₀ throughout; V^{μ₀}, the first
+    behaviour's, where μ is refreshed from π, and δV then counts from the current behaviour's V^{μ_t} (from the
+    line, with an absolute baseline); J(π₀) where μ mixes in the uniform policy, so no behaviour has that value."""
+    from .simulate import Behavior
+
+    b = Behavior.parse(behavior)
+    if b.mix and b.mix_ref == "uniform":
+        symbol, words = r"$J(\pi_0)$", "initial policy"
+    elif b.lag is None:
+        symbol, words = r"$V^\mu$", "behaviour"
+    else:
+        symbol, words = r"$V^{\mu_0}$", "initial behaviour"
+    if absolute:  # a fixed V, its offset counted from the line
+        xlabel = rf"baseline offset $\delta V = V - {symbol[1:]}"
+    elif b.lag is None:
+        xlabel = r"baseline offset $\delta V = V - V^\mu$"
+    else:
+        xlabel = r"baseline offset $\delta V = V - V^{\mu_t}$ ($\mu_t$: the behaviour at step $t$)"
+    return symbol, words, xlabel
+
+
 def plot_sweep(run: str | Path) -> list[Path]:
-    """Final J(π_T) and support size versus δV with the V^μ line and the closed form, next to J(π_t) curves."""
+    """Final J(π_T) and support size versus δV with the V^μ line and the closed form, next to J(π_t) curves.
+    Exact mode (one deterministic run per baseline) and one-seed sweeps draw the runs themselves, with no
+    per-seed points and no mean."""
     import pandas as pd
 
     from .stats import summarise
@@ -87,22 +133,28 @@ def plot_sweep(run: str | Path) -> list[Path]:
     table = summarise(summary, ["baseline_offset"], "final_expected_reward")
     offsets = table["baseline_offset"].to_numpy()
     colors, mappable = offset_colors(offsets)
+    s = rec["sweep"]
+    seeds = int(table["n"].max())
+    symbol, words, xlabel = reference_line(s["behavior"], s["absolute"])
 
     fig, (ax, axs, ax2) = plt.subplots(1, 3, figsize=(17, 4.8), gridspec_kw={"width_ratios": [1.15, 0.8, 1]})
-    ax.scatter(summary["baseline_offset"], summary["final_expected_reward"], s=8, color="0.6", alpha=0.5,
-               label="one seed", zorder=2)
-    err = np.vstack([table["mean"] - table["ci_low"], table["ci_high"] - table["mean"]])
-    ax.errorbar(offsets, table["mean"], yerr=np.nan_to_num(err), fmt="o", color="C0", ms=5, capsize=3,
-                label=(f"simulation: mean, 95% CI ({int(table['n'].iloc[0])} seeds)" if table['n'].iloc[0] > 1
-                       else "simulation (exact, deterministic)"), zorder=3)
+    if seeds > 1:
+        ax.scatter(summary["baseline_offset"], summary["final_expected_reward"], s=8, color="0.6", alpha=0.5,
+                   label="one seed", zorder=2)
+        err = np.vstack([table["mean"] - table["ci_low"], table["ci_high"] - table["mean"]])
+        ax.errorbar(offsets, table["mean"], yerr=np.nan_to_num(err), fmt="o", color="C0", ms=5, capsize=3,
+                    label=f"simulation: mean, 95% CI ({seeds} seeds)", zorder=3)
+    else:
+        ax.plot(offsets, table["mean"], "o", color="C0", ms=5, zorder=3,
+                label="simulation (exact, deterministic)" if s["mode"] == "exact" else "simulation (1 seed)")
     curve = theory_curve(rec, offsets)
     if curve is not None:
         ax.plot(*curve, color="k", lw=1.8, label=r"Theorem 4.2: $J(\pi^*)$", zorder=4)
-    ax.axhline(vmu, color="C3", ls="--", lw=1.2, label=rf"$V^\mu$ = {vmu:.3f} (behaviour)")
+    ax.axhline(vmu, color="C3", ls="--", lw=1.2, label=f"{symbol} = {vmu:.3f} ({words})")
     ax.axhline(best, color="C2", ls=":", lw=1.2, label=f"best arm = {best:.3f}")
     for a in (ax, axs):
         a.axvline(0.0, color="0.3", ls=":", lw=1)
-        a.set_xlabel(r"baseline offset $\delta V = V - V^\mu$")
+        a.set_xlabel(xlabel)
     ax.set_ylabel(r"final expected reward $J(\pi_T)$")
     asym = curve is not None  # the AsymRE reading (theorem curve) applies
     ax.set_title(r"Improvement below $V^\mu$, collapse above" if asym else r"Final reward versus the baseline")
@@ -123,19 +175,18 @@ def plot_sweep(run: str | Path) -> list[Path]:
     axs.yaxis.set_minor_formatter(plt.NullFormatter())
     axs.set_ylabel(rf"support size $|\{{a: \pi(a) \geq {rec['sweep']['support_eps']:g}\}}|$")
     axs.set_title("Support shrinks to one arm" if asym else "Support size")
-    axs.legend(fontsize=8)
+    axs.legend(fontsize=8, frameon=True, framealpha=0.85)  # framed: its marker is not read as a data point
 
     mean = steps.groupby(["baseline_offset", "step"])["expected_reward"].mean().reset_index()
     for off, g in mean.groupby("baseline_offset"):
         ax2.plot(g["step"], g["expected_reward"], color=colors[off], lw=1.2)
     ax2.axhline(vmu, color="C3", ls="--", lw=1.2)
-    ax2.annotate(r"$V^\mu$ (behaviour)", (1.0, vmu), xycoords=("axes fraction", "data"), xytext=(-4, 3),
+    ax2.annotate(f"{symbol} ({words})", (1.0, vmu), xycoords=("axes fraction", "data"), xytext=(-4, 3),
                  textcoords="offset points", ha="right", va="bottom", fontsize=8, color="C3")  # label on its line
     ax2.set_xlabel("step $t$")
-    ax2.set_ylabel(r"$J(\pi_t)$, mean over seeds")
+    ax2.set_ylabel(r"$J(\pi_t)$, mean over seeds" if seeds > 1 else r"$J(\pi_t)$")
     ax2.set_title(r"Learning curves, coloured by $\delta V$")
     fig.colorbar(mappable, ax=ax2, label=r"$\delta V$")
-    s = rec["sweep"]
     fig.suptitle(f"{rec['objective']['name']} on the {rec['bandit']['name']} bandit: "
                  f"{s['mode']} mode, behaviour {s['behavior']}, η = {s['lr']:g}, {s['steps']} steps", fontsize=13)
     # fixed margins for this fixed layout: tight_layout would cost 0.5 s of the sweep's 6 s
@@ -171,36 +222,43 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def plot_llm_runs(runs: list, out: Path) -> list[Path]:
-    """An LLM run's curves against the step (several runs overlaid, one colour each), from metrics.jsonl alone."""
+    """An LLM run's curves against the step (several runs overlaid, one colour each), from metrics.jsonl alone.
+    A panel with several metrics names their line styles in a legend under its axes, where it hides no data."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = style()
     data = {Path(r).name: read_metrics(Path(r)) for r in runs}
     panels = [p for p in LLM_PANELS if any(k in row for rows in data.values() for row in rows for k in p[2])]
     cols = min(3, len(panels))
     nrows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.8 * nrows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.9 * nrows + 0.6), squeeze=False,
+                             layout="constrained")
     for ax, (title, ylabel, keys) in zip(axes.flat, panels):
+        drawn = {}  # metric: its values, over every run
         for i, (name, rows) in enumerate(data.items()):
             for k in keys:
                 pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float)) and r[k] == r[k]]
                 if pts:
                     x, y = zip(*pts)
-                    ax.plot(x, y, color=f"C{i % 10}", label=(k if len(data) == 1 else None), **_LINE.get(k, {}))
+                    ax.plot(x, y, color=f"C{i % 10}", **_LINE.get(k, {}))
+                    drawn.setdefault(k, []).extend(y)
         if keys[0] == "ratio_mean":
-            ax.set_yscale("log")
+            ratio_scale(ax, [v for vs in drawn.values() for v in vs])
         ax.set(title=title, xlabel="step", ylabel=ylabel)
-        if len(data) == 1:
-            ax.legend(fontsize=8)
-        elif len(keys) > 1:  # colours name the runs (figure legend); line styles name the metrics, in grey
-            present = [k for k in keys if any(k in r for rows in data.values() for r in rows)]
-            ax.legend([plt.Line2D([], [], color="0.4", **_LINE.get(k, {})) for k in present], present, fontsize=8)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # steps are whole numbers
+        if len(drawn) > 1:  # line styles name the metrics (in grey when colours name the runs)
+            grey = "C0" if len(data) == 1 else "0.4"
+            ax.legend([plt.Line2D([], [], color=grey, **_LINE.get(k, {})) for k in drawn], list(drawn), fontsize=8,
+                      loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=len(drawn), frameon=False,
+                      handlelength=2.5, columnspacing=1.2)
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     if len(data) > 1:
         handles = [plt.Line2D([], [], color=f"C{i % 10}") for i in range(len(data))]
-        fig.legend(handles, list(data), loc="lower center", ncol=min(len(data), 5), fontsize=9, frameon=False)
+        fig.legend(handles, list(data), loc="outside lower center", ncol=min(len(data), 5), fontsize=9,
+                   frameon=False)
     fig.suptitle(f"LLM training curves: {', '.join(data) if len(data) <= 3 else f'{len(data)} runs'}",
                  fontsize=13)
-    fig.tight_layout(rect=(0, 0.06 if len(data) > 1 else 0, 1, 1))
     files = save(fig, out)
     plt.close(fig)
     return files

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import UsageError
-from .runfolder import is_complete, lock, mark_complete, stop_flag, unmark, write_table
+from .runfolder import is_complete, lock, mark_complete, stop_flag, unmark, write_arrays, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "reproduce"
@@ -62,9 +62,9 @@ def methods_run(cfg, bandit, data, tick, record_every=0, mode="exact", seeds=1, 
             if tr is not None:
                 trajs[label] = tr[:, 0, 0]
     df = pd.concat(frames)
-    write_table(data / "steps.parquet", df.drop(columns=["offset"]))
+    write_table(data / "steps.parquet", df.drop(columns=["baseline_offset", "baseline"]))
     if trajs:
-        np.savez(data / "policies.npz", **{k: v for k, v in trajs.items()}, every=record_every)
+        write_arrays(data / "policies.npz", **trajs, every=record_every)
     return df
 
 
@@ -183,7 +183,8 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
             _run(exp.config, owner, cfg, data, progress)
             ran.add(exp.config)
         elif exp.config not in ran:
-            echo(f"{name}: data exist in {data}: redrawing only (--force reruns)")
+            echo(f"{name}: --plot-only: redrawing from {data}, running nothing" if plot_only else
+                 f"{name}: data exist in {data}: redrawing only (--force reruns)")
         try:
             fig = exp.plot(cfg, data, figures / name, plt)
         except (OSError, KeyError, ValueError, TypeError, IndexError) as err:

@@ -45,6 +45,7 @@ import torch
 
 from .bandits import Bandit
 from .objectives import Batch, Objective
+from .theory import SUPPORT_EPS
 
 METRICS = ("expected_reward", "v_mu", "entropy", "support_size", "kl_mu_pi", "p_best", "min_logit", "loss")
 
@@ -68,8 +69,9 @@ def fastest(name: str, kernels: dict, *args) -> str:
     """The name of the fastest of `kernels` (functions of `args`) on this machine: numpy's and torch's CPU kernels
     differ by 2× either way between CPUs (numpy's float64 exp is 2× faster than torch's on some, 2.4× slower on
     others). Best of 5 alternating rounds of 4 calls, measured once per machine and remembered in
-    CACHE/kernels.json under the CPU model and library versions: the two exps differ in the last bit on about 5 %
-    of values, so a choice that flipped with the machine's load would make a rerun or a resumed run differ.
+    CACHE/kernels.json under the CPU model and library versions: on some machines the two exps differ in the last
+    bit (float64: about 5 % of values on an AMD EPYC, none on an Intel Xeon; float32: about 40 % on that Xeon), so
+    a choice that flipped with the machine's load would make a rerun or a resumed run differ.
     BANDITLAB_KERNEL=numpy|torch forces one (the same numbers across machines of one CPU model)."""
     if name in _choice:
         return _choice[name]
@@ -356,7 +358,7 @@ class SimConfig:
     lr: float = 1.0                # η, plain SGD on the logits (the Python API also takes one value per run)
     behavior: str = "fixed"        # see Behavior.parse
     log_every: int = 25            # record the exact metrics every this many steps
-    support_eps: float = 1e-3      # an arm is in the support when π(a) ≥ this
+    support_eps: float = SUPPORT_EPS  # an arm is in the support when π(a) ≥ this (theory.SUPPORT_EPS)
     gauss_nodes: int = 8           # Gauss–Hermite nodes for Gaussian noise in exact mode
     dtype: str = "float64"
     device: str = "cpu"
@@ -983,6 +985,14 @@ def tidy_frame(state: SimState, columns: dict):
     return df
 
 
+def baseline_columns(values, v_mu: float, absolute: bool) -> dict:
+    """The tidy files' two baseline columns (the sweep's and `run_grid`'s) for the objective's `offset` values:
+    baseline_offset δV = V − V^μ and baseline V, with `v_mu` the behaviour's V^μ averaged over contexts with p(x).
+    With an absolute baseline the values are V; otherwise they are δV."""
+    values = np.asarray(values, float)
+    return {"baseline_offset": values - v_mu if absolute else values, "baseline": values if absolute else v_mu + values}
+
+
 def final_policy(state: SimState) -> np.ndarray:
     """π_T = softmax(logits) as numpy, [R, C, K]."""
     return torch.softmax(state.logits, -1).cpu().numpy()
@@ -992,6 +1002,10 @@ def run_grid(bandit, objective, offsets, *, seeds=1, mode="exact", steps=1000, l
              behavior="fixed", log_every=None, seed=0, record_every=0, init_logits=None, progress=None):
     """Run len(offsets) × seeds runs of one objective (one Simulator) and return (tidy frame, trajectory of π or
     None): the entry point of the reproduce experiments.
+    `offsets` are the values of the objective's `offset` parameter, one per run, read as its `baseline` says: raw V
+    with "absolute", else δV (from V^μ with "vmu", as `banditlab sweep` by default; from the group mean with the
+    registry's "group"). The frame has the columns of the sweep's steps.parquet (`baseline_columns`): one row per
+    (run, logged step) with run, step, baseline_offset (δV = V − V^μ), baseline (V), seed, the METRICS, diverged.
     The trajectory, if `record_every`, is an array [S, R, C, K] of π_t every `record_every` steps (with t = 0).
     """
     offsets = np.asarray(offsets, float)
@@ -1013,6 +1027,7 @@ def run_grid(bandit, objective, offsets, *, seeds=1, mode="exact", steps=1000, l
     if record_every:
         traj.append(torch.softmax(state.logits, -1).numpy().copy())
     state = sim.run(state, on_step=on_step)
-    df = tidy_frame(state, {"offset": grid_off, "seed": grid_seed})
+    absolute = objective.params.get("baseline") == "absolute"
+    df = tidy_frame(state, {**baseline_columns(grid_off, bandit.v_mu_total, absolute), "seed": grid_seed})
     df["diverged"] = np.tile(state.diverged.numpy(), len(df) // sim.runs)
     return df, (np.stack(traj) if record_every else None)

@@ -42,6 +42,7 @@ from .configfile import option
 from .errors import UsageError
 from .runfolder import (Cadence, Interrupted, atomic_output, atomic_save, check_identity, claim, is_complete, jsonable,
                         mark_complete, stop_flag, write_record, write_table)
+from .threads import HELP as THREADS_HELP
 
 
 @dataclass
@@ -81,10 +82,10 @@ class SweepConfig:
                                   "every baseline: paired comparisons; not RED-Drop, whose drops are per run) | "
                                   "independent (every run its own)")
     log_every: int = option(0, "record metrics every N steps (0: steps // 200)", 0, 10**9)
-    support_eps: float = option(1e-3, "π(a) ≥ this counts as support", 0.0, 1.0, lo_open=True)
+    support_eps: float = option(theory.SUPPORT_EPS, "π(a) ≥ this counts as support", 0.0, 1.0, lo_open=True)
     dtype: str = option("float64", "float64 | float32")
     device: str = option("cpu", "cpu | cuda (cuda is untested: docs/gpu.md)")
-    threads: int = option(0, "torch CPU threads (0: one below 4M array entries per step, else all)", 0, 1024)
+    threads: int = option(0, THREADS_HELP, 0, 1024)
     shard: str = option("", "I/N: run only the I-th of N blocks of the grid's runs, for a job array; join the "
                             "folders with `banditlab merge`", shown="all runs")
     checkpoint_seconds: float = option(10.0, "write state.pt at most this often while running, in seconds", 0.01,
@@ -266,15 +267,6 @@ def replicas_of(cfg: SweepConfig) -> int:
     return 1 if cfg.mode == "exact" else cfg.seeds
 
 
-def thread_rule(elements: int) -> int:
-    """torch CPU threads for a step over `elements` array entries. Measured on 2 cores (experiments/
-    bench_bandit.py): 2 threads gain 1.6–2× unloaded, but with the other core busy they are 14× slower at 67k
-    elements, 3.7× at 410k and break even only near 1.6M; so one thread below 4M entries, all cores above."""
-    import os
-
-    return 1 if elements < 4_000_000 else (os.cpu_count() or 1)
-
-
 def check_size(cfg: SweepConfig, bandit, runs: int) -> None:
     """Refuse a grid whose arrays would not fit in memory, before allocating anything. A step holds about ten
     arrays of runs × contexts × arms × outcomes entries (exact mode, and sampled mode's table of each cell's
@@ -355,10 +347,10 @@ def build(cfg: SweepConfig):
 
 def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> Path:
     """Run (or resume) a sweep into cfg.out and write every output file. Returns the run folder."""
-    import torch
+    from .threads import use_threads
 
     bandit, objective, grid, sim = build(cfg)
-    torch.set_num_threads(cfg.threads or thread_rule(sim.runs * bandit.contexts * bandit.arms * sim.out_vals.shape[-1]))
+    use_threads(cfg.threads, elements=sim.runs * bandit.contexts * bandit.arms * sim.out_vals.shape[-1])
     lock = claim(cfg.out, "sweep", name=("sweep", cfg.algo))
     try:
         return _run_locked(cfg, lock.folder, bandit, objective, grid, sim, progress, quiet)
@@ -377,6 +369,8 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
             if not quiet:
                 print(f"{out}: this run is already complete; its table follows (delete the folder to rerun)")
             return out
+        if not quiet and state.step < cfg.steps:
+            print(f"{out}: resumed at step {state.step}/{cfg.steps}", flush=True)
     write_record(out, "sweep", {"sweep": asdict(cfg), "identity": identity, "bandit": bandit.to_dict(),
                                 "objective": {"name": objective.name, "params": dict(objective.params)}})
     with stop_flag() as flag:  # installed until the marker is written
@@ -432,19 +426,17 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
     """steps.parquet and summary.csv from the final state, then the table and the figure (`write_tables`)."""
     import pandas as pd
 
-    from .simulate import METRICS, tidy_frame
+    from .simulate import METRICS, baseline_columns, tidy_frame
 
     values = np.stack([v.numpy() for v in state.log_values])  # [S, R, M]
     v_mu0 = bandit.v_mu_total
     offs = grid["baseline_offset"]
-    base = offs if cfg.absolute else v_mu0 + offs
-    tidy = tidy_frame(state, {"baseline_offset": offs - (v_mu0 if cfg.absolute else 0), "baseline": base,
-                              "seed": grid["seed"]})
+    columns = baseline_columns(offs, v_mu0, cfg.absolute)
+    tidy = tidy_frame(state, {**columns, "seed": grid["seed"]})
     tidy["run"] = grid["run"][tidy["run"].to_numpy()]  # the grid's run index (a shard holds a block of them)
 
     final = values[-1]
-    summary = pd.DataFrame({"baseline_offset": offs - (v_mu0 if cfg.absolute else 0), "baseline": base,
-                            "v_mu": v_mu0, "seed": grid["seed"]})
+    summary = pd.DataFrame({**columns, "v_mu": v_mu0, "seed": grid["seed"]})
     rename = {"expected_reward": "final_expected_reward", "v_mu": "v_mu_final", "loss": "final_loss"}
     for i, m in enumerate(METRICS):
         summary[rename.get(m, m)] = final[:, i]

@@ -18,6 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
+SUPPORT_EPS = 1e-3
+"""An arm is in a policy's support when π(a) ≥ SUPPORT_EPS: the one rule of the simulator's `support_size`
+metric, the sweep's and `banditlab theory`'s support columns, the figures and the classroom page. A simulated
+softmax policy is never exactly 0, so the support of a finite run needs a threshold; the closed form is counted
+with the same one so that the two can be compared."""
+
+LIMIT_KEYS = ("theory_expected_reward", "theory_support_size", "theory_entropy")
+
 
 class TheoremDoesNotApply(ValueError):
     """V > V^μ: the limit depends on π₀ and has no closed form; simulate instead."""
@@ -40,9 +48,9 @@ def entropy(pi: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum()) + 0.0  # no "-0.0" for a one-arm policy
 
 
-def support_size(pi: np.ndarray, eps: float = 0.0) -> int:
-    """Number of arms with π(y) > eps."""
-    return int((np.asarray(pi) > eps).sum())
+def support_size(pi: np.ndarray, eps: float = SUPPORT_EPS) -> int:
+    """Number of arms with π(y) ≥ eps (the support rule, `SUPPORT_EPS`)."""
+    return int((np.asarray(pi) >= eps).sum())
 
 
 def expected_logit_drift(mu: np.ndarray, rewards: np.ndarray, V: float, pi: np.ndarray | None = None) -> np.ndarray:
@@ -89,14 +97,45 @@ def limit_policy(mu: np.ndarray, rewards: np.ndarray, V: float, pi0: np.ndarray 
     raise TheoremDoesNotApply(f"V = {V:.4g} > V^μ = {b + V:.4g}: the limit depends on π₀; simulate it")
 
 
-def limit_summary(mu: np.ndarray, rewards: np.ndarray, V: float, eps: float = 0.0) -> dict:
-    """Expected reward, support size and entropy of the limit policy; NaNs where the theorem does not apply."""
+def limit_summary(mu: np.ndarray, rewards: np.ndarray, V: float, eps: float = SUPPORT_EPS) -> dict:
+    """Expected reward, support size (π* ≥ eps) and entropy of the limit policy; NaNs where the theorem does not
+    apply."""
     try:
         pi = limit_policy(mu, rewards, V)
     except TheoremDoesNotApply:
-        return {"theory_expected_reward": np.nan, "theory_support_size": np.nan, "theory_entropy": np.nan}
+        return dict.fromkeys(LIMIT_KEYS, np.nan)
     return {"theory_expected_reward": expected_reward(pi, rewards),
             "theory_support_size": support_size(pi, eps), "theory_entropy": entropy(pi)}
+
+
+def averaged_limit_summary(mu: np.ndarray, rewards: np.ndarray, V: np.ndarray, context_probs: np.ndarray,
+                           eps: float = SUPPORT_EPS) -> dict:
+    """`limit_summary` of each context x (behaviour mu[x], rewards[x], baseline V[x]), averaged with p(x):
+    Σ_x p(x) J(π*_x), Σ_x p(x) |supp π*_x| and Σ_x p(x) H(π*_x). The numbers `banditlab theory` prints and the
+    sweep's summary.csv records (`limit_for_run`); NaN where the theorem does not apply in some context."""
+    rows = [limit_summary(m, r, v, eps) for m, r, v in zip(mu, rewards, V)]
+    return {k: float(np.dot(context_probs, [s[k] for s in rows])) for k in LIMIT_KEYS}
+
+
+def single_arm_from(mu: np.ndarray, rewards: np.ndarray) -> tuple[float, int]:
+    """(V₁, i): the limit π* is the single arm i = argmax_y μ(y)(r(y) − V^μ) for every V in [V₁, V^μ], and has more
+    than one arm below V₁. The support collapses at the latest at V^μ, and earlier when one arm's advantage leads:
+
+        π* = {i}  ⇔  a_i − a_j ≥ V^μ − V for all j ≠ i,   a_y = μ(y)(r(y) − V)
+
+    (Theorem 4.2's π* = (a − τ)₊/(V^μ − V) keeps j only while a_j > τ = a_i − (V^μ − V)). Each condition is linear
+    in V, so V₁ = max_{j≠i} (V^μ − μ_i r_i + μ_j r_j) / (1 − μ_i + μ_j); −inf when μ is one arm. On REC's 3-armed
+    bandit (r = 0, 0.8, 1; μ = 0.3, 0.6, 0.1; V^μ = 0.58) V₁ = 0.40. Supports are nested as V grows, so
+    [V₁, V^μ] is the whole single-arm range below V^μ. A tie for the argmax at V^μ gives V₁ = V^μ."""
+    mu, r = np.asarray(mu, dtype=float), np.asarray(rewards, dtype=float)
+    vmu = v_mu(mu, r)
+    i = int(np.argmax(mu * (r - vmu)))
+    j = np.arange(len(mu)) != i
+    den = 1.0 - mu[i] + mu[j]
+    num = vmu - mu[i] * r[i] + mu[j] * r[j]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bounds = np.where(den > 0, num / np.where(den > 0, den, 1.0), -np.inf)
+    return (float(bounds.max()) if bounds.size else -np.inf), i
 
 
 def policy_iteration(mu: np.ndarray, rewards: np.ndarray, V: float, iterations: int) -> list[np.ndarray]:
@@ -146,21 +185,16 @@ def limit_for_run(bandit, run: dict, objective, offset: float) -> dict:
     from .objectives import reinforce
     from .simulate import Behavior
 
-    nan = {"theory_expected_reward": np.nan, "theory_support_size": np.nan, "theory_entropy": np.nan}
     p = objective.params
     beh = Behavior.parse(run["behavior"])
     if objective.fn is not reinforce or p["std_norm"] or p["red_drop"] or not beh.is_fixed:
-        return nan
+        return dict.fromkeys(LIMIT_KEYS, np.nan)
     ref = np.full_like(bandit.mu, 1.0 / bandit.arms) if beh.mix_ref == "uniform" else bandit.mu
     mu = (1 - beh.mix) * bandit.mu + beh.mix * ref
-    rows = []
-    for x in range(bandit.contexts):
-        vmu = v_mu(mu[x], bandit.means[x])
-        if run["absolute"]:
-            V = offset
-        elif run["baseline_ref"] == "group" and run["mode"] == "sampled":
-            V = vmu + group_baseline_offset(offset, run["batch"])
-        else:
-            V = vmu + offset
-        rows.append(limit_summary(mu[x], bandit.means[x], V, run["support_eps"]))
-    return {k: float(np.dot(bandit.context_probs, [r[k] for r in rows])) for k in nan}
+    if run["absolute"]:
+        V = np.full(bandit.contexts, offset)
+    else:
+        vmu = np.array([v_mu(m, r) for m, r in zip(mu, bandit.means)])
+        grouped = run["baseline_ref"] == "group" and run["mode"] == "sampled"
+        V = vmu + (group_baseline_offset(offset, run["batch"]) if grouped else offset)
+    return averaged_limit_summary(mu, bandit.means, V, bandit.context_probs, run["support_eps"])

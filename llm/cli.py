@@ -9,6 +9,7 @@ import typer
 
 from banditlab.cliopts import Controls, command, make
 from banditlab.errors import UsageError
+from banditlab.threads import LLMThreadsOption, use_threads
 
 from .config import BENCH_TRAIN_OPTIONS, BenchConfig, EvalConfig, GenerateConfig, ResumeOption, TrainConfig
 
@@ -46,20 +47,16 @@ def train(options: dict, controls: dict, resume_option: dict):
     ctl, resume = make(Controls, controls), make(ResumeOption, resume_option).resume
     cfg = config_from(options, ctl.config or None)
     check_out(cfg, resume)
-    from banditlab.progress import enabled
-
-    out = Trainer(cfg, progress=ctl.progress and enabled(), echo=typer.echo).run(resume=resume)
+    out = Trainer(cfg, progress=ctl.progress, echo=typer.echo).run(resume=resume)  # sets the threads
     if os.environ.get("RANK", "0") == "0":  # one line from a multi-process run
         typer.echo(f"metrics: {out}/metrics.jsonl, adapter: {out}/adapter")
 
 
 def _load(model: str, adapter: Optional[str], device: str, dtype: str, threads: int = 0):
     """(model, tokenizer, device) for eval/generate, with an optional trained adapter; one-line errors."""
-    from .models import ModelError, cpu_threads, load_model, resolve_device
+    from .models import ModelError, load_model, resolve_device
 
-    if threads < 0:
-        raise UsageError(f"--threads: must be ≥ 0, got {threads}")
-    cpu_threads(threads)
+    use_threads(threads, elements=None)
     try:
         dev, dt = resolve_device(device, dtype)
         m, tok = load_model(model, dt, dev)
@@ -147,8 +144,8 @@ def generate(options: dict):
         typer.echo(f"[{i}] log μ = {float(r.logprobs[i].sum()):.2f}: {text}")
 
 
-@command(app, BenchConfig, (TrainConfig, BENCH_TRAIN_OPTIONS), (Controls, ("config",)))
-def bench(options: dict, train_options: dict, controls: dict):
+@command(app, BenchConfig, (TrainConfig, BENCH_TRAIN_OPTIONS), LLMThreadsOption, (Controls, ("config",)))
+def bench(options: dict, train_options: dict, threads: dict, controls: dict):
     """Time warm-up + N training steps of the real trainer on this device: s/step, tokens/s, peak memory, fits."""
     from dataclasses import asdict
 
@@ -162,6 +159,8 @@ def bench(options: dict, train_options: dict, controls: dict):
     from banditlab.safeio import writable_target
 
     json_path = writable_target(b.json_out or default_name("llm-bench", suffix=".json"), "--json")
+    if threads:  # --threads given: the trainer sets them (llm.train.Trainer)
+        train_options["threads"] = make(LLMThreadsOption, threads).threads
     cfg, label, notes = bench_config(train_options, make(Controls, controls).config or None, b.arch or None,
                                      b.layers, b.sets, b.synthetic_rollouts)
     res = run_bench(cfg, warmup=b.warmup, steps=b.steps, synthetic=b.synthetic_rollouts,

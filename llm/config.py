@@ -9,13 +9,13 @@ from dataclasses import asdict, dataclass
 
 from banditlab.configfile import check_algo_args, check_ranges, option
 from banditlab.errors import UsageError
+from banditlab.threads import LLM_HELP as THREADS
 
 # help shared by the options of several commands
 MODELS = "tiny | smollm2 | PATH.gguf | local folder | hub name"
 DATASETS = "arithmetic (generated) | gsm8k | math (MATH-500)"
 DEVICES = "auto | cpu | cuda | cuda:N (CUDA is untested: docs/gpu.md)"
 DTYPES = "auto (bf16 on CUDA, float32 on CPU) | float32 | bfloat16"
-THREADS = "torch CPU threads (0: half the cores, at least 1)"
 
 # metrics that measure the machine, not the run: they differ between two runs of the same command
 TIMING_KEYS = ("time", "gen_seconds", "train_seconds", "step_seconds", "gen_tokens_per_s", "train_tokens_per_s",

@@ -166,21 +166,6 @@ def resolve_device(device: str = "auto", dtype: str = "auto") -> tuple[str, torc
     return device, table[dtype]
 
 
-def cpu_threads(requested: int = 0) -> int:
-    """Set and return torch's CPU threads for an LLM command: `requested` when > 0, else half the cores this
-    process may use, shared by the processes of a data-parallel run on this machine (LOCAL_WORLD_SIZE), at least 1.
-    Measured on 2 cores shared with other jobs (SmolLM2-135M, greedy generate of 8 × 32 tokens): 1 thread 16–19 s,
-    2 threads 222–270 s; the tiny model's 20 steps: 10 s with 1 thread, 121 s with 2. A parallel region waits for
-    its slowest thread, so a thread that loses its core to another process stalls every matrix product."""
-    if requested > 0:
-        n = requested
-    else:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        n = max(1, cores // (2 * max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))))
-    torch.set_num_threads(n)
-    return n
-
-
 def model_folder(spec: str) -> str:
     """What transformers or vLLM loads for a spec: the dequantised cache folder of `smollm2` or a .gguf, a local
     folder, or a hub name. The tiny model exists only in code and is refused."""

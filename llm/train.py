@@ -47,6 +47,7 @@ from banditlab.objectives import Batch
 from banditlab.runfolder import (Cadence, Interrupted, atomic_save, atomic_write, check_claim, check_identity, claim,
                                  default_name, is_complete, jsonable, mark_complete, read_record, stop_flag, unmark,
                                  write_record)
+from banditlab.threads import use_threads
 
 from .config import TIMING_KEYS, TrainConfig, check_installed, validate  # noqa: F401  (re-exported)
 
@@ -90,15 +91,13 @@ class Trainer:
         self.objective = build_objective(cfg)
         from .data import DataError, load_problems
         from .grading import Grader
-        from .models import ModelError, add_lora, load_model, lora_state, model_source
-
-        from .models import cpu_threads, resolve_device
+        from .models import ModelError, add_lora, load_model, lora_state, model_source, resolve_device
 
         try:
             self.device, dtype = resolve_device(cfg.device, cfg.dtype)
         except ModelError as err:
             raise UsageError(str(err)) from None
-        cpu_threads(cfg.threads)
+        use_threads(cfg.threads, elements=None)
         from .distributed import Dist
 
         self.dist = Dist(cpu=self.device == "cpu")
@@ -535,6 +534,7 @@ class Trainer:
             if is_complete(self.out) and self.step >= self.total_steps:
                 self.echo(f"{self.out}: this run is already complete")
                 return self.out
+            self.echo(f"{self.out}: resumed at step {self.step}/{self.total_steps}")
         else:
             if main:
                 unmark(self.out)

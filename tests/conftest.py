@@ -2,6 +2,8 @@ import contextlib
 import io
 import os
 
+import pytest
+
 # tests never touch the network: every hub lookup must fail fast
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -48,3 +50,20 @@ def wait_until(condition, proc=None, what: str = "the event", timeout: float = P
         if time.monotonic() > end:
             pytest.fail(f"no {what} within {timeout:g} s")
         time.sleep(every)
+
+
+@pytest.fixture
+def saved(monkeypatch):
+    """The matplotlib figures saved while the test runs, in order, each once."""
+    import matplotlib.figure
+
+    figures = []
+    savefig = matplotlib.figure.Figure.savefig
+
+    def recording(fig, *args, **kwargs):
+        if fig not in figures:
+            figures.append(fig)
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    return figures

@@ -102,3 +102,23 @@ def test_default_bandit_follows_its_stated_rule():
     assert ok(bandits.PAPER_SEED) and not any(ok(s) for s in range(bandits.PAPER_SEED))
     b = bandits.paper()
     assert b.v_mu_total == pytest.approx(mu @ np.random.default_rng(bandits.PAPER_SEED).uniform(0, 1, 100))
+
+
+@given(st.integers(0, 10_000), st.integers(2, 8))
+@settings(max_examples=200, deadline=None)
+def test_the_support_is_one_arm_exactly_from_single_arm_from_up_to_v_mu(seed, k):
+    """From V₁ to V^μ, π* is the single arm argmax μ(r − V^μ); just below V₁ it has at least two arms."""
+    mu, r = random_bandit(seed, k)
+    vmu = theory.v_mu(mu, r)
+    v1, arm = theory.single_arm_from(mu, r)
+    assert v1 <= vmu + 1e-12
+    for V in np.linspace(max(v1, vmu - 3), vmu - 1e-9, 7)[1:]:
+        assert set(np.nonzero(theory.limit_policy(mu, r, V))[0]) == {arm}
+    if vmu - v1 > 1e-6 and np.isfinite(v1):
+        below = theory.limit_policy(mu, r, v1 - 1e-6 * max(1.0, abs(v1)))
+        assert np.count_nonzero(below) >= 2
+
+
+def test_single_arm_from_on_recs_counterexample():
+    v1, arm = theory.single_arm_from(np.array([0.3, 0.6, 0.1]), np.array([0.0, 0.8, 1.0]))
+    assert v1 == pytest.approx(0.4) and arm == 1  # arm 2 of 3, not the best arm 3

@@ -11,6 +11,7 @@ import numpy as np
 from banditlab import bandits as B
 from banditlab import theory
 from banditlab.reproduce import method
+from banditlab.runfolder import write_csv
 from banditlab.simulate import run_grid
 
 
@@ -29,11 +30,11 @@ def run_asymre_limit(cfg, data: Path, tick):
     import pandas as pd
 
     final = pd.concat([d[d.step == d.step.max()] for d in (exact, sampled)])
-    final.rename(columns={"offset": "V"}).to_csv(data / "final.csv", index=False)
+    write_csv(data / "final.csv", final.drop(columns="baseline_offset").rename(columns={"baseline": "V"}))
     mu, r = b.mu[0], b.means[0]
     grid = np.linspace(0.0, b.v_mu_total, 400)
-    rows = [{"V": v, **theory.limit_summary(mu, r, v, eps=1e-3)} for v in grid]  # same support rule as the sims
-    pd.DataFrame(rows).to_csv(data / "theory.csv", index=False)
+    rows = [{"V": v, **theory.limit_summary(mu, r, v)} for v in grid]  # the sims' support rule, π ≥ SUPPORT_EPS
+    write_csv(data / "theory.csv", pd.DataFrame(rows))
 
 
 def plot_asymre_limit(cfg, data: Path, out: Path, plt, panel: str = "reward"):

@@ -11,7 +11,7 @@ import numpy as np
 from banditlab import bandits as B
 from banditlab import theory
 from banditlab.reproduce import method, v_colors
-from banditlab.runfolder import write_table
+from banditlab.runfolder import write_csv, write_table
 from banditlab.simulate import run_grid
 
 
@@ -29,14 +29,14 @@ def run_policy_iteration(cfg, data: Path, tick):
     sampled, _ = run_grid(B.paper(), obj, V, seeds=cfg["sampled_seeds"], mode="sampled", steps=steps,
                           lr=cfg["lr"], batch=cfg["batch"], behavior=beh, log_every=cfg["log_every"], progress=tick)
     sampled["mode"] = "sampled"
-    df = pd.concat([exact, sampled]).rename(columns={"offset": "V"})
+    df = pd.concat([exact, sampled]).drop(columns="baseline_offset").rename(columns={"baseline": "V"})
     write_table(data / "steps.parquet", df.drop(columns=["min_logit", "loss"]))
     rows = []
     for v in V:  # Theorem 4.3's prediction: each iteration run to its limit
         for k, p in enumerate(theory.policy_iteration(b.mu[0], b.means[0], v, cfg["iterations"])):
             rows.append({"V": v, "iteration": k, "expected_reward": theory.expected_reward(p, b.means[0]),
                          "entropy": theory.entropy(p)})
-    pd.DataFrame(rows).to_csv(data / "theory.csv", index=False)
+    write_csv(data / "theory.csv", pd.DataFrame(rows))
 
 
 def plot_policy_iteration(cfg, data: Path, out: Path, plt):

@@ -326,6 +326,8 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
     seeds, band = min–max over seeds); the table beside it as OUT.md."""
     from matplotlib.ticker import MaxNLocator
 
+    from banditlab.plots import ratio_scale
+
     train, ev = frames(data)
     summary = json.loads((data / "summary.json").read_text())
     cfg = summary.get("config", cfg)  # the methods and seeds the call ran (a rehearsal runs fewer)
@@ -350,7 +352,7 @@ def plot_llm_asymre_gsm8k(cfg, data: Path, out: Path, plt):
         ax.set_xlabel("step (offline: μ = π₀ throughout)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if col == "ratio_min":
-            ax.set_yscale("log")
+            ratio_scale(ax, [y for line in ax.get_lines() for y in line.get_ydata()])
     axes[0].set_ylim(bottom=0)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=len(cfg["methods"]), fontsize=11)
     pool, tr = summary["pool"], summary["config"]["train"]

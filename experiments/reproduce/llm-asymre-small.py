@@ -53,6 +53,10 @@ def llm_metrics(data: Path):
 
 
 def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
+    from matplotlib.ticker import MaxNLocator
+
+    from banditlab.plots import ratio_scale
+
     df = llm_metrics(data)
     labels = [m for m in cfg["methods"] if m in set(df.method)]
     colors = {m: c for m, c in zip(labels, ["#08519c", "#4292c6", "#000000", "#ef3b2c", "#99000d", "#41ab5d",
@@ -74,11 +78,13 @@ def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
                     label=f"{m} ({g.seed.nunique()} seed{'s' * (g.seed.nunique() > 1)})")
             if col == "ratio_max":
                 ax.plot(s.index, g.groupby("step")["ratio_min"].mean(), ":", color=colors[m], lw=1.5)
-                ax.set_yscale("log")
             elif g.seed.nunique() > 1:
                 ax.fill_between(s.index, s["min"], s["max"], color=colors[m], alpha=0.15)
+        if col == "ratio_max":
+            ratio_scale(ax, [y for line in ax.get_lines() for y in line.get_ydata()])
         ax.set_title(title)
         ax.set_xlabel("step (8 steps = 1 epoch of the offline data)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))  # steps are whole numbers
     handles, names = fig.axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=4, fontsize=11, frameon=False)
     t = cfg["train"]

@@ -11,6 +11,7 @@ import numpy as np
 from banditlab import bandits as B
 from banditlab import theory
 from banditlab.reproduce import method
+from banditlab.runfolder import write_csv
 from banditlab.simulate import run_grid
 
 
@@ -30,11 +31,11 @@ def run_topr_composition(cfg, data: Path, tick):
         df, _ = run_grid(b, method(["topr", "baseline=absolute"]), cs, steps=cfg["steps"], lr=cfg["lr"],
                          progress=tick)
         last = df[df.step == df.step.max()].copy()
-        last["p"], last["share"], last["c"] = p, np.repeat(shares, 1), last["offset"]
+        last["p"], last["share"], last["c"] = p, np.repeat(shares, 1), last["baseline"]
         last["success_rate"] = (last.expected_reward + 1) / 2
         last["best_success"] = (b.means.max() + 1) / 2
-        frames.append(last.drop(columns=["offset"]))
-    pd.concat(frames).to_csv(data / "final.csv", index=False)
+        frames.append(last.drop(columns=["baseline_offset", "baseline"]))
+    write_csv(data / "final.csv", pd.concat(frames))
 
 
 def plot_topr_composition(cfg, data: Path, out: Path, plt):

@@ -10,13 +10,14 @@ import numpy as np
 
 from banditlab import bandits as B
 from banditlab.reproduce import method, methods_run
+from banditlab.runfolder import write_arrays
 
 
 def run_topr_naive_collapse(cfg, data: Path, tick):
     b = B.paper(arms=cfg["arms"], seed=cfg["bandit_seed"], noise="bernoulli")
     b.low, b.means = -1.0, 2 * b.means - 1
     b.validate()
-    np.savez(data / "bandit.npz", means=b.means[0], mu=b.mu[0])
+    write_arrays(data / "bandit.npz", means=b.means[0], mu=b.mu[0])
     methods_run(cfg, b, data, tick, record_every=20)
 
 
