@@ -116,7 +116,9 @@ def reference_line(behavior: str, absolute: bool) -> tuple[str, str, str]:
 
 
 def plot_sweep(run: str | Path) -> list[Path]:
-    """Final J(π_T) and support size versus δV with the V^μ line and the closed form, next to J(π_t) curves.
+    """Final J(π_T) and support size versus δV with the V^μ line, next to J(π_t) curves. Beside a sampled sweep's
+    mean and Student-t CI over seeds, two references, each labelled: the expected update's J after the same steps
+    (summary.csv's exact_expected_reward, where it applies) and Theorem 4.2's t → ∞ limit (the closed form).
     Exact mode (one deterministic run per baseline) and one-seed sweeps draw the runs themselves, with no
     per-seed points and no mean."""
     import pandas as pd
@@ -143,13 +145,17 @@ def plot_sweep(run: str | Path) -> list[Path]:
                    label="one seed", zorder=2)
         err = np.vstack([table["mean"] - table["ci_low"], table["ci_high"] - table["mean"]])
         ax.errorbar(offsets, table["mean"], yerr=np.nan_to_num(err), fmt="o", color="C0", ms=5, capsize=3,
-                    label=f"simulation: mean, 95% CI ({seeds} seeds)", zorder=3)
+                    label=f"{s['mode']} updates: mean, 95% CI ({seeds} seeds)", zorder=3)
     else:
         ax.plot(offsets, table["mean"], "o", color="C0", ms=5, zorder=3,
                 label="simulation (exact, deterministic)" if s["mode"] == "exact" else "simulation (1 seed)")
+    if "exact_expected_reward" in summary and summary["exact_expected_reward"].notna().any():
+        exact = summary.groupby("baseline_offset")["exact_expected_reward"].first()
+        ax.plot(exact.index, exact.to_numpy(), "D", color="C1", ms=4, mfc="none", mew=1.2, zorder=5,
+                label=f"expected update, same {s['steps']} steps")
     curve = theory_curve(rec, offsets)
     if curve is not None:
-        ax.plot(*curve, color="k", lw=1.8, label=r"Theorem 4.2: $J(\pi^*)$", zorder=4)
+        ax.plot(*curve, color="k", lw=1.8, label=r"Theorem 4.2: $J(\pi^*)$, $t \to \infty$", zorder=4)
     ax.axhline(vmu, color="C3", ls="--", lw=1.2, label=f"{symbol} = {vmu:.3f} ({words})")
     ax.axhline(best, color="C2", ls=":", lw=1.2, label=f"best arm = {best:.3f}")
     for a in (ax, axs):

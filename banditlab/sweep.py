@@ -3,8 +3,11 @@
 Data flow (Spinning Up style): SweepConfig → Simulator → tidy files in the run folder → table and figure.
     config.json      the resolved config and the bandit itself: enough to rerun
     steps.parquet    one row per (run, logged step): baseline_offset, baseline, seed, step, the METRICS
-    summary.csv      one row per (baseline, seed): final metrics, the closed-form prediction where it applies
-    table.csv        one row per baseline: mean and 95 % bootstrap CI over seeds
+    summary.csv      one row per (baseline, seed): final metrics; the expected update's J after the same steps
+                     and Theorem 4.2's limit, where each applies
+    table.csv        one row per baseline: mean and 95 % Student-t CI over seeds, the share of seeds that improved
+                     with its Wilson interval, the two references (banditlab.stats)
+    pairs.csv        one row per two neighbouring baselines: the mean and CI of their per-seed difference
     sweep.png/.pdf   drawn from the files above by banditlab.plots
     state.pt         the simulator state (a checkpoint while running; the final policies afterwards)
     DONE             written last, once every file above exists (banditlab.runfolder)
@@ -31,6 +34,7 @@ flagged `diverged` in summary.csv and counted under the table.
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -443,9 +447,30 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
     th = {o: theory.limit_for_run(bandit, asdict(cfg), objective, o) for o in np.unique(offs)}
     for k in ("theory_expected_reward", "theory_support_size", "theory_entropy"):
         summary[k] = [th[o][k] for o in offs]
+    exact = exact_reference(cfg, bandit, objective, np.unique(offs))
+    summary["exact_expected_reward"] = [exact[o] for o in offs]
     summary["improved"] = summary["final_expected_reward"] > v_mu0
     summary["diverged"] = state.diverged.cpu().numpy() | ~finite_runs(values, state.log_steps)
     write_tables(out, tidy, summary)
+
+
+def exact_reference(cfg: SweepConfig, bandit, objective, offsets) -> dict:
+    """{offset: J(π_T)} of the expected update (exact mode, one deterministic run per baseline) after the sweep's
+    own steps, with its learning rate and behaviour: the finite-run reference for a sampled sweep's mean. NaN in
+    exact mode (the runs are that reference) and where the expected sampled update is not the exact one (an
+    objective whose samples' gradients depend on a group statistic: the group mean, std normalisation, RED-Drop).
+    It costs about one sampled seed's simulation."""
+    from .simulate import METRICS, SimConfig, Simulator
+
+    if cfg.mode != "sampled" or not objective.per_sample:
+        return dict.fromkeys(offsets, np.nan)
+    sim_cfg = SimConfig(mode="exact", steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, behavior=cfg.behavior,
+                        log_every=cfg.steps, support_eps=cfg.support_eps, dtype=cfg.dtype, device=cfg.device)
+    sim = Simulator(bandit, objective, {"offset": np.asarray(offsets, float)}, sim_cfg, seed=cfg.seed,
+                    runs=len(offsets))
+    state = sim.run(sim.initial_state())
+    final = state.log_values[-1][:, METRICS.index("expected_reward")].cpu().numpy()
+    return {o: float(j) if ok else np.nan for o, j, ok in zip(offsets, final, ~state.diverged.cpu().numpy())}
 
 
 def finite_runs(values: np.ndarray, steps) -> np.ndarray:
@@ -460,27 +485,46 @@ def finite_runs(values: np.ndarray, steps) -> np.ndarray:
     return ok & np.isfinite(values[later][:, :, METRICS.index("loss")]).all(axis=0)
 
 
-SUMMARY_COLUMNS = ["baseline_offset", "baseline", "v_mu", "seed", "final_expected_reward", "theory_expected_reward",
-                   "support_size", "theory_support_size", "entropy", "theory_entropy", "kl_mu_pi", "p_best",
+SUMMARY_COLUMNS = ["baseline_offset", "baseline", "v_mu", "seed", "final_expected_reward", "exact_expected_reward",
+                   "theory_expected_reward", "support_size", "theory_support_size", "entropy", "theory_entropy", "kl_mu_pi", "p_best",
                    "min_logit", "final_loss", "v_mu_final", "improved", "diverged"]
 
 
 def write_tables(out: Path, tidy, summary) -> None:
     """The run folder's tidy files, its per-baseline table and its figure, from the per-run frames."""
-    from .stats import summarise
-
     write_table(out / "steps.parquet", tidy)
     atomic_output(out / "summary.csv", lambda f: summary[SUMMARY_COLUMNS].to_csv(f, index=False))
-    table = summarise(summary, ["baseline_offset"], "final_expected_reward")
-    extra = summary.groupby("baseline_offset").agg(
-        baseline=("baseline", "first"), theory=("theory_expected_reward", "first"),
-        support=("support_size", "mean"), entropy=("entropy", "mean"), improved=("improved", "mean"),
-        diverged=("diverged", "sum")).reset_index()
-    table = table.merge(extra, on="baseline_offset")
+    exact_mode = json.loads((out / "config.json").read_text())["sweep"]["mode"] == "exact"
+    table, pairs = baseline_table(summary, exact_mode)
     atomic_output(out / "table.csv", lambda f: table.to_csv(f, index=False))
+    atomic_output(out / "pairs.csv", lambda f: pairs.to_csv(f, index=False))
     from .plots import plot_sweep
 
     plot_sweep(out)
+
+
+def baseline_table(summary, exact_mode: bool):
+    """(table, pairs) from summary.csv's rows. table: per baseline, the mean of J(π_T) over seeds with its Student-t
+    95 % CI (`mean`, `ci_low`, `ci_high`, `n`), the expected update's J after the same steps (`exact_same_step`),
+    Theorem 4.2's t → ∞ limit (`theory_limit`), mean support and entropy, the share of seeds whose J(π_T) > V^μ
+    with its Wilson 95 % interval (`improved`, `improved_low`, `improved_high`; none in exact mode, whose one run
+    per baseline is deterministic) and the diverged count. pairs: `stats.paired_differences` of J(π_T) between
+    neighbouring baselines, paired by seed."""
+    from .stats import paired_differences, summarise, wilson_ci
+
+    table = summarise(summary, ["baseline_offset"], "final_expected_reward")
+    extra = summary.groupby("baseline_offset").agg(
+        baseline=("baseline", "first"), exact_same_step=("exact_expected_reward", "first"),
+        theory_limit=("theory_expected_reward", "first"), support=("support_size", "mean"),
+        entropy=("entropy", "mean"), improved_k=("improved", "sum"), diverged=("diverged", "sum")).reset_index()
+    table = table.merge(extra, on="baseline_offset")
+    share = [wilson_ci(int(k), int(n)) for k, n in zip(table["improved_k"], table["n"])]
+    table["improved"] = [p for p, _, _ in share]
+    table["improved_low"] = [np.nan if exact_mode else lo for _, lo, _ in share]
+    table["improved_high"] = [np.nan if exact_mode else hi for _, _, hi in share]
+    table = table.drop(columns="improved_k")
+    pairs = paired_differences(summary, "baseline_offset", "seed", "final_expected_reward")
+    return table, pairs
 
 
 def merge(shards: list[Path], out: Path) -> Path:
@@ -540,34 +584,56 @@ def _read_output(path: Path):
 
 
 def format_table(out: Path) -> str:
-    """The end-of-run table as plain text (also used by `banditlab sweep` on a finished folder)."""
+    """The end-of-run table as plain text (also used by `banditlab sweep` on a finished folder): per baseline the
+    sampled mean with its CI, the two references, and the paired difference to the next baseline (pairs.csv)."""
     import pandas as pd
 
     t = pd.read_csv(out / "table.csv")
     cfg = json.loads((out / "config.json").read_text())
     summary = pd.read_csv(out / "summary.csv")
+    pairs = pd.read_csv(out / "pairs.csv").set_index("baseline_offset") if (out / "pairs.csv").exists() else None
     v = summary["v_mu"].iloc[0]
     n = t["n"].astype(int)
+    exact_mode = cfg["sweep"]["mode"] == "exact"
     uneven = n.nunique() > 1  # a shard can end inside a baseline's block of seeds
-    seeds = ("deterministic: one run per baseline, no CI" if cfg["sweep"]["mode"] == "exact"
+    seeds = ("deterministic: one run per baseline, no CI" if exact_mode
              else f"{n.min()}–{n.max()} seeds per baseline" if uneven else f"{n.iloc[0]} seed(s)")
     if cfg["sweep"].get("shard"):
         seeds += f", shard {cfg['sweep']['shard']}"
+    steps = cfg["sweep"]["steps"]
+    show_exact = "exact_same_step" in t and t["exact_same_step"].notna().any()
+    show_pairs = pairs is not None and pairs["ci_low"].notna().any()
     lines = [f"{cfg['objective']['name']} on {cfg['bandit']['name']} bandit, behaviour {cfg['sweep']['behavior']} "
-             f"(V^μ = {v:.4f}), "
-             f"{cfg['sweep']['mode']} mode, {seeds}, {cfg['sweep']['steps']} steps",
-             f"{'δV':>7} {'V':>7} {'J(π_T)':>8} {'95% CI':>17} {'theory':>7} {'support':>8} {'entropy':>8}"
-             f" {'improved':>9}"]
+             f"(V^μ = {v:.4f}), {cfg['sweep']['mode']} mode, {seeds}, {steps} steps",
+             f"{'δV':>7} {'V':>7} {'J(π_T)':>8} {'95% CI':>17}" + (f" {'exact':>7}" if show_exact else "") +
+             f" {'limit':>7} {'support':>8} {'entropy':>8} {'improved':>9}" + ("" if exact_mode else f" {'95% CI':>11}")
+             + (f" {'ΔJ to next':>16}" if show_pairs else "")]
+    fmt = lambda x: "" if np.isnan(x) else f"{x:.4f}"
     for _, r in t.iterrows():
         ci = "" if np.isnan(r.ci_low) else f"[{r.ci_low:.4f}, {r.ci_high:.4f}]"
-        th = "" if np.isnan(r.theory) else f"{r.theory:.4f}"
-        lines.append(f"{r.baseline_offset:>+7.3f} {r.baseline:>7.4f} {r['mean']:>8.4f} {ci:>17} {th:>7} "
-                     f"{r.support:>8.1f} {r.entropy:>8.3f} {r.improved:>8.0%}" + (
-                         f"  {int(r.n)} seed(s)" if uneven and r.n < n.max() else "") + (
-                         f"  {int(r.diverged)} diverged" if r.diverged else ""))
+        line = f"{r.baseline_offset:>+7.3f} {r.baseline:>7.4f} {r['mean']:>8.4f} {ci:>17}"
+        if show_exact:
+            line += f" {fmt(r.exact_same_step):>7}"
+        line += f" {fmt(r.get('theory_limit', r.get('theory', np.nan))):>7} {r.support:>8.1f} {r.entropy:>8.3f} " \
+                f"{r.improved:>8.0%}"
+        if not exact_mode:
+            line += f" {f'[{r.improved_low:.2f}, {r.improved_high:.2f}]' if 'improved_low' in r else '':>11}"
+        if show_pairs:
+            p = pairs.loc[r.baseline_offset] if r.baseline_offset in pairs.index else None
+            d = "" if p is None or np.isnan(p.ci_low) else f"{p['mean']:+.4f} ± {(p.ci_high - p.ci_low) / 2:.4f}"
+            line += f" {d:>16}"
+        lines.append(line + (f"  {int(r.n)} seed(s)" if uneven and r.n < n.max() else "") +
+                     (f"  {int(r.diverged)} diverged" if r.diverged else ""))
     bad = int(t["diverged"].sum())
     if bad:
         lines.append(f"warning: {bad} of {len(summary)} runs left the finite range (loss or logits overflowed): "
                      "flagged `diverged` in summary.csv")
-    lines.append(f"files: {out}/summary.csv, steps.parquet, table.csv, sweep.png")
+    lines += textwrap.wrap(("J(π_T): the policy's expected reward after the run, mean over seeds with its Student-t 95 % CI; "
+                  if not exact_mode else "J(π_T): the policy's expected reward after the run; ") +
+                 (f"exact: the expected (infinite-batch) update after the same {steps} steps; " if show_exact else "") +
+                 "limit: Theorem 4.2's J(π*) as t → ∞, where it applies; "
+                 "improved: share of seeds with J(π_T) > V^μ" + ("" if exact_mode else " (Wilson 95 % CI)") +
+                 ("; ΔJ to next: J(π_T) at the next δV minus this one, per seed (paired), mean ± 95 % half-width"
+                  if show_pairs else ""), 114)
+    lines.append(f"files: {out}/summary.csv, steps.parquet, table.csv, pairs.csv, sweep.png")
     return "\n".join(lines)

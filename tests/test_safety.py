@@ -96,7 +96,7 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing after it runs (it passes every `except Exception`)."""
 
 
-FINAL_WRITES = ["state.pt", "steps.parquet", "summary.csv", "table.csv", "sweep.png", "DONE"]
+FINAL_WRITES = ["state.pt", "steps.parquet", "summary.csv", "table.csv", "pairs.csv", "sweep.png", "DONE"]
 
 
 @pytest.fixture(scope="module")
@@ -127,12 +127,12 @@ def interrupt_at(monkeypatch, target, action):
 
 
 def same_outputs(a, b):
-    for f in ("summary.csv", "table.csv"):
+    for f in ("summary.csv", "table.csv", "pairs.csv"):
         pd.testing.assert_frame_equal(pd.read_csv(a / f), pd.read_csv(b / f), check_exact=True)
     pd.testing.assert_frame_equal(pd.read_parquet(a / "steps.parquet"), pd.read_parquet(b / "steps.parquet"))
 
 
-@pytest.mark.slow  # 24 cases of about a second each
+@pytest.mark.slow  # 28 cases of about a second each
 @pytest.mark.parametrize("target", FINAL_WRITES)
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM", "SIGINT twice", "disk full"])
 def test_a_signal_or_full_disk_at_every_final_write_never_leaves_a_folder_claiming_completion(
