@@ -22,7 +22,7 @@ def run_algorithm_zoo(cfg, data: Path, tick):
 def plot_algorithm_zoo(cfg, data: Path, out: Path, plt):
     import pandas as pd
 
-    from banditlab.stats import bootstrap_ci
+    from banditlab.stats import mean_ci
 
     df = pd.read_parquet(data / "steps.parquet")
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(17, 5.5), gridspec_kw={"width_ratios": [1.4, 1]}, layout="constrained")
@@ -32,7 +32,7 @@ def plot_algorithm_zoo(cfg, data: Path, out: Path, plt):
     finals = []
     for i, name in enumerate(names):
         g = df[df.method == name]
-        stats = np.array([bootstrap_ci(x.expected_reward.to_numpy()) for _, x in g.groupby("step")])
+        stats = np.array([mean_ci(x.expected_reward.to_numpy()) for _, x in g.groupby("step")])
         steps = np.sort(g.step.unique())
         ax.plot(steps, stats[:, 0], color=cmap(i), lw=1.8, label=name)
         ax.fill_between(steps, stats[:, 1], stats[:, 2], color=cmap(i), alpha=0.2, lw=0)
