@@ -88,14 +88,16 @@ ROWS = [
     Row("rec", "REC one-side mask, Table 1 (arXiv 2509.24203)",
         (Claim("trinity", f"`rec` loss, clip_mode=one-side; {REC_ADV}", {}, NO_LONE),)),
     Row("rec-ring", "REC ring mask, Table 1",
-        (Claim("trinity", f"`rec` loss, clip_mode=ring with its default_args (ε′ = 0.6, 2.0: applied only when "
-               f"no policy-loss argument is given); {REC_ADV}", {}, NO_LONE),
-         Claim("trinity", f"`rec` loss, clip_mode=ring with any other argument set (the constructor's ε′ = 0.4, "
-               f"0.4); {REC_ADV}", {"eps_low_ring": 0.4, "eps_high_ring": 0.4}, NO_LONE, tag="constructor"))),
+        (Claim("trinity", f"`rec` loss, clip_mode=ring epsilon_low_prime=0.6 epsilon_high_prime=2; {REC_ADV}", {},
+               NO_LONE),
+         Claim("trinity", f"`rec` loss, clip_mode=ring alone (the constructor's ε′ = 0.4, 0.4); {REC_ADV}",
+               {"eps_low_ring": 0.4, "eps_high_ring": 0.4}, NO_LONE, tag="constructor")),
+        "Trinity-RFT's default_args (ε′ = 0.6, 2.0) apply only to a config that gives no policy-loss argument, "
+        "whose clip_mode is then none"),
     Row("red-drop", "RED-Drop, REC §5",
         (Claim("trinity", f"`rec` loss, clip_mode=none; {REC_ADV}, drop=balance", {"ties": "positive"},
-               NO_LONE + "; which negatives are dropped is random in both (the advantages are compared as "
-               "each group's multiset, rewards ±1)"),)),
+               NO_LONE + "; which negatives are dropped is random in both: the advantages are compared as "
+               "each group's multiset, rewards ±1"),)),
     Row("red-weight", "RED-Weight A·exp(A/τ), REC §5",
         (Claim("trinity", f"`rec` loss, clip_mode=none weight=advantage; {REC_ADV}", {}, NO_LONE),)),
     Row("opmd", "OPMD (c/2)(log π − log μ)², REC §4",
@@ -127,7 +129,7 @@ ROWS = [
     Row("sapo", "SAPO eqs. 5–6, gate (4/τ)σ(τ(ρ−1)) (arXiv 2511.20347)",
         (Claim("verl", f"`compute_policy_loss_sapo`, tau_pos=1 tau_neg=1.05; {GRPO_ADV}", VERL_ADV),
          Claim("trl", "`_compute_loss`, loss_type=sapo", TRL_ADV,
-               "TRL makes the temperatures float32 (relative 1e-7)"))),
+               "TRL makes the temperatures float32: relative 1e-7"))),
     Row("gmpo", "GMPO eq. 4, geometric mean of clipped ratios (arXiv 2507.20673)",
         (Claim("verl", f"`compute_policy_loss_geo_mean`, clip_ratio_low=clip_ratio_high=0.4; {GRPO_ADV}", VERL_ADV,
                "eps_low = clip_ratio_low, eps_high = clip_ratio_high"),)),
@@ -200,8 +202,9 @@ def _delta(m: dict, key: str, peer: str, tag: str = "") -> str:
     d = m.get("results", {}).get(key)
     if d is None:
         return f"{PEERS[peer][2]}{' (' + tag + ')' if tag else ''}: not run"
-    loss = "—" if d.get("loss") is None else f"{d['loss']:.0e}"
-    return f"{PEERS[peer][2]}{' (' + tag + ')' if tag else ''}: {loss} / {d['grad']:.0e}"
+    e = lambda x: "0" if x == 0 else f"{x:.0e}"
+    loss = "—" if d.get("loss") is None else e(d["loss"])
+    return f"{PEERS[peer][2]}{' (' + tag + ')' if tag else ''}: {loss} / {e(d['grad'])}"
 
 
 def markdown() -> str:
