@@ -199,9 +199,10 @@ def aggregate(loss: Tensor, batch: Batch, mode: str = "token-mean") -> Tensor:
       token-mean               Σ_{i,t} w m ℓ / Σ_{i,t} w m        (DAPO; verl / Trinity "token-mean")
       seq-mean-token-mean      Σ_i w_i (Σ_t m ℓ / Σ_t m) / Σ_i w_i (GRPO paper; verl "seq-mean-token-mean")
       seq-mean-token-sum       Σ_i w_i Σ_t m ℓ / Σ_i w_i         (verl "seq-mean-token-sum")
-      seq-mean-token-sum-norm  Σ_i w_i Σ_t m ℓ / (T Σ_i w_i)     (Dr. GRPO as in TRL's "dr_grpo": T = max length)
-      token-sum-norm           Σ_i w_i Σ_t m ℓ / T               (verl's "seq-mean-token-sum-norm", which has
-                                                                  no 1/N despite its name)
+      seq-mean-token-sum-norm  Σ_i w_i Σ_t m ℓ / (T Σ_i w_i)     (Dr. GRPO as in TRL's "dr_grpo": T = max length;
+                                                                  verl "seq-mean-token-sum-norm")
+      token-sum-norm           Σ_i w_i Σ_t m ℓ / T               (Trinity-RFT's "seq-mean-token-sum-norm", which
+                                                                  has no 1/N despite its name)
     With `batch.totals` (a micro-batch), Σ w m and Σ w are the whole batch's, so micro-batch losses add up to
     the full-batch loss for every mode.
     """
@@ -245,19 +246,24 @@ def mismatch_weight(batch: Batch, mode: str = "none", level: str = "token", cap:
 
         ρ_roll = exp(log μ − log μ_roll) per token ("token") or exp(Σ_t (log μ − log μ_roll)) per sequence
         TIS ("truncate"): w = min(ρ_roll, C)          MIS ("mask"): w = 1[ρ_roll ≤ C]
+        "masked-is": w = ρ_roll · 1[ρ_roll ≤ C]       (TRL's *_mask modes, which keep the ratio where it passes)
     Without `batch.logp_rollout` (the bandit: the behaviour is the sampler) ρ_roll = 1 and w = 1. None: no weight.
     """
     if mode == "none" or batch.logp_rollout is None:
         return None
     rho = ratio(replace(batch, logp=batch.logp_old, logp_old=batch.logp_rollout), level)
     c = torch.as_tensor(cap, dtype=rho.dtype, device=rho.device)
-    return torch.minimum(rho, c) if mode == "truncate" else (rho <= c).to(rho.dtype)
+    if mode == "truncate":
+        return torch.minimum(rho, c)
+    return (rho <= c).to(rho.dtype) * (rho if mode == "masked-is" else 1)
 
 
 def _group_spread(batch: Batch, p: dict) -> Tensor | None:
     """DAPO's dynamic sampling (arXiv 2503.14476, eq. 11: 0 < |{correct}| < G) as row weights: 1 for the samples
     of groups whose rewards are not all equal, 0 for the others, so those leave the loss and its denominators
-    as if they had been filtered out of the batch. None when dynamic sampling is off."""
+    as if they had been filtered out of the batch. A one-sample group has all its rewards equal and is dropped,
+    unless `dynamic_sampling_singletons` is "keep" (verl's filter_groups keeps it). None when dynamic sampling
+    is off."""
     if not p.get("dynamic_sampling"):
         return None
     r = batch.reward.to(batch.logp.dtype)
@@ -266,4 +272,7 @@ def _group_spread(batch: Batch, p: dict) -> Tensor | None:
     w = batch.weight if batch.weight is not None else torch.ones_like(r)
     onehot = _group_matrix(batch, n, r)
     var = _group_mean((r - _group_mean(r, w, onehot)) ** 2, w, onehot)
-    return (var > 1e-12).to(r.dtype)
+    keep = var > 1e-12
+    if p.get("dynamic_sampling_singletons") == "keep":
+        keep = keep | ((torch.ones(n, dtype=r.dtype, device=r.device) @ onehot @ onehot.T) == 1)
+    return keep.to(r.dtype)

@@ -74,11 +74,11 @@ def tapered(batch: Batch, a: Tensor, a_pos: Any = 1.0, b_pos: Any = 1.0, a_neg: 
         ℓ = −sg(clip(ρ, a±, b±)) · A · log π(y),   window [a+, b+] where A ≥ 0, [a−, b−] where A < 0
 
     It is the gradient of E_μ[T(ρ, a, b) A] since ∇T = clip(ρ, a, b) ∇ log π. Canonical TOPR: [1,1]/[0,1];
-    full IS: [0,∞]/[0,∞]; truncated IS: [0,1]/[0,1] (the TOPR paper's; Trinity-RFT's "truncated IS" is
-    [0.4, 3]/[0.4, 3]); naive REINFORCE: [1,1]/[1,1]; CISPO (MiniMax-M1, arXiv 2506.13585, eq. 4):
-    [1 − ε_low, 1 + ε_high] on both signs with per-token ratios. TOPR uses no baseline (rewards ±1); with a
-    baseline c the split is on the sign of A = r − c. ratio_level "sequence" is the paper's trajectory ratio
-    Π_t π/μ; Trinity-RFT's TOPR and IS use per-token ratios (ratio_level="token").
+    full IS: [0,∞]/[0,∞]; truncated IS: [0,1]/[0,1] (the TOPR paper's); naive REINFORCE: [1,1]/[1,1];
+    CISPO (MiniMax-M1, arXiv 2506.13585, eq. 4): [1 − ε_low, 1 + ε_high] on both signs with per-token
+    ratios. TOPR uses no baseline (rewards ±1); with a baseline c the split is on the sign of A = r − c.
+    ratio_level "sequence" is the paper's trajectory ratio Π_t π/μ; Trinity-RFT's TOPR and IS use per-token
+    ratios (ratio_level="token").
     """
     a = _per_token(a, batch)
     rho = ratio(batch, ratio_level)
@@ -117,18 +117,21 @@ def _sequence_mask(batch: Batch, a: Tensor, delta: Any) -> Tensor:
               "opsm_delta": at_least(0), "mismatch_cap": at_least(0, strict=True)},
       rows=_group_spread, per_sample=lambda p: not p["dynamic_sampling"])
 def ppo(batch: Batch, a: Tensor, eps_low: Any = 0.2, eps_high: Any = 0.2, dual_clip: Any = None,
-        ratio_level: str = "token", dynamic_sampling: bool = False, opsm_delta: Any = None, mismatch: str = "none",
+        ratio_level: str = "token", dynamic_sampling: bool = False, dynamic_sampling_singletons: str = "drop",
+        opsm_delta: Any = None, mismatch: str = "none",
         mismatch_level: str = "token", mismatch_cap: Any = 2.0, agg: str = "token-mean") -> tuple:
     """PPO's clipped surrogate with a group-mean advantage (GRPO when std_norm, arXiv 2402.03300, eq. 3).
 
         ℓ = −min(ρ A, clip(ρ, 1 − ε_low, 1 + ε_high) A),   ρ = exp(log π − log μ) differentiable
     Settings that make the later methods:
       eps_high > eps_low       DAPO's clip-higher (arXiv 2503.14476, eq. 10: ε_low = 0.2, ε_high = 0.28)
-      dynamic_sampling         DAPO's dynamic sampling: groups whose rewards are all equal leave the batch
+      dynamic_sampling         DAPO's dynamic sampling: groups whose rewards are all equal leave the batch;
+                               dynamic_sampling_singletons="keep" keeps one-sample groups (verl's filter_groups)
       ratio_level              "sequence-mean": GSPO (arXiv 2507.18071, eq. 7), s = (π(y)/μ(y))^{1/|y|}
       dual_clip c              where A < 0 the loss is also capped at −c A (Ye et al. 2020; verl uses c = 3)
       opsm_delta δ             off-policy sequence masking (DeepSeek-V3.2, eq. 9; see `_sequence_mask`)
-      mismatch                 "truncate" (TIS) or "mask" (MIS) by the engine mismatch (see `mismatch_weight`)
+      mismatch                 "truncate" (TIS), "mask" (MIS) or "masked-is" by the engine mismatch (see
+                               `mismatch_weight`)
     """
     a = _per_token(a, batch)
     rho = ratio(batch, ratio_level, differentiable=True)

@@ -46,7 +46,8 @@ from .losses import (INF, at_least, between, gmpo, loss, m2po, m2po_mask, ppo, r
 CHOICES = {"baseline": BASELINES, "agg": AGGREGATIONS, "ratio_level": RATIO_LEVELS, "std": STDS,
            "singleton": SINGLETONS, "ties": TIES, "clip": ("none", "one-side", "two-side", "ring"),
            "weight": ("none", "is", "red-weight"), "reg": ("none", "k2", "fkl"), "norm": ("all", "positive"),
-           "mismatch": ("none", "truncate", "mask"), "mismatch_level": ("token", "sequence")}
+           "mismatch": ("none", "truncate", "mask", "masked-is"), "mismatch_level": ("token", "sequence"),
+           "dynamic_sampling_singletons": ("drop", "keep")}
 ADVANTAGE_RANGES = {"offset": between(-1e6, 1e6), "std_eps": at_least(0)}
 
 
@@ -165,11 +166,10 @@ OBJECTIVES: dict[str, Objective] = {o.name: o for o in [
            "Trinity-RFT: ratio_level=token)", baseline="none"),
     _entry("is", tapered, "full importance sampling, windows [0,∞]/[0,∞] (sequence ratio, capped: never inf)",
            a_pos=0.0, b_pos=INF, a_neg=0.0, b_neg=INF),
-    _entry("tis", tapered, "truncated IS as in the TOPR paper, clip(ρ, 0, 1); NOT Trinity-RFT's "
-           "truncated_importance_sampling, clamp(ρ, 0.4, 3): set a_pos=a_neg=0.4, b_pos=b_neg=3",
+    _entry("tis", tapered, "truncated IS as in the TOPR paper, clip(ρ, 0, 1)",
            a_pos=0.0, b_pos=1.0, a_neg=0.0, b_neg=1.0),
-    _entry("ppo", ppo, "PPO clipped surrogate with group-mean advantage (verl adds dual_clip=3)"),
-    _entry("grpo", ppo, "GRPO: PPO clip with group-std-normalised advantage (verl/TRL: std=unbiased)", **GRPO_STD),
+    _entry("ppo", ppo, "PPO clipped surrogate with group-mean advantage (verl and Trinity-RFT: dual_clip=3)"),
+    _entry("grpo", ppo, "GRPO: PPO clip with group-std-normalised advantage (verl/Trinity-RFT/TRL: std=unbiased)", **GRPO_STD),
     _entry("rec", rec, "REC: REINFORCE with token clipping (one-side by default)"),
     _entry("rec-ring", rec, "REC with ring clipping", clip="ring"),
     _entry("red-drop", rec, "RED-Drop: balance negatives per group, no clip (Trinity-RFT: ties=positive)",

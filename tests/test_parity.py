@@ -232,9 +232,11 @@ def ref_opsm(logp, logp_old, r, group, mask, agg, delta=0.5, **kw):
     return reduce(out, mask, agg)
 
 
-def ref_dapo(logp, logp_old, r, group, mask, agg, **kw):
-    """DAPO eqs. 10–11: groups whose rewards are all equal leave the batch; PPO clip [0.8, 1.28] on the rest."""
-    keep = [i for i in range(len(r)) if len({float(r[j]) for j in range(len(r)) if group[j] == group[i]}) > 1]
+def ref_dapo(logp, logp_old, r, group, mask, agg, keep_lone=False, **kw):
+    """DAPO eqs. 10–11: groups whose rewards are all equal leave the batch (a one-sample group too, unless
+    `keep_lone`); PPO clip [0.8, 1.28] on the rest."""
+    mates = lambda i: [float(r[j]) for j in range(len(r)) if group[j] == group[i]]
+    keep = [i for i in range(len(r)) if len(set(mates(i))) > 1 or (keep_lone and len(mates(i)) == 1)]
     a = adv(r, group, **kw)
     out = []
     for i in keep:
@@ -259,7 +261,7 @@ CASES = {  # id: (registry name, overrides, reference, reference kwargs)
     "is-token": ("is", {"ratio_level": "token"}, ref_tapered,
                  {"windows": ((0, math.inf), (0, math.inf)), "level": "token"}),
     "tis": ("tis", {}, ref_tapered, {"windows": ((0, 1), (0, 1)), "level": "sequence"}),
-    "tis-trinity": ("tis", {"a_pos": 0.4, "b_pos": 3.0, "a_neg": 0.4, "b_neg": 3.0, "ratio_level": "token"},
+    "tis-window": ("tis", {"a_pos": 0.4, "b_pos": 3.0, "a_neg": 0.4, "b_neg": 3.0, "ratio_level": "token"},
                     ref_tapered, {"windows": ((0.4, 3), (0.4, 3)), "level": "token"}),
     "ppo": ("ppo", {}, ref_ppo, {}),
     "ppo-dual-clip": ("ppo", {"dual_clip": 3.0, "eps_low": 0.1, "eps_high": 0.1}, ref_ppo,
@@ -278,7 +280,9 @@ CASES = {  # id: (registry name, overrides, reference, reference kwargs)
     "sft-all": ("sft", {}, ref_sft, {}),
     "sft-positive": ("sft", {"norm": "positive"}, ref_sft, {"norm": "positive"}),
     "dapo": ("dapo", {}, ref_dapo, {"std_norm": True}),
-    "dapo-unbiased-verl-trl": ("dapo", {"std": "unbiased"}, ref_dapo, {"std_norm": True, "std": "unbiased"}),
+    "dapo-unbiased": ("dapo", {"std": "unbiased"}, ref_dapo, {"std_norm": True, "std": "unbiased"}),
+    "dapo-keep-singletons": ("dapo", {"dynamic_sampling_singletons": "keep", "singleton": "reference"}, ref_dapo,
+                             {"std_norm": True, "keep_lone": True, "singleton": "reference"}),
     "gspo": ("gspo", {"eps_low": 0.05, "eps_high": 0.1}, ref_gspo, {"std_norm": True, "eps": (0.05, 0.1)}),
     "cispo": ("cispo", {}, ref_tapered, {"windows": ((0, 5), (0, 5)), "level": "token", "std_norm": True}),
     "cispo-verl": ("cispo", {"a_pos": 0.8, "a_neg": 0.8, "b_pos": 1.2, "b_neg": 1.2}, ref_tapered,
@@ -400,22 +404,36 @@ def test_docs_embed_the_parity_table_printed_by_algos(capsys):
     doc = (Path(__file__).resolve().parents[1] / "docs" / "objectives.md").read_text()
     embedded = doc.split("<!-- parity:begin -->\n")[1].split("\n<!-- parity:end -->")[0]
     assert embedded == markdown()
-    assert [r[0] for r in ROWS] == list(OBJECTIVES)  # one row per registry entry, in registry order
+    assert [r.name for r in ROWS] == list(OBJECTIVES)  # one row per registry entry, in registry order
     with pytest.raises(SystemExit) as e:
         main(["algos", "--references"])
     assert e.value.code == 0 and capsys.readouterr().out.strip() == markdown()
 
 
+def test_every_claim_is_a_valid_setting_and_was_measured_by_the_lane():
+    """Each claim's settings build its objective; the lane's record (banditlab/parity_measured.json, written by
+    `.ci/parity --record`) holds every claim and aggregation, measured with the pinned releases."""
+    from banditlab.references import PEERS, agg_keys, claims, measured
+
+    for key, (row, claim) in claims().items():
+        get_objective(row.name, **claim.settings)
+    m = measured()
+    assert set(m["results"]) == set(claims()) | set(agg_keys())
+    assert all(f"{pkg} {v}" in m["run"] for pkg, v, _ in PEERS.values())
+    assert all(d["grad"] <= 1e-6 for d in m["results"].values())  # the lane's widest tolerance
+
+
 # ------------------------------------------------------------------------------------------ engine mismatch
-@pytest.mark.parametrize("mode", ["truncate", "mask"])
+@pytest.mark.parametrize("mode", ["truncate", "mask", "masked-is"])
 @pytest.mark.parametrize("level", ["token", "sequence"])
 def test_mismatch_correction_matches_the_loop(mode, level):
-    """TIS / MIS (Yao et al. 2025; TRL vllm_importance_sampling_mode): GRPO's token loss times w = min(ρ_roll, C)
-    or 1[ρ_roll ≤ C], ρ_roll = μ/μ_roll per token or its product over the sequence. C = 1.1 so both sides occur."""
+    """TIS / MIS (Yao et al. 2025; TRL vllm_importance_sampling_mode): GRPO's token loss times w = min(ρ_roll, C),
+    1[ρ_roll ≤ C] or ρ_roll 1[ρ_roll ≤ C], ρ_roll = μ/μ_roll per token or its product over the sequence. C = 1.1 so
+    both sides occur."""
     logp, old, r, group, mask = ragged_batch(seed=11)
     roll = old + 0.1 * torch.randn(old.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
     name = "grpo-tis" if mode == "truncate" else "grpo-mis"
-    obj = get_objective(name, mismatch_level=level, mismatch_cap=1.1)
+    obj = get_objective(name, mismatch=mode, mismatch_level=level, mismatch_cap=1.1)
 
     def ref(lp):
         a = adv(r, group, std_norm=True)
@@ -425,7 +443,7 @@ def test_mismatch_correction_matches_the_loop(mode, level):
             row = []
             for t in range(mask.shape[1]):
                 rr = seq if level == "sequence" else math.exp(float(old[i, t] - roll[i, t]))
-                w = min(rr, 1.1) if mode == "truncate" else float(rr <= 1.1)
+                w = min(rr, 1.1) if mode == "truncate" else float(rr <= 1.1) * (rr if mode == "masked-is" else 1)
                 rho = torch.exp(lp[i, t] - old[i, t])
                 row.append(-w * torch.minimum(rho * a[i], rho.clamp(0.8, 1.2) * a[i]))
             out.append(row)
