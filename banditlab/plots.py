@@ -216,6 +216,37 @@ _LINE = {"test_accuracy": dict(marker="o", ls="--"), "train_accuracy": dict(mark
          "gen_tokens_per_s": dict(ls="--", lw=1), "train_tokens_per_s": dict(ls=":", lw=1)}
 
 
+def method_comparison(axes, scores: dict, reference: str, colors: dict, runs: str):
+    """rliable's three views of every method's final J (runs × tasks), each with its 95 % stratified-bootstrap
+    interval (`stats.compare_methods`): the IQM, P(method > reference) and the performance profile, on three axes.
+    `scores`: method → [runs, tasks] final J; `runs` names what the IQM is over (for its title)."""
+    from .stats import compare_methods
+
+    every = np.concatenate([np.ravel(x) for x in scores.values()])
+    table, profile = compare_methods(scores, reference, np.linspace(every.min() - 0.01, every.max() + 0.01, 121))
+    table = table.sort_values(["iqm", "p_improve"]).reset_index(drop=True)
+    y, c = np.arange(len(table)), [colors[m] for m in table.method]
+    ax_iqm, ax_poi, ax_prof = axes
+    ax_iqm.barh(y, table.iqm, color=c, xerr=[table.iqm - table.iqm_low, table.iqm_high - table.iqm], capsize=2)
+    ax_iqm.set_xlabel(r"IQM of final $J(\pi_T)$")
+    ax_iqm.set_title(f"interquartile mean over {runs}")
+    ax_poi.errorbar(table.p_improve, y, xerr=[table.p_improve - table.p_low, table.p_high - table.p_improve],
+                    fmt="none", ecolor="0.3", capsize=2, lw=1)
+    ax_poi.scatter(table.p_improve, y, c=c, s=40, zorder=3, edgecolors="k", linewidths=0.5)
+    ax_poi.axvline(0.5, color="0.4", ls=":", lw=1.2)
+    ax_poi.set_xlim(-0.03, 1.03)
+    ax_poi.set_xlabel(f"P(method > {reference})")
+    ax_poi.set_title(f"probability of improvement on {reference}")
+    for ax_ in (ax_iqm, ax_poi):
+        ax_.set_yticks(y, table.method, fontsize=8)
+    for name, g in profile.groupby("method", sort=False):
+        ax_prof.plot(g.tau, g.share, color=colors[name], lw=1.6, label=name)
+        ax_prof.fill_between(g.tau, g.low, g.high, color=colors[name], alpha=0.12, lw=0)
+    ax_prof.set_xlabel(r"threshold $\tau$ on final $J(\pi_T)$")
+    ax_prof.set_ylabel(r"share of runs with $J(\pi_T) > \tau$")
+    ax_prof.set_title("performance profile (95% CI bands)")
+
+
 def read_metrics(run: Path) -> list[dict]:
     """The rows of a run's metrics.jsonl (a partial last line, from a run still writing, is skipped)."""
     rows = []

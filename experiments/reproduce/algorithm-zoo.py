@@ -25,7 +25,9 @@ def plot_algorithm_zoo(cfg, data: Path, out: Path, plt):
     from banditlab.stats import mean_ci
 
     df = pd.read_parquet(data / "steps.parquet")
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(17, 5.5), gridspec_kw={"width_ratios": [1.4, 1]}, layout="constrained")
+    fig = plt.figure(figsize=(17, 11.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 1.05])
+    ax, ax2 = top.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
     names = list(df.method.unique())
     colors = [*plt.get_cmap("tab20").colors, *plt.get_cmap("tab20b").colors[::2]]
     cmap = lambda i: colors[i % len(colors)]
@@ -52,9 +54,16 @@ def plot_algorithm_zoo(cfg, data: Path, out: Path, plt):
     ax2.set_xlim(min(vmu, min(f[2] for f in finals)) - 0.05, 1.0)
     ax2.set_xlabel(r"final $J(\pi_T)$")
     ax2.set_title("final expected reward")
+    last = df[df.step == df.step.max()]
+    scores = {name: last[last.method == name].expected_reward.to_numpy() for name in names}
+    from banditlab.plots import method_comparison
+
+    method_comparison(bottom.subplots(1, 3), scores, "reinforce", {n: cmap(i) for i, n in enumerate(names)},
+                    f"{cfg['seeds']} seeds")
     fig.suptitle(f"Every registry objective with its defaults: paper bandit, ±1 rewards, fixed behaviour μ = π₀, "
                  f"{cfg['seeds']} seeds", fontsize=12)
     return fig
+
 
 CONFIG, SIMS, run = "algorithm-zoo", 69000, run_algorithm_zoo
 FIGURES = {"algorithm-zoo": ("every objective", plot_algorithm_zoo)}
