@@ -74,7 +74,7 @@ def part_tests(report, limit, out: Path, extra: list[str]):
         args.append("--timeout=150")
     code, tail = kit.run(report, kit.python(*args), limit, check=False)
     summary = next((l.strip("= ") for l in reversed(tail.splitlines()) if re.search(r"\d+ (passed|failed)", l)), "")
-    counts = junit_counts(xml) or {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary)}
+    counts = kit.junit_counts(xml) or {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|errors?)", summary)}
     failed = [l for l in tail.splitlines() if l.startswith(("FAILED", "ERROR"))]
     res = {"exit_code": code, "summary": summary, "counts": counts, "failed": failed[:30],
            "ignored": ignore[1::2], "junit": xml.name}
@@ -82,20 +82,6 @@ def part_tests(report, limit, out: Path, extra: list[str]):
     if code != 0:
         res["status"], res["error"] = "failed", f"pytest exit {code}: {summary}"
     return res
-
-
-def junit_counts(xml: Path) -> dict:
-    """{tests, failures, errors, skipped, passed} from pytest's junit XML (empty if it was not written)."""
-    import xml.etree.ElementTree as ET
-
-    try:
-        suite = ET.parse(xml).getroot()
-    except (OSError, ET.ParseError):
-        return {}
-    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-    c = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-    c["passed"] = c["tests"] - c["failures"] - c["errors"] - c["skipped"]
-    return c
 
 
 def part_bandit(report, limit, tmp: Path, device: str, sizes: dict):

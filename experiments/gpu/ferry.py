@@ -60,7 +60,7 @@ def part_tests(report, limit):
     xml = report.out / "ferry-pytest.xml"
     code, tail = kit.run(report, kit.python("-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
                                             f"--junitxml={xml}", *TESTS), limit, check=False)
-    counts = junit_counts(xml)
+    counts = kit.junit_counts(xml)
     res = {"counts": counts, "ran": TESTS, "tail": tail[-1200:]}
     if code not in (0, 5) or counts.get("failed") or counts.get("errors"):
         res.update(status="failed", error=f"pytest exit {code}: {counts}")
@@ -95,20 +95,6 @@ def part_trend(report, limit, device):
     if code != 0 or summary.get("stage") != "done":
         res.update(status="failed", error=summary.get("error") or f"exit {code}: {tail.strip().splitlines()[-1:]}")
     return res
-
-
-def junit_counts(xml: Path) -> dict:
-    """{passed, failed, errors, skipped} from pytest's junit XML (empty when it was not written)."""
-    import xml.etree.ElementTree as ET
-
-    try:
-        suite = ET.parse(xml).getroot()
-    except (OSError, ET.ParseError):
-        return {}
-    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-    n = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
-    return {"passed": n["tests"] - n["failures"] - n["errors"] - n["skipped"], "failed": n["failures"],
-            "errors": n["errors"], "skipped": n["skipped"]}
 
 
 def _has(cmd: str) -> bool:

@@ -250,3 +250,19 @@ def fmt_mem(m: dict) -> str:
     if "cuda_max_allocated_gb" in (m or {}):
         return f"peak {m['cuda_max_allocated_gb']:.1f} GB allocated, {m['cuda_max_reserved_gb']:.1f} GB reserved"
     return f"peak RSS {m['cpu_peak_rss_gb']:.2f} GB" if m else "peak memory n/a"
+
+
+def junit_counts(xml: Path) -> dict:
+    """{passed, failed, errors, skipped} from pytest's junit XML (empty when it was not written): the counts both
+    calls report."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        suite = ET.parse(xml).getroot()
+    except (OSError, ET.ParseError):
+        return {}
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    n = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    return {"passed": n["tests"] - n["failures"] - n["errors"] - n["skipped"], "failed": n["failures"],
+            "errors": n["errors"], "skipped": n["skipped"]}
+
