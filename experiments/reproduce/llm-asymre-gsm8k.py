@@ -133,14 +133,15 @@ def run_experiment(cfg: dict, out: Path, deadline: float = math.inf, echo=print,
     from banditlab_llm.data import build_prompt, load_problems
     from banditlab_llm.generation import HFBackend
     from banditlab_llm.grading import Grader
-    from banditlab_llm.models import cpu_threads, load_model, resolve_device
+    from banditlab.threads import use_threads
+    from banditlab_llm.models import load_model, resolve_device
     from banditlab_llm.multirun import MultiRun, pass_at_1, sync
     from banditlab_llm.screen import pool_of
 
     st = Stream(Path(out), echo)
     tr, sc = cfg["train"], cfg["screen"]
     device, dtype = resolve_device(device, "auto")
-    cpu_threads(0)
+    use_threads(0, elements=None)  # a language model's rule
     st.save(commit=commit, device=device, versions=versions(), config=cfg, deadline_in_s=round(deadline - time.time(), 1))
     st.echo(f"device {device} ({st.summary['versions']['device_name']}), {len(cfg['methods'])} methods × "
             f"{len(cfg['seeds'])} seeds, deadline in {deadline - time.time():.0f} s")
