@@ -74,9 +74,9 @@ def offset_colors(offsets):
 def theory_curve(rec: dict, offsets, num: int = 400):
     """Dense (δV, J*) of the closed form for a run's bandit and config (its config.json as a dict),
     over the run's offsets below 0, or None where the theorem does not apply."""
-    from .bandits import Bandit
-    from .objectives import get_objective
-    from .theory import limit_for_run
+    from banditlab.science.bandits import Bandit
+    from banditlab.registry.objectives import get_objective
+    from banditlab.science.theory import limit_for_run
 
     cfg = rec["sweep"]
     bandit = Bandit(**rec["bandit"])
@@ -97,7 +97,7 @@ def reference_line(behavior: str, absolute: bool) -> tuple[str, str, str]:
     δV axis, for a `--behavior`: V^μ, the behaviour's value, where μ = π₀ throughout; V^{μ₀}, the first
     behaviour's, where μ is refreshed from π, and δV then counts from the current behaviour's V^{μ_t} (from the
     line, with an absolute baseline); J(π₀) where μ mixes in the uniform policy, so no behaviour has that value."""
-    from .simulate import Behavior
+    from banditlab.science.simulator import Behavior
 
     b = Behavior.parse(behavior)
     if b.mix and b.mix_ref == "uniform":
@@ -123,7 +123,7 @@ def plot_sweep(run: str | Path) -> list[Path]:
     per-seed points and no mean."""
     import pandas as pd
 
-    from .stats import summarise
+    from banditlab.stats import summarise
 
     run = Path(run)
     plt = style()
@@ -220,7 +220,7 @@ def method_comparison(axes, scores: dict, reference: str, colors: dict, runs: st
     """rliable's three views of every method's final J (runs × tasks), each with its 95 % stratified-bootstrap
     interval (`stats.compare_methods`): the IQM, P(method > reference) and the performance profile, on three axes.
     `scores`: method → [runs, tasks] final J; `runs` names what the IQM is over (for its title)."""
-    from .stats import compare_methods
+    from banditlab.stats import compare_methods
 
     every = np.concatenate([np.ravel(x) for x in scores.values()])
     table, profile = compare_methods(scores, reference, np.linspace(every.min() - 0.01, every.max() + 0.01, 121))

@@ -5,7 +5,7 @@ files and draws figures/ID.png and .pdf, so `--plot-only` redraws any figure wit
 whose data already exist is not rerun (use --force). `reproduce --all` therefore survives interruption one
 experiment at a time: a data folder is complete only once its DONE marker is written (atomically, after every
 data file); one without it is rerun. A data folder is locked while its experiment runs (a second `reproduce` of
-it is refused). SIGTERM, like Ctrl-C, stops at once with one line and exit code 130 (banditlab.runfolder).
+it is refused). SIGTERM, like Ctrl-C, stops at once with one line and exit code 130 (banditlab.plumbing.folder).
 
 Each experiment is one module beside its config, experiments/reproduce/ID.py + ID.toml (the way CleanRL keeps one
 file per algorithm), discovered here: it defines CONFIG, SIMS (progress-bar steps), `run(cfg, data, tick)` and
@@ -24,8 +24,8 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import UsageError
-from .runfolder import is_complete, lock, mark_complete, stop_flag, unmark, write_arrays, write_table
+from banditlab.errors import UsageError
+from banditlab.plumbing.folder import is_complete, lock, mark_complete, stop_flag, unmark, write_arrays, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "reproduce"
@@ -34,7 +34,7 @@ CONFIGS = ROOT / "experiments" / "reproduce"
 # ------------------------------------------------------------------------------------------ shared helpers
 def method(spec: list[str]):
     """["algo", "key=value", ...] → an Objective (the registry's CLI parser, so configs read like the CLI)."""
-    from .objectives import parse_algo_args
+    from banditlab.registry.objectives import parse_algo_args
 
     return parse_algo_args(spec[0], list(spec[1:]))
 
@@ -49,7 +49,7 @@ def v_colors(values):
 def methods_run(cfg, bandit, data, tick, record_every=0, mode="exact", seeds=1, behaviors=("fixed",), **kw):
     import pandas as pd
 
-    from .simulate import run_grid
+    from banditlab.science.simulator import run_grid
 
     frames, trajs = [], {}
     for label, spec in cfg["methods"].items():
@@ -97,7 +97,7 @@ BANDIT_EXPERIMENTS = [k for k in EXPERIMENTS if not k.startswith("llm-")]
 
 def load_config(name: str, configs: Path = CONFIGS) -> dict:
     """An experiment's TOML config; keys the shipped config does not have are refused (a typo would be ignored)."""
-    from .safeio import read_text
+    from banditlab.plumbing.safeio import read_text
 
     path = Path(configs) / f"{name}.toml"
     if not path.exists():
@@ -147,7 +147,7 @@ def check_figures(figures: Path) -> None:
     """--figures can hold the figures and their data: a creatable, writable folder."""
     import os
 
-    from .safeio import check_path
+    from banditlab.plumbing.safeio import check_path
 
     figures = check_path(figures, "--figures")
     for d in [figures / "data", figures, *figures.parents]:  # the deepest folder that exists must be writable
@@ -162,7 +162,7 @@ def check_figures(figures: Path) -> None:
 def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: bool = False,
               progress: bool = True, echo=print, configs: Path = CONFIGS) -> list[Path]:
     """Run (unless its data exist) and plot each experiment; return the figure paths."""
-    from .plots import save, style
+    from banditlab.plots import save, style
 
     unknown = [i for i in ids if i not in EXPERIMENTS]
     if unknown:
@@ -198,7 +198,7 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
 
 def _run(name: str, owner: Experiment, cfg: dict, data: Path, progress: bool) -> None:
     """Run one experiment into its locked data folder and mark it complete; a signal stops it at once, unmarked."""
-    from .progress import Bar
+    from banditlab.plumbing.progress import Bar
 
     data.mkdir(parents=True, exist_ok=True)
     held = lock(data, "--figures")

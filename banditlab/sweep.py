@@ -10,7 +10,7 @@ Data flow (Spinning Up style): SweepConfig → Simulator → tidy files in the r
     pairs.csv        one row per two neighbouring baselines: the mean and CI of their per-seed difference
     sweep.png/.pdf   drawn from the files above by banditlab.plots
     state.pt         the simulator state (a checkpoint while running; the final policies afterwards)
-    DONE             written last, once every file above exists (banditlab.runfolder)
+    DONE             written last, once every file above exists (banditlab.plumbing.folder)
 
 Baselines: values are offsets δV from the behaviour's V^μ (`baseline_ref = "vmu"`), from the sampled group mean
 (`"group"`), or raw V (`absolute = true`). The theorem's prediction is filled in for REINFORCE-type objectives
@@ -40,19 +40,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bandits as B
-from . import theory
-from .configfile import option
-from .errors import UsageError
-from .runfolder import (Cadence, Interrupted, atomic_output, atomic_save, check_identity, claim, is_complete, jsonable,
+from banditlab.science import bandits as B
+from banditlab.science import theory
+from banditlab.cli.configfile import option
+from banditlab.errors import UsageError
+from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_output, atomic_save, check_identity, claim, is_complete, jsonable,
                         mark_complete, stop_flag, write_record, write_table)
-from .threads import HELP as THREADS_HELP
+from banditlab.plumbing.threads import HELP as THREADS_HELP
 
 
 @dataclass
 class SweepConfig:
     """The options of `banditlab sweep` (and the keys of its config file): each field's help, range and default
-    are the command's (banditlab.cliopts) and docs/commands.md's."""
+    are the command's (banditlab.cli.options) and docs/commands.md's."""
 
     baseline: str = option("-0.5:0.5", "START:STOP[:NUM] (NUM: 21 if absent), a comma list, or one value; offsets "
                                        "δV from V^μ unless --absolute")
@@ -185,7 +185,7 @@ def make_bandit(cfg: SweepConfig) -> B.Bandit:
 
 def validate(cfg: SweepConfig) -> None:
     """Every option's declared range, then the checks that involve several options or a word list."""
-    from .configfile import check_ranges
+    from banditlab.cli.configfile import check_ranges
 
     check_ranges(cfg)
     if not cfg.low < cfg.high:
@@ -297,7 +297,7 @@ def check_size(cfg: SweepConfig, bandit, runs: int) -> None:
 
 
 def _delay(behavior: str) -> int:
-    from .simulate import Behavior
+    from banditlab.science.simulator import Behavior
 
     try:
         return Behavior.parse(behavior).delay
@@ -307,8 +307,8 @@ def _delay(behavior: str) -> int:
 
 def build(cfg: SweepConfig):
     """Resolve a config into (bandit, objective, grid, simulator)."""
-    from .objectives import parse_algo_args
-    from .simulate import SimConfig, Simulator
+    from banditlab.registry.objectives import parse_algo_args
+    from banditlab.science.simulator import SimConfig, Simulator
 
     validate(cfg)
     bandit = make_bandit(cfg)
@@ -351,7 +351,7 @@ def build(cfg: SweepConfig):
 
 def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> Path:
     """Run (or resume) a sweep into cfg.out and write every output file. Returns the run folder."""
-    from .threads import use_threads
+    from banditlab.plumbing.threads import use_threads
 
     bandit, objective, grid, sim = build(cfg)
     use_threads(cfg.threads, elements=sim.runs * bandit.contexts * bandit.arms * sim.out_vals.shape[-1])
@@ -391,7 +391,7 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
 
 def _simulate(cfg, sim, state, state_file, identity, flag, progress):
     """Run the simulator from `state` until the last step or the stop flag, checkpointing on the way."""
-    from .progress import Bar
+    from banditlab.plumbing.progress import Bar
 
     cadence = Cadence(seconds=cfg.checkpoint_seconds)
     with Bar(f"{cfg.algo} {cfg.mode} {sim.runs} runs", total=cfg.steps, show=progress, start=state.step,
@@ -409,7 +409,7 @@ def _simulate(cfg, sim, state, state_file, identity, flag, progress):
 
 def _load_state(path: Path, fresh, identity: dict):
     """The checkpoint in `path` (tensors and plain data only), checked against the run it should continue."""
-    from .safeio import load_tensors
+    from banditlab.plumbing.safeio import load_tensors
 
     saved = load_tensors(path, "--out", "delete it to start the run over")
     try:
@@ -430,7 +430,7 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
     """steps.parquet and summary.csv from the final state, then the table and the figure (`write_tables`)."""
     import pandas as pd
 
-    from .simulate import METRICS, baseline_columns, tidy_frame
+    from banditlab.science.simulator import METRICS, baseline_columns, tidy_frame
 
     values = np.stack([v.numpy() for v in state.log_values])  # [S, R, M]
     v_mu0 = bandit.v_mu_total
@@ -460,7 +460,7 @@ def exact_reference(cfg: SweepConfig, bandit, objective, offsets) -> dict:
     exact mode (the runs are that reference) and where the expected sampled update is not the exact one (an
     objective whose samples' gradients depend on a group statistic: the group mean, std normalisation, RED-Drop).
     It costs about one sampled seed's simulation."""
-    from .simulate import METRICS, SimConfig, Simulator
+    from banditlab.science.simulator import METRICS, SimConfig, Simulator
 
     if cfg.mode != "sampled" or not objective.per_sample:
         return dict.fromkeys(offsets, np.nan)
@@ -478,7 +478,7 @@ def finite_runs(values: np.ndarray, steps) -> np.ndarray:
     every logged step after step 0 (which has no loss yet) (`values` [S, R, M]); the others are flagged
     `diverged` (an overflow the simulator's own check can miss, e.g. a NaN loss from rewards near the float
     range)."""
-    from .simulate import METRICS
+    from banditlab.science.simulator import METRICS
 
     later = np.asarray(steps) > 0
     ok = np.isfinite(values[:, :, [METRICS.index("min_logit"), METRICS.index("expected_reward")]]).all(axis=(0, 2))
@@ -498,7 +498,7 @@ def write_tables(out: Path, tidy, summary) -> None:
     table, pairs = baseline_table(summary, exact_mode)
     atomic_output(out / "table.csv", lambda f: table.to_csv(f, index=False))
     atomic_output(out / "pairs.csv", lambda f: pairs.to_csv(f, index=False))
-    from .plots import plot_sweep
+    from banditlab.plots import plot_sweep
 
     plot_sweep(out)
 
@@ -510,7 +510,7 @@ def baseline_table(summary, exact_mode: bool):
     with its Wilson 95 % interval (`improved`, `improved_low`, `improved_high`; none in exact mode, whose one run
     per baseline is deterministic) and the diverged count. pairs: `stats.paired_differences` of J(π_T) between
     neighbouring baselines, paired by seed."""
-    from .stats import paired_differences, summarise, wilson_ci
+    from banditlab.stats import paired_differences, summarise, wilson_ci
 
     table = summarise(summary, ["baseline_offset"], "final_expected_reward")
     extra = summary.groupby("baseline_offset").agg(
@@ -532,7 +532,7 @@ def merge(shards: list[Path], out: Path) -> Path:
     whose files equal those of the unsharded run (its state.pt excepted: the merged folder is final)."""
     import pandas as pd
 
-    from .runfolder import kind_of, read_record
+    from banditlab.plumbing.folder import kind_of, read_record
 
     recs = []
     for d in shards:

@@ -49,9 +49,9 @@ import time
 import numpy as np
 import torch
 
-from banditlab import bandits
-from banditlab.objectives import get_objective
-from banditlab.simulate import SimConfig, Simulator
+from banditlab.science import bandits
+from banditlab.registry.objectives import get_objective
+from banditlab.science.simulator import SimConfig, Simulator
 
 
 def exact_peer(logits0, means, mu, offsets, lr, steps, center_every=50):
@@ -285,7 +285,7 @@ def sampled_step_gap(b, offsets, batch, seed=0, baseline="vmu"):
     """Draw one step of pulls with SampledPeer, rebuild them as a banditlab Batch (each run's pulls one group)
     and compare the peer's logits after one step with l − η(G − π ΣG), G = ∂ℓ/∂log π of the registry's AsymRE
     with the same baseline on that Batch."""
-    from banditlab.objectives import Batch
+    from banditlab.registry.objectives import Batch
 
     peer = SampledPeer(b.logits[0], b.means[0], b.mu[0], offsets, 1.0, batch, seed, baseline=baseline)
     peer.t = 1  # no re-centring in this step

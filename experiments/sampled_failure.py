@@ -46,8 +46,8 @@ def step_sd(mu, means, V, pi, lr: float, batch: int, low: float = 0.0, high: flo
 
 def curves(rec: dict, offsets):
     """(margin J(π*) − V^μ, step_sd at π*) of Theorem 4.2's limit for each δV, from a run's config.json."""
-    from banditlab import theory
-    from banditlab.bandits import Bandit
+    from banditlab.science import theory
+    from banditlab.science.bandits import Bandit
 
     b = Bandit(**rec["bandit"])
     s = rec["sweep"]

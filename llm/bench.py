@@ -203,7 +203,7 @@ def report_lines(res: dict, cfg, label: str) -> list[str]:
 
 
 def write_json(res: dict, path: str | Path) -> Path:
-    from banditlab.runfolder import atomic_write
+    from banditlab.plumbing.folder import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from banditlab.cliopts import Controls, command, make
+from banditlab.cli.options import Controls, command, make
 from banditlab.errors import UsageError
-from banditlab.threads import LLMThreadsOption, use_threads
+from banditlab.plumbing.threads import LLMThreadsOption, use_threads
 
 from .config import BENCH_TRAIN_OPTIONS, BenchConfig, EvalConfig, GenerateConfig, ResumeOption, TrainConfig
 
@@ -23,7 +23,7 @@ def main(verbose: bool = O(False, "--verbose", help="let third-party progress ba
                                                   "(also BANDITLAB_DEBUG=1)")):
     if verbose:
         os.environ["BANDITLAB_DEBUG"] = "1"
-    from banditlab.progress import silence_third_party
+    from banditlab.plumbing.progress import silence_third_party
 
     silence_third_party()
 
@@ -108,7 +108,7 @@ def evaluate(options: dict):
         finally:
             engine.close()
     else:
-        from banditlab.progress import Bar
+        from banditlab.plumbing.progress import Bar
 
         t0 = time.perf_counter()
         with Bar(f"eval, {len(prompts)} problems", total=1, unit="tokens") as bar:
@@ -155,8 +155,8 @@ def bench(options: dict, train_options: dict, threads: dict, controls: dict):
     b = make(BenchConfig, options)
     if b.arch and not b.synthetic_rollouts:
         raise UsageError("--arch builds random weights, whose generations are nonsense: add --synthetic-rollouts")
-    from banditlab.runfolder import default_name
-    from banditlab.safeio import writable_target
+    from banditlab.plumbing.folder import default_name
+    from banditlab.plumbing.safeio import writable_target
 
     json_path = writable_target(b.json_out or default_name("llm-bench", suffix=".json"), "--json")
     if threads:  # --threads given: the trainer sets them (llm.train.Trainer)

@@ -1,5 +1,5 @@
 """The LLM commands' configurations: TrainConfig, whose fields are the `banditlab llm train` options (the CLI
-builds them, defaults and help included, from the fields: banditlab.cliopts), the options of `llm eval`,
+builds them, defaults and help included, from the fields: banditlab.cli.options), the options of `llm eval`,
 `llm generate` and `llm bench`, and `validate`, which checks a config before anything is loaded or
 written. No torch import, so `banditlab --help` stays fast."""
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from banditlab.configfile import check_algo_args, check_ranges, option
+from banditlab.cli.configfile import check_algo_args, check_ranges, option
 from banditlab.errors import UsageError
-from banditlab.threads import LLM_HELP as THREADS
+from banditlab.plumbing.threads import LLM_HELP as THREADS
 
 # help shared by the options of several commands
 MODELS = "tiny | smollm2 | PATH.gguf | local folder | hub name"
@@ -25,7 +25,7 @@ TIMING_KEYS = ("time", "gen_seconds", "train_seconds", "step_seconds", "gen_toke
 @dataclass
 class TrainConfig:
     """The options of `banditlab llm train` and the keys of its config file: each field's help, range and default
-    are the command's (banditlab.cliopts) and docs/commands.md's."""
+    are the command's (banditlab.cli.options) and docs/commands.md's."""
 
     model: str = option("tiny", "model spec: " + MODELS)
     dataset: str = option("arithmetic", DATASETS)
@@ -188,7 +188,7 @@ def validate(cfg: TrainConfig) -> None:
     if not all(targets) or len(set(targets)) < len(targets):
         raise UsageError(f"--lora-targets: expected distinct comma-separated module names, got {cfg.lora_targets!r}")
     check_algo_args(list(cfg.algo_args))
-    from banditlab.objectives import get_objective
+    from banditlab.registry.objectives import get_objective
 
     batch = cfg.prompts_per_step * cfg.group_size
     if 0 < cfg.micro_batch < batch and get_objective(cfg.algo).fn.whole_batch:

@@ -74,7 +74,7 @@ def _no_constant(name: str):
 
 def read_jsonl(path: str | Path, option: str = "--data-path") -> list[dict]:
     from banditlab.errors import UsageError
-    from banditlab.safeio import read_text
+    from banditlab.plumbing.safeio import read_text
 
     try:
         text = read_text(path, option)

@@ -177,7 +177,7 @@ class HFBackend:
                  with_logprobs: bool = False, bar=None) -> Rollouts:
         """n completions of each prompt. `Rollouts.logprobs` holds the behaviour log-probs only when
         `with_logprobs` (one more forward pass): the trainer computes log μ itself where it needs it.
-        `bar` (a banditlab.progress.Bar of total `decode_steps`) advances by one per decoding step."""
+        `bar` (a banditlab.plumbing.progress.Bar of total `decode_steps`) advances by one per decoding step."""
         from .models import use_lora
 
         tok, model = self.tok, self.model

@@ -86,7 +86,7 @@ def gguf_to_cache(path: Path) -> Path:
     """Dequantise a GGUF file once into a safetensors folder keyed by the file's content; later loads read it.
     Only a regular file that starts with the GGUF magic is read; any failure of the reader is one ModelError."""
     from banditlab.errors import UsageError
-    from banditlab.safeio import TENSOR_LIMIT, regular_file
+    from banditlab.plumbing.safeio import TENSOR_LIMIT, regular_file
 
     try:
         path = regular_file(path, "--model", TENSOR_LIMIT)
@@ -115,7 +115,7 @@ _DEQUANTISE_SHARES = {"tokenizer": 0.3, "weights": 0.95, "written": 1.0}
 def _dequantise(path: Path, folder: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from banditlab.progress import Bar
+    from banditlab.plumbing.progress import Bar
 
     with Bar(f"dequantising {path.name} (once)", total=100, unit="%") as bar:
         tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -244,7 +244,7 @@ def load_adapter(model, folder: str):
     from peft import PeftModel
 
     from banditlab.errors import UsageError
-    from banditlab.safeio import check_path
+    from banditlab.plumbing.safeio import check_path
 
     try:
         path = check_path(folder, "--adapter")

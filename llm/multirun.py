@@ -7,7 +7,7 @@ what can be shared:
     data        offline, μ = π₀ fixed (the AsymRE theorem's regime, TOPR's GSM8K setting): the k samples of every
                 pool problem, drawn once from π₀ (`Rollouts`), with log μ computed once (`Offline`)
     model       one base model; every run is a peft adapter `run{i}` with its own AdamW (weight decay 0), its own
-                gradient clipping and its objective from the registry (banditlab.objectives), trained in turn
+                gradient clipping and its objective from the registry (banditlab.registry.objectives), trained in turn
     evaluation  greedy pass@1 of every run on one problem set: "mixed" puts every run's copy of every prompt in
                 one batch (peft's `adapter_names`), "sequential" runs one adapter at a time over the whole batch;
                 `time_eval_modes` measures both on a short probe and the faster one is used
@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from banditlab.objectives import Batch, Objective, clip_fraction, prepare, ratio, select
+from banditlab.registry.objectives import Batch, Objective, clip_fraction, prepare, ratio, select
 
 
 @dataclass

@@ -43,17 +43,17 @@ import numpy as np
 import torch
 
 from banditlab.errors import UsageError
-from banditlab.objectives import Batch
-from banditlab.runfolder import (Cadence, Interrupted, atomic_save, atomic_write, check_claim, check_identity, claim,
+from banditlab.registry.objectives import Batch
+from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_save, atomic_write, check_claim, check_identity, claim,
                                  default_name, is_complete, jsonable, mark_complete, read_record, stop_flag, unmark,
                                  write_record)
-from banditlab.threads import use_threads
+from banditlab.plumbing.threads import use_threads
 
 from .config import TIMING_KEYS, TrainConfig, check_installed, validate  # noqa: F401  (re-exported)
 
 
 def build_objective(cfg: TrainConfig):
-    from banditlab.objectives import parse_algo_args
+    from banditlab.registry.objectives import parse_algo_args
 
     try:
         obj = parse_algo_args(cfg.algo, list(cfg.algo_args))
@@ -250,7 +250,7 @@ class Trainer:
         path = Path(self.cfg.offline_data) if self.cfg.offline_data else self.out / "offline.pt"
         if path.exists():
             return _offline_from_dict(path, len(self.prompts) * self.cfg.group_size, offline_source(self.cfg))
-        from banditlab.progress import Bar
+        from banditlab.plumbing.progress import Bar
 
         c = self.cfg
         parts, correct = [], []
@@ -303,7 +303,7 @@ class Trainer:
         """The rows that have a reward (an unparsable gold is reported, never scored), their log μ, and everything
         that needs whole groups computed once over them (`objectives.prepare`: the advantage, the objective's row
         weights, and the denominators, summed over processes so that they are the whole batch's)."""
-        from banditlab.objectives import prepare
+        from banditlab.registry.objectives import prepare
 
         c, dev = self.cfg, self.device
         keep = ~torch.isnan(rewards)
@@ -343,7 +343,7 @@ class Trainer:
         """One backward per micro-batch of `--micro-batch` sequences, cut anywhere (inside a group too): each is a
         slice of the prepared batch (`objectives.select`), so the gradients add up to the full-batch gradient.
         Returns the summed loss and the detached log π and entropies of every row (for the metrics)."""
-        from banditlab.objectives import select
+        from banditlab.registry.objectives import select
 
         from .generation import token_logprobs
 
@@ -383,7 +383,7 @@ class Trainer:
                      gnorm: float, times: dict) -> dict:
         """The metrics row of a step, from per-row statistics of the kept samples gathered from every process: the
         advantage the loss used, π/μ, entropy and KL to μ per token, clipped share by the objective's own mask."""
-        from banditlab.objectives import clip_fraction, ratio
+        from banditlab.registry.objectives import clip_fraction, ratio
 
         dev, b = self.device, step.batch
         n = len(logp)
@@ -443,7 +443,7 @@ class Trainer:
             self.backend.sync(lora_state(self.model), self.step, slot="eval")
             r = self.backend.generate(prompts, 1, budget, greedy=True, slot="eval")
         else:
-            from banditlab.progress import Bar
+            from banditlab.plumbing.progress import Bar
 
             with Bar(f"eval step {self.step}, {len(prompts)} {'train' if train else 'test'} problems", total=1,
                      show=self.progress, unit="tokens") as bar:
@@ -476,7 +476,7 @@ class Trainer:
     def load(self) -> None:
         from .models import lora_params
 
-        from banditlab.safeio import load_tensors
+        from banditlab.plumbing.safeio import load_tensors
 
         path = self.out / "checkpoint.pt"
         s = load_tensors(path, "--resume", "delete the folder to start over")
@@ -553,7 +553,7 @@ class Trainer:
         if c.tensorboard and main:
             from torch.utils.tensorboard import SummaryWriter  # check_installed found tensorboard
             writer = SummaryWriter(str(self.out / "tb"))
-        from banditlab.progress import Bar
+        from banditlab.plumbing.progress import Bar
 
         with stop_flag() as flag, Bar("train", total=self.total_steps, show=self.progress, start=self.step,
                                       unit="steps") as bar:  # the flag is held until the completion marker is written
@@ -657,7 +657,7 @@ def _offline_to_dict(data, source: dict) -> dict:
 def _offline_from_dict(path: Path, rows: int, source: dict):
     """The offline dataset in `path` (tensors and plain data only), checked against the run: prompts × G rows,
     sampled with the run's `source` options."""
-    from banditlab.safeio import load_tensors
+    from banditlab.plumbing.safeio import load_tensors
 
     from .generation import Rollouts
 
@@ -742,6 +742,6 @@ def extension(rec: dict | None, cfg: TrainConfig) -> bool:
 
 def config_from(options: dict, config_file: str | None) -> TrainConfig:
     """Merge CLI options (when set) over a TOML file ([train] table or top level) over the defaults."""
-    from banditlab.configfile import merged_config
+    from banditlab.cli.configfile import merged_config
 
     return merged_config(TrainConfig, config_file, options, section="train")

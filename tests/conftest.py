@@ -17,7 +17,7 @@ def run_cli(args) -> tuple[int, str, str]:
     Output is captured with `contextlib.redirect_*`, not pytest's `capsys`, so the helper also works inside
     hypothesis tests (whose examples share one function-scoped fixture). `main` always ends in `sys.exit`.
     Test files take it with `from conftest import run_cli`."""
-    from banditlab.cli import main
+    from banditlab.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

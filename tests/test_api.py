@@ -12,9 +12,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from banditlab import bandits, theory
-from banditlab.objectives import get_objective
-from banditlab.simulate import SimConfig, run_grid
+from banditlab.science import bandits
+
+from banditlab.science import theory
+from banditlab.registry.objectives import get_objective
+from banditlab.science.simulator import SimConfig, run_grid
 from banditlab.sweep import SweepConfig
 from conftest import run_cli
 

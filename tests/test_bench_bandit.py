@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from banditlab import bandits, simulate
-from banditlab.objectives import get_objective
-from banditlab.simulate import SimConfig, Simulator
+from banditlab.science import bandits
+
+from banditlab.science import simulator as simulate
+from banditlab.registry.objectives import get_objective
+from banditlab.science.simulator import SimConfig, Simulator
 
 spec = importlib.util.spec_from_file_location(
     "bench_bandit", Path(__file__).resolve().parents[1] / "experiments" / "bench_bandit.py")

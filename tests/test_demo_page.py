@@ -10,10 +10,10 @@ import re
 import numpy as np
 import pytest
 
-from banditlab import bandits as B
-from banditlab import theory
-from banditlab.cli import main
-from banditlab.demo_page import REC_OFFSETS, page, three_arm_data
+from banditlab.science import bandits as B
+from banditlab.science import theory
+from banditlab.cli.app import main
+from banditlab.classroom.page import REC_OFFSETS, page, three_arm_data
 
 from cdp import Browser, find_chromium
 
@@ -124,7 +124,7 @@ def test_page_draws_in_chromium_and_the_slider_changes_the_drawing(html):
 
 @pytest.fixture(scope="module")
 def demo_fig():
-    from banditlab.demo import draw
+    from banditlab.classroom.demo import draw
     from banditlab.plots import style
 
     plt = style(seaborn=True)

@@ -64,7 +64,7 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     stopped = rows[-1]["step"]
     assert 2 <= stopped < 40 and all(r["world_size"] == 2 for r in rows)
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
-    from banditlab.cli import main
+    from banditlab.cli.app import main
 
     with pytest.raises(SystemExit) as e:  # the same command, one process
         main(["llm", "train", "--resume", *args])

@@ -77,7 +77,7 @@ def naive(label: str):
     """topr-naive-collapse: the method's own objective E_μ[T(ρ) R] and min log π at the last step, final J."""
     import torch
 
-    from banditlab.objectives import taper
+    from banditlab.registry.objectives import taper
     from banditlab.reproduce import method
 
     folder = DATA / "topr-naive-collapse"
@@ -236,7 +236,7 @@ FAR_BELOW = [0.4405, 0.3405, 0.2405, 0.1405, 0.0405]  # V^μ − V of the policy
 
 # ------------------------------------------------------------------------------------------- the quotes
 def paper_bandit():
-    from banditlab import bandits
+    from banditlab.science import bandits
 
     return bandits.paper()
 

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from banditlab import reproduce as R
-from banditlab.cli import main as cli
+from banditlab.cli.app import main as cli
 
 sys.path.insert(0, str(R.ROOT / "experiments" / "gpu"))
 import gsm8k_trend_call as call  # noqa: E402

@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 import pytest
 
-from banditlab.cli import app, click_command, main
-from banditlab.cli_docs import markdown
-from banditlab.cliopts import cli_fields, shown_default
-from banditlab.configfile import default_of, option_name
+from banditlab.cli.app import app, click_command, main
+from banditlab.cli.docs import markdown
+from banditlab.cli.options import cli_fields, shown_default
+from banditlab.cli.configfile import default_of, option_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def test_a_value_outside_the_range_with_another_spelling_names_it(capsys):
 
 
 def test_the_committed_options_reference_is_the_generated_one():
-    """docs/commands.md is `python -m banditlab.cli_docs` output (regenerate it after changing an option)."""
+    """docs/commands.md is `python -m banditlab.cli.docs` output (regenerate it after changing an option)."""
     assert (ROOT / "docs" / "commands.md").read_text() == markdown()
 
 

@@ -128,7 +128,8 @@ def test_step_sd_matches_the_spread_of_simulated_steps():
 
 def test_the_margin_is_var_over_the_gap_where_every_reward_exceeds_v():
     """Theorem 4.2 with τ = 0 (V ≤ min r̄): π* = μ(r̄ − V)/(V^μ − V), so J(π*) − V^μ = Var_μ(r̄)/(V^μ − V)."""
-    from banditlab import bandits, theory
+    from banditlab.science import bandits
+    from banditlab.science import theory
 
     b = bandits.paper(noise="none")
     mu, r = b.mu[0], b.means[0]

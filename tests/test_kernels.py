@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from banditlab import simulate as S
+from banditlab.science import simulator as S
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from banditlab.cli import main
+from banditlab.cli.app import main
 from banditlab.errors import UsageError
-from banditlab.objectives import AGGREGATIONS, OBJECTIVES, get_objective
+from banditlab.registry.objectives import AGGREGATIONS, OBJECTIVES, get_objective
 from banditlab_llm.data import DataError, arithmetic, last_boxed, load_problems
 from banditlab_llm.grading import Grader, extract_answer, grade
 from banditlab_llm.train import TIMING_KEYS, Trainer, TrainConfig
@@ -136,7 +136,7 @@ RED_DROP = [torch.tensor([1.0, -1, -1, 1] + [-1.0 if j == k else 0.0 for j in ra
 
 
 def test_every_registry_objective_has_a_one_step_llm_test():
-    from banditlab.objectives import OBJECTIVES
+    from banditlab.registry.objectives import OBJECTIVES
 
     assert {a for a, _ in HAND} | {"red-drop"} == set(OBJECTIVES)
 
@@ -254,7 +254,7 @@ def test_a_finished_run_made_longer_is_the_longer_run(tmp_path):
     laid out over the run's length, are refused in one line with the folder unchanged, and without --resume the
     message says how to continue."""
     from banditlab.errors import UsageError
-    from banditlab.runfolder import is_complete, read_record
+    from banditlab.plumbing.folder import is_complete, read_record
 
     Trainer(tiny(tmp_path / "a", steps=4)).run()
     run = Trainer(tiny(tmp_path / "b", steps=2)).run()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
-from banditlab.objectives import OBJECTIVES
+from banditlab.registry.objectives import OBJECTIVES
 from banditlab_llm.train import Trainer, TrainConfig
 
 MOVES = {torch.Tensor.to, torch.Tensor.cuda}

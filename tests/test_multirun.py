@@ -4,7 +4,7 @@ the two evaluation modes agree, and the same on CUDA where there is one."""
 import pytest
 import torch
 
-from banditlab.objectives import parse_algo_args
+from banditlab.registry.objectives import parse_algo_args
 from banditlab_llm.data import build_prompt
 from banditlab_llm.generation import HFBackend
 from banditlab_llm.models import load_model

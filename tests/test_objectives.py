@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 import torch
 
-from banditlab.objectives import OBJECTIVES, Batch, get_objective, parse_algo_args
+from banditlab.registry.objectives import OBJECTIVES, Batch, get_objective, parse_algo_args
 
 torch.set_default_dtype(torch.float64)
 
@@ -179,7 +179,7 @@ def test_registry_names_and_parameter_errors():
 
 
 def test_taper_is_the_antiderivative_of_the_clipped_ratio():
-    from banditlab.objectives import taper
+    from banditlab.registry.objectives import taper
 
     for a, b in [(1.0, 1.0), (0.0, 1.0), (0.5, 2.0), (0.0, math.inf)]:
         logp = torch.linspace(-3, 2, 41, dtype=torch.float64).requires_grad_(True)
@@ -191,7 +191,7 @@ def test_taper_is_the_antiderivative_of_the_clipped_ratio():
 
 # ------------------------------------------------------------------------------------------ the parameter schema
 def _ranged():
-    from banditlab.objectives import ADVANTAGE_RANGES
+    from banditlab.registry.objectives import ADVANTAGE_RANGES
 
     return [(name, key, rng) for name, o in OBJECTIVES.items()
             for key, rng in {**(ADVANTAGE_RANGES if o.fn.uses_advantage else {}), **o.fn.ranges}.items()]
@@ -206,7 +206,7 @@ def test_every_declared_range_accepts_inside_and_refuses_outside(case, u, outsid
     """Hypothesis over the registry's schema: a value inside a parameter's declared range is accepted (unless a
     cross-check such as a_pos <= b_pos refuses it, with a line naming both) and gives a finite loss; a value
     outside is refused with one line that names the parameter."""
-    from banditlab.objectives import ObjectiveError
+    from banditlab.registry.objectives import ObjectiveError
 
     name, key, (lo, hi, lo_open, hi_open) = case
     if outside:
@@ -232,7 +232,7 @@ def test_every_declared_range_accepts_inside_and_refuses_outside(case, u, outsid
 @settings(max_examples=60, deadline=None)
 @given(name=st.sampled_from(list(OBJECTIVES)), key=st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12))
 def test_unknown_and_repeated_keys_are_refused(name, key):
-    from banditlab.objectives import ObjectiveError
+    from banditlab.registry.objectives import ObjectiveError
 
     params = OBJECTIVES[name].params
     if key in params:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from dataclasses import replace
 
-from banditlab.objectives import AGGREGATIONS, OBJECTIVES, Batch, batch_totals, get_objective, prepare, select
+from banditlab.registry.objectives import AGGREGATIONS, OBJECTIVES, Batch, batch_totals, get_objective, prepare, select
 
 F64 = torch.float64
 
@@ -398,8 +398,8 @@ def test_micro_batches_add_up_to_the_full_batch(name, kw, agg):
 def test_docs_embed_the_parity_table_printed_by_algos(capsys):
     from pathlib import Path
 
-    from banditlab.cli import main
-    from banditlab.references import ROWS, markdown
+    from banditlab.cli.app import main
+    from banditlab.registry.references import ROWS, markdown
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "objectives.md").read_text()
     embedded = doc.split("<!-- parity:begin -->\n")[1].split("\n<!-- parity:end -->")[0]
@@ -413,7 +413,7 @@ def test_docs_embed_the_parity_table_printed_by_algos(capsys):
 def test_every_claim_is_a_valid_setting_and_was_measured_by_the_lane():
     """Each claim's settings build its objective; the lane's record (banditlab/parity_measured.json, written by
     `.ci/parity --record`) holds every claim and aggregation, measured with the pinned releases."""
-    from banditlab.references import PEERS, agg_keys, claims, measured
+    from banditlab.registry.references import PEERS, agg_keys, claims, measured
 
     for key, (row, claim) in claims().items():
         get_objective(row.name, **claim.settings)

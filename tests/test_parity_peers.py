@@ -39,8 +39,8 @@ import numpy as np
 import pytest
 import torch
 
-from banditlab.objectives import Batch, advantage, advantage_args, aggregate, get_objective
-from banditlab.references import AGGREGATIONS, PEERS, agg_keys, claims
+from banditlab.registry.objectives import Batch, advantage, advantage_args, aggregate, get_objective
+from banditlab.registry.references import AGGREGATIONS, PEERS, agg_keys, claims
 
 pytestmark = pytest.mark.parity
 F64 = torch.float64

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from banditlab.cli import app
+from banditlab.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from banditlab import bandits
+from banditlab.science import bandits
 from banditlab import reproduce as R
-from banditlab.cli import main
+from banditlab.cli.app import main
 
 TINY = {  # key → value overrides that keep each config's structure but cut its size
     "exact_steps": 3000, "sampled_steps": 200, "sampled_seeds": 2, "iterations": 3, "steps_per_iteration": 50,
@@ -66,7 +66,7 @@ def test_exact_limit_points_sit_on_the_theory_curve(figures):
     final = pd.read_csv(figures / "data" / "asymre-limit" / "final.csv")
     ex = final[(final["mode"] == "exact") & (final.V <= 0.3)]
     b = bandits.paper()
-    from banditlab import theory
+    from banditlab.science import theory
 
     th = [theory.expected_reward(theory.limit_policy(b.mu[0], b.means[0], v), b.means[0]) for v in ex.V]
     assert np.allclose(ex.expected_reward, th, atol=5e-3)

@@ -1,4 +1,4 @@
-"""banditlab.runfolder, the one owner of run folders: properties of its API.
+"""banditlab.plumbing.folder, the one owner of run folders: properties of its API.
 
 Identity: a record is accepted back by the same identity and refused, in one line naming exactly the options that
 differ, by any other. Completion: a process killed (os._exit, no handler or cleanup runs, as with kill -9) at any
@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from banditlab import runfolder as R
+from banditlab.plumbing import folder as R
 from banditlab.errors import UsageError
 
 KEYS = ["algo", "lr", "steps", "seed", "baseline", "behavior", "noise", "mode"]
@@ -253,7 +253,9 @@ def test_reproduce_locks_its_data_folder_and_a_signal_leaves_it_unmarked(tmp_pat
     """The experiment's run and plot are stand-ins (the real ones take seconds), and so is the figure style."""
     import matplotlib.pyplot as plt
 
-    from banditlab import plots, reproduce
+    from banditlab import plots
+
+    from banditlab import reproduce
 
     monkeypatch.setattr(plots, "style", lambda seaborn: plt)
     monkeypatch.setattr(plots, "save", lambda fig, out: [])

@@ -14,8 +14,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from banditlab import runfolder
-from banditlab.cli import main
+from banditlab.plumbing import folder as runfolder
+from banditlab.cli.app import main
 from conftest import PATIENCE_S, run_cli as cli
 
 SWEEP = ["sweep", "--arms", "5", "--steps", "30", "--seeds", "2", "--baseline", "-0.1,0.1", "--no-progress"]
@@ -85,7 +85,7 @@ def test_a_crafted_pickle_never_runs_and_gives_one_line(loader, zip_format, tmp_
 
 
 def test_the_files_the_tool_writes_load_back_as_plain_data(llm_run):
-    from banditlab.safeio import load_tensors
+    from banditlab.plumbing.safeio import load_tensors
 
     for f in ("run/checkpoint.pt", "offline.pt"):
         assert isinstance(load_tensors(llm_run / f, "--test"), dict)
@@ -231,7 +231,7 @@ def toml_value(v):
 def test_bandit_files_are_read_exactly_or_refused_by_key(table, tmp_path):
     """A bandit file either gives a bandit built from exactly its keys, or one line naming what is wrong: an
     unknown key, a type (a boolean is not a number), mu and logits together, a value out of range."""
-    from banditlab.bandits import BanditError, TOP_KEYS, from_toml
+    from banditlab.science.bandits import BanditError, TOP_KEYS, from_toml
 
     text = "".join(f"{k} = {toml_value(v)}\n" for k, v in table.items())
     path = tmp_path / "b.toml"
@@ -263,7 +263,7 @@ def test_config_files_take_exactly_their_keys_or_refuse_by_name(key, value, in_t
     or is refused naming the key (unknown key, wrong type, out of range)."""
     from dataclasses import fields
 
-    from banditlab.configfile import merged_config
+    from banditlab.cli.configfile import merged_config
     from banditlab.errors import UsageError
     from banditlab.sweep import SweepConfig
 
@@ -353,7 +353,7 @@ def test_dataset_rows_are_problems_or_refused_with_their_row(rows, dataset):
 def test_runs_that_leave_the_finite_range_are_flagged():
     import numpy as np
 
-    from banditlab.simulate import METRICS
+    from banditlab.science.simulator import METRICS
     from banditlab.sweep import finite_runs
 
     values = np.zeros((3, 4, len(METRICS)))
@@ -384,7 +384,7 @@ def test_a_deleted_working_directory_gives_one_line(tmp_path):
     gone = tmp_path / "gone"
     gone.mkdir()
     code = ("import os, sys; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
-            "from banditlab.cli import main; main(['sweep'])")
+            "from banditlab.cli.app import main; main(['sweep'])")
     r = subprocess.run([sys.executable, "-c", code, str(gone)], capture_output=True, text=True, timeout=PATIENCE_S)
     assert r.returncode == 2 and "working directory" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -560,7 +560,7 @@ def _options(command):
     """(single-valued option names, repeatable option names) of a CLI command path such as ["llm", "train"]."""
     import typer
 
-    from banditlab.cli import app
+    from banditlab.cli.app import app
 
     cmd = typer.main.get_command(app)
     for name in command:
@@ -581,7 +581,7 @@ def test_an_option_given_twice_is_refused_by_name(command, data):
     (value or flag) is refused in one line naming it, before anything runs; repeatable options are not."""
     import typer
 
-    from banditlab.cli import _repeated_option, app
+    from banditlab.cli.app import _repeated_option, app
 
     single, multiple = _options(command)
     opt = data.draw(st.sampled_from(single))

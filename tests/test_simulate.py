@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from banditlab import bandits, theory
-from banditlab.objectives import get_objective
-from banditlab.simulate import METRICS, Behavior, SimConfig, Simulator, final_policy
+from banditlab.science import bandits
+
+from banditlab.science import theory
+from banditlab.registry.objectives import get_objective
+from banditlab.science.simulator import METRICS, Behavior, SimConfig, Simulator, final_policy
 
 J = METRICS.index("expected_reward")
 
@@ -184,7 +186,7 @@ BEHAVIOURS = ["fixed", "lag:1", "lag:3", "lag:2,delay:2", "mix:0.3:uniform", "la
 def test_analytic_step_equals_autograd_for_every_objective(mode, behavior):
     """The registry's ∂L/∂log π plus the softmax chain rule (cached where `linear_in_logp`) moves the logits
     exactly as autograd through the whole step, for every objective, behaviour and update mode."""
-    from banditlab.objectives import OBJECTIVES
+    from banditlab.registry.objectives import OBJECTIVES
 
     b = bandits.paper(arms=7, contexts=2, noise="bernoulli")
     offsets = np.array([-0.2, 0.0, 0.15])
@@ -208,7 +210,7 @@ def test_analytic_step_equals_autograd_for_every_objective(mode, behavior):
 
 def test_linear_in_logp_flags_exactly_the_objectives_whose_gradient_ignores_logp():
     """Evaluate ∂ℓ/∂log π at two different log π: equal gradients for the flagged objectives, different otherwise."""
-    from banditlab.objectives import OBJECTIVES, Batch
+    from banditlab.registry.objectives import OBJECTIVES, Batch
 
     g = torch.Generator().manual_seed(0)
     old = torch.log_softmax(torch.randn(8, generator=g, dtype=torch.float64), -1)
@@ -230,7 +232,7 @@ def test_per_sample_flags_exactly_the_objectives_whose_sample_gradient_ignores_t
     """∂ℓ/∂log π of sample 0 (reward +1, then −1), with the other samples of its group redrawn (rewards, log π,
     log μ): the same for the objectives flagged `per_sample`, different for the others; every entry with its own
     baseline and with V^μ's."""
-    from banditlab.objectives import OBJECTIVES, Batch
+    from banditlab.registry.objectives import OBJECTIVES, Batch
 
     g = torch.Generator().manual_seed(0)
     rand = lambda n: torch.randn(n, generator=g, dtype=torch.float64)
@@ -267,7 +269,8 @@ def test_the_per_cell_sampled_step_gives_the_per_pull_numbers_bit_for_bit(kernel
     """Objectives whose pulls' gradients depend on the pull alone take their sampled step from a table of each
     cell's gradient; the same draws through the per-pull registry call give the same logits and metrics, bit for
     bit, with either kernel, three contexts, ±1 rewards and per-run baselines."""
-    from banditlab import objectives, simulate
+    from banditlab.registry import objectives
+    from banditlab.science import simulator as simulate
 
     b = bandits.paper(arms=9, contexts=3, low=-1.0, high=1.0)
     for k in ("cells", "accumulate"):
@@ -300,7 +303,8 @@ def test_the_sampled_step_skips_the_exp_clamp_and_range_check_only_where_its_dri
     check only while the highest stays below 600). Every unclamped exp here sees logits in (−700, 600), both
     kinds of exp occur as the logits sink past −700 (and, with log_every 20, the drift passes 600), and the run
     equals the same draws through the per-pull path, which clamps and checks every step, bit for bit."""
-    from banditlab import objectives, simulate
+    from banditlab.registry import objectives
+    from banditlab.science import simulator as simulate
 
     seen = {True: 0, False: 0}
     real = simulate.exp_clamped
@@ -334,7 +338,7 @@ def test_the_sampled_step_skips_the_exp_clamp_and_range_check_only_where_its_dri
 def test_the_guide_table_gives_the_alias_methods_cell_for_every_draw(dtype):
     """The one-lookup draw equals Walker's alias method on random uniforms and on the hardest ones: both ends of
     every guide interval and the floats on either side of every alias breakpoint i/M and (i + prob_i)/M."""
-    from banditlab import simulate
+    from banditlab.science import simulator as simulate
 
     b = bandits.paper(arms=50, contexts=3)
     s = Simulator(b, get_objective("asymre"), {"offset": np.zeros(2)}, SimConfig(mode="sampled", dtype=dtype))
@@ -360,7 +364,7 @@ def test_the_guide_table_gives_the_alias_methods_cell_for_every_draw(dtype):
 
 
 def test_the_workspace_reuses_its_arrays_and_grows_when_a_block_needs_more():
-    from banditlab.simulate import Workspace
+    from banditlab.science.simulator import Workspace
 
     ws = Workspace()
     for dtype in (np.float64, torch.float64):
@@ -372,7 +376,7 @@ def test_the_workspace_reuses_its_arrays_and_grows_when_a_block_needs_more():
             assert same.data_ptr() == first.data_ptr() and bigger.data_ptr() != first.data_ptr()
         assert same.shape == (3, 5) and bigger.shape == (5, 6)
     assert ws.get("x", (2,), np.int64).dtype == np.int64 and ws.get("x", (2,), np.float64).dtype == np.float64
-    from banditlab.simulate import _same_device  # "cuda" names the current device: a buffer on cuda:0 is reused
+    from banditlab.science.simulator import _same_device  # "cuda" names the current device: a buffer on cuda:0 is reused
 
     assert _same_device(torch.device("cuda", 0), torch.device("cuda"))
     assert not _same_device(torch.device("cuda", 1), torch.device("cuda", 0))

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from banditlab.runfolder import DIGITS, same_frame, write_arrays, write_csv, write_table
+from banditlab.plumbing.folder import DIGITS, same_frame, write_arrays, write_csv, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = sorted((ROOT / "figures" / "data").glob("*/*.csv"))

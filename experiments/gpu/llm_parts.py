@@ -3,7 +3,7 @@
     python experiments/gpu/llm_parts.py objectives --model smollm2 --device cuda --jsonl out.jsonl
     python experiments/gpu/llm_parts.py generation --model smollm2 --device cuda --test-path test.jsonl --json out.json
 
-objectives: every registry objective (`banditlab.objectives.OBJECTIVES`) runs `--steps` steps of the real trainer
+objectives: every registry objective (`banditlab.registry.objectives.OBJECTIVES`) runs `--steps` steps of the real trainer
 (`llm.train.Trainer.run`) in three regimes: online (μ = π every step), lagged (μ refreshed every 2 steps from π one
 step older: sync_interval 2, sync_offset 1) and offline (one π₀ dataset, TOPR-style). One JSON line per run, written
 as each finishes: status, seconds, the last step's loss, gradient norm and ratio range, and whether they are finite.
@@ -30,7 +30,7 @@ REGIMES = {"online": {}, "lagged": {"sync_interval": 2, "sync_offset": 1}, "offl
 
 
 def objectives(a) -> None:
-    from banditlab.objectives import OBJECTIVES
+    from banditlab.registry.objectives import OBJECTIVES
     from banditlab_llm.train import TrainConfig, Trainer
 
     algos = a.algos.split(",") if a.algos else list(OBJECTIVES)

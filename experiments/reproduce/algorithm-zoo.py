@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from banditlab import bandits as B
+from banditlab.science import bandits as B
 from banditlab.reproduce import methods_run
 
 
 def run_algorithm_zoo(cfg, data: Path, tick):
-    from banditlab.objectives import OBJECTIVES
+    from banditlab.registry.objectives import OBJECTIVES
 
     zoo = dict(cfg, methods={name: [name] for name in OBJECTIVES})
     methods_run(zoo, B.paper(low=-1.0), data, tick, mode="sampled", seeds=cfg["seeds"], batch=cfg["batch"])

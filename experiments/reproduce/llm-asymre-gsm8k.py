@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from banditlab.runfolder import atomic_write
+from banditlab.plumbing.folder import atomic_write
 
 ROOT = Path(__file__).resolve().parents[2]
 FILES = ("log.txt", "screen-train.jsonl", "screen-test.jsonl", "metrics.jsonl", "summary.json", "table.md")
@@ -129,11 +129,11 @@ def run_experiment(cfg: dict, out: Path, deadline: float = math.inf, echo=print,
     import torch
 
     from banditlab.errors import RunFailed
-    from banditlab.objectives import parse_algo_args
+    from banditlab.registry.objectives import parse_algo_args
     from banditlab_llm.data import build_prompt, load_problems
     from banditlab_llm.generation import HFBackend
     from banditlab_llm.grading import Grader
-    from banditlab.threads import use_threads
+    from banditlab.plumbing.threads import use_threads
     from banditlab_llm.models import load_model, resolve_device
     from banditlab_llm.multirun import MultiRun, pass_at_1, sync
     from banditlab_llm.screen import pool_of

@@ -6,7 +6,7 @@ banditlab.reproduce. `run` writes tidy files to figures/data/llm-asymre-small/; 
 
 from pathlib import Path
 
-from banditlab.runfolder import atomic_write, is_complete
+from banditlab.plumbing.folder import atomic_write, is_complete
 
 
 def _slug(label: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from banditlab import bandits as B
+from banditlab.science import bandits as B
 from banditlab.reproduce import methods_run
 
 

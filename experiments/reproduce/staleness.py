@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from banditlab import bandits as B
+from banditlab.science import bandits as B
 from banditlab.reproduce import method
-from banditlab.runfolder import write_table
-from banditlab.simulate import run_grid
+from banditlab.plumbing.folder import write_table
+from banditlab.science.simulator import run_grid
 
 
 def run_staleness(cfg, data: Path, tick):

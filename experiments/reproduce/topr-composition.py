@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from banditlab import bandits as B
-from banditlab import theory
+from banditlab.science import bandits as B
+from banditlab.science import theory
 from banditlab.reproduce import method
-from banditlab.runfolder import write_csv
-from banditlab.simulate import run_grid
+from banditlab.plumbing.folder import write_csv
+from banditlab.science.simulator import run_grid
 
 
 def run_topr_composition(cfg, data: Path, tick):

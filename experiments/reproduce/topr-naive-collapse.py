@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from banditlab import bandits as B
+from banditlab.science import bandits as B
 from banditlab.reproduce import method, methods_run
-from banditlab.runfolder import write_arrays
+from banditlab.plumbing.folder import write_arrays
 
 
 def run_topr_naive_collapse(cfg, data: Path, tick):
@@ -25,7 +25,7 @@ def plot_topr_naive_collapse(cfg, data: Path, out: Path, plt):
     import pandas as pd
     import torch
 
-    from banditlab.objectives import taper
+    from banditlab.registry.objectives import taper
 
     pol, band = np.load(data / "policies.npz"), np.load(data / "bandit.npz")
     df = pd.read_parquet(data / "steps.parquet")

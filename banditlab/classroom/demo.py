@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bandits as B
-from . import theory
-from .errors import UsageError
+from banditlab.science import bandits as B
+from banditlab.science import theory
+from banditlab.errors import UsageError
 
 SQ3 = np.sqrt(3) / 2
 
@@ -39,8 +39,8 @@ def starts(mu: np.ndarray, n: int = 6, seed: int = 0) -> np.ndarray:
 def paths(bandit: B.Bandit, Vs, steps: int, lr: float, n_starts: int = 6, record_every: int = 0) -> np.ndarray:
     """π_t for each V and start, one vectorised run: [S, len(Vs), n_starts, K] (exact update, fixed μ), recorded
     every `record_every` steps (default: about 400 records)."""
-    from .objectives import get_objective
-    from .simulate import run_grid
+    from banditlab.registry.objectives import get_objective
+    from banditlab.science.simulator import run_grid
 
     Vs = np.atleast_1d(Vs)
     init = np.tile(starts(bandit.mu[0], n_starts), (len(Vs), 1, 1))
@@ -132,8 +132,8 @@ def has_display() -> bool:
 
 def run_demo(rewards: str, mu: str, below: float | None, above: float | None, steps: int, lr: float, out: str,
              interactive: bool, echo=print, html: str | None = None) -> Path:
-    from .plots import style
-    from .sweep import option_error, parse_floats
+    from banditlab.plots import style
+    from banditlab.sweep import option_error, parse_floats
 
     try:
         bandit = B.from_lists(parse_floats(rewards, "--rewards"), parse_floats(mu, "--mu"))
@@ -152,7 +152,7 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
         raise UsageError(f"--below: must be in [{lo:.3f}, V^μ = {vmu:.3f}), got {below}")
     if not vmu < above <= hi:
         raise UsageError(f"--above: must be in (V^μ = {vmu:.3f}, {hi:.3f}], got {above}")
-    from .safeio import writable_target
+    from banditlab.plumbing.safeio import writable_target
 
     if html is not None:
         writable_target(html, "--html")
@@ -160,7 +160,7 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
         writable_target(f"{out}.png", "--out")
     echo(explain(bandit, below, above))
     if html is not None:
-        from .demo_page import write_page
+        from banditlab.classroom.page import write_page
 
         try:
             echo(f"page: {write_page(bandit, steps, lr, below, above, Path(html))}")
@@ -174,7 +174,7 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
     if interactive:
         from matplotlib.widgets import Slider
 
-        from .plots import style
+        from banditlab.plots import style
 
         plt = style(seaborn=True, backend="TkAgg" if sys.platform.startswith("linux") else None)
 
@@ -196,7 +196,7 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
 
         redraw(below)
         plt.show()
-    from .plots import save
+    from banditlab.plots import save
 
     plt = style(seaborn=True)
     fig = draw(bandit, below, above, steps, lr, plt)

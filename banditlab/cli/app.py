@@ -1,8 +1,8 @@
 """The `banditlab` command line. Thin: every command resolves options into a config and calls the library.
 
 Each command's options are the fields of one config dataclass (SweepConfig, TrainConfig, the small ones below):
-name, default, help and range are written there once; banditlab.cliopts builds the options and their help from
-them, and banditlab.cli_docs writes docs/commands.md. Options left unset fall back to `--config FILE.toml`, then
+name, default, help and range are written there once; banditlab.cli.options builds the options and their help from
+them, and banditlab.cli.docs writes docs/commands.md. Options left unset fall back to `--config FILE.toml`, then
 to the dataclass defaults, so a TOML file and the command line can be mixed. Bad input ends with one line on stderr naming the option, and exit code 2.
 Heavy libraries (pandas, matplotlib, transformers) are imported inside the commands that need them.
 """
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import typer
 
-from .cliopts import Controls, command, make, tidy_help
-from .configfile import option
-from .errors import RunFailed, UsageError
-from .sweep import SweepConfig
-from .threads import ThreadsOption, use_threads
+from banditlab.cli.options import Controls, command, make, tidy_help
+from banditlab.cli.configfile import option
+from banditlab.errors import RunFailed, UsageError
+from banditlab.sweep import SweepConfig
+from banditlab.plumbing.threads import ThreadsOption, use_threads
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Controlled experiments on off-policy REINFORCE (AsymRE, TOPR, REC).")
@@ -34,7 +34,7 @@ def version() -> str:
     except PackageNotFoundError:
         import tomllib
 
-        source = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        source = Path(__file__).resolve().parents[2] / "pyproject.toml"
         return tomllib.loads(source.read_text())["project"]["version"]
 
 
@@ -104,12 +104,12 @@ class AlgosConfig:
 @command(app, SweepConfig, Controls)
 def sweep(options: dict, controls: dict):
     """Sweep the baseline of an off-policy objective on a bandit; print the table, write tidy files and a figure."""
-    from .configfile import merged_config
-    from .sweep import format_table, run_sweep
+    from banditlab.cli.configfile import merged_config
+    from banditlab.sweep import format_table, run_sweep
 
     ctl = make(Controls, controls)
     cfg = merged_config(SweepConfig, ctl.config or None, options, section="sweep")
-    folder = run_sweep(cfg, progress=ctl.progress)  # sets the threads (banditlab.threads)
+    folder = run_sweep(cfg, progress=ctl.progress)  # sets the threads (banditlab.plumbing.threads)
     typer.echo(format_table(folder))
 
 
@@ -118,7 +118,7 @@ def merge_cmd(options: dict, threads: dict):
     """Join sharded sweep folders into one run folder, equal to the unsharded run's; print its table."""
     from pathlib import Path
 
-    from .sweep import format_table, merge
+    from banditlab.sweep import format_table, merge
 
     cfg = make(MergeConfig, options)
     use_threads(make(ThreadsOption, threads).threads)
@@ -130,9 +130,9 @@ def theory(options: dict, controls: dict):
     """Print the closed-form limit (Theorem 4.2) for a bandit and baseline range, instantly, without simulating."""
     import numpy as np
 
-    from . import theory as T
-    from .configfile import merged_config
-    from .sweep import make_bandit, parse_range
+    from banditlab.science import theory as T
+    from banditlab.cli.configfile import merged_config
+    from banditlab.sweep import make_bandit, parse_range
 
     cfg = merged_config(SweepConfig, make(Controls, controls).config or None, options, section="sweep")
     use_threads(cfg.threads)
@@ -168,7 +168,7 @@ def plot(options: dict, threads: dict):
     curves of LLM runs, several overlaid (reward, accuracy, entropy, ratio range, KL, throughput)."""
     from pathlib import Path
 
-    from .runfolder import kind_of
+    from banditlab.plumbing.folder import kind_of
 
     cfg = make(PlotConfig, options)
     use_threads(make(ThreadsOption, threads).threads)
@@ -188,14 +188,14 @@ def plot(options: dict, threads: dict):
     if out and not llm:
         raise UsageError("--out: names the LLM curves file, and no RUN_DIR is an LLM run; a sweep's figure is "
                          "redrawn in its own folder (RUN_DIR/sweep.png)")
-    from .safeio import writable_target
+    from banditlab.plumbing.safeio import writable_target
 
     for p in folders:  # a sweep's figure is redrawn inside its folder
         if kinds[p] == "sweep":
             writable_target(p / "sweep.png", "RUN_DIR")
     if llm and out:
         writable_target(f"{out}.png", "--out")
-    from .plots import read_metrics
+    from banditlab.plots import read_metrics
 
     for p in llm:
         if not any(isinstance(r, dict) and isinstance(r.get("step"), (int, float)) and r["step"] >= 1
@@ -204,7 +204,7 @@ def plot(options: dict, threads: dict):
                              "draw")
     files = []
     try:
-        from .plots import plot_llm_runs, plot_sweep
+        from banditlab.plots import plot_llm_runs, plot_sweep
 
         for p in folders:
             if kinds[p] == "sweep":
@@ -224,7 +224,7 @@ def reproduce(options: dict, threads: dict):
     redraw them from figures/data/ID/, without running)."""
     from pathlib import Path
 
-    from .reproduce import BANDIT_EXPERIMENTS, CONFIGS, EXPERIMENTS, reproduce as run
+    from banditlab.reproduce import BANDIT_EXPERIMENTS, CONFIGS, EXPERIMENTS, reproduce as run
 
     c = make(ReproduceConfig, options)
     if c.list_:
@@ -244,7 +244,7 @@ def reproduce(options: dict, threads: dict):
 @command(app, DemoConfig, ThreadsOption)
 def demo(options: dict, threads: dict):
     """The classroom demo: the V-versus-V^μ phase transition on a 3-armed bandit, explained with numbers."""
-    from .demo import run_demo
+    from banditlab.classroom.demo import run_demo
 
     c = make(DemoConfig, options)
     use_threads(make(ThreadsOption, threads).threads)
@@ -255,10 +255,10 @@ def demo(options: dict, threads: dict):
 @command(app, AlgosConfig)
 def algos(options: dict):
     """List the objective registry with each objective's parameters."""
-    from .objectives import OBJECTIVES
+    from banditlab.registry.objectives import OBJECTIVES
 
     if make(AlgosConfig, options).references:
-        from .references import markdown
+        from banditlab.registry.references import markdown
 
         typer.echo(markdown())
         return
@@ -276,7 +276,7 @@ def _mount_plugins() -> None:
     from pathlib import Path
 
     found = list(entry_points(group="banditlab.commands"))
-    source = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    source = Path(__file__).resolve().parents[2] / "pyproject.toml"
     if not found and source.exists():  # run from a source checkout that is not installed (PYTHONPATH only)
         import tomllib
 
@@ -317,7 +317,7 @@ def _working_directory() -> None:
 
 def _os_error(e: OSError) -> tuple[str, int]:
     """The one line and exit code for a failed read or write: a full disk, a read-only or forbidden path."""
-    from .runfolder import is_disk_full
+    from banditlab.plumbing.folder import is_disk_full
 
     where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
     if is_disk_full(e):
@@ -327,7 +327,7 @@ def _os_error(e: OSError) -> tuple[str, int]:
 
 
 def click_command():
-    """The click command tree of `banditlab`, with its help tidied (banditlab.cliopts.tidy_help)."""
+    """The click command tree of `banditlab`, with its help tidied (banditlab.cli.options.tidy_help)."""
     cmd = typer.main.get_command(app)
     tidy_help(cmd)
     return cmd
@@ -356,7 +356,7 @@ def _repeated_option(cmd, argv: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from .runfolder import Interrupted
+    from banditlab.plumbing.folder import Interrupted
 
     _working_directory()
     cmd = click_command()
@@ -365,12 +365,12 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"banditlab: error: {twice}: the same option given twice; give it once", err=True)
         sys.exit(2)
     try:
-        from .progress import check_settings
+        from banditlab.plumbing.progress import check_settings
 
         check_settings()
         code = cmd.main(args=argv, prog_name="banditlab", standalone_mode=False)
         if code == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word
-            from .runfolder import STOPPED
+            from banditlab.plumbing.folder import STOPPED
 
             typer.echo(f"banditlab: {STOPPED[-1] if STOPPED else 'interrupted'}", err=True)
     except typer.Exit as e:

@@ -22,7 +22,7 @@ import stat
 import warnings
 from pathlib import Path
 
-from .errors import UsageError
+from banditlab.errors import UsageError
 
 MiB = 2**20
 TEXT_LIMIT = 64 * MiB          # configs, bandit files, JSONL datasets (GSM8K train is 4 MiB)

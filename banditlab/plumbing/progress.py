@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from .errors import UsageError
+from banditlab.errors import UsageError
 
 SECONDS = 30.0  # default interval between two plain progress lines (BANDITLAB_PROGRESS_SECONDS)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bandits as B
-from . import theory
-from .svg import COLORS, NOW_COLOR, VMU_COLOR, Chart, esc, frame_group, linear_ticks, svg
+from banditlab.science import bandits as B
+from banditlab.science import theory
+from banditlab.classroom.svg import COLORS, NOW_COLOR, VMU_COLOR, Chart, esc, frame_group, linear_ticks, svg
 
 SUPPORT_EPS = theory.SUPPORT_EPS                # an arm is in the support when π(a) ≥ this (as in the simulator)
 REC_OFFSETS = np.arange(-25, 16) * 0.02         # (V − V^μ) / (max r − min r) at the slider's positions, 3 arms
@@ -42,7 +42,7 @@ def fmt(p) -> str:
 # ------------------------------------------------------------------------------------------------ 3 arms
 def three_arm_data(bandit: B.Bandit, steps: int, lr: float, n_starts: int = 6) -> dict:
     """π_t from `n_starts` starts at every slider V (one vectorised exact run), and Theorem 4.2's limits."""
-    from .demo import paths
+    from banditlab.classroom.demo import paths
 
     mu, r = bandit.mu[0], bandit.means[0]
     vmu = bandit.v_mu_total
@@ -62,7 +62,7 @@ def three_arm_data(bandit: B.Bandit, steps: int, lr: float, n_starts: int = 6) -
 
 def simplex_xy(p):
     """Barycentric → the triangle's box: arm 1 bottom left, arm 2 bottom right, arm 3 on top."""
-    from .demo import to_xy
+    from banditlab.classroom.demo import to_xy
 
     x, y = to_xy(np.asarray(p))
     return 50 + 340 * x, 340 - 340 * y
@@ -181,8 +181,8 @@ def three_arm_section(d: dict, shown: int, above: int) -> str:
 # ------------------------------------------------------------------------------------------------ 100 arms
 def paper_data(lr: float, steps: int = PAPER_STEPS) -> dict:
     """J(π_t) from π₀ = μ at every slider V (one exact run), π_T, and Theorem 4.2's J and support against V."""
-    from .objectives import get_objective
-    from .simulate import run_grid
+    from banditlab.registry.objectives import get_objective
+    from banditlab.science.simulator import run_grid
 
     b = B.paper(noise="none")
     mu, r, vmu = b.mu[0], b.means[0], b.v_mu_total
@@ -372,7 +372,7 @@ slider's precomputed frame.</footer>
 
 def write_page(bandit: B.Bandit, steps: int, lr: float, below: float, above: float, path: Path) -> Path:
     """Write the page atomically (`runfolder.atomic_write`)."""
-    from .runfolder import atomic_write
+    from banditlab.plumbing.folder import atomic_write
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

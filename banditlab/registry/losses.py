@@ -1,4 +1,4 @@
-"""The loss functions of the objective registry (`banditlab.objectives`), each with its formula, paper and
+"""The loss functions of the objective registry (`banditlab.registry.objectives`), each with its formula, paper and
 equation in its docstring, and its parameters' ranges, linearity in log π and row weights declared beside it."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from .batch import Batch, _clip_window, _group_spread, _per_token, aggregate, mismatch_weight, ratio, safe_exp
+from banditlab.registry.batch import Batch, _clip_window, _group_spread, _per_token, aggregate, mismatch_weight, ratio, safe_exp
 
 # -------------------------------------------------------------------------------------------- objectives
 # An objective is `fn(batch, a, <its own parameters>, agg)` → (loss, clipped): `a` the per-sample advantage of

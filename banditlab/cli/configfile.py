@@ -1,5 +1,5 @@
 """Config fields and config files. `option` declares a field of a command's config dataclass with its help, range
-and command-line spelling (banditlab.cliopts turns the fields into the command's options); `check_ranges` enforces
+and command-line spelling (banditlab.cli.options turns the fields into the command's options); `check_ranges` enforces
 the ranges; `merged_config` is the one reader for `banditlab sweep --config` and `banditlab llm train --config`.
 
 A TOML file holds any fields of the config dataclass (dashes or underscores), optionally under a [section]
@@ -13,7 +13,7 @@ import math
 import tomllib
 from dataclasses import MISSING, field, fields
 
-from .errors import UsageError
+from banditlab.errors import UsageError
 
 
 def option(default=MISSING, help: str = "", lo=None, hi=None, lo_open: bool = False, hi_open: bool = False, *,
@@ -24,7 +24,7 @@ def option(default=MISSING, help: str = "", lo=None, hi=None, lo_open: bool = Fa
     `outside` hint where a value out of range has another spelling) and how the command line spells it: `name`
     (default --field-name), `flag` for a boolean ("--offline/--online"), `shown` for the default of a text field
     whose empty value means something ("the hub"), `argument` for a positional argument, `cli=False` for a
-    config-file key with no option. banditlab.cliopts builds the options from these."""
+    config-file key with no option. banditlab.cli.options builds the options from these."""
     meta = {"help": help, "flag": flag, "name": name, "shown": shown, "argument": argument, "metavar": metavar,
             "cli": cli, "outside": outside}
     if lo is not None or hi is not None:
@@ -80,7 +80,7 @@ def check_ranges(cfg) -> None:
 
 def read_toml(path: str, section: str | None = None) -> dict:
     """The keys of a TOML config: its [section] table, or its top level when it has no such table (not both)."""
-    from .safeio import read_text
+    from banditlab.plumbing.safeio import read_text
 
     try:
         data = tomllib.loads(read_text(path, "--config"))

@@ -7,7 +7,7 @@ every row against the paper's formula written as plain loops; tests/test_parity_
 .ci/parity with the pinned releases installed, checks every claim against the peer's own function and writes
 the largest differences it measured to `MEASURED` (banditlab/parity_measured.json), which the table prints.
 `banditlab algos --references` prints the table and docs/objectives.md embeds the same text (a test keeps the
-two equal; `python -m banditlab.references --write-docs` rewrites the embedded copy).
+two equal; `python -m banditlab.registry.references --write-docs` rewrites the embedded copy).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 PEERS = {"trinity": ("trinity-rft", "0.6.0", "Trinity-RFT"), "verl": ("verl", "0.9.1", "verl"),
          "trl": ("trl", "1.16.0", "TRL")}
 MEASURED = Path(__file__).with_name("parity_measured.json")
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "objectives.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "objectives.md"
 
 
 @dataclass(frozen=True)
@@ -253,6 +253,6 @@ def write_docs() -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write-docs"]:
-        print("usage: python -m banditlab.references --write-docs", file=sys.stderr)
+        print("usage: python -m banditlab.registry.references --write-docs", file=sys.stderr)
         sys.exit(2)
     write_docs()

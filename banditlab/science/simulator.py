@@ -2,7 +2,7 @@
 
 All runs (seeds × baselines × any swept objective parameter) live in one tensor of logits [R, C, K]
 (runs × contexts × arms) and take one step together: a step is one call of a registry objective
-(`banditlab.objectives`) on a `Batch` of log π, whose gradient G = ∂ℓ/∂log π goes through the softmax chain rule
+(`banditlab.registry.objectives`) on a `Batch` of log π, whose gradient G = ∂ℓ/∂log π goes through the softmax chain rule
 by hand, ∂ℓ/∂l = G − π Σ G, and plain SGD on the logits, l ← l − η ∂ℓ/∂l (`logit_grad`). Objectives linear in
 log π reuse G while the behaviour is unchanged (`_fast_step`); `SimConfig.grad = "autograd"` differentiates the
 whole step instead, the reference the tests compare with to 1e-12. A grid can be one shard of a larger grid
@@ -43,9 +43,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .bandits import Bandit
-from .objectives import Batch, Objective
-from .theory import SUPPORT_EPS
+from banditlab.science.bandits import Bandit
+from banditlab.registry.objectives import Batch, Objective
+from banditlab.science.theory import SUPPORT_EPS
 
 METRICS = ("expected_reward", "v_mu", "entropy", "support_size", "kl_mu_pi", "p_best", "min_logit", "loss")
 
@@ -111,7 +111,7 @@ def _machine() -> str:
 
 
 def _memo_path():
-    from .safeio import cache_dir
+    from banditlab.plumbing.safeio import cache_dir
 
     return cache_dir() / "kernels.json"
 

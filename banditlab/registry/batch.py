@@ -1,6 +1,6 @@
 """What every objective shares: the `Batch` data contract, the advantage, importance ratios and aggregation.
 
-The objectives themselves are in `banditlab.losses`, their registry in `banditlab.objectives` (which re-exports
+The objectives themselves are in `banditlab.registry.losses`, their registry in `banditlab.registry.objectives` (which re-exports
 everything here); see that module's docstring for the data contract's fields.
 """
 

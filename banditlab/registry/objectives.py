@@ -1,8 +1,8 @@
 """The objective registry: every off-policy REINFORCE loss of the papers and frameworks, written once.
 
-Both the bandit simulator (`banditlab.simulate`) and the LLM trainer (`llm.train`) build a `Batch` and call
-an objective from `OBJECTIVES`. The formulas live in `banditlab.losses` (the pieces they share in
-`banditlab.batch`) and in no other file; this module re-exports both.
+Both the bandit simulator (`banditlab.science.simulator`) and the LLM trainer (`llm.train`) build a `Batch` and call
+an objective from `OBJECTIVES`. The formulas live in `banditlab.registry.losses` (the pieces they share in
+`banditlab.registry.batch`) and in no other file; this module re-exports both.
 
 Data contract (`Batch`):
     logp      log π(y)   differentiable; shape [..., N] (one action per sample) or [..., N, T] (tokens, with mask)
@@ -36,10 +36,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from .batch import (ADVANTAGE, AGGREGATIONS, BASELINES, RATIO_LEVELS, SINGLETONS, STDS, TIES, Batch,  # noqa: F401
+from banditlab.registry.batch import (ADVANTAGE, AGGREGATIONS, BASELINES, RATIO_LEVELS, SINGLETONS, STDS, TIES, Batch,  # noqa: F401
                     advantage, advantage_args, aggregate, mismatch_weight, ratio, safe_exp)
-from .errors import UsageError
-from .losses import (INF, at_least, between, gmpo, loss, m2po, m2po_mask, ppo, rec, rec_mask,  # noqa: F401
+from banditlab.errors import UsageError
+from banditlab.registry.losses import (INF, at_least, between, gmpo, loss, m2po, m2po_mask, ppo, rec, rec_mask,  # noqa: F401
                      reinforce, sapo, sft, taper, tapered)
 
 # ----------------------------------------------------------------------------------------------- registry

@@ -182,8 +182,8 @@ def limit_for_run(bandit, run: dict, objective, offset: float) -> dict:
     per context and averaged with p(x); NaN where the theorem does not apply (not REINFORCE/AsymRE, a std-normalised
     or RED-Drop advantage, or a behaviour that moves). A sampled group-mean baseline r̄_G + δV has the limit of the
     fixed baseline V^μ + δV·G/(G − 1) (`group_baseline_offset`)."""
-    from .objectives import reinforce
-    from .simulate import Behavior
+    from banditlab.registry.objectives import reinforce
+    from banditlab.science.simulator import Behavior
 
     p = objective.params
     beh = Behavior.parse(run["behavior"])

@@ -1,5 +1,5 @@
 """Command-line options built from config dataclasses: a field's name, default, help and range are written once,
-in the dataclass (`banditlab.configfile.option`), and every command's options, its `--help` and docs/commands.md
+in the dataclass (`banditlab.cli.configfile.option`), and every command's options, its `--help` and docs/commands.md
 are made from them.
 
     @command(app, SweepConfig, Controls)
@@ -18,7 +18,7 @@ from typing import List, Optional
 
 import typer
 
-from .configfile import default_of, merged_config, option, option_name
+from banditlab.cli.configfile import default_of, merged_config, option, option_name
 
 @dataclass
 class Controls:
@@ -102,7 +102,7 @@ def command(app: typer.Typer, *specs, name: str | None = None):
         run.__signature__ = inspect.Signature(params)
         run.__annotations__ = {p.name: p.annotation for p in params}
         run.__name__, run.__doc__, run.__module__ = fn.__name__, fn.__doc__, fn.__module__
-        run.specs = specs  # for banditlab.cli_docs
+        run.specs = specs  # for banditlab.cli.docs
         app.command(name)(run)
         return fn
 

@@ -20,7 +20,7 @@
 Figures are not written atomically (a rerun redraws them before the marker), nor appended metrics rows
 (`llm.train.read_metrics` drops a last row cut short). The stop handlers stay installed until the run has written
 its marker. The lock is released by the operating system when the process ends, even after kill -9. Folders written
-before run kinds existed are recognised by their config.json's keys. Progress bars: banditlab.progress.Bar.
+before run kinds existed are recognised by their config.json's keys. Progress bars: banditlab.plumbing.progress.Bar.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import signal
 import time
 from pathlib import Path
 
-from .errors import UsageError
+from banditlab.errors import UsageError
 
 KINDS = ("sweep", "llm-train")
 MARKER = "DONE"
@@ -272,7 +272,7 @@ def jsonable(x):
 
 def read_record(folder: Path) -> dict | None:
     """The run record in `folder`/config.json (None: there is none); UsageError if it is unreadable."""
-    from .safeio import read_text
+    from banditlab.plumbing.safeio import read_text
 
     f = Path(folder) / "config.json"
     if not f.exists():
@@ -385,7 +385,7 @@ def check_claim(out: Path | str | None, kind: str, name: tuple = ()) -> Path:
     """The folder `claim` would take, with everything it would refuse found without creating or locking
     anything (for a command with slow work, loading a model, before it claims): a file in the way, a folder
     that cannot be written, or one holding another kind of run or other files."""
-    from .safeio import check_path
+    from banditlab.plumbing.safeio import check_path
 
     target = check_path(out or default_name(*name), "--out")
     if out and target.is_dir():

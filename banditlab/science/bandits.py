@@ -165,8 +165,8 @@ def from_toml(path: str | Path) -> Bandit:
     sit under one [bandit] table instead of the top level (not both). Unknown keys, wrong types (a boolean is
     not a number) and conflicting keys are refused with the key's name.
     """
-    from .errors import UsageError
-    from .safeio import read_text
+    from banditlab.errors import UsageError
+    from banditlab.plumbing.safeio import read_text
 
     path = Path(path)
     try:

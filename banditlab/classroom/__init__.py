@@ -1,0 +1,1 @@
+"""The classroom demonstration: the simulations, the HTML page and its SVG charts."""

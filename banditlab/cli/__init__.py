@@ -1,0 +1,1 @@
+"""The command line: the typer app, its options, config files and generated docs."""

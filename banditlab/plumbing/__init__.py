@@ -1,0 +1,1 @@
+"""Run plumbing: run folders and their one protocol, safe reading and writing, progress, threads."""

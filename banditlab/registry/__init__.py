@@ -1,0 +1,1 @@
+"""The objective registry: batches, advantages, losses, the named objectives and their references."""

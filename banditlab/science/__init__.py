@@ -1,0 +1,1 @@
+"""The bandit science: bandit problems, behaviour policies, the theory and the simulator."""
