@@ -15,7 +15,6 @@ Hub loading needs the `datasets` package and network access; tests use the local
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,10 @@ def gsm8k_gold(solution: str) -> str:
     """The final answer of a GSM8K worked solution: the text after '####', without thousands separators."""
     if "####" not in solution:
         raise DataError("GSM8K answer has no '#### N' final line")
-    return solution.split("####")[-1].strip().replace(",", "")
+    gold = solution.split("####")[-1].strip().replace(",", "")
+    if not gold:
+        raise DataError("GSM8K answer's '####' line is empty")
+    return gold
 
 
 def last_boxed(text: str) -> str | None:
@@ -58,45 +60,26 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def _unique_keys(pairs: list) -> dict:
-    """A JSON object whose keys are distinct: json.loads would keep the last of two, silently."""
-    keys = [k for k, _ in pairs]
-    dup = sorted({k for k in keys if keys.count(k) > 1})
-    if dup:
-        raise ValueError(f"field {dup[0]!r} is given twice")
-    return dict(pairs)
-
-
-def _no_constant(name: str):
-    """NaN and Infinity are not JSON (Python's reader accepts them); refused."""
-    raise ValueError(f"{name} is not a JSON value")
-
-
 def read_jsonl(path: str | Path, option: str = "--data-path") -> list[dict]:
+    """The rows of a JSON-lines file, each through the one strict JSON reader (`safeio.parse_json`: NaN,
+    overflowing numbers, repeated keys and text that is not UTF-8 are refused, naming the file and line)."""
     from banditlab.errors import UsageError
-    from banditlab.plumbing.safeio import read_text
+    from banditlab.plumbing.safeio import parse_json, read_text
 
+    rows = []
     try:
         text = read_text(path, option)
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                rows.append((n, parse_json(line, f"{option}: {path} line {n}")))
     except UsageError as err:
         raise DataError(str(err)) from None
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-        except (json.JSONDecodeError, RecursionError) as err:
-            raise DataError(f"{option}: {path} line {n} is not valid JSON ({getattr(err, 'msg', 'nested too deeply')})"
-                            ) from None
-        except ValueError as err:  # a key given twice, NaN or Infinity
-            raise DataError(f"{option}: {path} line {n}: {err}") from None
+    for n, row in rows:
         if not isinstance(row, dict):
             raise DataError(f"{option}: {path} line {n} is not a JSON object")
-        rows.append(row)
     if not rows:
         raise DataError(f"{option}: {path} holds no rows")
-    return rows
+    return [row for _, row in rows]
 
 
 def _from_rows(rows: list[dict], dataset: str, where: str) -> list[Problem]:
@@ -123,8 +106,8 @@ def _from_rows(rows: list[dict], dataset: str, where: str) -> list[Problem]:
                 ans = raw or (last_boxed(sol) if isinstance(sol, str) else None)
                 if isinstance(ans, (int, float)):
                     ans = str(ans)
-                if not ans:
-                    raise DataError("no 'answer' field and no \\boxed{} in 'solution'")
+                if not ans or not str(ans).strip():
+                    raise DataError("no 'answer' (or a blank one) and no \\boxed{} in 'solution'")
                 out.append(Problem(str(row.get("unique_id", row.get("id", n))), row["problem"], str(ans)))
         except KeyError as err:
             raise DataError(f"{where} row {n}: missing field {err.args[0]!r}") from None

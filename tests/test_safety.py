@@ -438,21 +438,24 @@ def test_a_crafted_adapter_never_runs_and_gives_one_line(command, tmp_path, llm_
 
 
 JSON_ITEM = st.sampled_from(['"question": "1+1?"', '"answer": "#### 2"', '"id": "a"', '"id": NaN',
-                            '"answer": Infinity', '"question": "2+2?"', '"id": -Infinity'])
+                            '"answer": Infinity', '"question": "2+2?"', '"id": -Infinity', '"answer": 1e999999',
+                            '"id": -1e400', '"id": 1e308', '"question": "\\ud800?"', '"id": "\\u00e9\\ud83d\\ude00"'])
+NOT_DATA = ("NaN", "Infinity", "1e999999", "-1e400", "\\ud800?")  # what the one strict JSON reader refuses
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(items=st.lists(JSON_ITEM, min_size=1, max_size=5))
 def test_jsonl_lines_are_read_exactly_or_refused_with_their_line(items, tmp_path):
-    """A JSONL line is read with every key it has, once: a key given twice (json keeps the last, silently) and
-    NaN/Infinity (not JSON) are refused naming the line."""
+    """A JSONL line is read with every key it has, once: a key given twice (json keeps the last, silently),
+    NaN/Infinity (not JSON), numbers that overflow to ±inf and a lone surrogate (not text) are refused naming the
+    line; a surrogate pair (one emoji) and 1e308 are read."""
     from banditlab_llm.data import DataError, read_jsonl
 
     line = "{" + ", ".join(items) + "}"
     path = tmp_path / "d.jsonl"
     path.write_text(line + "\n")
     keys = [i.split(":")[0].strip('"') for i in items]
-    bad = len(set(keys)) < len(keys) or any(c in line for c in ("NaN", "Infinity"))
+    bad = len(set(keys)) < len(keys) or any(c in line for c in NOT_DATA)
     try:
         rows = read_jsonl(path)
     except DataError as err:

@@ -7,6 +7,12 @@
                                         from `stat`, before anything opens them (a FIFO would block, /dev/zero
                                         would read forever)
     read_text(path, option, limit)      its UTF-8 text, read with the limit
+    parse_json(text, where)             strict JSON: NaN/Infinity, numbers that overflow to ±inf (1e999), a key
+                                        given twice, and text that cannot be encoded (a lone surrogate such as
+                                        "\\ud800") are refused; every data file the tool reads goes through it
+    read_json(path, option, limit)      read_text + parse_json
+    check_text(text, where)             text that encodes as UTF-8 (refused otherwise: a lone surrogate, or a
+                                        command-line argument that was not UTF-8)
     cache_dir()                         where rebuildable files are kept: $BANDITLAB_CACHE, else ~/.cache/banditlab
     load_tensors(path, option, hint)    torch.load(weights_only=True): tensors, numbers, strings, lists, tuples and
                                         dicts only. A pickle that names any other global (a payload such as
@@ -87,6 +93,81 @@ def read_text(path, option: str, limit: int = TEXT_LIMIT) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise UsageError(f"{option}: {p} is not UTF-8 text") from None
+
+
+class JSONRefused(ValueError):
+    """A JSON document that parses in Python but is not data the tool accepts (the message says why)."""
+
+
+def _unique_keys(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise JSONRefused(f"field {dup[0]!r} is given twice")
+    return dict(pairs)
+
+
+def _no_constant(name: str):
+    raise JSONRefused(f"{name} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    x = float(text)
+    if x in (float("inf"), float("-inf")):
+        raise JSONRefused(f"the number {text[:40]} overflows (not a finite number)")
+    return x
+
+
+def _encodable(x) -> None:
+    stack = [x]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            check_text(v, "")
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
+def check_text(text: str, where: str) -> str:
+    """`text`, refused (UsageError naming `where`) when it cannot be encoded as UTF-8: a lone surrogate from a JSON
+    escape, or a command-line argument or file name that was not UTF-8 (Python keeps those as surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = text[err.start:err.end].encode("utf-8", "surrogateescape" if "\udc80" <= text[err.start] <= "\udcff"
+                                             else "backslashreplace")
+        raise UsageError(f"{where + ': ' if where else ''}text that is not valid UTF-8 ({bad!r} at character "
+                         f"{err.start})") from None
+    return text
+
+
+def parse_json(text: str, where: str):
+    """`text` as JSON, strictly (see the module's docstring); a refusal is a UsageError naming `where`."""
+    import json
+
+    try:
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite,
+                           parse_int=lambda s: _finite(s) if len(s) > 300 else int(s))
+        _encodable(value)
+        return value
+    except json.JSONDecodeError as err:
+        raise UsageError(f"{where}: not valid JSON ({err.msg}, line {err.lineno} column {err.colno})") from None
+    except RecursionError:
+        raise UsageError(f"{where}: not valid JSON (nested too deeply)") from None
+    except JSONRefused as err:
+        raise UsageError(f"{where}: {err}") from None
+    except UsageError as err:
+        raise UsageError(f"{where}: {str(err)}") from None
+    except ValueError as err:  # int() of a number with more than 4300 digits
+        raise UsageError(f"{where}: {str(err)[:120]}") from None
+
+
+def read_json(path, option: str, limit: int = TEXT_LIMIT):
+    """The JSON document in the regular file `path` (read_text, then parse_json)."""
+    return parse_json(read_text(path, option, limit), f"{option}: {path}")
 
 
 def load_tensors(path, option: str, hint: str = "delete it to start over"):
