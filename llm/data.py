@@ -171,7 +171,16 @@ def load_problems(dataset: str, split: str = "train", path: str | None = None, n
 
 def check_length(question: str) -> None:
     """Every question the tool prompts with, from a dataset row or the command line, is capped: one step's work
-    grows with its length (a 1,000,000-character question ran for minutes at gigabytes)."""
+    grows with its length (a 1,000,000-character question ran for minutes at gigabytes); and it is text a tokenizer
+    can take (UTF-8: a lone surrogate or a command-line argument that was not UTF-8 is refused here, before
+    anything is written)."""
+    from banditlab.errors import UsageError
+    from banditlab.plumbing.safeio import check_text
+
+    try:
+        check_text(question, "")
+    except UsageError as err:
+        raise DataError(f"the question holds {str(err)}") from None
     if len(question) > MAX_QUESTION_CHARS:
         raise DataError(f"the question is {len(question):,} characters, over the {MAX_QUESTION_CHARS:,} limit")
 

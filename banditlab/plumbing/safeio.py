@@ -1,6 +1,7 @@
 """Reading files back safely: regular files only, a size limit, and never code.
 
-    check_path(path, option)            a path the operating system can hold (length, depth), refused otherwise
+    check_path(path, option)            a path the operating system can hold (length, depth) and that is UTF-8
+                                        text (the run record names it), refused otherwise
     writable_target(path, option)       a file path the command will be able to write: not a folder, under a
                                         writable folder (checked before the work, not after it)
     regular_file(path, option, limit)   a regular file under `limit` bytes; pipes, devices and folders are refused
@@ -39,8 +40,11 @@ PATH_MAX, DEPTH_MAX = 4096, 256
 def check_path(path, option: str) -> Path:
     """`path` as a Path, refused when it is longer or deeper than a file system holds."""
     text = os.fspath(path)
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
     if "\0" in text:
         raise UsageError(f"{option}: the path contains a NUL byte")
+    check_text(text, f"{option}: the path")  # a name that is not UTF-8 could not be written into the run record
     if len(text) > PATH_MAX or len(Path(text).parts) > DEPTH_MAX:
         raise UsageError(f"{option}: path too long or too deep ({len(text)} characters, {len(Path(text).parts)} "
                          f"parts; at most {PATH_MAX} and {DEPTH_MAX})")
