@@ -118,29 +118,35 @@ def parse_floats(text: str, option: str) -> list[float]:
 
 
 def parse_range(text: str, option: str = "--baseline", default_num: int = 21) -> np.ndarray:
-    """START:STOP[:NUM] (inclusive, NUM points), a comma list, or one number."""
+    """START:STOP[:NUM] (inclusive, NUM points), a comma list, or one number; values are rounded to 10 decimals
+    and must be distinct however they are written (a range whose points round to one value, `0:0:5`, is refused
+    as a list naming a value twice is: one run per value, never copies pooled as if they were seeds)."""
     if ":" not in text:
-        vals = parse_floats(text, option)
-        if len(set(vals)) < len(vals):
-            raise UsageError(f"{option}: {text!r} lists a value twice")
-        return np.array(vals)
-    parts = text.split(":")
-    try:
-        if len(parts) not in (2, 3):
-            raise ValueError
-        start, stop = float(parts[0]), float(parts[1])
-        num = int(parts[2]) if len(parts) == 3 else default_num
-    except ValueError:
-        raise UsageError(f"{option}: expected START:STOP[:NUM], got {text!r}") from None
-    if not (np.isfinite(start) and np.isfinite(stop)):
-        raise UsageError(f"{option}: range ends must be finite, got {text!r}")
-    if start > stop:
-        raise UsageError(f"{option}: range is reversed ({start} > {stop})")
-    if num > 10_000:
-        raise UsageError(f"{option}: at most 10,000 points, got {num}")
-    if num < 1 or (num == 1 and start != stop):
-        raise UsageError(f"{option}: NUM must be ≥ 2 for a range, got {num}")
-    return np.round(np.linspace(start, stop, num), 10) + 0.0  # no "-0.0"
+        vals = np.round(np.array(parse_floats(text, option)), 10) + 0.0
+    else:
+        parts = text.split(":")
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError
+            start, stop = float(parts[0]), float(parts[1])
+            num = int(parts[2]) if len(parts) == 3 else default_num
+        except ValueError:
+            raise UsageError(f"{option}: expected START:STOP[:NUM], got {text!r}") from None
+        if not (np.isfinite(start) and np.isfinite(stop)):
+            raise UsageError(f"{option}: range ends must be finite, got {text!r}")
+        if start > stop:
+            raise UsageError(f"{option}: range is reversed ({start} > {stop})")
+        if num > 10_000:
+            raise UsageError(f"{option}: at most 10,000 points, got {num}")
+        if num < 1 or (num == 1 and start != stop):
+            raise UsageError(f"{option}: NUM must be ≥ 2 for a range, got {num}")
+        vals = np.round(np.linspace(start, stop, num), 10) + 0.0  # no "-0.0"
+    ordered = np.sort(vals)
+    twice = ordered[1:][np.diff(ordered) == 0]
+    if twice.size:
+        raise UsageError(f"{option}: {text!r} gives the value {twice[0]:g} more than once (values are rounded to "
+                         "10 decimals); give distinct values")
+    return vals
 
 
 # the fields a bandit's checks name, by the command-line option that sets each

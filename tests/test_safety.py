@@ -480,6 +480,45 @@ def test_number_lists_are_read_item_by_item_or_refused(items):
     assert vals == [float(i) for i in items]
 
 
+NUMBER = st.sampled_from(["0", "0.25", "-0.5", "1e-11", "1e-320", "2e-320", "0.1", "0.1000000000001"])
+
+
+@settings(max_examples=120, deadline=None)
+@given(form=st.sampled_from(["list", "range"]), items=st.lists(NUMBER, min_size=1, max_size=4),
+       num=st.integers(1, 6))
+def test_baselines_are_distinct_however_they_are_written(form, items, num):
+    """A list or a START:STOP:NUM range of baselines gives distinct values (rounded to 10 decimals, the precision
+    of the sweep's table) or is refused naming --baseline: never one baseline run several times and pooled."""
+    from banditlab.errors import UsageError
+    from banditlab.sweep import parse_range
+
+    text = ",".join(items) if form == "list" else f"{items[0]}:{items[-1]}:{num}"
+    try:
+        vals = parse_range(text)
+    except UsageError as err:
+        assert str(err).startswith("--baseline:") and len(str(err).splitlines()) == 1
+        rounded = [round(float(i), 10) for i in items]
+        if form == "list":
+            assert len(set(rounded)) < len(rounded)
+        return
+    assert len(set(vals.tolist())) == len(vals)
+    if form == "list":
+        assert vals.tolist() == [round(float(i), 10) + 0.0 for i in items]
+
+
+@pytest.mark.parametrize("where", ["option", "config"])
+def test_a_range_of_one_repeated_baseline_is_refused_by_sweep_and_theory(where, tmp_path):
+    """`0:0:5` through the option or a config file: refused in one line by sweep and theory, nothing written."""
+    args = ["--baseline", "0:0:5"]
+    if where == "config":
+        (tmp_path / "c.toml").write_text('baseline = "0:0:5"\n')
+        args = ["--config", str(tmp_path / "c.toml")]
+    for command in (["sweep", "--out", str(tmp_path / "run"), "--steps", "5"], ["theory"]):
+        code, _, err = cli(command + args)
+        assert one_line(code, err) and "--baseline" in err and "more than once" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 REPRO_KEYS = ["V", "exact_steps", "sampled_steps", "sampled_seeds", "batch", "lr", "exact_step"]
 
 
