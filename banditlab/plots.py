@@ -55,9 +55,12 @@ def save(fig, path: Path) -> list[Path]:
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".png", ".pdf") else path
     png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
+    from banditlab.plumbing.folder import atomic_output
+
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=130, bbox_inches="tight")
-    fig.savefig(pdf, bbox_inches="tight", metadata={"CreationDate": None, "ModDate": None})
+    atomic_output(png, lambda tmp: fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight"))
+    atomic_output(pdf, lambda tmp: fig.savefig(tmp, format="pdf", bbox_inches="tight",
+                                               metadata={"CreationDate": None, "ModDate": None}))
     return [png, pdf]
 
 
@@ -197,7 +200,9 @@ def plot_sweep(run: str | Path) -> list[Path]:
                  f"{s['mode']} mode, behaviour {s['behavior']}, η = {s['lr']:g}, {s['steps']} steps", fontsize=13)
     # fixed margins for this fixed layout: tight_layout would cost 0.5 s of the sweep's 6 s
     fig.subplots_adjust(left=0.045, right=0.985, bottom=0.12, top=0.84, wspace=0.22)
-    fig.savefig(run / "sweep.png", dpi=120)
+    from banditlab.plumbing.folder import atomic_output
+
+    atomic_output(run / "sweep.png", lambda tmp: fig.savefig(tmp, format="png", dpi=120))
     plt.close(fig)
     return [run / "sweep.png"]
 

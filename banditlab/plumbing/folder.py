@@ -44,11 +44,15 @@ class Interrupted(Exception):
 
 
 # ------------------------------------------------------------------------------------------ atomic writes
-def atomic_output(path: Path, write) -> None:
-    """`write(tmp)` then rename tmp to `path`: readers see the old file or the new one. A failed write leaves no
-    temporary file behind (it would hold the space a full disk needs)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+def atomic_output(path: Path, write, option: str | None = None) -> None:
+    """The one writer of every output: `write(tmp)` then rename tmp to `path`, so readers see the old file or the
+    new one. A `path` that exists and is not a regular file (a device, a pipe, a symbolic link) is refused before
+    anything is written (`safeio.replaceable`); so is a temporary name that is not a regular file. A failed write
+    leaves no temporary file behind (it would hold the space a full disk needs)."""
+    from banditlab.plumbing.safeio import replaceable
+
+    path = replaceable(path, option)
+    tmp = replaceable(path.with_name(path.name + ".tmp"), option)
     try:
         write(tmp)
         os.replace(tmp, path)

@@ -2,8 +2,11 @@
 
     check_path(path, option)            a path the operating system can hold (length, depth) and that is UTF-8
                                         text (the run record names it), refused otherwise
-    writable_target(path, option)       a file path the command will be able to write: not a folder, under a
-                                        writable folder (checked before the work, not after it)
+    writable_target(path, option)       a file path the command will be able to write: absent or a regular
+                                        file (not a folder, a symbolic link, a pipe, a socket or a device), under
+                                        a writable folder (checked before the work, not after it)
+    replaceable(path, option)           the check every write makes last (`folder.atomic_output`): a path that
+                                        exists and is not a regular file is never replaced
     regular_file(path, option, limit)   a regular file under `limit` bytes; pipes, devices and folders are refused
                                         from `stat`, before anything opens them (a FIFO would block, /dev/zero
                                         would read forever)
@@ -51,12 +54,36 @@ def check_path(path, option: str) -> Path:
     return Path(text)
 
 
+def _kind(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a symbolic link" if stat.S_ISLNK(mode) else
+            "a named pipe" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+
+
+def replaceable(path, option: str | None = None) -> Path:
+    """`path`, refused when it exists and is not a regular file: an output is written beside it and renamed over
+    it, which would replace a device node (/dev/null), a pipe or a symbolic link (and not its target) with a file."""
+    p = Path(path)
+    try:
+        mode = os.lstat(p).st_mode
+    except FileNotFoundError:
+        return p
+    except OSError as err:
+        raise UsageError(f"{option or 'output'}: cannot write {p}: {err.strerror or err}") from None
+    if not stat.S_ISREG(mode):
+        raise UsageError(f"{option or 'output'}: {p} is {_kind(mode)}, not a regular file; refusing to replace "
+                         "it (give a new file name)")
+    return p
+
+
 def writable_target(path, option: str) -> Path:
-    """`path` as a file the command can write at its end: not a folder, and the deepest folder of its parents
-    that exists is a writable folder. Checked before the work, so an hour's bench is not lost to its last write."""
+    """`path` as a file the command can write at its end: absent or a regular file (`replaceable`), and the deepest
+    folder of its parents that exists is a writable folder. Checked before the work, so an hour's bench is not
+    lost to its last write."""
     p = check_path(path, option)
-    if p.is_dir():
+    if p.is_dir() and not p.is_symlink():
         raise UsageError(f"{option}: {p} is a folder; give a file name")
+    replaceable(p, option)
     for d in p.parents:
         if d.exists():
             if not d.is_dir():
