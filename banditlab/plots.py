@@ -100,7 +100,7 @@ def reference_line(behavior: str, absolute: bool) -> tuple[str, str, str]:
     δV axis, for a `--behavior`: V^μ, the behaviour's value, where μ = π₀ throughout; V^{μ₀}, the first
     behaviour's, where μ is refreshed from π, and δV then counts from the current behaviour's V^{μ_t} (from the
     line, with an absolute baseline); J(π₀) where μ mixes in the uniform policy, so no behaviour has that value."""
-    from banditlab.science.simulator import Behavior
+    from banditlab.science.behaviour import Behavior
 
     b = Behavior.parse(behavior)
     if b.mix and b.mix_ref == "uniform":

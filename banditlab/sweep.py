@@ -238,15 +238,13 @@ def check_conflicts(cfg: SweepConfig) -> None:
 
 
 def check_behavior(text: str) -> None:
-    """Each part of --behavior sets one thing once: the refresh (fixed, on-policy or lag:N), delay:K, mix:A."""
-    setting = {"fixed": "refresh", "on-policy": "refresh", "lag": "refresh", "delay": "delay", "mix": "mix"}
-    seen = {}
-    for part in (p.strip() for p in text.split(",")):
-        what = setting.get(part.split(":")[0].strip())
-        if what in seen:
-            raise UsageError(f"--behavior {text!r}: {seen[what]!r} and {part!r} both set the {what}; give one")
-        if what:
-            seen[what] = part
+    """--behavior parses (`behaviour.Behavior.parse`: each part known, well formed, and setting one thing once)."""
+    from banditlab.science.behaviour import Behavior
+
+    try:
+        Behavior.parse(text)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -303,7 +301,7 @@ def check_size(cfg: SweepConfig, bandit, runs: int) -> None:
 
 
 def _delay(behavior: str) -> int:
-    from banditlab.science.simulator import Behavior
+    from banditlab.science.behaviour import Behavior
 
     try:
         return Behavior.parse(behavior).delay

@@ -11,7 +11,7 @@ import torch
 
 from banditlab.science import bandits
 
-from banditlab.science import simulator as simulate
+from banditlab.science import kernels
 from banditlab.registry.objectives import get_objective
 from banditlab.science.simulator import SimConfig, Simulator
 
@@ -49,11 +49,11 @@ def test_sampled_peer_mean_update_is_the_exact_update():
 def test_alias_draws_follow_the_behaviour(kernel, monkeypatch):
     """Pull frequencies of (context, arm, reward) from the shared alias table match p(x) μ(a|x) P(r|a, x)
     within 5 standard errors, for both the torch and the numpy kernel."""
-    monkeypatch.setitem(simulate._choice, "cells", kernel)
+    monkeypatch.setitem(kernels._choice, "cells", kernel)
     b = bandits.paper(arms=5, contexts=3, noise="bernoulli")
     runs = 3000
     s = Simulator(b, get_objective("asymre"), {"offset": np.zeros(runs)}, SimConfig(mode="sampled", batch=16))
-    flat, arms, batch = s.sampled_pulls(s.initial_state().snapshot, torch.Generator().manual_seed(0), runs)
+    flat, arms, batch = s.draws.pulls(s.initial_state().snapshot, torch.Generator().manual_seed(0), runs)
     cell = (flat * 2 + batch.reward.long()).reshape(-1).numpy()  # (context, arm, reward) as one index
     freq = np.bincount(cell, minlength=3 * 5 * 2) / cell.size
     p_r = np.stack([1 - b.means, b.means], -1)

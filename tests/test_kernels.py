@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from banditlab.science import simulator as S
+from banditlab.science import kernels as S
 
 
 @pytest.fixture

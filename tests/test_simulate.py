@@ -10,7 +10,8 @@ from banditlab.science import bandits
 
 from banditlab.science import theory
 from banditlab.registry.objectives import get_objective
-from banditlab.science.simulator import METRICS, Behavior, SimConfig, Simulator, final_policy
+from banditlab.science.behaviour import Behavior
+from banditlab.science.simulator import METRICS, SimConfig, Simulator, final_policy
 
 J = METRICS.index("expected_reward")
 
@@ -270,7 +271,7 @@ def test_the_per_cell_sampled_step_gives_the_per_pull_numbers_bit_for_bit(kernel
     cell's gradient; the same draws through the per-pull registry call give the same logits and metrics, bit for
     bit, with either kernel, three contexts, ±1 rewards and per-run baselines."""
     from banditlab.registry import objectives
-    from banditlab.science import simulator as simulate
+    from banditlab.science import kernels as simulate
 
     b = bandits.paper(arms=9, contexts=3, low=-1.0, high=1.0)
     for k in ("cells", "accumulate"):
@@ -304,7 +305,7 @@ def test_the_sampled_step_skips_the_exp_clamp_and_range_check_only_where_its_dri
     kinds of exp occur as the logits sink past −700 (and, with log_every 20, the drift passes 600), and the run
     equals the same draws through the per-pull path, which clamps and checks every step, bit for bit."""
     from banditlab.registry import objectives
-    from banditlab.science import simulator as simulate
+    from banditlab.science import kernels as simulate
 
     seen = {True: 0, False: 0}
     real = simulate.exp_clamped
@@ -326,7 +327,7 @@ def test_the_sampled_step_skips_the_exp_clamp_and_range_check_only_where_its_dri
                       SimConfig(mode="sampled", steps=300, log_every=log_every, batch=5, lr=5.0), seed=2, runs=4)
         out.append(s.run(s.initial_state()))
         if per_sample:
-            assert seen[False] > 0 and seen[True] > 0 and s._step_bound * log_every > 100
+            assert seen[False] > 0 and seen[True] > 0 and s.step.step_bound * log_every > 100
     fast, ref = out
     assert float(torch.stack(ref.log_values)[..., METRICS.index("min_logit")].min()) < -700
     assert torch.equal(fast.logits, ref.logits)
@@ -338,11 +339,11 @@ def test_the_sampled_step_skips_the_exp_clamp_and_range_check_only_where_its_dri
 def test_the_guide_table_gives_the_alias_methods_cell_for_every_draw(dtype):
     """The one-lookup draw equals Walker's alias method on random uniforms and on the hardest ones: both ends of
     every guide interval and the floats on either side of every alias breakpoint i/M and (i + prob_i)/M."""
-    from banditlab.science import simulator as simulate
+    from banditlab.science import kernels as simulate
 
     b = bandits.paper(arms=50, contexts=3)
     s = Simulator(b, get_objective("asymre"), {"offset": np.zeros(2)}, SimConfig(mode="sampled", dtype=dtype))
-    t = s._alias_tables(s._behaviour(s.initial_state().snapshot)[3])
+    t = s.draws.alias_tables(s.mu_of(s.initial_state().snapshot)[3])
     L, M, prob = t["L"], t["M"], t["prob"].numpy()
     np_dtype = prob.dtype.type
     assert (t["guide"].numpy() < 0).mean() < 0.01
@@ -364,7 +365,7 @@ def test_the_guide_table_gives_the_alias_methods_cell_for_every_draw(dtype):
 
 
 def test_the_workspace_reuses_its_arrays_and_grows_when_a_block_needs_more():
-    from banditlab.science.simulator import Workspace
+    from banditlab.science.kernels import Workspace
 
     ws = Workspace()
     for dtype in (np.float64, torch.float64):
@@ -376,7 +377,7 @@ def test_the_workspace_reuses_its_arrays_and_grows_when_a_block_needs_more():
             assert same.data_ptr() == first.data_ptr() and bigger.data_ptr() != first.data_ptr()
         assert same.shape == (3, 5) and bigger.shape == (5, 6)
     assert ws.get("x", (2,), np.int64).dtype == np.int64 and ws.get("x", (2,), np.float64).dtype == np.float64
-    from banditlab.science.simulator import _same_device  # "cuda" names the current device: a buffer on cuda:0 is reused
+    from banditlab.science.kernels import _same_device  # "cuda" names the current device: a buffer on cuda:0 is reused
 
     assert _same_device(torch.device("cuda", 0), torch.device("cuda"))
     assert not _same_device(torch.device("cuda", 1), torch.device("cuda", 0))
@@ -439,6 +440,8 @@ def test_counted_sums_equal_the_per_pull_sums(dtype, monkeypatch):
     """A grid whose runs share streams sums each step's gradient from the streams' cell counts; summed pull by
     pull instead, the same run ends on the same logits and metrics to rounding, for four per-sample objectives,
     three contexts and ±1 rewards, with the runs tiled over the streams and in any order."""
+    from banditlab.science.steps import SampledLinearStep
+
     b = bandits.paper(arms=9, contexts=3, low=-1.0, high=1.0)
     tol = {"float64": 1e-10, "float32": 2e-4}[dtype]
     for algo, over in [("asymre", {"baseline": "vmu"}), ("reinforce", {"baseline": "absolute"}), ("sft", {}),
@@ -448,7 +451,7 @@ def test_counted_sums_equal_the_per_pull_sums(dtype, monkeypatch):
         for streams in ([0, 1, 2, 0, 1, 2], [2, 0, 0, 1, 2, 1]):
             out = []
             for counting in (True, False):
-                monkeypatch.setattr(Simulator, "_counting", lambda self, c=counting: c)
+                monkeypatch.setattr(SampledLinearStep, "_counting", lambda self, c=counting: c)
                 s = Simulator(b, obj, params, SimConfig(mode="sampled", steps=150, log_every=7, batch=5, lr=2.0,
                                                         dtype=dtype), seed=2, runs=6, streams=np.array(streams))
                 out.append(s.run(s.initial_state()))

@@ -124,3 +124,21 @@ def test_the_support_is_one_arm_exactly_from_single_arm_from_up_to_v_mu(seed, k)
 def test_single_arm_from_on_recs_counterexample():
     v1, arm = theory.single_arm_from(np.array([0.3, 0.6, 0.1]), np.array([0.0, 0.8, 1.0]))
     assert v1 == pytest.approx(0.4) and arm == 1  # arm 2 of 3, not the best arm 3
+
+
+def test_the_sweeps_theorem_uses_the_behaviours_mu():
+    """`limit_for_run` takes μ from `Behavior.theory_mu`: a fixed behaviour mixed with the uniform policy gives the
+    limit of (1 − α) π₀ + α/K, and a behaviour that moves has no fixed-μ limit."""
+    from banditlab.registry.objectives import get_objective
+    from banditlab.science.behaviour import Behavior
+
+    b = bandits.paper(arms=6, contexts=2)
+    run = {"behavior": "mix:0.2:uniform", "absolute": False, "baseline_ref": "vmu", "mode": "exact", "batch": 8,
+           "support_eps": theory.SUPPORT_EPS}
+    mu = 0.8 * b.mu + 0.2 / 6
+    assert np.allclose(Behavior.parse(run["behavior"]).theory_mu(b.mu), mu)
+    vmu = np.array([theory.v_mu(m, r) for m, r in zip(mu, b.means)])
+    expected = theory.averaged_limit_summary(mu, b.means, vmu - 0.1, b.context_probs)
+    assert theory.limit_for_run(b, run, get_objective("asymre"), -0.1) == pytest.approx(expected)
+    moving = theory.limit_for_run(b, {**run, "behavior": "lag:5"}, get_objective("asymre"), -0.1)
+    assert all(np.isnan(v) for v in moving.values())

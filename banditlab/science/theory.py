@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from banditlab.science.behaviour import Behavior
+
 SUPPORT_EPS = 1e-3
 """An arm is in a policy's support when π(a) ≥ SUPPORT_EPS: the one rule of the simulator's `support_size`
 metric, the sweep's and `banditlab theory`'s support columns, the figures and the classroom page. A simulated
@@ -48,9 +50,15 @@ def entropy(pi: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum()) + 0.0  # no "-0.0" for a one-arm policy
 
 
+def in_support(pi, eps: float = SUPPORT_EPS):
+    """π(y) ≥ eps elementwise, for numpy arrays and torch tensors alike: the support rule (`SUPPORT_EPS`) that the
+    simulator's `support_size` metric and `support_size` here both count."""
+    return pi >= eps
+
+
 def support_size(pi: np.ndarray, eps: float = SUPPORT_EPS) -> int:
-    """Number of arms with π(y) ≥ eps (the support rule, `SUPPORT_EPS`)."""
-    return int((np.asarray(pi) >= eps).sum())
+    """Number of arms with π(y) ≥ eps (the support rule, `in_support`)."""
+    return int(in_support(np.asarray(pi), eps).sum())
 
 
 def expected_logit_drift(mu: np.ndarray, rewards: np.ndarray, V: float, pi: np.ndarray | None = None) -> np.ndarray:
@@ -183,14 +191,10 @@ def limit_for_run(bandit, run: dict, objective, offset: float) -> dict:
     or RED-Drop advantage, or a behaviour that moves). A sampled group-mean baseline r̄_G + δV has the limit of the
     fixed baseline V^μ + δV·G/(G − 1) (`group_baseline_offset`)."""
     from banditlab.registry.objectives import reinforce
-    from banditlab.science.simulator import Behavior
-
     p = objective.params
-    beh = Behavior.parse(run["behavior"])
-    if objective.fn is not reinforce or p["std_norm"] or p["red_drop"] or not beh.is_fixed:
+    mu = Behavior.parse(run["behavior"]).theory_mu(bandit.mu)  # None where the behaviour moves
+    if objective.fn is not reinforce or p["std_norm"] or p["red_drop"] or mu is None:
         return dict.fromkeys(LIMIT_KEYS, np.nan)
-    ref = np.full_like(bandit.mu, 1.0 / bandit.arms) if beh.mix_ref == "uniform" else bandit.mu
-    mu = (1 - beh.mix) * bandit.mu + beh.mix * ref
     if run["absolute"]:
         V = np.full(bandit.contexts, offset)
     else:
