@@ -26,7 +26,7 @@ _API = {
     "SimState": "banditlab.science.simulator",
     "run_grid": "banditlab.science.simulator",
     "final_policy": "banditlab.science.simulator",
-    "Behavior": "banditlab.science.simulator",
+    "Behavior": "banditlab.science.behaviour",
     "Bandit": "banditlab.science.bandits",
     "get_objective": "banditlab.registry.objectives",
     "OBJECTIVES": "banditlab.registry.objectives",

@@ -66,7 +66,7 @@ def replaceable(path, option: str | None = None) -> Path:
     p = Path(path)
     try:
         mode = os.lstat(p).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # absent (a parent that is a file is named by the caller)
         return p
     except OSError as err:
         raise UsageError(f"{option or 'output'}: cannot write {p}: {err.strerror or err}") from None
