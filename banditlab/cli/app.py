@@ -365,9 +365,9 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"banditlab: error: {twice}: the same option given twice; give it once", err=True)
         sys.exit(2)
     try:
-        from banditlab.plumbing.progress import check_settings
+        from banditlab.plumbing.environment import check
 
-        check_settings()
+        check()
         code = cmd.main(args=argv, prog_name="banditlab", standalone_mode=False)
         if code == 130:  # typer turns KeyboardInterrupt into exit code 130 without a word
             from banditlab.plumbing.folder import STOPPED

@@ -10,7 +10,6 @@ rerun computes with the same ones.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import torch
@@ -40,7 +39,9 @@ def fastest(name: str, kernels: dict, *args) -> str:
     BANDITLAB_KERNEL=numpy|torch forces one (the same numbers across machines of one CPU model)."""
     if name in _choice:
         return _choice[name]
-    forced = os.environ.get("BANDITLAB_KERNEL", "")
+    from banditlab.plumbing.environment import kernel
+
+    forced = kernel()
     key = f"{name} | {_machine()}"
     memo = _read_memo()
     if forced in kernels:
@@ -82,12 +83,17 @@ def _memo_path():
 
 
 def _read_memo() -> dict:
-    """The remembered choices; an unreadable or foreign file counts as none (it is measured again)."""
-    import json
+    """The remembered choices, through the safe reader (a regular file of at most 1 MiB, strict JSON: a pipe, a
+    device or a huge file is never opened or read); anything else counts as none (it is measured again)."""
+    from banditlab.errors import UsageError
+    from banditlab.plumbing.safeio import read_json
 
     try:
-        memo = json.loads(_memo_path().read_text()[: 1 << 20])
-    except (OSError, ValueError, RuntimeError):
+        path = _memo_path()
+        if not path.exists():
+            return {}
+        memo = read_json(path, "BANDITLAB_CACHE", limit=1 << 20)
+    except (UsageError, OSError, RuntimeError):
         return {}
     if not isinstance(memo, dict):
         return {}
@@ -98,13 +104,14 @@ def _write_memo(memo: dict) -> None:
     """Atomically (`atomic_write`); a cache that cannot be written leaves the choice to this process alone."""
     import json
 
+    from banditlab.errors import UsageError
     from banditlab.plumbing.folder import atomic_write
 
     try:
         path = _memo_path()
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(memo, indent=1, sort_keys=True))
-    except (OSError, RuntimeError):
+    except (OSError, RuntimeError, UsageError):  # not writable, or not a regular file: never replaced
         pass
 
 
