@@ -151,7 +151,8 @@ def parse_range(text: str, option: str = "--baseline", default_num: int = 21) ->
 
 # the fields a bandit's checks name, by the command-line option that sets each
 FIELD_OPTIONS = {"mu": "--mu", "behavior": "--mu", "rewards": "--rewards", "noise": "--noise", "sigma": "--sigma",
-                 "reward range": "--low/--high", "arms": "--arms", "context weights": "--contexts"}
+                 "reward range": "--low/--high", "arms": "--arms", "context weights": "--contexts",
+                 "contexts": "--contexts"}
 
 
 def option_error(err: B.BanditError) -> UsageError:
@@ -177,10 +178,7 @@ def make_bandit(cfg: SweepConfig) -> B.Bandit:
                                 high=cfg.high, sigma=cfg.sigma)
         if cfg.mu:
             raise UsageError("--mu: needs --rewards (behaviour probabilities of explicit arms)")
-        if not 2 <= cfg.arms <= 10**6:
-            raise UsageError(f"--arms: a bandit needs 2 to 1e6 arms, got {cfg.arms}")
-        if not 1 <= cfg.contexts <= 10**5 or cfg.arms * cfg.contexts > 10**7:
-            raise UsageError(f"--contexts: must be 1 to 1e5 with arms × contexts ≤ 1e7, got {cfg.contexts}")
+        B.check_size(cfg.arms, cfg.contexts)  # before the draw allocates them
         b = B.paper(cfg.arms, cfg.contexts, cfg.bandit_seed, noise=cfg.noise, low=cfg.low, high=cfg.high)
         b.sigma = cfg.sigma
         b.validate()
@@ -229,8 +227,22 @@ def check_conflicts(cfg: SweepConfig) -> None:
     if cfg.rewards and any(k in given for k in ("arms", "contexts", "bandit_seed")):
         k = next(k for k in ("arms", "contexts", "bandit_seed") if k in given)
         raise UsageError(f"--rewards: explicit rewards define the arms; drop --{k.replace('_', '-')}")
-    if "sigma" in given and cfg.noise != "gaussian":
-        raise UsageError(f"--sigma: only used with --noise gaussian (the noise is {cfg.noise})")
+    drawn = cfg.bandit == "paper" and not cfg.rewards
+    try:
+        B.check_fields(set(given), cfg.noise, drawn=drawn)
+    except B.BanditError as err:
+        raise option_error(err) from None
+    if drawn and cfg.noise == "gaussian" and {"low", "high"} & set(given):
+        import sys
+
+        print("banditlab: note: --low/--high set the range the drawn means are rescaled to; Gaussian noise is not "
+              "bounded by them", file=sys.stderr)
+    for k, why in (("batch", "the expected update takes no pulls"), ("pulls", "the expected update draws nothing")):
+        if cfg.mode == "exact" and getattr(cfg, k) != getattr(default, k):
+            raise UsageError(f"--{k}: only used in sampled mode ({why}); drop it or give --mode sampled")
+    if cfg.absolute and cfg.baseline_ref != default.baseline_ref:
+        raise UsageError("--baseline-ref: --absolute gives the baselines V themselves, not offsets from a reference; "
+                         "drop one of them")
     for a in cfg.algo_args:
         key = a.split("=", 1)[0].strip().replace("-", "_")
         if key in SWEPT_ARGS:

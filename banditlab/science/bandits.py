@@ -77,6 +77,7 @@ class Bandit:
     def validate(self) -> None:
         if self.means.ndim != 2 or self.means.shape[1] < 2:
             raise BanditError(f"arms: a bandit needs at least 2 arms per context, got {self.means.shape[-1]}")
+        check_size(self.means.shape[1], self.means.shape[0])
         if self.logits.shape != self.means.shape:
             raise BanditError(f"behavior: {self.logits.shape[-1]} behaviour values for {self.means.shape[-1]} "
                               "arms (lengths must match)")
@@ -152,6 +153,29 @@ def from_lists(rewards: list[float], mu: list[float] | None = None, noise: str =
 TOP_KEYS = {"means", "mu", "logits", "noise", "low", "high", "sigma", "context"}
 CONTEXT_KEYS = {"means", "mu", "logits", "weight"}
 VALUE_LIMIT = 1e6  # mean rewards, reward values and sigma: beyond this the updates overflow
+ARMS_MAX, CONTEXTS_MAX, CELLS_MAX = 10**6, 10**5, 10**7  # arms, contexts, arms × contexts
+
+
+def check_size(arms: int, contexts: int) -> None:
+    """The sizes every bandit obeys, from options, a file or lists alike: 2 to ARMS_MAX arms, 1 to CONTEXTS_MAX
+    contexts, arms × contexts ≤ CELLS_MAX (checked before a draw allocates them)."""
+    if not 2 <= arms <= ARMS_MAX:
+        raise BanditError(f"arms: a bandit needs 2 to {ARMS_MAX:.0e} arms, got {arms}".replace("e+0", "e"))
+    if not 1 <= contexts <= CONTEXTS_MAX or arms * contexts > CELLS_MAX:
+        raise BanditError(f"contexts: 1 to {CONTEXTS_MAX:.0e} contexts with arms × contexts ≤ {CELLS_MAX:.0e}, got "
+                          f"{contexts} × {arms}".replace("e+0", "e"))
+
+
+def check_fields(given: set, noise: str, drawn: bool) -> None:
+    """The cross-field rules of the noise options, for the command line and bandit files alike (`given`: the
+    fields set explicitly). sigma is Gaussian noise's standard deviation; low/high are Bernoulli noise's two
+    outcomes, and for a drawn bandit (`drawn`, the paper draw) also the range its means are drawn in, so with
+    explicit means and other noise they would mean nothing."""
+    if "sigma" in given and noise != "gaussian":
+        raise BanditError(f"sigma: only used with gaussian noise (the noise is {noise})")
+    if given & {"low", "high"} and noise != "bernoulli" and not drawn:
+        raise BanditError(f"reward range: low/high are the two outcomes of Bernoulli noise; with {noise} noise and "
+                          "explicit means they mean nothing (drop them)")
 
 
 def from_toml(path: str | Path) -> Bandit:
@@ -192,6 +216,10 @@ def from_toml(path: str | Path) -> Bandit:
             raise BanditError(f"--bandit: {path}: noise must be text (none, bernoulli or gaussian), got {v!r}")
         if k != "noise":
             _number(v, f"--bandit: {path}: {k}")
+    try:
+        check_fields(set(opts), opts.get("noise", Bandit.noise), drawn=False)
+    except BanditError as err:
+        raise BanditError(f"--bandit: {path}: {err}") from None
     tables = data.get("context", [data])
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise BanditError(f"--bandit: {path}: [[context]] must be a list of tables")
@@ -219,6 +247,9 @@ def from_toml(path: str | Path) -> Bandit:
         weights.append(_number(t.get("weight", 1.0), f"{where}: weight"))
     if len({len(m) for m in means}) != 1:
         raise BanditError(f"--bandit: {path}: every context must have the same number of arms")
+    if 0 < sum("weight" in t for t in tables) < len(tables):
+        raise BanditError(f"--bandit: {path}: give every context a weight or none (weights are normalised to sum "
+                          "to 1, so a missing one has no meaning)")
     w = np.asarray(weights)
     if (w <= 0).any():
         raise BanditError(f"--bandit: {path}: context weights must be positive")
