@@ -10,7 +10,8 @@ from typing import Any, Callable, Literal
 import torch
 from torch import Tensor
 
-from banditlab.registry.batch import Batch, _clip_window, _group_spread, _per_token, aggregate, mismatch_weight, ratio, safe_exp
+from banditlab.registry.advantage import _group_spread
+from banditlab.registry.batch import Batch, _clip_window, _per_token, aggregate, mismatch_weight, ratio, safe_exp
 
 # -------------------------------------------------------------------------------------------- objectives
 # An objective is `fn(batch, a, <its own parameters>, agg)` → (loss, clipped): `a` the per-sample advantage of

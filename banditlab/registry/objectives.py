@@ -2,7 +2,7 @@
 
 Both the bandit simulator (`banditlab.science.simulator`) and the LLM trainer (`llm.train`) build a `Batch` and call
 an objective from `OBJECTIVES`. The formulas live in `banditlab.registry.losses` (the pieces they share in
-`banditlab.registry.batch`) and in no other file; this module re-exports both.
+`banditlab.registry.batch` and `banditlab.registry.advantage`) and in no other file; this module re-exports them.
 
 Data contract (`Batch`):
     logp      log π(y)   differentiable; shape [..., N] (one action per sample) or [..., N, T] (tokens, with mask)
@@ -36,8 +36,10 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from banditlab.registry.batch import (ADVANTAGE, AGGREGATIONS, BASELINES, RATIO_LEVELS, SINGLETONS, STDS, TIES, Batch,  # noqa: F401
-                    advantage, advantage_args, aggregate, mismatch_weight, ratio, safe_exp)
+from banditlab.registry.advantage import (ADVANTAGE, BASELINES, SINGLETONS, STDS, TIES, advantage,  # noqa: F401
+                                          advantage_args)
+from banditlab.registry.batch import (AGGREGATIONS, RATIO_LEVELS, Batch, aggregate, mismatch_weight, ratio,  # noqa: F401
+                                      safe_exp)
 from banditlab.errors import UsageError
 from banditlab.registry import losses
 from banditlab.registry.losses import (INF, SCOPES, Scope, at_least, between, loss, m2po_mask, rec_mask,  # noqa: F401
