@@ -166,8 +166,6 @@ def validate(cfg: TrainConfig) -> None:
                          "(give one of them)")
     if cfg.offline and (cfg.sync_interval != 1 or cfg.sync_offset):
         raise UsageError("--offline: incompatible with --sync-interval/--sync-offset (the behaviour is π₀)")
-    if cfg.group_size < 2 and cfg.algo in ("asymre", "reinforce", "grpo", "rec", "ppo"):
-        raise UsageError("--group-size: group-mean baselines need at least 2 samples per prompt")
     if cfg.top_p < 1:
         raise UsageError(f"--top-p: {cfg.top_p} would sample from a truncated distribution while μ's log-probs are the "
                          "full softmax's, so every ratio would be wrong; keep 1")
@@ -188,14 +186,32 @@ def validate(cfg: TrainConfig) -> None:
     if not all(targets) or len(set(targets)) < len(targets):
         raise UsageError(f"--lora-targets: expected distinct comma-separated module names, got {cfg.lora_targets!r}")
     check_algo_args(list(cfg.algo_args))
-    from banditlab.registry.objectives import get_objective
-
-    batch = cfg.prompts_per_step * cfg.group_size
-    if 0 < cfg.micro_batch < batch and get_objective(cfg.algo).fn.whole_batch:
-        raise UsageError(f"--micro-batch: {cfg.algo} computes its mask over the whole batch, so its step needs all "
-                         f"{batch} sequences at once: --micro-batch 0")
+    check_objective_shape(cfg)
     if cfg.baseline_offset is not None and any(a.split("=", 1)[0].strip() == "offset" for a in cfg.algo_args):
         raise UsageError("--baseline-offset: conflicts with --algo-arg offset=...; give one")
+
+
+def check_objective_shape(cfg: TrainConfig) -> None:
+    """What the objective's declarations ask of the batch's shape (banditlab.registry.objectives): a group
+    statistic (`Objective.group_statistic`: the advantage's group baseline, std_norm or RED-Drop, or a loss of
+    scope "group") needs --group-size ≥ 2; a loss of scope "group" or "batch" computes its statistic over the
+    sequences it is given, and the trainer cuts micro-batches at any sequence (inside a group too), so it needs
+    --micro-batch 0 (or the whole batch)."""
+    from banditlab.registry.objectives import parse_algo_args
+
+    try:
+        obj = parse_algo_args(cfg.algo, list(cfg.algo_args))
+    except ValueError as err:
+        raise UsageError(str(err) if "algo-arg" in str(err) else f"--algo: {err}") from None
+    if cfg.group_size < 2 and obj.group_statistic:
+        part = "advantage" if obj.advantage_groups else "loss"
+        raise UsageError(f"--group-size: {cfg.algo}'s {part} uses a statistic over each prompt's group, which needs "
+                         "at least 2 samples per prompt")
+    batch = cfg.prompts_per_step * cfg.group_size
+    if 0 < cfg.micro_batch < batch and obj.scope != "sample":
+        over = "the whole batch" if obj.scope == "batch" else "each prompt's group"
+        raise UsageError(f"--micro-batch: {cfg.algo} computes its loss over {over} and micro-batches are cut at "
+                         f"any sequence, so its step needs all {batch} sequences at once: --micro-batch 0")
 
 
 def check_lora_targets(model, targets: str) -> None:

@@ -123,11 +123,12 @@ HAND = {  # the paper's per-sample weight on Σ_t ∇ log π, on-policy (ρ = 1)
     ("red-weight", ()): (R - MEAN) * torch.exp(R - MEAN),
     ("sft", ()): (R > 0).float(),
 }
-# on-policy (ρ = 1, no engine log-probs) every GRPO-family correction is GRPO's weight; GSPO, SAPO and GMPO are
-# compared under token-mean, the hand surrogate's aggregation (their own is seq-mean-token-mean)
-HAND.update({(name, args): HAND[("grpo", ())] for name, args in [
-    ("dapo", ()), ("gspo", ("agg=token-mean",)), ("cispo", ()), ("sapo", ("agg=token-mean",)),
-    ("gmpo", ("agg=token-mean",)), ("m2po", ()), ("grpo-opsm", ()), ("grpo-tis", ()), ("grpo-mis", ())]})
+# on-policy (ρ = 1, no engine log-probs) every other entry with a std-normalised advantage is a GRPO-family
+# correction (DAPO, GSPO, CISPO, SAPO, GMPO, M2PO, OPSM, TIS, MIS) whose weight is GRPO's; those whose own
+# aggregation is not token-mean (GSPO, SAPO, GMPO) are compared under token-mean, the hand surrogate's
+HAND.update({(name, () if o.params["agg"] == "token-mean" else ("agg=token-mean",)): HAND[("grpo", ())]
+             for name, o in OBJECTIVES.items()
+             if o.fn.uses_advantage and o.params["std_norm"] and name not in {a for a, _ in HAND}})
 
 
 # RED-Drop drops random surplus negatives: group 1 (two and two) keeps all; group 2 keeps one of its three
@@ -153,16 +154,22 @@ def _one_sgd_step(algo, args, tmp_path):
     return before, tr, r, expected_at
 
 
-@pytest.mark.parametrize("algo,args", list(HAND), ids=[f"{a}-{'-'.join(x)}" for a, x in HAND])
-def test_each_objective_moves_lora_as_its_formula_says(algo, args, tmp_path):
+def check_one_step(algo, args, weights, tmp_path):
+    """One trainer step of `algo` on REWARDS moves the LoRA weights as the token-mean surrogate with these
+    per-sample weights says (any registered objective: tests/test_registry_extension.py calls it too)."""
     from banditlab_llm.models import lora_params
 
     before, tr, r, expected_at = _one_sgd_step(algo, args, tmp_path)
-    expected = expected_at(HAND[(algo, args)])
+    expected = expected_at(weights)
     tr.train_step()
     after = list(lora_params(tr.model).values())
     for b, a, e in zip(before, after, expected):
         assert torch.allclose(a.detach() - b, e, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("algo,args", list(HAND), ids=[f"{a}-{'-'.join(x)}" for a, x in HAND])
+def test_each_objective_moves_lora_as_its_formula_says(algo, args, tmp_path):
+    check_one_step(algo, args, HAND[(algo, args)], tmp_path)
 
 
 def test_red_drop_moves_lora_as_one_of_its_random_drops_says(tmp_path):
@@ -417,12 +424,13 @@ def lora_gradient(tr, step, micro_batch):
     return [p.grad.clone() for p in tr.params]
 
 
-@pytest.mark.parametrize("name", sorted(set(OBJECTIVES) - {"m2po"}))
+@pytest.mark.parametrize("name", sorted(n for n, o in OBJECTIVES.items() if o.scope == "sample"))
 def test_micro_batches_that_split_groups_give_the_full_batch_gradient(name, off_policy_trainer):
     """Micro-batches of 3 sequences (the 11 scored rows cut at 3, 6, 9: inside every group) accumulate the
-    full-batch gradient, off-policy, for every registry objective and aggregation: the advantage, row weights and
-    denominators come from the whole batch. The tolerance is float32 summation order, relative to the largest
-    entry. M2PO is left out: its mask ranks the log-ratios of the batch it is given (llm/train.py says so)."""
+    full-batch gradient, off-policy, for every registry objective of scope "sample" and every aggregation: the
+    advantage, row weights and denominators come from the whole batch. The tolerance is float32 summation order,
+    relative to the largest entry. A loss of scope "group" or "batch" (M2PO's mask ranks the log-ratios of the
+    batch it is given) computes over the rows it is given, so the config refuses its micro-batches (below)."""
     tr, r, rew = off_policy_trainer
     for agg in AGGREGATIONS:
         tr.objective = get_objective(name, agg=agg)
@@ -464,8 +472,8 @@ def test_an_objective_that_needs_the_whole_batch_refuses_smaller_micro_batches(t
     from banditlab.errors import UsageError
     from banditlab_llm.train import validate
 
-    whole = sorted(k for k, o in OBJECTIVES.items() if o.fn.whole_batch)
-    assert "m2po" in whole
+    whole = sorted(k for k, o in OBJECTIVES.items() if o.scope != "sample")
+    assert OBJECTIVES["m2po"].scope == "batch"  # its mask ranks every log-ratio of the batch
     for name in whole:
         cfg = TrainConfig(model="tiny", algo=name, micro_batch=3, out=str(tmp_path / name))
         with pytest.raises(UsageError, match="--micro-batch: .*--micro-batch 0"):
@@ -473,6 +481,23 @@ def test_an_objective_that_needs_the_whole_batch_refuses_smaller_micro_batches(t
         validate(TrainConfig(model="tiny", algo=name, micro_batch=0))
         validate(TrainConfig(model="tiny", algo=name, micro_batch=cfg.prompts_per_step * cfg.group_size))
     assert not (tmp_path / "m2po").exists()
+
+
+def test_group_size_one_is_refused_exactly_for_objectives_with_a_group_statistic():
+    """--group-size 1 is refused, naming the option, for every entry whose declarations say it uses a group
+    statistic (a group baseline, std_norm, RED-Drop, a loss of scope "group") and accepted for the others; an
+    --algo-arg that removes the statistic (baseline=absolute) makes it acceptable."""
+    from banditlab_llm.train import validate
+
+    for name, o in OBJECTIVES.items():
+        cfg = TrainConfig(model="tiny", algo=name, group_size=1)
+        if o.group_statistic:
+            with pytest.raises(UsageError, match="^--group-size: "):
+                validate(cfg)
+        else:
+            validate(cfg)
+    assert {n for n, o in OBJECTIVES.items() if not o.group_statistic} == {"topr", "sft"}
+    validate(TrainConfig(model="tiny", algo="asymre", algo_args=["baseline=absolute"], group_size=1))
 
 
 def test_a_run_prints_the_test_score_of_every_evaluation(tmp_path):

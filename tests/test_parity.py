@@ -457,11 +457,12 @@ def test_mismatch_correction_matches_the_loop(mode, level):
 
 # ------------------------------------------------------------------------------------------ micro-batches that split groups
 @pytest.mark.parametrize("agg", AGGREGATIONS)
-@pytest.mark.parametrize("name", [n for n in OBJECTIVES if n != "m2po"])
+@pytest.mark.parametrize("name", [n for n, o in OBJECTIVES.items() if o.scope == "sample"])
 def test_prepared_micro_batches_that_split_groups_add_up(name, agg):
     """`prepare` computes the advantage (RED-Drop's random drops included), the row weights and the denominators
-    once; slices of 1, 2 and 3 rows cut across every group and the summed gradient equals the full-batch one.
-    M2PO is left out: its mask ranks all of the batch's current log-ratios, which a micro-batch cannot see."""
+    once; slices of 1, 2 and 3 rows cut across every group and the summed gradient equals the full-batch one, for
+    every loss of scope "sample". A loss of scope "group" or "batch" (M2PO's mask ranks all of the batch's current
+    log-ratios) computes over the rows it is given, which a slice across groups cannot hold."""
     logp, old, r, group, mask = ragged_batch(seed=9, groups=(4, 4, 3, 1))
     obj = get_objective(name, agg=agg)
     base = Batch(logp, old, r, group=group, mask=mask, generator=torch.Generator().manual_seed(2))

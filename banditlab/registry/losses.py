@@ -5,23 +5,32 @@ from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from torch import Tensor
 
-from banditlab.registry.batch import Batch, _clip_window, _group_spread, _per_token, aggregate, mismatch_weight, ratio, safe_exp
+from banditlab.registry.advantage import _group_spread
+from banditlab.registry.batch import Batch, _clip_window, _per_token, aggregate, mismatch_weight, ratio, safe_exp
 
 # -------------------------------------------------------------------------------------------- objectives
 # An objective is `fn(batch, a, <its own parameters>, agg)` → (loss, clipped): `a` the per-sample advantage of
 # `advantage` (computed by the registry, once; objectives without a baseline take no `a`), `clipped` a 0/1 tensor
 # shaped like logp marking the tokens whose gradient the objective cuts or bounds (None: it never clips). The
-# `loss` decorator declares, beside the function, its parameters' ranges, cross-checks, whether it is linear in
-# log π, whether each one-action sample's gradient depends on that sample alone (`per_sample`: no statistic over
-# other samples in the function itself; the advantage's part is `Objective.per_sample`'s), any row weights its
-# group rule sets, and whether it must see the whole batch at once (`whole_batch`: a statistic over every token
-# of the batch, so a micro-batched step would differ).
+# `loss` decorator declares, beside the function, its parameters' ranges, the values of its string parameters
+# (`choices`), cross-checks, whether it is linear in log π, whether each one-action sample's gradient depends on
+# that sample alone (`per_sample`: no statistic over other samples in the function itself; the advantage's part
+# is `Objective.per_sample`'s), any row weights its group rule sets, and its `scope`: the samples the function
+# itself must see at once (see SCOPES).
 INF = math.inf
+
+Scope = Literal["sample", "group", "batch"]
+SCOPES: tuple[Scope, ...] = ("sample", "group", "batch")
+"""A loss's scope, the least a micro-batch must hold for the summed micro-batch losses to equal the full-batch loss
+(the advantage, row weights and denominators are the whole batch's, computed once by `objectives.prepare`):
+    "sample"  each token's or sequence's term needs that sample alone: any cut is exact
+    "group"   the function computes a statistic over each sample's group (prompt): micro-batches of whole groups
+    "batch"   the function computes a statistic over every token of the batch (M2PO's mask): one micro-batch"""
 
 
 def at_least(lo: float, strict: bool = False) -> tuple:
@@ -33,15 +42,18 @@ def between(lo: float, hi: float) -> tuple:
 
 
 def loss(linear: Callable[[dict], bool] = lambda p: False, rows: Callable | None = None,
-         ranges: dict | None = None, checks: tuple = (), whole_batch: bool = False,
-         per_sample: Callable[[dict], bool] = lambda p: False) -> Callable:
+         ranges: dict | None = None, checks: tuple = (), scope: Scope = "sample",
+         per_sample: Callable[[dict], bool] = lambda p: False, choices: dict | None = None) -> Callable:
     """Declare an objective function's properties (see the comment above)."""
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)}; got {scope!r}")
+
     def deco(fn):
         sig = inspect.signature(fn).parameters
         fn.uses_advantage = "a" in sig
         fn.own = {k: v.default for k, v in sig.items() if k not in ("batch", "a")}
-        fn.linear, fn.rows, fn.ranges, fn.checks, fn.whole_batch = linear, rows, ranges or {}, checks, whole_batch
-        fn.per_sample = per_sample
+        fn.linear, fn.rows, fn.ranges, fn.checks, fn.scope = linear, rows, ranges or {}, checks, scope
+        fn.per_sample, fn.choices = per_sample, choices or {}
         return fn
     return deco
 
@@ -115,7 +127,9 @@ def _sequence_mask(batch: Batch, a: Tensor, delta: Any) -> Tensor:
 
 @loss(ranges={"eps_low": between(0, 1), "eps_high": at_least(0), "dual_clip": at_least(1, strict=True),
               "opsm_delta": at_least(0), "mismatch_cap": at_least(0, strict=True)},
-      rows=_group_spread, per_sample=lambda p: not p["dynamic_sampling"])
+      rows=_group_spread, per_sample=lambda p: not p["dynamic_sampling"],
+      choices={"mismatch": ("none", "truncate", "mask", "masked-is"), "mismatch_level": ("token", "sequence"),
+               "dynamic_sampling_singletons": ("drop", "keep")})
 def ppo(batch: Batch, a: Tensor, eps_low: Any = 0.2, eps_high: Any = 0.2, dual_clip: Any = None,
         ratio_level: str = "token", dynamic_sampling: bool = False, dynamic_sampling_singletons: str = "drop",
         opsm_delta: Any = None, mismatch: str = "none",
@@ -170,6 +184,8 @@ def rec_mask(rho: Tensor, a: Tensor, clip: str, eps_low: Any, eps_high: Any, eps
 @loss(linear=lambda p: p["clip"] == "none" and p["weight"] != "is" and p["reg"] != "k2", per_sample=lambda p: True,
       ranges={"eps_low": between(0, 1), "eps_high": at_least(0), "eps_low_ring": between(0, 1),
               "eps_high_ring": at_least(0), "coef": at_least(0), "temp": at_least(0, strict=True)},
+      choices={"clip": ("none", "one-side", "two-side", "ring"), "weight": ("none", "is", "red-weight"),
+               "reg": ("none", "k2", "fkl")},
       checks=(("eps_low <= eps_low_ring", lambda p: p["clip"] != "ring" or p["eps_low"] <= p["eps_low_ring"]),
               ("eps_high <= eps_high_ring", lambda p: p["clip"] != "ring" or p["eps_high"] <= p["eps_high_ring"])))
 def rec(batch: Batch, a: Tensor, clip: str = "one-side", weight: str = "none", reg: str = "none",
@@ -261,13 +277,13 @@ def m2po_mask(log_ratio: Tensor, a: Tensor, valid: Tensor, w: Tensor, threshold:
     return keep.reshape(shape).to(log_ratio.dtype)
 
 
-@loss(ranges={"m2_threshold": at_least(0)}, whole_batch=True)
+@loss(ranges={"m2_threshold": at_least(0)}, scope="batch")
 def m2po(batch: Batch, a: Tensor, m2_threshold: Any = 0.04, agg: str = "token-mean") -> tuple:
     """Second-Moment Trust Policy Optimization (M2PO, arXiv 2510.01161, eq. 7 with Algorithm 1's mask M):
 
         ℓ = −M · ρ · A,   ρ per token (differentiable),   M from `m2po_mask` over the whole batch
     The mask bounds the batch's mean (log ρ)² by τ instead of each ratio, so stale data keeps most tokens. It is
-    computed over the Batch given (`whole_batch`): the LLM trainer refuses micro-batches smaller than the batch.
+    computed over the Batch given (scope "batch"): the LLM trainer refuses micro-batches smaller than the batch.
     """
     a = _per_token(a, batch)
     rho = ratio(batch, "token", differentiable=True)
@@ -288,7 +304,8 @@ def _positive_rows(batch: Batch, p: dict) -> Tensor | None:
     return (batch.reward > p["threshold"]).to(batch.logp.dtype).expand(shape)
 
 
-@loss(linear=lambda p: True, rows=_positive_rows, per_sample=lambda p: p["norm"] == "all")
+@loss(linear=lambda p: True, rows=_positive_rows, per_sample=lambda p: p["norm"] == "all",
+      choices={"norm": ("all", "positive")})
 def sft(batch: Batch, threshold: Any = 0.0, norm: str = "all", agg: str = "token-mean") -> tuple:
     """Supervised fine-tuning on the positive samples only (rejection-sampling SFT).
 

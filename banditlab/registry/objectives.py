@@ -2,7 +2,7 @@
 
 Both the bandit simulator (`banditlab.science.simulator`) and the LLM trainer (`llm.train`) build a `Batch` and call
 an objective from `OBJECTIVES`. The formulas live in `banditlab.registry.losses` (the pieces they share in
-`banditlab.registry.batch`) and in no other file; this module re-exports both.
+`banditlab.registry.batch` and `banditlab.registry.advantage`) and in no other file; this module re-exports them.
 
 Data contract (`Batch`):
     logp      log π(y)   differentiable; shape [..., N] (one action per sample) or [..., N, T] (tokens, with mask)
@@ -36,18 +36,19 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from banditlab.registry.batch import (ADVANTAGE, AGGREGATIONS, BASELINES, RATIO_LEVELS, SINGLETONS, STDS, TIES, Batch,  # noqa: F401
-                    advantage, advantage_args, aggregate, mismatch_weight, ratio, safe_exp)
+from banditlab.registry.advantage import (ADVANTAGE, BASELINES, SINGLETONS, STDS, TIES, advantage,  # noqa: F401
+                                          advantage_args)
+from banditlab.registry.batch import (AGGREGATIONS, RATIO_LEVELS, Batch, aggregate, mismatch_weight, ratio,  # noqa: F401
+                                      safe_exp)
 from banditlab.errors import UsageError
-from banditlab.registry.losses import (INF, at_least, between, gmpo, loss, m2po, m2po_mask, ppo, rec, rec_mask,  # noqa: F401
-                     reinforce, sapo, sft, taper, tapered)
+from banditlab.registry import losses
+from banditlab.registry.losses import (INF, SCOPES, Scope, at_least, between, loss, m2po_mask, rec_mask,  # noqa: F401
+                                       reinforce, taper)
 
 # ----------------------------------------------------------------------------------------------- registry
+# the values of the string parameters that several functions share; a function's own are its `loss(choices=...)`
 CHOICES = {"baseline": BASELINES, "agg": AGGREGATIONS, "ratio_level": RATIO_LEVELS, "std": STDS,
-           "singleton": SINGLETONS, "ties": TIES, "clip": ("none", "one-side", "two-side", "ring"),
-           "weight": ("none", "is", "red-weight"), "reg": ("none", "k2", "fkl"), "norm": ("all", "positive"),
-           "mismatch": ("none", "truncate", "mask", "masked-is"), "mismatch_level": ("token", "sequence"),
-           "dynamic_sampling_singletons": ("drop", "keep")}
+           "singleton": SINGLETONS, "ties": TIES}
 ADVANTAGE_RANGES = {"offset": between(-1e6, 1e6), "std_eps": at_least(0)}
 
 
@@ -94,24 +95,42 @@ class Objective:
         return bool(self.fn.linear(self.params))
 
     @property
+    def scope(self) -> Scope:
+        """The samples the loss function itself must see at once, as its `loss(scope=...)` declares (`SCOPES`):
+        "sample", "group" or "batch". The LLM config refuses micro-batches that would cut below it."""
+        return self.fn.scope
+
+    @property
+    def advantage_groups(self) -> bool:
+        """True when the advantage uses a statistic over each sample's group: baseline "group", std_norm or
+        RED-Drop (baselines none, absolute and vmu alone need no other sample)."""
+        p = self.params
+        return self.fn.uses_advantage and (p["baseline"] == "group" or bool(p["std_norm"]) or bool(p["red_drop"]))
+
+    @property
+    def group_statistic(self) -> bool:
+        """True when a sample's loss depends on the other samples of its group: the advantage's group statistic
+        (`advantage_groups`) or a loss of scope "group". Such an objective needs groups of at least 2 samples
+        (the LLM config refuses --group-size 1)."""
+        return self.advantage_groups or self.scope == "group"
+
+    @property
     def per_sample(self) -> bool:
         """True when each one-action sample's ∂ℓ/∂log π depends on that sample and the number of samples alone:
-        the function declares it (`loss(per_sample=...)`) and the advantage uses no group statistic (baseline
-        none, absolute or vmu, without std_norm or RED-Drop). The simulator's sampled mode then computes the
-        gradient of one sample of each (context, arm, outcome) once per behaviour and looks it up for every pull.
+        the function declares it (`loss(per_sample=...)`, scope "sample") and the advantage uses no group
+        statistic (`advantage_groups`). The simulator's sampled mode then computes the gradient of one sample of
+        each (context, arm, outcome) once per behaviour and looks it up for every pull.
         tests/test_simulate.py checks the declaration against autograd for every registry entry."""
-        p = self.params
-        group_free = not self.fn.uses_advantage or (
-            p["baseline"] in ("none", "absolute", "vmu") and not p["std_norm"] and not p["red_drop"])
-        return group_free and bool(self.fn.per_sample(p))
+        return not self.advantage_groups and self.scope == "sample" and bool(self.fn.per_sample(self.params))
 
     def check(self, p: dict) -> None:
         """Every parameter's declared range and cross-check (see `loss`); raises ObjectiveError naming the first bad one."""
         ranges = {**(ADVANTAGE_RANGES if self.fn.uses_advantage else {}), **self.fn.ranges}
+        choices = {**CHOICES, **self.fn.choices}
         for k, v in p.items():
             default = self.params[k]
-            if k in CHOICES and v not in CHOICES[k]:
-                raise ObjectiveError(f"{k} must be one of {', '.join(CHOICES[k])}; got {v!r}")
+            if k in choices and v not in choices[k]:
+                raise ObjectiveError(f"{k} must be one of {', '.join(choices[k])}; got {v!r}")
             if isinstance(default, bool) and not isinstance(v, bool):
                 raise ObjectiveError(f"{k} must be true or false, got {v!r}")
             if (isinstance(default, (int, float)) and not isinstance(default, bool)) or default is None:
@@ -153,50 +172,69 @@ class Objective:
         return self.evaluate(batch, **overrides)[0]
 
 
-def _entry(name: str, fn: Callable, summary: str, **defaults) -> Objective:
-    return Objective(name, fn, defaults, summary)
+OBJECTIVES: dict[str, Objective] = {}
 
 
+def register(name: str, fn: Callable, summary: str, **defaults) -> Objective:
+    """Add the objective `name`: the loss function `fn` (declared with `losses.loss(...)`) with `defaults` for its
+    parameters; returns the entry. Any module may call it (a user's, a test's): `get_objective`, the bandit
+    simulator, the sweep and the LLM trainer then take `name` like the entries below, and the checks that depend
+    on an objective read its declarations (`Objective.scope`, `group_statistic`, `per_sample`, `linear_in_logp`).
+    Refused with ObjectiveError: a name already taken, a function without its `loss` declaration, a default that
+    is not one of its parameters or is outside its declared range."""
+    if name in OBJECTIVES:
+        raise ObjectiveError(f"algorithm {name!r} is already registered")
+    if not hasattr(fn, "scope"):
+        raise ObjectiveError(f"{getattr(fn, '__name__', fn)!r} has no @loss(...) declaration")
+    OBJECTIVES[name] = Objective(name, fn, {}, summary).with_params(**defaults)
+    return OBJECTIVES[name]
+
+
+def unregister(name: str) -> None:
+    """Remove the objective `name` (ObjectiveError if there is none)."""
+    if OBJECTIVES.pop(name, None) is None:
+        raise ObjectiveError(f"unknown algorithm {name!r}")
+
+
+# the built-in entries, in the order `banditlab algos` and the parity table list them
 GRPO_STD = {"std_norm": True}
-OBJECTIVES: dict[str, Objective] = {o.name: o for o in [
-    _entry("reinforce", reinforce, "REINFORCE, A = r − b, no ratio (naive off-policy)"),
-    _entry("asymre", reinforce, "Asymmetric REINFORCE, A = r − (b + δV); defaults b = group mean, δV = −0.1 (the "
-           "LLM setting; `banditlab sweep` sets b = V^μ and δV from --baseline)", baseline="group", offset=-0.1),
-    _entry("topr", tapered, "TOPR: ratio tapered to [1,1] on A ≥ 0, [0,1] on A < 0 (sequence ratio; "
-           "Trinity-RFT: ratio_level=token)", baseline="none"),
-    _entry("is", tapered, "full importance sampling, windows [0,∞]/[0,∞] (sequence ratio, capped: never inf)",
-           a_pos=0.0, b_pos=INF, a_neg=0.0, b_neg=INF),
-    _entry("tis", tapered, "truncated IS as in the TOPR paper, clip(ρ, 0, 1)",
-           a_pos=0.0, b_pos=1.0, a_neg=0.0, b_neg=1.0),
-    _entry("ppo", ppo, "PPO clipped surrogate with group-mean advantage (verl and Trinity-RFT: dual_clip=3)"),
-    _entry("grpo", ppo, "GRPO: PPO clip with group-std-normalised advantage (verl/Trinity-RFT/TRL: std=unbiased)", **GRPO_STD),
-    _entry("rec", rec, "REC: REINFORCE with token clipping (one-side by default)"),
-    _entry("rec-ring", rec, "REC with ring clipping", clip="ring"),
-    _entry("red-drop", rec, "RED-Drop: balance negatives per group, no clip (Trinity-RFT: ties=positive)",
-           clip="none", red_drop=True),
-    _entry("red-weight", rec, "RED-Weight: A·exp(A/temp), no clip", clip="none", weight="red-weight"),
-    _entry("opmd", rec, "OPMD as in the REC paper: REINFORCE + (coef/2)(log π − log μ)²; the REC authors' "
-           "Trinity-RFT config coef c = our 2c, and Trinity-RFT's algorithm named 'opmd' is a different loss",
-           clip="none", reg="k2"),
-    _entry("rep-asymre", rec, "AsymRE as REP: REINFORCE − β log π", clip="none", reg="fkl"),
-    _entry("sft", sft, "SFT on positive samples only (Trinity-RFT's sft loss: norm=positive)"),
-    _entry("dapo", ppo, "DAPO: GRPO with clip-higher ε_high = 0.28 and dynamic sampling (drop all-equal groups)",
-           eps_high=0.28, dynamic_sampling=True, **GRPO_STD),
-    _entry("gspo", ppo, "GSPO: PPO clip on the length-normalised sequence ratio (π/μ)^{1/|y|}, ε = 3e-4 / 4e-4",
-           ratio_level="sequence-mean", eps_low=3e-4, eps_high=4e-4, agg="seq-mean-token-mean", **GRPO_STD),
-    _entry("cispo", tapered, "CISPO: REINFORCE × sg(clip(ρ, 0, 5)) per token (TRL ε_max = 5)",
-           a_pos=0.0, b_pos=5.0, a_neg=0.0, b_neg=5.0, ratio_level="token", **GRPO_STD),
-    _entry("sapo", sapo, "SAPO: soft sigmoid gate (4/τ)σ(τ(ρ − 1)) in place of the clip, τ = 1 / 1.05",
-           agg="seq-mean-token-mean", **GRPO_STD),
-    _entry("gmpo", gmpo, "GMPO: geometric mean of log-space-clipped token ratios, ε = 0.4", **GRPO_STD),
-    _entry("m2po", m2po, "M2PO: mask the largest (log ρ)² until the batch's mean is ≤ 0.04", **GRPO_STD),
-    _entry("grpo-opsm", ppo, "GRPO + off-policy sequence masking (DeepSeek-V3.2): drop A < 0 sequences with "
-           "mean log(μ/π) > δ = 0.5", opsm_delta=0.5, **GRPO_STD),
-    _entry("grpo-tis", ppo, "GRPO × engine-mismatch TIS min(μ/μ_roll, 2) per token (per sequence: mismatch_level=sequence)",
-           mismatch="truncate", **GRPO_STD),
-    _entry("grpo-mis", ppo, "GRPO × engine-mismatch MIS 1[μ/μ_roll ≤ 2] per token (per sequence: mismatch_level=sequence)",
-           mismatch="mask", **GRPO_STD),
-]}
+register("reinforce", losses.reinforce, "REINFORCE, A = r − b, no ratio (naive off-policy)")
+register("asymre", losses.reinforce, "Asymmetric REINFORCE, A = r − (b + δV); defaults b = group mean, δV = −0.1 (the "
+         "LLM setting; `banditlab sweep` sets b = V^μ and δV from --baseline)", baseline="group", offset=-0.1)
+register("topr", losses.tapered, "TOPR: ratio tapered to [1,1] on A ≥ 0, [0,1] on A < 0 (sequence ratio; "
+         "Trinity-RFT: ratio_level=token)", baseline="none")
+register("is", losses.tapered, "full importance sampling, windows [0,∞]/[0,∞] (sequence ratio, capped: never inf)",
+         a_pos=0.0, b_pos=INF, a_neg=0.0, b_neg=INF)
+register("tis", losses.tapered, "truncated IS as in the TOPR paper, clip(ρ, 0, 1)",
+         a_pos=0.0, b_pos=1.0, a_neg=0.0, b_neg=1.0)
+register("ppo", losses.ppo, "PPO clipped surrogate with group-mean advantage (verl and Trinity-RFT: dual_clip=3)")
+register("grpo", losses.ppo, "GRPO: PPO clip with group-std-normalised advantage (verl/Trinity-RFT/TRL: std=unbiased)", **GRPO_STD)
+register("rec", losses.rec, "REC: REINFORCE with token clipping (one-side by default)")
+register("rec-ring", losses.rec, "REC with ring clipping", clip="ring")
+register("red-drop", losses.rec, "RED-Drop: balance negatives per group, no clip (Trinity-RFT: ties=positive)",
+         clip="none", red_drop=True)
+register("red-weight", losses.rec, "RED-Weight: A·exp(A/temp), no clip", clip="none", weight="red-weight")
+register("opmd", losses.rec, "OPMD as in the REC paper: REINFORCE + (coef/2)(log π − log μ)²; the REC authors' "
+         "Trinity-RFT config coef c = our 2c, and Trinity-RFT's algorithm named 'opmd' is a different loss",
+         clip="none", reg="k2")
+register("rep-asymre", losses.rec, "AsymRE as REP: REINFORCE − β log π", clip="none", reg="fkl")
+register("sft", losses.sft, "SFT on positive samples only (Trinity-RFT's sft loss: norm=positive)")
+register("dapo", losses.ppo, "DAPO: GRPO with clip-higher ε_high = 0.28 and dynamic sampling (drop all-equal groups)",
+         eps_high=0.28, dynamic_sampling=True, **GRPO_STD)
+register("gspo", losses.ppo, "GSPO: PPO clip on the length-normalised sequence ratio (π/μ)^{1/|y|}, ε = 3e-4 / 4e-4",
+         ratio_level="sequence-mean", eps_low=3e-4, eps_high=4e-4, agg="seq-mean-token-mean", **GRPO_STD)
+register("cispo", losses.tapered, "CISPO: REINFORCE × sg(clip(ρ, 0, 5)) per token (TRL ε_max = 5)",
+         a_pos=0.0, b_pos=5.0, a_neg=0.0, b_neg=5.0, ratio_level="token", **GRPO_STD)
+register("sapo", losses.sapo, "SAPO: soft sigmoid gate (4/τ)σ(τ(ρ − 1)) in place of the clip, τ = 1 / 1.05",
+         agg="seq-mean-token-mean", **GRPO_STD)
+register("gmpo", losses.gmpo, "GMPO: geometric mean of log-space-clipped token ratios, ε = 0.4", **GRPO_STD)
+register("m2po", losses.m2po, "M2PO: mask the largest (log ρ)² until the batch's mean is ≤ 0.04", **GRPO_STD)
+register("grpo-opsm", losses.ppo, "GRPO + off-policy sequence masking (DeepSeek-V3.2): drop A < 0 sequences with "
+         "mean log(μ/π) > δ = 0.5", opsm_delta=0.5, **GRPO_STD)
+register("grpo-tis", losses.ppo, "GRPO × engine-mismatch TIS min(μ/μ_roll, 2) per token (per sequence: mismatch_level=sequence)",
+         mismatch="truncate", **GRPO_STD)
+register("grpo-mis", losses.ppo, "GRPO × engine-mismatch MIS 1[μ/μ_roll ≤ 2] per token (per sequence: mismatch_level=sequence)",
+         mismatch="mask", **GRPO_STD)
 
 
 def get_objective(name: str, **overrides) -> Objective:
