@@ -198,8 +198,8 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
 
 def remedy(config: str, plot_only: bool) -> str:
     """The end of the line refusing a data folder made from another config."""
-    return (f"it was made from another {config}.toml; " +
-            ("run again with --force instead of --plot-only to rerun it" if plot_only else "--force reruns it"))
+    return (f"made from another {config}.toml; " +
+            ("rerun it with --force instead of --plot-only" if plot_only else "--force reruns it"))
 
 
 def check_data(data: Path, config: str, cfg: dict, replace: bool, plot_only: bool) -> None:

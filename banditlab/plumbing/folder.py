@@ -1,4 +1,5 @@
-"""Run folders: the one module that decides what a run does to its folder, for `sweep`, `llm train` and `reproduce`.
+"""Run folders: the helpers that decide what a run does to its folder, for `sweep`, `llm train` and `reproduce`;
+banditlab.plumbing.protocol strings them into the one life of a run (claim → record → steps → outputs → DONE).
 
     config.json   the run record {"kind": "sweep" | "llm-train" | "reproduce", "identity": {...}, ...}: a folder of another kind,
                   or of the same kind with another identity (the options that determine the numbers), is refused
