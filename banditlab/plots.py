@@ -74,6 +74,14 @@ def offset_colors(offsets):
     return {o: cmap(norm(o)) for o in offsets}, mpl.cm.ScalarMappable(norm=norm, cmap=cmap)
 
 
+def v_colors(values):
+    """A viridis colour per baseline value V, in increasing order."""
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps["viridis"]
+    return {v: cmap(i / max(1, len(values) - 1)) for i, v in enumerate(sorted(values))}
+
+
 def theory_curve(rec: dict, offsets, num: int = 400):
     """Dense (δV, J*) of the closed form for a run's bandit and config (its config.json as a dict),
     over the run's offsets below 0, or None where the theorem does not apply."""

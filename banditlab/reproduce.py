@@ -2,70 +2,43 @@
 
 Every experiment has two halves. `run` simulates and writes tidy files to figures/data/ID/. `plot` reads only those
 files and draws figures/ID.png and .pdf, so `--plot-only` redraws any figure without rerunning. An experiment
-whose data already exist is not rerun (use --force). `reproduce --all` therefore survives interruption one
-experiment at a time: a data folder is complete only once its DONE marker is written (atomically, after every
-data file); one without it is rerun. A data folder is locked while its experiment runs (a second `reproduce` of
-it is refused). SIGTERM, like Ctrl-C, stops at once with one line and exit code 130 (banditlab.plumbing.folder).
+whose data already exist is not rerun (use --force). A data folder is a run folder (banditlab.plumbing.protocol,
+kind "reproduce"): locked while its experiment runs (a second `reproduce` of it is refused), complete only once its
+DONE marker is written (atomically, after every data file; one without it is rerun, so `reproduce --all` survives
+interruption one experiment at a time), and recorded in its config.json with the experiment's config as identity.
+SIGTERM, like Ctrl-C, stops at once with one line and exit code 130.
+
+Data made from another config are never redrawn as if they were this config's, nor silently replaced: every
+named experiment's data folder is checked before anything runs, and one whose record names another config is
+refused in one line (the differing keys) that points at --force, which reruns it from the current config (a rerun
+can take an hour, and the data may be the committed ones). A data folder without a record (the committed
+figures/data/*) stands as made from the current config: it is redrawn as it is, and gets its record when its
+experiment next runs.
 
 Each experiment is one module beside its config, experiments/reproduce/ID.py + ID.toml (the way CleanRL keeps one
-file per algorithm), discovered here: it defines CONFIG, SIMS (progress-bar steps), `run(cfg, data, tick)` and
-FIGURES {figure id: (title, plot(cfg, data, out, plt))}. This module holds only the framework and the helpers the
-modules share. The LLM experiment's module imports llm/; banditlab imports llm only to mount `banditlab llm`.
-Deliberately left out: the papers' exact random draws (unpublished).
+file per algorithm): it defines CONFIG, SIMS (progress-bar steps), `run(cfg, data, tick)` and FIGURES {figure id:
+(title, plot(cfg, data, out, plt))}. The modules are imported on first use of EXPERIMENTS (listing, running or
+plotting), not with this module; what they share lives in banditlab.methods and banditlab.plots. The LLM
+experiments' modules import llm/; banditlab imports llm only to mount `banditlab llm`. Deliberately left out: the
+papers' exact random draws (unpublished).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from banditlab.errors import UsageError
-from banditlab.plumbing.folder import is_complete, lock, mark_complete, stop_flag, unmark, write_arrays, write_table
+from banditlab.plumbing.folder import is_complete
+from banditlab.plumbing.protocol import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "experiments" / "reproduce"
-
-
-# ------------------------------------------------------------------------------------------ shared helpers
-def method(spec: list[str]):
-    """["algo", "key=value", ...] → an Objective (the registry's CLI parser, so configs read like the CLI)."""
-    from banditlab.registry.objectives import parse_algo_args
-
-    return parse_algo_args(spec[0], list(spec[1:]))
-
-
-def v_colors(values):
-    import matplotlib as mpl
-
-    cmap = mpl.colormaps["viridis"]
-    return {v: cmap(i / max(1, len(values) - 1)) for i, v in enumerate(sorted(values))}
-
-
-def methods_run(cfg, bandit, data, tick, record_every=0, mode="exact", seeds=1, behaviors=("fixed",), **kw):
-    import pandas as pd
-
-    from banditlab.science.simulator import run_grid
-
-    frames, trajs = [], {}
-    for label, spec in cfg["methods"].items():
-        obj = method(spec)
-        for beh in behaviors:
-            off = [obj.params.get("offset", 0.0)]
-            df, tr = run_grid(bandit, obj, off, seeds=seeds, mode=mode, steps=cfg["steps"], lr=cfg["lr"],
-                              behavior=beh, record_every=record_every, progress=tick, **kw)
-            frames.append(df.assign(method=label, behavior=beh))
-            if tr is not None:
-                trajs[label] = tr[:, 0, 0]
-    df = pd.concat(frames)
-    write_table(data / "steps.parquet", df.drop(columns=["baseline_offset", "baseline"]))
-    if trajs:
-        write_arrays(data / "policies.npz", **trajs, every=record_every)
-    return df
+KIND = "reproduce"
 
 
 @dataclass(frozen=True)
@@ -78,7 +51,7 @@ class Experiment:
 
 
 def discover(folder: Path = CONFIGS) -> dict[str, Experiment]:
-    """Every experiment module in `folder`, in a fixed order (bandit figures first, by file name)."""
+    """Every experiment module in `folder`, imported, in a fixed order (bandit figures first, by file name)."""
     found = {}
     rank = {"asymre": 0, "rec": 1, "topr": 2, "staleness": 3, "algorithm": 4, "llm": 5}  # the figures index's order
     files = sorted(folder.glob("*.py"), key=lambda f: (rank.get(f.stem.split("-")[0], 4), f.stem))
@@ -91,8 +64,33 @@ def discover(folder: Path = CONFIGS) -> dict[str, Experiment]:
     return found
 
 
-EXPERIMENTS = discover() if CONFIGS.is_dir() else {}
-BANDIT_EXPERIMENTS = [k for k in EXPERIMENTS if not k.startswith("llm-")]
+class Catalog(Mapping):
+    """figure id → Experiment: `discover(folder)`, run on first use and kept."""
+
+    def __init__(self, folder: Path):
+        self.folder, self._found = Path(folder), None
+
+    def _all(self) -> dict[str, Experiment]:
+        if self._found is None:
+            self._found = discover(self.folder) if self.folder.is_dir() else {}
+        return self._found
+
+    def __getitem__(self, key: str) -> Experiment:
+        return self._all()[key]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+EXPERIMENTS: Mapping[str, Experiment] = Catalog(CONFIGS)
+
+
+def bandit_experiments() -> list[str]:
+    """The figure ids `reproduce --all` draws: every experiment but the LLM ones."""
+    return [k for k in EXPERIMENTS if not k.startswith("llm-")]
 
 
 def load_config(name: str, configs: Path = CONFIGS) -> dict:
@@ -168,8 +166,10 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
     if unknown:
         raise UsageError(f"ID: unknown experiment {unknown[0]!r} (choose from: {', '.join(EXPERIMENTS)}, or --all)")
     check_figures(figures)
-    for name in ids:  # every config read and checked before anything is written
-        load_config(EXPERIMENTS[name].config, configs)
+    rerun = {EXPERIMENTS[i].config for i in ids if force and EXPERIMENTS[i].run is not None}
+    for name in ids:  # every config read, and its data folder checked against it, before anything is written
+        config = EXPERIMENTS[name].config
+        check_data(figures / "data" / config, config, load_config(config, configs), config in rerun, plot_only)
     plt = style(seaborn=True)
     made, ran = [], set()
     for name in ids:
@@ -177,10 +177,10 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
         cfg = load_config(exp.config, configs)
         data = figures / "data" / exp.config
         owner = EXPERIMENTS[exp.config]
-        if not is_complete(data) or (force and exp.run is not None):
+        if not is_complete(data) or (exp.config in rerun and exp.run is not None):
             if plot_only:
                 raise UsageError(f"--plot-only: no data for {name} in {data}; run without --plot-only first")
-            _run(exp.config, owner, cfg, data, progress)
+            _run(exp.config, owner, cfg, data, progress, replace=exp.config in rerun)
             ran.add(exp.config)
         elif exp.config not in ran:
             echo(f"{name}: --plot-only: redrawing from {data}, running nothing" if plot_only else
@@ -196,20 +196,31 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
     return made
 
 
-def _run(name: str, owner: Experiment, cfg: dict, data: Path, progress: bool) -> None:
-    """Run one experiment into its locked data folder and mark it complete; a signal stops it at once, unmarked."""
+def remedy(config: str, plot_only: bool) -> str:
+    """The end of the line refusing a data folder made from another config."""
+    return (f"made from another {config}.toml; " +
+            ("rerun it with --force instead of --plot-only" if plot_only else "--force reruns it"))
+
+
+def check_data(data: Path, config: str, cfg: dict, replace: bool, plot_only: bool) -> None:
+    """`data` can hold this experiment's run: not another kind of run, nor data made from another config (unless
+    `replace`, for --force); files without a record are taken as the current config's."""
+    Run.check(data, KIND, cfg, option="--figures", adopt=True, replace=replace, remedy=remedy(config, plot_only))
+
+
+def _run(name: str, owner: Experiment, cfg: dict, data: Path, progress: bool, replace: bool = False) -> None:
+    """Run one experiment into its claimed data folder (record first, DONE last); a signal stops it at once,
+    unmarked."""
     from banditlab.plumbing.progress import Bar
 
-    data.mkdir(parents=True, exist_ok=True)
-    held = lock(data, "--figures")
-    try:
-        unmark(data)
-        with stop_flag(at_once="this experiment's data are incomplete and will be rerun"), \
-                Bar(name, total=owner.sims, show=progress) as bar:
-            owner.run(cfg, data, bar.advance if progress else None)
-            mark_complete(data)
-    except (KeyError, TypeError, ValueError) as err:
-        raise UsageError(f"{name}.toml: a value has the wrong type or is missing "
-                         f"({type(err).__name__}: {str(err)[:120]})") from None
-    finally:
-        held.close()
+    with Run.open(data, KIND, cfg, option="--figures", adopt=True, replace=replace,
+                  remedy=remedy(name, False)) as run:
+        run.write_record({"experiment": name})
+        try:
+            with run.running(at_once="this experiment's data are incomplete and will be rerun"), \
+                    Bar(name, total=owner.sims, show=progress) as bar:
+                owner.run(cfg, data, bar.advance if progress else None)
+                run.done()
+        except (KeyError, TypeError, ValueError) as err:
+            raise UsageError(f"{name}.toml: a value has the wrong type or is missing "
+                             f"({type(err).__name__}: {str(err)[:120]})") from None

@@ -17,6 +17,13 @@ Baselines: values are offsets δV from the behaviour's V^μ (`baseline_ref = "vm
 (reinforce, asymre) on a fixed behaviour, per context; for a sampled group mean with G pulls the effective offset
 is δV·G/(G−1) (theory.group_baseline_offset).
 
+The baseline's names, one per concept; inside this module the swept values are `baseline_offset` throughout, and
+`per_run_params` and `registry_baseline` are the one place that maps them to the registry's parameters:
+    CLI option (config key)     SweepConfig field        output column               registry parameter
+    --baseline                  baseline                 baseline_offset (δV)        offset (one per run)
+    --baseline-ref, --absolute  baseline_ref, absolute   baseline (V^μ + δV, or V)   baseline (vmu|group|absolute)
+With --absolute the values are raw V: the registry's offset is V and the column baseline_offset is V − V^μ.
+
 Pulls (sampled mode): with `pulls = "shared"` the runs of one seed draw the same random numbers at every baseline
 (common random numbers), so with a fixed behaviour they learn from the same pulls and two baselines' difference is
 measured on the same data; seeds stay independent of each other, so the per-baseline CIs over seeds are those
@@ -44,8 +51,9 @@ from banditlab.science import bandits as B
 from banditlab.science import theory
 from banditlab.cli.configfile import option
 from banditlab.errors import UsageError
-from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_output, atomic_save, check_identity, claim, is_complete, jsonable,
-                        mark_complete, stop_flag, write_record, write_table)
+from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_output, atomic_save, claim, is_complete,
+                                      mark_complete, write_record, write_table)
+from banditlab.plumbing.protocol import Run
 from banditlab.plumbing.threads import HELP as THREADS_HELP
 
 
@@ -321,6 +329,16 @@ def _delay(behavior: str) -> int:
         return 0  # the simulator reports the malformed option
 
 
+def registry_baseline(cfg: SweepConfig) -> str:
+    """The registry's `baseline` parameter (what the offsets are taken from): --absolute, else --baseline-ref."""
+    return "absolute" if cfg.absolute else cfg.baseline_ref
+
+
+def per_run_params(baseline_offset) -> dict:
+    """The registry's per-run parameters of a sweep: `offset`, one baseline_offset per run."""
+    return {"offset": np.asarray(baseline_offset, float)}
+
+
 def build(cfg: SweepConfig):
     """Resolve a config into (bandit, objective, grid, simulator)."""
     from banditlab.registry.objectives import parse_algo_args
@@ -328,7 +346,7 @@ def build(cfg: SweepConfig):
 
     validate(cfg)
     bandit = make_bandit(cfg)
-    values = parse_range(cfg.baseline)
+    baseline_offset = parse_range(cfg.baseline)
     try:
         objective = parse_algo_args(cfg.algo, cfg.algo_args)
     except ValueError as err:
@@ -339,10 +357,10 @@ def build(cfg: SweepConfig):
     if fixed:  # the sweep sets both itself: a value here would be recorded in config.json but never used
         raise UsageError(f"--algo-arg {fixed[0]}: a sweep sets the baseline from --baseline, --baseline-ref and "
                          "--absolute; give it there")
-    mode = "absolute" if cfg.absolute else cfg.baseline_ref
-    objective = objective.with_params(baseline=mode)
+    objective = objective.with_params(baseline=registry_baseline(cfg))
     replicas = replicas_of(cfg)
-    grid = {"baseline_offset": np.repeat(values, replicas), "seed": np.tile(np.arange(replicas), len(values))}
+    grid = {"baseline_offset": np.repeat(baseline_offset, replicas),
+            "seed": np.tile(np.arange(replicas), len(baseline_offset))}
     shared = cfg.pulls == "shared" and cfg.mode == "sampled" and not objective.params.get("red_drop")
     streams = grid["seed"] if shared else None
     total = len(grid["seed"])
@@ -352,13 +370,13 @@ def build(cfg: SweepConfig):
     grid = {k: v[rows] for k, v in grid.items()}
     grid["run"] = rows
     check_size(cfg, bandit, len(grid["seed"]))
-    if np.abs(values).max() > 1e6:
+    if np.abs(baseline_offset).max() > 1e6:
         raise UsageError(f"--baseline: values must lie within ±1e6, got {cfg.baseline!r}")
     log_every = cfg.log_every or max(1, cfg.steps // 200)
     sim_cfg = SimConfig(mode=cfg.mode, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, behavior=cfg.behavior,
                         log_every=log_every, support_eps=cfg.support_eps, dtype=cfg.dtype, device=cfg.device)
     try:
-        sim = Simulator(bandit, objective, {"offset": grid["baseline_offset"]}, sim_cfg, seed=cfg.seed,
+        sim = Simulator(bandit, objective, per_run_params(grid["baseline_offset"]), sim_cfg, seed=cfg.seed,
                         shard_rows=rows if cfg.shard else None, total_runs=total, streams=streams)
     except ValueError as err:
         raise UsageError(str(err)) from None
@@ -366,34 +384,31 @@ def build(cfg: SweepConfig):
 
 
 def run_sweep(cfg: SweepConfig, progress: bool = True, quiet: bool = False) -> Path:
-    """Run (or resume) a sweep into cfg.out and write every output file. Returns the run folder."""
+    """Run (or resume) a sweep into cfg.out and write every output file (banditlab.plumbing.protocol: claimed,
+    checked against the folder's record, checkpointed, DONE last). Returns the run folder."""
     from banditlab.plumbing.threads import use_threads
 
     bandit, objective, grid, sim = build(cfg)
     use_threads(cfg.threads, elements=sim.runs * bandit.contexts * bandit.arms * sim.out_vals.shape[-1])
-    lock = claim(cfg.out, "sweep", name=("sweep", cfg.algo))
-    try:
-        return _run_locked(cfg, lock.folder, bandit, objective, grid, sim, progress, quiet)
-    finally:
-        lock.close()  # releases the flock (the OS also does when the process dies)
+    with Run.open(cfg.out, "sweep", cfg.identity(), name=("sweep", cfg.algo)) as run:
+        return _run_locked(cfg, run, bandit, objective, grid, sim, progress, quiet)
 
 
-def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path:
+def _run_locked(cfg, run: Run, bandit, objective, grid, sim, progress, quiet) -> Path:
+    out, identity = run.folder, run.identity
     state_file = out / "state.pt"
-    identity = jsonable(cfg.identity())
-    check_identity(out, identity)
     state = sim.initial_state()
     if state_file.exists():
         state = _load_state(state_file, state, identity)
-        if state.step >= cfg.steps and is_complete(out):  # finished: nothing is rewritten
+        if state.step >= cfg.steps and run.complete:  # finished: nothing is rewritten
             if not quiet:
                 print(f"{out}: this run is already complete; its table follows (delete the folder to rerun)")
             return out
         if not quiet and state.step < cfg.steps:
             print(f"{out}: resumed at step {state.step}/{cfg.steps}", flush=True)
-    write_record(out, "sweep", {"sweep": asdict(cfg), "identity": identity, "bandit": bandit.to_dict(),
-                                "objective": {"name": objective.name, "params": dict(objective.params)}})
-    with stop_flag() as flag:  # installed until the marker is written
+    run.write_record({"sweep": asdict(cfg), "bandit": bandit.to_dict(),
+                      "objective": {"name": objective.name, "params": dict(objective.params)}})
+    with run.running() as flag:  # installed until the marker is written
         if state.step < cfg.steps:
             state = _simulate(cfg, sim, state, state_file, identity, flag, progress)
             atomic_save(state_file, {**sim.checkpoint(state), "identity": identity})
@@ -401,7 +416,7 @@ def _run_locked(cfg, out, bandit, objective, grid, sim, progress, quiet) -> Path
             raise Interrupted(f"interrupted at step {state.step}/{cfg.steps}; state saved in {out}; "
                               "run the same command again to resume")
         write_outputs(out, cfg, bandit, objective, grid, sim, state)
-        mark_complete(out)
+        run.done()
     return out
 
 
@@ -450,8 +465,8 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
 
     values = np.stack([v.numpy() for v in state.log_values])  # [S, R, M]
     v_mu0 = bandit.v_mu_total
-    offs = grid["baseline_offset"]
-    columns = baseline_columns(offs, v_mu0, cfg.absolute)
+    baseline_offset = grid["baseline_offset"]
+    columns = baseline_columns(baseline_offset, v_mu0, cfg.absolute)
     tidy = tidy_frame(state, {**columns, "seed": grid["seed"]})
     tidy["run"] = grid["run"][tidy["run"].to_numpy()]  # the grid's run index (a shard holds a block of them)
 
@@ -460,17 +475,17 @@ def write_outputs(out: Path, cfg: SweepConfig, bandit, objective, grid, sim, sta
     rename = {"expected_reward": "final_expected_reward", "v_mu": "v_mu_final", "loss": "final_loss"}
     for i, m in enumerate(METRICS):
         summary[rename.get(m, m)] = final[:, i]
-    th = {o: theory.limit_for_run(bandit, asdict(cfg), objective, o) for o in np.unique(offs)}
+    th = {o: theory.limit_for_run(bandit, asdict(cfg), objective, o) for o in np.unique(baseline_offset)}
     for k in ("theory_expected_reward", "theory_support_size", "theory_entropy"):
-        summary[k] = [th[o][k] for o in offs]
-    exact = exact_reference(cfg, bandit, objective, np.unique(offs))
-    summary["exact_expected_reward"] = [exact[o] for o in offs]
+        summary[k] = [th[o][k] for o in baseline_offset]
+    exact = exact_reference(cfg, bandit, objective, np.unique(baseline_offset))
+    summary["exact_expected_reward"] = [exact[o] for o in baseline_offset]
     summary["improved"] = summary["final_expected_reward"] > v_mu0
     summary["diverged"] = state.diverged.cpu().numpy() | ~finite_runs(values, state.log_steps)
     write_tables(out, tidy, summary)
 
 
-def exact_reference(cfg: SweepConfig, bandit, objective, offsets) -> dict:
+def exact_reference(cfg: SweepConfig, bandit, objective, baseline_offset) -> dict:
     """{offset: J(π_T)} of the expected update (exact mode, one deterministic run per baseline) after the sweep's
     own steps, with its learning rate and behaviour: the finite-run reference for a sampled sweep's mean. NaN in
     exact mode (the runs are that reference) and where the expected sampled update is not the exact one (an
@@ -479,14 +494,14 @@ def exact_reference(cfg: SweepConfig, bandit, objective, offsets) -> dict:
     from banditlab.science.simulator import METRICS, SimConfig, Simulator
 
     if cfg.mode != "sampled" or not objective.per_sample:
-        return dict.fromkeys(offsets, np.nan)
+        return dict.fromkeys(baseline_offset, np.nan)
     sim_cfg = SimConfig(mode="exact", steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, behavior=cfg.behavior,
                         log_every=cfg.steps, support_eps=cfg.support_eps, dtype=cfg.dtype, device=cfg.device)
-    sim = Simulator(bandit, objective, {"offset": np.asarray(offsets, float)}, sim_cfg, seed=cfg.seed,
-                    runs=len(offsets))
+    sim = Simulator(bandit, objective, per_run_params(baseline_offset), sim_cfg, seed=cfg.seed,
+                    runs=len(baseline_offset))
     state = sim.run(sim.initial_state())
     final = state.log_values[-1][:, METRICS.index("expected_reward")].cpu().numpy()
-    return {o: float(j) if ok else np.nan for o, j, ok in zip(offsets, final, ~state.diverged.cpu().numpy())}
+    return {o: float(j) if ok else np.nan for o, j, ok in zip(baseline_offset, final, ~state.diverged.cpu().numpy())}
 
 
 def finite_runs(values: np.ndarray, steps) -> np.ndarray:

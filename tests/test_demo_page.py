@@ -151,3 +151,15 @@ def test_demo_figure_legend_shows_the_colours_of_the_dots(demo_fig):
     shown = {mc.to_hex(a.get_color()) for a in ax.get_legend().findobj(Line2D) if a.get_marker() == "o"}
     drawn = {mc.to_hex(a.get_color()) for a in ax.get_lines() if a.get_marker() == "o" and len(a.get_xdata())}
     assert shown == drawn and len(drawn) == 6
+
+
+def test_the_page_does_not_import_the_demo():
+    """demo.py draws and writes the page (it imports page.py); both take the simplex from simplex.py."""
+    import ast
+
+    import banditlab.classroom.page as page
+
+    with open(page.__file__) as f:
+        tree = ast.parse(f.read())
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert "banditlab.classroom.demo" not in modules and "banditlab.classroom.simplex" in modules

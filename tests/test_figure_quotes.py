@@ -78,7 +78,7 @@ def naive(label: str):
     import torch
 
     from banditlab.registry.objectives import taper
-    from banditlab.reproduce import method
+    from banditlab.methods import method
 
     folder = DATA / "topr-naive-collapse"
     pol, band = np.load(folder / "policies.npz"), np.load(folder / "bandit.npz")

@@ -40,13 +40,13 @@ def tiny_configs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def figures(tiny_configs, tmp_path_factory):
     out = tmp_path_factory.mktemp("figures")
-    R.reproduce(R.BANDIT_EXPERIMENTS, out, progress=False, configs=tiny_configs, echo=lambda *_: None)
+    R.reproduce(R.bandit_experiments(), out, progress=False, configs=tiny_configs, echo=lambda *_: None)
     return out
 
 
 @pytest.mark.slow
 def test_every_experiment_writes_png_pdf_and_data(figures):
-    for name, exp in ((k, R.EXPERIMENTS[k]) for k in R.BANDIT_EXPERIMENTS):
+    for name, exp in ((k, R.EXPERIMENTS[k]) for k in R.bandit_experiments()):
         assert (figures / f"{name}.png").stat().st_size > 10_000
         assert (figures / f"{name}.pdf").exists()
         assert (figures / "data" / exp.config / "DONE").exists()

@@ -17,6 +17,7 @@ import numpy as np
 
 from banditlab.science import bandits as B
 from banditlab.science import theory
+from banditlab.classroom.simplex import paths, to_xy
 from banditlab.classroom.svg import COLORS, NOW_COLOR, VMU_COLOR, Chart, esc, frame_group, linear_ticks, svg
 
 SUPPORT_EPS = theory.SUPPORT_EPS                # an arm is in the support when π(a) ≥ this (as in the simulator)
@@ -42,8 +43,6 @@ def fmt(p) -> str:
 # ------------------------------------------------------------------------------------------------ 3 arms
 def three_arm_data(bandit: B.Bandit, steps: int, lr: float, n_starts: int = 6) -> dict:
     """π_t from `n_starts` starts at every slider V (one vectorised exact run), and Theorem 4.2's limits."""
-    from banditlab.classroom.demo import paths
-
     mu, r = bandit.mu[0], bandit.means[0]
     vmu = bandit.v_mu_total
     Vs = vmu + REC_OFFSETS * (r.max() - r.min())  # the slider's positions scale with the rewards' range
@@ -62,8 +61,6 @@ def three_arm_data(bandit: B.Bandit, steps: int, lr: float, n_starts: int = 6) -
 
 def simplex_xy(p):
     """Barycentric → the triangle's box: arm 1 bottom left, arm 2 bottom right, arm 3 on top."""
-    from banditlab.classroom.demo import to_xy
-
     x, y = to_xy(np.asarray(p))
     return 50 + 340 * x, 340 - 340 * y
 

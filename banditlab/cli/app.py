@@ -224,7 +224,7 @@ def reproduce(options: dict, threads: dict):
     redraw them from figures/data/ID/, without running)."""
     from pathlib import Path
 
-    from banditlab.reproduce import BANDIT_EXPERIMENTS, CONFIGS, EXPERIMENTS, reproduce as run
+    from banditlab.reproduce import CONFIGS, EXPERIMENTS, bandit_experiments, reproduce as run
 
     c = make(ReproduceConfig, options)
     if c.list_:
@@ -236,7 +236,7 @@ def reproduce(options: dict, threads: dict):
     if c.force and c.plot_only:
         raise UsageError("--force and --plot-only: --force reruns, --plot-only never runs; give one")
     use_threads(make(ThreadsOption, threads).threads)
-    run(BANDIT_EXPERIMENTS if c.all_ else list(c.ids), Path(c.figures), force=c.force, plot_only=c.plot_only,
+    run(bandit_experiments() if c.all_ else list(c.ids), Path(c.figures), force=c.force, plot_only=c.plot_only,
         progress=c.progress, echo=typer.echo,
         configs=Path(c.configs) if c.configs else CONFIGS)
 

@@ -1,6 +1,7 @@
-"""Run folders: the one module that decides what a run does to its folder, for `sweep`, `llm train` and `reproduce`.
+"""Run folders: the helpers that decide what a run does to its folder, for `sweep`, `llm train` and `reproduce`;
+banditlab.plumbing.protocol strings them into the one life of a run (claim → record → steps → outputs → DONE).
 
-    config.json   the run record {"kind": "sweep" | "llm-train", "identity": {...}, ...}: a folder of another kind,
+    config.json   the run record {"kind": "sweep" | "llm-train" | "reproduce", "identity": {...}, ...}: a folder of another kind,
                   or of the same kind with another identity (the options that determine the numbers), is refused
     .lock         an exclusive `flock` held for the whole run: a second run on the same folder is refused
     DONE          the completion marker, written atomically and last, after every output exists: a folder
@@ -35,7 +36,7 @@ from pathlib import Path
 
 from banditlab.errors import UsageError
 
-KINDS = ("sweep", "llm-train")
+KINDS = ("sweep", "llm-train", "reproduce")
 MARKER = "DONE"
 
 
@@ -274,7 +275,7 @@ def jsonable(x):
     return x
 
 
-def read_record(folder: Path) -> dict | None:
+def read_record(folder: Path, option: str = "--out") -> dict | None:
     """The run record in `folder`/config.json (None: there is none); UsageError if it is unreadable."""
     from banditlab.plumbing.safeio import read_text
 
@@ -282,18 +283,18 @@ def read_record(folder: Path) -> dict | None:
     if not f.exists():
         return None
     try:
-        rec = json.loads(read_text(f, "--out"))
+        rec = json.loads(read_text(f, option))
     except (UsageError, json.JSONDecodeError, RecursionError) as err:
-        raise UsageError(f"--out: {f} is unreadable ({type(err).__name__}); move the folder aside or choose "
-                         "another --out") from None
+        raise UsageError(f"{option}: {f} is unreadable ({type(err).__name__}); move the folder aside or choose "
+                         f"another {option}") from None
     if not isinstance(rec, dict):
-        raise UsageError(f"--out: {f} is not a banditlab run record")
+        raise UsageError(f"{option}: {f} is not a banditlab run record")
     return rec
 
 
-def kind_of(folder: Path) -> str | None:
+def kind_of(folder: Path, option: str = "--out") -> str | None:
     """The kind of run in `folder` (None: no config.json); UsageError if config.json is unreadable."""
-    rec = read_record(folder)
+    rec = read_record(folder, option)
     if rec is None:
         return None
     if "kind" in rec:
@@ -305,17 +306,24 @@ def kind_of(folder: Path) -> str | None:
     return "unknown"
 
 
-def check_identity(folder: Path, identity: dict) -> dict | None:
-    """The folder's run record, refused in one line when its identity is not `identity` (None: no record)."""
-    rec = read_record(folder)
+def identity_diff(rec: dict | None, identity: dict) -> list[str]:
+    """The keys in which the record's identity differs from `identity` (none: the same run, or no record)."""
     if rec is None:
-        return None
+        return []
     new, old = jsonable(identity), rec.get("identity")
-    if old != new:
-        old = old if isinstance(old, dict) else {}
-        diff = sorted(k for k in new.keys() | old.keys() if k not in old or k not in new or old[k] != new[k])
-        raise UsageError(f"--out: {folder} holds a different run (differs in: {', '.join(diff)}); "
-                         "choose another --out")
+    if old == new:
+        return []
+    old = old if isinstance(old, dict) else {}
+    return sorted(k for k in new.keys() | old.keys() if k not in old or k not in new or old[k] != new[k])
+
+
+def check_identity(folder: Path, identity: dict, option: str = "--out", remedy: str = "choose another --out"
+                   ) -> dict | None:
+    """The folder's run record, refused in one line when its identity is not `identity` (None: no record)."""
+    rec = read_record(folder, option)
+    diff = identity_diff(rec, identity)
+    if diff:
+        raise UsageError(f"{option}: {folder} holds a different run (differs in: {', '.join(diff)}); {remedy}")
     return rec
 
 
@@ -375,47 +383,50 @@ def lock(folder: Path, option: str = "--out") -> Claim:
     return Claim(Path(folder), f)
 
 
-def claim(out: Path | str | None, kind: str, name: tuple = ()) -> Claim:
+def claim(out: Path | str | None, kind: str, name: tuple = (), option: str = "--out", adopt: bool = False
+          ) -> Claim:
     """Check that `out` can hold a run of `kind` (`check_claim`), create it and lock it. Without `out`: a new
     folder default_name(*name)."""
-    target = check_claim(out, kind, name)
+    target = check_claim(out, kind, name, option, adopt)
     if not out:
-        _create(target.parent)
-        return lock(_create_new(target))
-    return lock(_create(target))
+        _create(target.parent, option)
+        return lock(_create_new(target), option)
+    return lock(_create(target, option), option)
 
 
-def check_claim(out: Path | str | None, kind: str, name: tuple = ()) -> Path:
+def check_claim(out: Path | str | None, kind: str, name: tuple = (), option: str = "--out", adopt: bool = False
+                ) -> Path:
     """The folder `claim` would take, with everything it would refuse found without creating or locking
     anything (for a command with slow work, loading a model, before it claims): a file in the way, a folder
-    that cannot be written, or one holding another kind of run or other files."""
+    that cannot be written, or one holding another kind of run or other files (`adopt`: files without a record
+    are taken as this kind's). `option` names the folder in messages."""
     from banditlab.plumbing.safeio import check_path
 
-    target = check_path(out or default_name(*name), "--out")
+    target = check_path(out or default_name(*name), option)
     if out and target.is_dir():
-        found = kind_of(target)
+        found = kind_of(target, option)
         if found is not None and found != kind:
-            raise UsageError(f"--out: {target} holds a {found} run, not a {kind} run; choose another folder")
-        if found is None and any(p.name != ".lock" for p in target.iterdir()):
-            raise UsageError(f"--out: {target} is not empty and holds no banditlab run; choose an empty or new "
+            raise UsageError(f"{option}: {target} holds a {found} run, not a {kind} run; choose another folder")
+        if found is None and not adopt and any(p.name != ".lock" for p in target.iterdir()):
+            raise UsageError(f"{option}: {target} is not empty and holds no banditlab run; choose an empty or new "
                              "folder")
     for parent in [target, *target.parents]:
         if parent.exists():
             if not parent.is_dir():
-                raise UsageError(f"--out: {parent} is a file, not a folder")
+                raise UsageError(f"{option}: {parent} is a file, not a folder")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise UsageError(f"--out: cannot create {target}: permission denied in {parent}" if parent != target
-                                 else f"--out: {target} is not writable")
+                raise UsageError(f"{option}: cannot create {target}: permission denied in {parent}"
+                                 if parent != target else f"{option}: {target} is not writable")
             break
     return target
 
 
-def _create(out: Path) -> Path:
+def _create(out: Path, option: str = "--out") -> Path:
     """`out` and its parents created; a failure (a folder the OS refuses) in one line, a full disk raised."""
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         if is_disk_full(err):
             raise
-        raise UsageError(f"--out: cannot create {out}: {err.strerror or err}") from None
+        raise UsageError(f"{option}: cannot create {out}: {err.strerror or err}") from None
     return out

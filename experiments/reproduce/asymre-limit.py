@@ -10,7 +10,7 @@ import numpy as np
 
 from banditlab.science import bandits as B
 from banditlab.science import theory
-from banditlab.reproduce import method
+from banditlab.methods import method
 from banditlab.plumbing.folder import write_csv
 from banditlab.science.simulator import run_grid
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from banditlab.science import bandits as B
 from banditlab.science import theory
-from banditlab.reproduce import method, v_colors
+from banditlab.methods import method
+from banditlab.plots import v_colors
 from banditlab.plumbing.folder import write_csv, write_table
 from banditlab.science.simulator import run_grid
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from banditlab.science import bandits as B
-from banditlab.reproduce import methods_run
+from banditlab.methods import methods_run
 
 
 def run_rec_counterexample(cfg, data: Path, tick):

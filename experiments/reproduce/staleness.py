@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from banditlab.science import bandits as B
-from banditlab.reproduce import method
+from banditlab.methods import method
 from banditlab.plumbing.folder import write_table
 from banditlab.science.simulator import run_grid
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from banditlab.science import bandits as B
-from banditlab.reproduce import method, methods_run
+from banditlab.methods import method, methods_run
 from banditlab.plumbing.folder import write_arrays
 
 
