@@ -126,15 +126,12 @@ class MultiRun:
 
     def batch_rows(self, seed: int, step: int) -> list[int]:
         """The dataset rows of a run's step: `prompts_per_step` problems of the pool in the order of llm/train.py
-        (`Trainer.batch_indices`: an epoch-wise permutation from the seed), all k samples of each."""
-        from types import SimpleNamespace
+        (`rollouts.batch_indices`: an epoch-wise permutation from the seed), all k samples of each."""
+        from .rollouts import batch_indices
 
-        from .train import Trainer
-
-        fake = SimpleNamespace(train_set=range(self.data.problems),
-                               cfg=SimpleNamespace(prompts_per_step=self.prompts_per_step, seed=seed))
         k = self.data.k
-        return [i * k + j for i in Trainer.batch_indices(fake, step) for j in range(k)]
+        return [i * k + j for i in batch_indices(self.data.problems, self.prompts_per_step, seed, step)
+                for j in range(k)]
 
     def train_step(self) -> list[dict]:
         """One optimizer step of every run; one metrics row per run."""
