@@ -72,6 +72,33 @@ def load(out: Path) -> dict:
     return s
 
 
+def save_run(tr) -> None:
+    """The trainer's checkpoint, written by the main process (every process holds the same weights)."""
+    from .models import lora_state
+
+    if tr.dist.main:
+        save(tr.out, tr.model, {"step": tr.step, "policy": lora_state(tr.model), "behaviour": tr.behaviour,
+                                "behaviour_version": tr.behaviour_version, "history": tr.mu.history,
+                                "optimizer": tr.opt.state_dict()})
+    tr.dist.barrier()
+
+
+def load_run(tr) -> None:
+    """The checkpoint's adapter, μ, optimizer and generators into the trainer; μ pushed to the backend."""
+    from .models import lora_params
+
+    s = load(tr.out)
+    with torch.no_grad():
+        for n, p in lora_params(tr.model).items():
+            p.copy_(s["policy"][n])
+    tr.step, tr.behaviour, tr.behaviour_version = s["step"], s["behaviour"], s["behaviour_version"]
+    tr.mu.history = s["history"]
+    tr.opt.load_state_dict(s["optimizer"])
+    set_rng_state(s["rng"])
+    if not tr.cfg.offline:
+        tr.backend.sync(tr.behaviour, tr.behaviour_version)
+
+
 # ------------------------------------------------------------------------------------------ the run folder
 def holds_run(out: Path) -> bool:
     return (out / "config.json").exists() and (out / "checkpoint.pt").exists()

@@ -72,6 +72,28 @@ def step_metrics(tr, r, correct: list, step, logp: torch.Tensor, ent: torch.Tens
     return logs
 
 
+def evaluate(tr, train: bool = False) -> float:
+    """Greedy pass@1 of the current policy on the test problems (or the first eval_train_n train problems)."""
+    c = tr.cfg
+    problems = tr.dist.block(tr.train_set[: c.eval_train_n] if train else tr.test_set)
+    prompts = tr.dist.block(tr.prompts[: c.eval_train_n] if train else tr.test_prompts)
+    budget = c.eval_max_new_tokens or c.max_new_tokens
+    if c.backend == "vllm":  # evaluate the live policy: pushed to the engine's evaluation slot and checked
+        from .models import lora_state
+
+        tr.backend.sync(lora_state(tr.model), tr.step, slot="eval")
+        r = tr.backend.generate(prompts, 1, budget, greedy=True, slot="eval")
+    else:
+        from banditlab.plumbing.progress import Bar
+
+        with Bar(f"eval step {tr.step}, {len(prompts)} {'train' if train else 'test'} problems", total=1,
+                 show=tr.progress, unit="tokens") as bar:
+            r = tr.backend.generate(prompts, 1, budget, greedy=True, state=None, bar=bar)
+    ok = tr.grader.correct(r.texts, [p.answer for p in problems])
+    scored = tr.dist.gather_rows([float(x) for x in ok if x is not None])  # every process's share
+    return float(np.mean(scored)) if scored else float("nan")
+
+
 class MetricsLog:
     """metrics.jsonl (appended one row at a time by the main process) and, with --tensorboard, OUT/tb."""
 

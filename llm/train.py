@@ -36,7 +36,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from banditlab.errors import UsageError
@@ -48,10 +47,10 @@ from . import checkpoint
 from .checkpoint import check_out, extension, length_only  # noqa: F401  (re-exported)
 from .config import TIMING_KEYS, TrainConfig, check_installed, validate  # noqa: F401  (re-exported)
 from .logprobs import token_logprobs
-from .metrics import MetricsLog, read_metrics, report, step_metrics  # noqa: F401  (read_metrics re-exported)
+from .metrics import MetricsLog, evaluate, read_metrics, report, step_metrics  # noqa: F401  (read_metrics re-exported)
 from .models import lora_params, lora_state, use_lora
 from .rollouts import Behaviour, batch_indices, from_offline, generate_offline, groups, sample
-from .rollouts import offline_from_dict, offline_path, offline_source
+from .rollouts import offline_from_dict, offline_source
 
 
 def build_objective(cfg: TrainConfig):
@@ -107,7 +106,7 @@ class Trainer:
         from banditlab.errors import RunFailed
 
         try:
-            return self._run(resume)
+            return run_loop(self, resume)
         except RuntimeError as err:
             if type(err).__name__ == "SyncError":
                 raise RunFailed(f"{err} (last checkpoint kept in {self.out})") from None
@@ -117,60 +116,6 @@ class Trainer:
                 self.backend.close()
             if getattr(self, "lock", None) is not None:
                 self.lock.close()
-
-    def _run(self, resume: bool) -> Path:
-        from banditlab.plumbing.progress import Bar
-
-        c = self.cfg
-        resumed = checkpoint.open_run(self, resume)  # claim the folder; a new run's record, or the checkpoint
-        if resumed and is_complete(self.out) and self.step >= self.total_steps:
-            self.echo(f"{self.out}: this run is already complete")
-            return self.out
-        if resumed:
-            self.echo(f"{self.out}: resumed at step {self.step}/{self.total_steps}")
-        else:
-            if c.eval_n:
-                self.echo(f"evaluating step 0: greedy pass@1 on {len(self.test_set)} test problems")
-            MetricsLog(self.out, self.dist.main, False).write({"step": 0, "world_size": self.dist.world,
-                                                              **self.evaluation()})
-        log, done, cadence = MetricsLog(self.out, self.dist.main, c.tensorboard), [], Cadence(steps=c.checkpoint_every)
-        with stop_flag() as flag, Bar("train", total=self.total_steps, show=self.progress, start=self.step,
-                                      unit="steps") as bar:  # the flag is held until the completion marker is written
-            try:
-                while self.step < self.total_steps:
-                    try:
-                        logs = self.train_step()  # rollouts → rewards → advantage → loss → optimizer step
-                    except torch.cuda.OutOfMemoryError:
-                        raise UsageError(f"out of GPU memory in step {self.step + 1}: lower --micro-batch, "
-                                         f"--gen-batch-size or --max-new-tokens (last checkpoint kept in {self.out})"
-                                         ) from None
-                    last = self.step == self.total_steps
-                    if (c.eval_every and self.step % c.eval_every == 0) or last:
-                        logs.update(self.evaluation())
-                    log.write(logs)
-                    log.scalars(logs)
-                    done.append(logs)
-                    bar.update(self.step, f"reward {logs['reward_mean']:+.2f}")
-                    stop = self.stop_asked(flag)
-                    if cadence.due(self.step, final=last or stop):
-                        self.save()
-                    if stop and not last:
-                        raise Interrupted(f"interrupted after step {self.step}/{self.total_steps}; checkpoint saved "
-                                          f"in {self.out}; rerun with --resume to continue")
-            finally:
-                log.close()
-                self.grader.close()
-            if self.dist.main:
-                mark_complete(self.out)
-        report(done, self.device, c.offline, self.echo)
-        return self.out
-
-    def stop_asked(self, flag: dict) -> bool:
-        """Whether a stop was asked (Ctrl-C, SIGTERM) in any process: all stop at the same step, or the
-        collectives would hang."""
-        if self.dist.world > 1:
-            flag["stop"] = bool(self.dist.sum(torch.tensor([float(flag["stop"])], device=self.device))[0])
-        return flag["stop"]
 
     # -------------------------------------------------------------------------------------- one step
     def train_step(self) -> dict:
@@ -303,52 +248,80 @@ class Trainer:
         return logs
 
     def eval_logs(self) -> dict:
-        logs = {"test_accuracy": self.evaluate()} if self.cfg.eval_n else {}  # --eval-n 0: no evaluation, no key
+        """test_accuracy (--eval-n) and train_accuracy (--eval-train-n) of the current policy (`metrics.evaluate`)."""
+        logs = {"test_accuracy": evaluate(self)} if self.cfg.eval_n else {}  # --eval-n 0: no evaluation, no key
         if self.cfg.eval_train_n:
-            logs["train_accuracy"] = self.evaluate(train=True)
+            logs["train_accuracy"] = evaluate(self, train=True)
         return logs
-
-    def evaluate(self, train: bool = False) -> float:
-        """Greedy pass@1 of the current policy on the test problems (or the first eval_train_n train problems)."""
-        c = self.cfg
-        problems = self.dist.block(self.train_set[: c.eval_train_n] if train else self.test_set)
-        prompts = self.dist.block(self.prompts[: c.eval_train_n] if train else self.test_prompts)
-        budget = c.eval_max_new_tokens or c.max_new_tokens
-        if c.backend == "vllm":  # evaluate the live policy: pushed to the engine's evaluation slot and checked
-            self.backend.sync(lora_state(self.model), self.step, slot="eval")
-            r = self.backend.generate(prompts, 1, budget, greedy=True, slot="eval")
-        else:
-            from banditlab.plumbing.progress import Bar
-
-            with Bar(f"eval step {self.step}, {len(prompts)} {'train' if train else 'test'} problems", total=1,
-                     show=self.progress, unit="tokens") as bar:
-                r = self.backend.generate(prompts, 1, budget, greedy=True, state=None, bar=bar)
-        ok = self.grader.correct(r.texts, [p.answer for p in problems])
-        scored = self.dist.gather_rows([float(x) for x in ok if x is not None])  # every process's share
-        return float(np.mean(scored)) if scored else float("nan")
 
     # -------------------------------------------------------------------------------------- checkpoints
     def save(self) -> None:
-        """checkpoint.pt and the adapter, written by the main process (every process holds the same weights)."""
-        if self.dist.main:
-            checkpoint.save(self.out, self.model, {
-                "step": self.step, "policy": lora_state(self.model), "behaviour": self.behaviour,
-                "behaviour_version": self.behaviour_version, "history": self.mu.history,
-                "optimizer": self.opt.state_dict()})
-        self.dist.barrier()
+        """checkpoint.pt and the adapter (`checkpoint.save_run`)."""
+        checkpoint.save_run(self)
 
     def load(self) -> None:
-        """The checkpoint's adapter, μ, optimizer and generators; μ pushed to the backend."""
-        s = checkpoint.load(self.out)
-        with torch.no_grad():
-            for n, p in lora_params(self.model).items():
-                p.copy_(s["policy"][n])
-        self.step, self.behaviour, self.behaviour_version = s["step"], s["behaviour"], s["behaviour_version"]
-        self.mu.history = s["history"]
-        self.opt.load_state_dict(s["optimizer"])
-        checkpoint.set_rng_state(s["rng"])
-        if not self.cfg.offline:
-            self.backend.sync(self.behaviour, self.behaviour_version)
+        """The checkpoint's adapter, μ, optimizer and generators (`checkpoint.load_run`)."""
+        checkpoint.load_run(self)
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def run_loop(tr: Trainer, resume: bool) -> Path:
+    """The run, top to bottom: open the run folder (a new run evaluates step 0; a complete one returns),
+    then each step rollouts → rewards → advantage → loss → optimizer step (`Trainer.train_step`) → metrics row,
+    evaluation and checkpoint when due, until `total_steps` or a stop (Ctrl-C, SIGTERM: checkpoint, Interrupted);
+    the folder is marked complete and the throughputs reported."""
+    from banditlab.plumbing.progress import Bar
+
+    c = tr.cfg
+    resumed = checkpoint.open_run(tr, resume)  # claim the folder; a new run's record, or the checkpoint
+    if resumed and is_complete(tr.out) and tr.step >= tr.total_steps:
+        tr.echo(f"{tr.out}: this run is already complete")
+        return tr.out
+    if resumed:
+        tr.echo(f"{tr.out}: resumed at step {tr.step}/{tr.total_steps}")
+    else:
+        if c.eval_n:
+            tr.echo(f"evaluating step 0: greedy pass@1 on {len(tr.test_set)} test problems")
+        MetricsLog(tr.out, tr.dist.main, False).write({"step": 0, "world_size": tr.dist.world, **tr.evaluation()})
+    log, done, cadence = MetricsLog(tr.out, tr.dist.main, c.tensorboard), [], Cadence(steps=c.checkpoint_every)
+    with stop_flag() as flag, Bar("train", total=tr.total_steps, show=tr.progress, start=tr.step,
+                                  unit="steps") as bar:  # the flag is held until the completion marker is written
+        try:
+            while tr.step < tr.total_steps:
+                try:
+                    logs = tr.train_step()  # rollouts → rewards → advantage → loss → optimizer step
+                except torch.cuda.OutOfMemoryError:
+                    raise UsageError(f"out of GPU memory in step {tr.step + 1}: lower --micro-batch, "
+                                     f"--gen-batch-size or --max-new-tokens (last checkpoint kept in {tr.out})"
+                                     ) from None
+                last = tr.step == tr.total_steps
+                if (c.eval_every and tr.step % c.eval_every == 0) or last:
+                    logs.update(tr.evaluation())
+                log.write(logs)
+                log.scalars(logs)
+                done.append(logs)
+                bar.update(tr.step, f"reward {logs['reward_mean']:+.2f}")
+                stop = stop_asked(tr, flag)
+                if cadence.due(tr.step, final=last or stop):
+                    tr.save()
+                if stop and not last:
+                    raise Interrupted(f"interrupted after step {tr.step}/{tr.total_steps}; checkpoint saved in "
+                                      f"{tr.out}; rerun with --resume to continue")
+        finally:
+            log.close()
+            tr.grader.close()
+        if tr.dist.main:
+            mark_complete(tr.out)
+    report(done, tr.device, c.offline, tr.echo)
+    return tr.out
+
+
+def stop_asked(tr: Trainer, flag: dict) -> bool:
+    """Whether a stop was asked (Ctrl-C, SIGTERM) in any process: all stop at the same step, or the
+    collectives would hang."""
+    if tr.dist.world > 1:
+        flag["stop"] = bool(tr.dist.sum(torch.tensor([float(flag["stop"])], device=tr.device))[0])
+    return flag["stop"]
 
 
 # ------------------------------------------------------------------------------------------ setup
