@@ -8,6 +8,7 @@ Run folder lifecycle (written by the main process only):
                 checkpoint, cuts metrics.jsonl back to the checkpoint's step and, when made longer, records its
                 new length
     DONE        written by `folder.mark_complete` once the last step is saved; a complete run asked again returns
+                (`complete`: at once, before anything is loaded, for `train.train`)
 checkpoint.pt   {step, policy (the LoRA tensors), behaviour, behaviour_version, history, optimizer, rng}, beside the
                 adapter folder (`save_pretrained`).
 
@@ -27,8 +28,8 @@ import numpy as np
 import torch
 
 from banditlab.errors import UsageError
-from banditlab.plumbing.folder import (atomic_save, atomic_write, check_claim, check_identity, claim, jsonable,
-                                       read_record, unmark, write_record)
+from banditlab.plumbing.folder import (atomic_save, atomic_write, check_claim, check_identity, claim, is_complete,
+                                       jsonable, read_record, unmark, write_record)
 
 from .metrics import read_metrics
 
@@ -102,6 +103,15 @@ def load_run(tr) -> None:
 # ------------------------------------------------------------------------------------------ the run folder
 def holds_run(out: Path) -> bool:
     return (out / "config.json").exists() and (out / "checkpoint.pt").exists()
+
+
+def complete(cfg) -> bool:
+    """Whether --out holds this very run (its recorded identity is `cfg`'s), marked complete: nothing to train."""
+    out = Path(cfg.out) if cfg.out else None
+    if out is None or not (holds_run(out) and is_complete(out)):
+        return False
+    rec = read_record(out)
+    return isinstance(rec, dict) and rec.get("identity") == jsonable(cfg.identity())
 
 
 def check_out(cfg, resume: bool) -> None:

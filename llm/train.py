@@ -429,6 +429,17 @@ def checkpointing_wanted(cfg: TrainConfig, model, device: str, world: int) -> bo
                                PROMPT_TOKENS + cfg.max_new_tokens, free, b, a)
 
 
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, echo=print) -> Path:
+    """`Trainer(cfg).run(resume)`, but a complete run of this configuration in --out returns at once, with nothing
+    loaded (`checkpoint.complete`); the run folder for experiments that train many runs and rerun them."""
+    validate(cfg)
+    check_out(cfg, resume)
+    if resume and checkpoint.complete(cfg):
+        echo(f"{cfg.out}: this run is already complete")
+        return Path(cfg.out)
+    return Trainer(cfg, progress, echo).run(resume)
+
+
 def config_from(options: dict, config_file: str | None) -> TrainConfig:
     """Merge CLI options (when set) over a TOML file ([train] table or top level) over the defaults."""
     from banditlab.cli.configfile import merged_config

@@ -280,6 +280,20 @@ def test_a_finished_run_made_longer_is_the_longer_run(tmp_path):
     assert read_record(cosine)["config"]["steps"] == 2 and is_complete(cosine)
 
 
+def test_train_returns_at_once_from_a_complete_run_and_resumes_a_partial_one(tmp_path, monkeypatch):
+    """`train` (the experiments' entry): a complete run of the same configuration returns before anything is
+    loaded; a longer one resumes the finished folder (`extension`) through the Trainer."""
+    import banditlab_llm.train as T
+
+    run = T.train(tiny(tmp_path, steps=2), echo=lambda *_: None)
+    assert T.train(tiny(tmp_path, steps=4), resume=True, echo=lambda *_: None) == run
+    assert [m["step"] for m in read_metrics(run)] == [0, 1, 2, 3, 4]
+    said = []
+    monkeypatch.setattr(T, "Trainer", None)  # nothing may be built
+    assert T.train(tiny(tmp_path, steps=4), resume=True, echo=said.append) == run
+    assert said == [f"{run}: this run is already complete"]
+
+
 def test_offline_mode_trains_on_one_dataset_from_pi0(tmp_path):
     """Every train prompt is sampled once, from π₀, for all epochs; μ stays π₀, so the ratio is exactly 1 at the
     first step (π = π₀) and off 1 once π has moved."""
