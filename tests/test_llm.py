@@ -93,7 +93,7 @@ def fixed_rollouts(trainer, rewards):
 
 def hand_update(trainer, r, weights):
     """−∇θ of −Σ_i w_i Σ_t m log π / Σ m (token-mean), computed directly: what one SGD step (lr 1) must apply."""
-    from banditlab_llm.generation import token_logprobs
+    from banditlab_llm.logprobs import token_logprobs
     from banditlab_llm.models import lora_params
 
     T = r.completion_ids.shape[1]
@@ -177,7 +177,7 @@ def test_red_drop_moves_lora_as_one_of_its_random_drops_says(tmp_path):
 
 
 def test_asymre_negative_offset_raises_log_prob_of_rewarded_samples(tmp_path):
-    from banditlab_llm.generation import token_logprobs
+    from banditlab_llm.logprobs import token_logprobs
 
     for dv, sign in ((-0.5, 1), (0.5, -1)):
         tr = Trainer(tiny(tmp_path / str(dv), algo="asymre", baseline_offset=dv, lr=1e-3))
