@@ -4,7 +4,7 @@
         --baseline-offset -0.1 --sync-interval 250            # the AsymRE paper's setting, on a GPU
     banditlab llm train --model tiny --dataset arithmetic --steps 20   # seconds, on a CPU
 
-The loop (`Trainer.run`), one optimizer step at a time (`Trainer.train_step`):
+The loop (`run_loop`, behind `Trainer.run` and `train`), one optimizer step at a time (`Trainer.train_step`):
     rollouts   refresh the behaviour snapshot μ if due; sample G completions for each of `prompts_per_step`
                prompts from μ, or read them from the offline dataset (llm/rollouts.py)
     rewards    grade them (llm/grading.py)
@@ -84,13 +84,14 @@ class StepBatch:
 
 
 def _mu(name: str, doc: str) -> property:
+    """A trainer attribute that is the behaviour policy's (`Trainer.mu`) field `name`."""
     return property(lambda self: getattr(self.mu, name), lambda self, v: setattr(self.mu, name, v), doc=doc)
 
 
 # ------------------------------------------------------------------------------------------ the trainer
 class Trainer:
-    """A run: everything `setup` loads (data, model with its LoRA adapter, optimizer, backend, μ), `run`'s loop and
-    the pieces of one step."""
+    """A run: everything `setup` loads (data, model with its LoRA adapter, optimizer, backend, μ), `run` (the loop,
+    `run_loop`) and the pieces of one step (`train_step`)."""
 
     behaviour = _mu("state", "μ: the behaviour adapter's tensors (`rollouts.Behaviour`)")
     behaviour_version = _mu("version", "the step whose π μ is")
@@ -102,7 +103,8 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- the loop
     def run(self, resume: bool = False) -> Path:
-        """Train to `total_steps` (or resume); a failed vLLM sync check ends the run with one line."""
+        """Train to `total_steps` (or resume) with `run_loop`; a failed vLLM sync check ends the run with one line;
+        the backend and the folder's lock are released whatever happens."""
         from banditlab.errors import RunFailed
 
         try:
