@@ -41,9 +41,12 @@ class TrainConfig:
     group_size: int = option(8, "G samples per prompt", 1, 1024)
     prompts_per_step: int = option(4, "prompts per step (batch = prompts × G)", 1, 10**5)
     steps: int = option(50, "optimizer steps (offline: derived from epochs when 0)", 0, 10**7)
-    sync_interval: int = option(1, "behaviour refresh period N (1 = on-policy)", 1, 10**7)
-    sync_offset: int = option(0, "behaviour is π from K steps before the refresh", 0, 1000)
-    offline: bool = option(False, "one dataset from π₀, trained on for --epochs", flag="--offline/--online")
+    sync_interval: int = option(1, "behaviour refresh period N: μ ← π every N steps (1 = on-policy); the "
+                                                     "bandit's --behavior lag:N", 1, 10**7)
+    sync_offset: int = option(0, "behaviour is π from K steps before the refresh (π₀ before step K); "
+                                                    "the bandit's --behavior lag:N,delay:K", 0, 1000)
+    offline: bool = option(False, "one dataset from π₀, trained on for --epochs (the bandit's "
+                                           "--behavior fixed)", flag="--offline/--online")
     offline_data: str = option("", "where the offline dataset is kept; runs that sample alike (model, data, seed, G, "
                                "tokens, temperature, top-p, reward) can share one", shown="OUT/offline.pt")
     epochs: int = option(1, "passes over the offline dataset", 1, 10**4)

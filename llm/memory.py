@@ -19,7 +19,7 @@ in b bytes (bf16: 2, float32: 4), LoRA adapter in a bytes (peft keeps it in floa
                    activations, recomputed during its backward
     head           n · S · (4 + b) · h + C · b · h   (the final norm's float32 input and output, the completion rows)
     logits         3 · 4 B · V · min(C, LOGIT_BUDGET / V): three float32 [chunk, V] tensors of one chunk of tokens
-                   alive at once (`generation.token_logprobs`): the log-softmax with the entropy's exp and product in
+                   alive at once (`logprobs.token_logprobs`): the log-softmax with the entropy's exp and product in
                    the forward; the log-softmax, the gather's gradient and the fused log-softmax gradient in the
                    backward
     backward       3b · ff per token: one layer's MLP gradients alive at once
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-LOGIT_BUDGET = 2**26  # float32 logit entries per chunk; generation.token_logprobs imports it from here
+LOGIT_BUDGET = 2**26  # float32 logit entries per chunk; logprobs.token_logprobs imports it from here
 PROMPT_TOKENS = 256   # prompt length the estimates assume
 ATTN = ("q_proj", "k_proj", "v_proj")
 MLP_IN = ("gate_proj", "up_proj")

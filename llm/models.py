@@ -19,31 +19,17 @@ import contextlib
 import hashlib
 import importlib.util
 import os
-import string
 from pathlib import Path
 
 import torch
 
+from .tiny import tiny_tokenizer
+
 CACHE = Path(os.environ.get("BANDITLAB_CACHE") or Path(os.path.expanduser("~")) / ".cache" / "banditlab")
-TINY_CHARS = string.ascii_letters + string.digits + string.punctuation + " \n"
 
 
 class ModelError(ValueError):
     """A model that cannot be found or loaded; the message names the spec."""
-
-
-def tiny_tokenizer():
-    """A character-level tokenizer built in code: <pad>=0, <s>=1, </s>=2, <unk>=3, then printable ASCII."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
-    vocab.update({c: i + 4 for i, c in enumerate(TINY_CHARS)})
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
 
 
 def tiny_llama(seed: int = 0, hidden: int = 64, layers: int = 2):
@@ -280,7 +266,7 @@ def enable_checkpointing(model) -> None:
     and recomputes its activations in the backward pass. Non-reentrant torch.utils.checkpoint (gradients reach the
     LoRA weights inside a layer without the layer's input requiring grad), and the input embeddings' output made
     to require grad all the same (what the reentrant variant would need); frozen weights get no gradient. The
-    training forward runs with use_cache off (`generation.token_logprobs`), so no KV cache is built."""
+    training forward runs with use_cache off (`logprobs.token_logprobs`), so no KV cache is built."""
     base = model.get_base_model()
     kwargs = {"use_reentrant": False}
     if hasattr(base, "activation_checkpointing_enable"):  # transformers ≥ 5.x; the older name warns there

@@ -34,7 +34,7 @@ from banditlab.registry.objectives import Batch, Objective, clip_fraction, prepa
 class Offline:
     """The offline dataset: `k` samples of each of `n` problems, rows problem-major (row = problem · k + j)."""
 
-    rollouts: object            # generation.Rollouts, n · k rows
+    rollouts: object            # logprobs.Rollouts, n · k rows
     rewards: torch.Tensor       # [n · k] (nan: an unparsable gold; such rows get no gradient)
     logmu: torch.Tensor         # [n · k, T] log π₀ of each completion token (0 on padding)
     k: int
@@ -46,7 +46,7 @@ class Offline:
 
 def join_rollouts(parts: list, pad_id: int):
     """One Rollouts from several generate() results: prompts left-padded, completions right-padded to the widest."""
-    from .generation import Rollouts
+    from .logprobs import Rollouts
 
     P = max(p.prompt_ids.shape[1] for p in parts)
     T = max(p.completion_ids.shape[1] for p in parts)
@@ -62,7 +62,7 @@ def join_rollouts(parts: list, pad_id: int):
 def trimmed(r):
     """The rollouts without prompt columns that are padding in every row (left) and completion columns that are
     padding in every row (right): the same sequences, less compute."""
-    from .generation import Rollouts
+    from .logprobs import Rollouts
 
     p0 = int((r.prompt_mask.sum(0) > 0).nonzero()[0]) if r.prompt_mask.any() else 0
     t1 = int((r.completion_mask.sum(0) > 0).nonzero()[-1]) + 1 if r.completion_mask.any() else 1
@@ -73,7 +73,7 @@ def trimmed(r):
 @torch.no_grad()
 def behaviour_logprobs(model, r, temperature: float, chunk: int, device: str) -> torch.Tensor:
     """log μ of every completion token of `r` under `model` as it is (π₀: call it before any adapter trains)."""
-    from .generation import token_logprobs
+    from .logprobs import token_logprobs
 
     T, out = r.completion_ids.shape[1], []
     for s in range(0, len(r.texts), chunk):
@@ -126,15 +126,12 @@ class MultiRun:
 
     def batch_rows(self, seed: int, step: int) -> list[int]:
         """The dataset rows of a run's step: `prompts_per_step` problems of the pool in the order of llm/train.py
-        (`Trainer.batch_indices`: an epoch-wise permutation from the seed), all k samples of each."""
-        from types import SimpleNamespace
+        (`rollouts.batch_indices`: an epoch-wise permutation from the seed), all k samples of each."""
+        from .rollouts import batch_indices
 
-        from .train import Trainer
-
-        fake = SimpleNamespace(train_set=range(self.data.problems),
-                               cfg=SimpleNamespace(prompts_per_step=self.prompts_per_step, seed=seed))
         k = self.data.k
-        return [i * k + j for i in Trainer.batch_indices(fake, step) for j in range(k)]
+        return [i * k + j for i in batch_indices(self.data.problems, self.prompts_per_step, seed, step)
+                for j in range(k)]
 
     def train_step(self) -> list[dict]:
         """One optimizer step of every run; one metrics row per run."""
@@ -154,7 +151,7 @@ class MultiRun:
         return rows
 
     def _run_step(self, run: Run, r, rewards: torch.Tensor, logmu: torch.Tensor) -> dict:
-        from .generation import token_logprobs
+        from .logprobs import token_logprobs
 
         dev, k = self.device, self.data.k
         keep = ~torch.isnan(rewards)
@@ -198,7 +195,7 @@ class MultiRun:
     def greedy(self, prompts: list[str], max_new_tokens: int, mode: str, batch: int, runs: list[Run] | None = None
                ) -> tuple[list[list[str]], int]:
         """Greedy completions of every prompt under every run: (texts[run][prompt], completion tokens)."""
-        from .generation import pad_completions
+        from .logprobs import pad_completions
 
         runs = self.runs if runs is None else runs
         self.model.eval()

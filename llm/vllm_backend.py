@@ -7,7 +7,7 @@ does not match):
     engine   one `vllm.LLM` on the model *folder* (a GGUF or `smollm2` is handed over as its dequantised cache
              folder), in the trainer's dtype (float32 on CPU: an `auto` engine would run an fp32 checkpoint in
              bf16 and disagree with the trainer by up to 0.3 nats), `logprobs_mode="processed_logprobs"` (the
-             log-probs of logits / temperature, as `generation.token_logprobs` computes them), LoRA rank the
+             log-probs of logits / temperature, as `logprobs.token_logprobs` computes them), LoRA rank the
              smallest vLLM accepts ≥ --lora-r, and on CUDA a `gpu_memory_utilization` that leaves the rest of the
              device to the colocated trainer.
     sync     the adapter is written to one folder per slot (behaviour, evaluation) and reloaded in place under a
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .generation import Rollouts, pad_completions, token_logprobs
+from .logprobs import Rollouts, pad_completions, token_logprobs
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM's LoRA kernels accept
 

@@ -93,7 +93,7 @@ def fixed_rollouts(trainer, rewards):
 
 def hand_update(trainer, r, weights):
     """−∇θ of −Σ_i w_i Σ_t m log π / Σ m (token-mean), computed directly: what one SGD step (lr 1) must apply."""
-    from banditlab_llm.generation import token_logprobs
+    from banditlab_llm.logprobs import token_logprobs
     from banditlab_llm.models import lora_params
 
     T = r.completion_ids.shape[1]
@@ -184,7 +184,7 @@ def test_red_drop_moves_lora_as_one_of_its_random_drops_says(tmp_path):
 
 
 def test_asymre_negative_offset_raises_log_prob_of_rewarded_samples(tmp_path):
-    from banditlab_llm.generation import token_logprobs
+    from banditlab_llm.logprobs import token_logprobs
 
     for dv, sign in ((-0.5, 1), (0.5, -1)):
         tr = Trainer(tiny(tmp_path / str(dv), algo="asymre", baseline_offset=dv, lr=1e-3))
@@ -285,6 +285,20 @@ def test_a_finished_run_made_longer_is_the_longer_run(tmp_path):
     with pytest.raises(UsageError, match="cosine schedule is laid out over its own length"):
         Trainer(tiny(tmp_path / "c", steps=4, schedule="cosine")).run(resume=True)
     assert read_record(cosine)["config"]["steps"] == 2 and is_complete(cosine)
+
+
+def test_train_returns_at_once_from_a_complete_run_and_resumes_a_partial_one(tmp_path, monkeypatch):
+    """`train` (the experiments' entry): a complete run of the same configuration returns before anything is
+    loaded; a longer one resumes the finished folder (`extension`) through the Trainer."""
+    import banditlab_llm.train as T
+
+    run = T.train(tiny(tmp_path, steps=2), echo=lambda *_: None)
+    assert T.train(tiny(tmp_path, steps=4), resume=True, echo=lambda *_: None) == run
+    assert [m["step"] for m in read_metrics(run)] == [0, 1, 2, 3, 4]
+    said = []
+    monkeypatch.setattr(T, "Trainer", None)  # nothing may be built
+    assert T.train(tiny(tmp_path, steps=4), resume=True, echo=said.append) == run
+    assert said == [f"{run}: this run is already complete"]
 
 
 def test_offline_mode_trains_on_one_dataset_from_pi0(tmp_path):

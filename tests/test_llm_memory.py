@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from banditlab.cli.app import main
-from banditlab_llm.generation import token_logprobs
+from banditlab_llm.logprobs import token_logprobs
 from banditlab_llm.models import add_lora, enable_checkpointing, lora_params, tiny_llama
 
 

@@ -56,7 +56,7 @@ def engine():
 
 def _train_step(peft, tok, lr=0.05):
     """One SGD step on the adapter that raises the log-prob of a fixed text (moves every LoRA B matrix)."""
-    from banditlab_llm.generation import token_logprobs
+    from banditlab_llm.logprobs import token_logprobs
 
     ids = tok("Question: What is 2 + 3?\nAnswer: 5", return_tensors="pt").input_ids
     params = [p for n, p in peft.named_parameters() if "lora_" in n]
@@ -93,7 +93,7 @@ def test_a_pushed_adapter_is_served_and_a_skipped_push_is_caught(engine):
 @vllm
 @pytest.mark.parametrize("temperature", [0.7, 1.3])
 def test_sampled_token_logprobs_are_those_of_logits_over_temperature(engine, temperature):
-    from banditlab_llm.generation import token_logprobs
+    from banditlab_llm.logprobs import token_logprobs
     from banditlab_llm.models import lora_state
 
     backend, peft, tok = engine

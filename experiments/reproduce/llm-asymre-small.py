@@ -6,7 +6,7 @@ banditlab.reproduce. `run` writes tidy files to figures/data/llm-asymre-small/; 
 
 from pathlib import Path
 
-from banditlab.plumbing.folder import atomic_write, is_complete
+from banditlab.plumbing.folder import atomic_write
 
 
 def _slug(label: str) -> str:
@@ -15,22 +15,21 @@ def _slug(label: str) -> str:
 
 
 def run_llm_asymre_small(cfg, data: Path, tick):
-    """Each (seed, method) trains into its own folder; finished runs are skipped, interrupted ones resumed."""
+    """Each (seed, method) trains into its own folder; the trainer resumes an interrupted run and returns at once
+    from a complete one."""
     import json
 
-    from banditlab_llm.train import Trainer, config_from
+    from banditlab_llm.train import config_from, train
 
     index = []
     for seed in cfg["seeds"]:
         for label, spec in cfg["methods"].items():
             out = data / f"{_slug(label)}-s{seed}"
             index.append({"method": label, "seed": seed, "folder": out.name})
-            if is_complete(out):  # the trainer marks its folder complete
-                continue
             opts = dict(cfg["train"], seed=seed, algo=spec[0], algo_args=list(spec[1:]), out=str(out),
                         offline_data=str(data / f"offline-s{seed}.pt"))
             tc = config_from(opts, None)
-            Trainer(tc, echo=lambda *_: None).run(resume=(out / "checkpoint.pt").exists())
+            train(tc, resume=(out / "checkpoint.pt").exists(), echo=lambda *_: None)
             if tick:
                 tick()
             atomic_write(data / "runs.json", json.dumps(index, indent=1))

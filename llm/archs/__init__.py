@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ..tiny import tiny_tokenizer
+
 HERE = Path(__file__).parent
 
 
@@ -55,8 +57,6 @@ def build(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu", se
     """(model with random weights, tiny tokenizer) for 'NAME[:layers=N]', built directly on `device` in `dtype`
     (an 8B model never passes through CPU memory)."""
     from transformers import AutoModelForCausalLM
-
-    from ..models import tiny_tokenizer
 
     name, layers = parse(spec)
     cfg = config(name, layers)
