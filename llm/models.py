@@ -223,10 +223,115 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
     return model.to(device=device, dtype=dtype), tok
 
 
+# adapter_config.json fields that change what a LoRA adapter means; this tool writes none of them, and loading one
+# would apply weights differently from what the checks below verify
+UNSUPPORTED = ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_save", "layers_to_transform",
+               "target_parameters", "trainable_token_indices", "layer_replication")
+HEADER_LIMIT = 100 * 2**20  # a safetensors header is JSON of names and shapes: far below this
+
+
+def _tensor_shapes(path: Path) -> dict:
+    """name → shape of every tensor in an adapter's weights, read without loading a tensor: the JSON header of a
+    .safetensors file (through the strict JSON reader), or a weights-only load of an adapter_model.bin."""
+    from banditlab.plumbing.safeio import TENSOR_LIMIT, load_tensors, parse_json, regular_file
+
+    st, binf = path / "adapter_model.safetensors", path / "adapter_model.bin"
+    if st.exists():
+        f = regular_file(st, "--adapter", TENSOR_LIMIT)
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if not 0 <= n <= min(HEADER_LIMIT, size - 8):
+                raise ModelError(f"--adapter: {st} is not a safetensors file (header of {n} bytes in {size})")
+            header = parse_json(fh.read(n).decode("utf-8", "replace"), f"--adapter: {st}")
+        if not isinstance(header, dict):
+            raise ModelError(f"--adapter: {st} is not a safetensors file")
+        shapes = {}
+        for k, v in header.items():
+            if k == "__metadata__":
+                continue
+            shape = v.get("shape") if isinstance(v, dict) else None
+            if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                    for d in shape)):
+                raise ModelError(f"--adapter: {st}: tensor {k!r} has no valid shape")
+            shapes[k] = tuple(shape)
+        return shapes
+    if binf.exists():
+        state = load_tensors(binf, "--adapter", "give a run's OUT/adapter")
+        if not isinstance(state, dict):
+            raise ModelError(f"--adapter: {binf} does not hold named tensors")
+        return {k: tuple(getattr(v, "shape", ())) for k, v in state.items()}
+    raise ModelError(f"--adapter: {path} has no adapter_model.safetensors or adapter_model.bin")
+
+
+def check_adapter(model, path: Path) -> None:
+    """Everything peft would take on trust, checked before it allocates anything: the config is a plain LoRA
+    config (peft_type LORA, none of UNSUPPORTED) with a rank in `--lora-r`'s declared range; its target modules
+    match Linear layers of this model; and the weights hold exactly the LoRA pairs those modules need,
+    base_model.model.NAME.lora_A.weight [r, in] and .lora_B.weight [out, r], no more and no fewer."""
+    import re
+    from dataclasses import fields
+
+    from banditlab.cli.configfile import range_text
+    from banditlab.errors import UsageError
+    from banditlab.plumbing.safeio import read_json
+
+    from .config import TrainConfig
+
+    try:
+        cfg = read_json(path / "adapter_config.json", "--adapter", limit=2**20)
+    except UsageError as err:
+        raise ModelError(str(err)) from None
+    where = f"--adapter: {path / 'adapter_config.json'}"
+    if not isinstance(cfg, dict) or cfg.get("peft_type") != "LORA":
+        raise ModelError(f"{where}: not a LoRA adapter (peft_type {cfg.get('peft_type') if isinstance(cfg, dict) else None!r})")
+    rank = next(f for f in fields(TrainConfig) if f.name == "lora_r")  # one declared range for train and load
+    lo, hi = rank.metadata["range"][:2]
+    r = cfg.get("r")
+    if isinstance(r, bool) or not isinstance(r, int) or not lo <= r <= hi:
+        raise ModelError(f"{where}: rank r = {r!r}, outside --lora-r's range {range_text(rank)}")
+    if isinstance(cfg.get("lora_alpha"), bool) or not isinstance(cfg.get("lora_alpha"), (int, float)):
+        raise ModelError(f"{where}: lora_alpha must be a number, got {cfg.get('lora_alpha')!r}")
+    used = [k for k in UNSUPPORTED if cfg.get(k) not in (None, False, {}, [])]
+    if used:
+        raise ModelError(f"{where}: uses {used[0]!r}, which this tool does not load (it writes plain LoRA adapters)")
+    targets = cfg.get("target_modules")
+    if isinstance(targets, str):
+        matches = lambda name: re.fullmatch(targets, name) is not None
+    elif isinstance(targets, list) and targets and all(isinstance(x, str) for x in targets):
+        matches = lambda name: any(name == x or name.endswith("." + x) for x in targets)
+    else:
+        raise ModelError(f"{where}: target_modules must be module names, got {targets!r}")
+    expected = {}
+    for name, mod in model.named_modules():
+        w = getattr(mod, "weight", None)
+        if name and matches(name) and getattr(w, "ndim", 0) == 2 and hasattr(mod, "in_features"):
+            out_f, in_f = w.shape
+            expected[f"base_model.model.{name}.lora_A.weight"] = (r, in_f)
+            expected[f"base_model.model.{name}.lora_B.weight"] = (out_f, r)
+    if not expected:
+        raise ModelError(f"{where}: target_modules {targets!r} match no layer of this --model")
+    found = _tensor_shapes(path)
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing:
+        raise ModelError(f"--adapter: {path} lacks {len(missing)} of the {len(expected)} LoRA tensors this --model "
+                         f"needs (first: {missing[0]}); it was trained on another model or is damaged")
+    if extra:
+        raise ModelError(f"--adapter: {path} holds {len(extra)} tensor(s) that match no LoRA module of this --model "
+                         f"(first: {extra[0]})")
+    for k, shape in expected.items():
+        if found[k] != shape:
+            raise ModelError(f"--adapter: {path}: {k} has shape {list(found[k])}, this --model needs {list(shape)} "
+                             "(give the model it was trained on)")
+
+
 def load_adapter(model, folder: str):
-    """`model` wrapped with the trained LoRA adapter in `folder` (a run's OUT/adapter). peft reads its weights
-    from safetensors, or from a pickle with torch's weights-only loader, so a crafted file is refused, not run;
-    any failure is one ModelError naming the folder."""
+    """`model` wrapped with the trained LoRA adapter in `folder` (a run's OUT/adapter), after `check_adapter` has
+    proved that every LoRA module gets its tensors at the right shapes. peft reads the weights from safetensors,
+    or from a pickle with torch's weights-only loader, so a crafted file is refused, not run; any failure is one
+    ModelError naming the folder."""
     from peft import PeftModel
 
     from banditlab.errors import UsageError
@@ -239,6 +344,10 @@ def load_adapter(model, folder: str):
     if not (path / "adapter_config.json").is_file():
         raise ModelError(f"--adapter: {path} is not an adapter folder (no adapter_config.json; give a run's "
                          f"OUT/adapter)")
+    try:
+        check_adapter(model, path)
+    except UsageError as err:
+        raise ModelError(str(err)) from None
     try:
         return PeftModel.from_pretrained(model, str(path))
     except Exception as err:  # damaged, foreign or crafted weights (peft's and torch's own exception types)
