@@ -646,3 +646,42 @@ def test_outputs_are_checked_writable_before_the_work(tmp_path, llm_run):
     assert one_line(code, err) and "--out" in err and "not a folder" in err, err
     code, _, err = cli(["plot", llm_run / "run", "--out", tmp_path / "new" / "deeper" / "curves"])
     assert code == 0 and (tmp_path / "new" / "deeper" / "curves.png").exists(), err
+
+
+# ------------------------------------------------------------------------------------------ one schema per concept
+SCHEMA_CASES = {
+    "sigma with Bernoulli noise in a file": ("file", 'means = [0.1, 0.9]\nnoise = "bernoulli"\nsigma = 0.5\n', "sigma"),
+    "3,000,000 arms in a file": ("file", "means = [" + ",".join(["0.5"] * 3_000_000) + "]\n", "arms"),
+    "one context weight given, one absent": ("file", "[[context]]\nmeans = [0.1, 0.9]\nweight = 2\n"
+                                             "[[context]]\nmeans = [0.2, 0.3]\n", "weight"),
+    "low/high with explicit means and no noise in a file": ("file", "means = [0.1, 0.9]\nnoise = \"none\"\nlow = -1\n",
+                                                            "low/high"),
+    "--sigma with Bernoulli noise": ("sweep", ["--sigma", "0.3"], "--sigma"),
+    "--batch in exact mode": ("sweep", ["--mode", "exact", "--batch", "8"], "--batch"),
+    "--pulls in exact mode": ("sweep", ["--mode", "exact", "--pulls", "independent"], "--pulls"),
+    "--baseline-ref with --absolute": ("sweep", ["--absolute", "--baseline", "0.5", "--baseline-ref", "group"],
+                                       "--baseline-ref"),
+    "--low with explicit rewards and Gaussian noise": ("sweep", ["--rewards", "0.1,0.9", "--noise", "gaussian",
+                                                                 "--low", "-1"], "--low/--high"),
+    "theory: baselines × contexts": ("theory", ["--contexts", "1000", "--arms", "1000"], "--baseline × contexts"),
+    "theory: baselines × contexts × arms": ("theory", ["--arms", "1000000", "--baseline", "-0.5:0.5:10"],
+                                            "--baseline × contexts × arms"),
+}
+
+
+@pytest.mark.parametrize("case", SCHEMA_CASES)
+def test_one_schema_for_options_and_files_and_bounded_work(case, tmp_path):
+    """The same ranges and cross-field rules for the command line and bandit files (`bandits.check_size`,
+    `check_fields`), options that mean nothing in the chosen mode refused, and `theory`'s work bounded by its
+    product: one line naming the key or option, exit 2, no folder written."""
+    where, what, words = SCHEMA_CASES[case]
+    if where == "file":
+        (tmp_path / "b.toml").write_text(what)
+        args = ["theory", "--bandit", tmp_path / "b.toml"]
+    elif where == "sweep":
+        args = ["sweep", *what, "--steps", "3", "--out", tmp_path / "run"]
+    else:
+        args = ["theory", *what]
+    code, _, err = cli(args)
+    assert one_line(code, err) and words in err, err
+    assert not (tmp_path / "run").exists()

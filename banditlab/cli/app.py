@@ -136,8 +136,16 @@ def theory(options: dict, controls: dict):
 
     cfg = merged_config(SweepConfig, make(Controls, controls).config or None, options, section="sweep")
     use_threads(cfg.threads)
-    b = make_bandit(cfg)
     values = parse_range(cfg.baseline)
+    b = make_bandit(cfg)
+    work = len(values) * b.contexts * b.arms  # one closed form per baseline and context, each over the arms
+    if len(values) * b.contexts > THEORY_FORMS_MAX:
+        raise UsageError(f"--baseline × contexts: {len(values)} × {b.contexts} closed forms, over the "
+                         f"{THEORY_FORMS_MAX} that keep `theory` to seconds; give fewer baselines or contexts")
+    if work > THEORY_WORK_MAX:
+        raise UsageError(f"--baseline × contexts × arms: {len(values)} × {b.contexts} × {b.arms} = {work:.2g} arms "
+                         f"to solve for, over the {THEORY_WORK_MAX:.0e} that keep `theory` to seconds; give fewer "
+                         "baselines, contexts or arms".replace("e+0", "e"))
     typer.echo(f"bandit {b.name}: {b.contexts} context(s) × {b.arms} arms, V^μ = {b.v_mu_total:.4f}, "
                f"best arm J = {float(b.context_probs @ b.means.max(-1)):.4f}")
     for x in range(b.contexts):
@@ -160,6 +168,10 @@ def theory(options: dict, controls: dict):
             typer.echo(f"{off:>+7.3f} {V:>7.4f} {'—':>8} {'—':>8} {'—':>8}  depends on π₀ (V > V^μ): simulate")
         else:
             typer.echo(f"{off:>+7.3f} {V:>7.4f} {J:>8.4f} {sup:>8.1f} {ent:>8.3f}  {'yes' if J > b.v_mu_total else 'no'}")
+
+
+# the work `theory` takes on: each bound about 5 s on one core of the 2-core Intel Xeon (idle)
+THEORY_FORMS_MAX, THEORY_WORK_MAX = 2000, 5 * 10**6  # baselines × contexts; baselines × contexts × arms
 
 
 @command(app, PlotConfig, ThreadsOption)
