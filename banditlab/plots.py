@@ -3,7 +3,6 @@ so any figure can be redrawn without rerunning (`banditlab plot RUN_DIR`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +137,9 @@ def plot_sweep(run: str | Path) -> list[Path]:
 
     run = Path(run)
     plt = style()
-    rec = json.loads((run / "config.json").read_text())
+    from banditlab.plumbing.folder import read_record
+
+    rec = read_record(run, "RUN_DIR")
     summary = pd.read_csv(run / "summary.csv")
     steps = pd.read_parquet(run / "steps.parquet")
     vmu = float(summary["v_mu"].iloc[0])
@@ -261,14 +262,11 @@ def method_comparison(axes, scores: dict, reference: str, colors: dict, runs: st
 
 
 def read_metrics(run: Path) -> list[dict]:
-    """The rows of a run's metrics.jsonl (a partial last line, from a run still writing, is skipped)."""
-    rows = []
-    for line in (Path(run) / "metrics.jsonl").read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    """The rows of a run's metrics.jsonl, through the trainer's reader (a partial last line, from a run still
+    writing, is dropped)."""
+    from banditlab.plumbing.folder import read_metrics as read
+
+    return read(Path(run) / "metrics.jsonl", "RUN_DIR")
 
 
 def plot_llm_runs(runs: list, out: Path) -> list[Path]:

@@ -40,7 +40,6 @@ flagged `diverged` in summary.csv and counted under the table.
 
 from __future__ import annotations
 
-import json
 import textwrap
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from banditlab.science import theory
 from banditlab.cli.configfile import option
 from banditlab.errors import UsageError
 from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_output, atomic_save, claim, is_complete,
-                                      mark_complete, write_record, write_table)
+                                      mark_complete, read_record, write_record, write_table)
 from banditlab.plumbing.protocol import Run
 from banditlab.plumbing.threads import HELP as THREADS_HELP
 
@@ -525,7 +524,7 @@ def write_tables(out: Path, tidy, summary) -> None:
     """The run folder's tidy files, its per-baseline table and its figure, from the per-run frames."""
     write_table(out / "steps.parquet", tidy)
     atomic_output(out / "summary.csv", lambda f: summary[SUMMARY_COLUMNS].to_csv(f, index=False))
-    exact_mode = json.loads((out / "config.json").read_text())["sweep"]["mode"] == "exact"
+    exact_mode = read_record(out)["sweep"]["mode"] == "exact"
     table, pairs = baseline_table(summary, exact_mode)
     atomic_output(out / "table.csv", lambda f: table.to_csv(f, index=False))
     atomic_output(out / "pairs.csv", lambda f: pairs.to_csv(f, index=False))
@@ -620,7 +619,7 @@ def format_table(out: Path) -> str:
     import pandas as pd
 
     t = pd.read_csv(out / "table.csv")
-    cfg = json.loads((out / "config.json").read_text())
+    cfg = read_record(out)
     summary = pd.read_csv(out / "summary.csv")
     pairs = pd.read_csv(out / "pairs.csv").set_index("baseline_offset") if (out / "pairs.csv").exists() else None
     v = summary["v_mu"].iloc[0]

@@ -64,14 +64,10 @@ def read_jsonl(path: str | Path, option: str = "--data-path") -> list[dict]:
     """The rows of a JSON-lines file, each through the one strict JSON reader (`safeio.parse_json`: NaN,
     overflowing numbers, repeated keys and text that is not UTF-8 are refused, naming the file and line)."""
     from banditlab.errors import UsageError
-    from banditlab.plumbing.safeio import parse_json, read_text
+    from banditlab.plumbing.safeio import read_json_lines
 
-    rows = []
     try:
-        text = read_text(path, option)
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                rows.append((n, parse_json(line, f"{option}: {path} line {n}")))
+        rows = list(enumerate(read_json_lines(path, option), 1))
     except UsageError as err:
         raise DataError(str(err)) from None
     for n, row in rows:

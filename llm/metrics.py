@@ -119,22 +119,14 @@ class MetricsLog:
             self.writer.close()
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """The rows of metrics.jsonl. A last line cut short (the process died while appending) is dropped; damage
-    anywhere else is refused with the line number."""
-    lines = path.read_text().splitlines() if path.exists() else []
-    rows = []
-    for n, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
-                raise ValueError
-        except ValueError:
-            if n == len(lines):
-                break
-            raise UsageError(f"--resume: {path} line {n} is damaged; delete the folder to start over") from None
-        rows.append(row)
-    return rows
+def read_metrics(path: Path, option: str = "--resume") -> list[dict]:
+    """The rows of metrics.jsonl (`folder.read_metrics`), a damaged one refused with "delete the folder"."""
+    from banditlab.plumbing.folder import read_metrics as read
+
+    try:
+        return read(path, option)
+    except UsageError as err:
+        raise UsageError(f"{err}; delete the folder to start over") from None
 
 
 def report(done: list[dict], device: str, offline: bool, echo) -> None:

@@ -316,15 +316,17 @@ def check_adapter(model, path: Path) -> None:
     missing = sorted(set(expected) - set(found))
     extra = sorted(set(found) - set(expected))
     if missing:
-        raise ModelError(f"--adapter: {path} lacks {len(missing)} of the {len(expected)} LoRA tensors this --model "
-                         f"needs (first: {missing[0]}); it was trained on another model or is damaged")
+        raise ModelError(f"--adapter: {path} lacks {len(missing)} of the {len(expected)} LoRA tensors this "
+                         f"--model needs (first: {missing[0]}): its tensors do not fit this --model (give the model "
+                         "it was trained on) or the file is damaged")
     if extra:
         raise ModelError(f"--adapter: {path} holds {len(extra)} tensor(s) that match no LoRA module of this --model "
                          f"(first: {extra[0]})")
     for k, shape in expected.items():
         if found[k] != shape:
-            raise ModelError(f"--adapter: {path}: {k} has shape {list(found[k])}, this --model needs {list(shape)} "
-                             "(give the model it was trained on)")
+            raise ModelError(f"--adapter: {path}: {k} has shape {list(found[k])} where this --model needs "
+                             f"{list(shape)}: the adapter's shapes do not fit this --model (give the model it was "
+                             "trained on)")
 
 
 def load_adapter(model, folder: str):

@@ -18,16 +18,13 @@ from pathlib import Path
 
 
 def read_counts(path: Path) -> dict[int, int]:
-    """{problem index: successes} from a screening file (a truncated last line, from a killed call, is skipped)."""
-    out = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-                out[int(row["index"])] = int(row["successes"])
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-    return out
+    """{problem index: successes} from a screening file (`safeio.read_json_lines`: a last line cut short by a
+    killed call is dropped, damage elsewhere refused naming the line)."""
+    from banditlab.plumbing.safeio import read_json_lines
+
+    if not path.exists():
+        return {}
+    return {int(row["index"]): int(row["successes"]) for row in read_json_lines(path, "screening file", cut_last=True)}
 
 
 def screen(backend, tok, grader, problems, path: Path, k: int, max_new_tokens: int, temperature: float = 1.0,

@@ -277,19 +277,34 @@ def jsonable(x):
 
 def read_record(folder: Path, option: str = "--out") -> dict | None:
     """The run record in `folder`/config.json (None: there is none); UsageError if it is unreadable."""
-    from banditlab.plumbing.safeio import read_text
+    from banditlab.plumbing.safeio import read_json
 
     f = Path(folder) / "config.json"
     if not f.exists():
         return None
     try:
-        rec = json.loads(read_text(f, option))
-    except (UsageError, json.JSONDecodeError, RecursionError) as err:
+        rec = read_json(f, option)
+    except UsageError as err:
         raise UsageError(f"{option}: {f} is unreadable ({type(err).__name__}); move the folder aside or choose "
                          f"another {option}") from None
     if not isinstance(rec, dict):
         raise UsageError(f"{option}: {f} is not a banditlab run record")
     return rec
+
+
+def read_metrics(path: Path, option: str) -> list[dict]:
+    """The rows of a run's metrics.jsonl (`safeio.read_json_lines`; none when there is no file). A last line cut
+    short (the process died while appending) is dropped; damage anywhere else, or a row without its integer step,
+    is refused with its line."""
+    from banditlab.plumbing.safeio import read_json_lines
+
+    if not Path(path).exists():
+        return []
+    rows = read_json_lines(path, option, cut_last=True)
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or isinstance(row.get("step"), bool) or not isinstance(row.get("step"), int):
+            raise UsageError(f"{option}: {path} row {n} is damaged (no integer step)")
+    return rows
 
 
 def kind_of(folder: Path, option: str = "--out") -> str | None:

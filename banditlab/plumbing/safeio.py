@@ -15,6 +15,8 @@
                                         given twice, and text that cannot be encoded (a lone surrogate such as
                                         "\\ud800") are refused; every data file the tool reads goes through it
     read_json(path, option, limit)      read_text + parse_json
+    read_json_lines(path, option, ...)  a JSON-lines file, each line through parse_json; a damaged line is refused
+                                        naming it, except a last one cut short by a writer that died (`cut_last`)
     check_text(text, where)             text that encodes as UTF-8 (refused otherwise: a lone surrogate, or a
                                         command-line argument that was not UTF-8)
     cache_dir()                         where rebuildable files are kept: $BANDITLAB_CACHE, else ~/.cache/banditlab
@@ -199,6 +201,25 @@ def parse_json(text: str, where: str):
 def read_json(path, option: str, limit: int = TEXT_LIMIT):
     """The JSON document in the regular file `path` (read_text, then parse_json)."""
     return parse_json(read_text(path, option, limit), f"{option}: {path}")
+
+
+def read_json_lines(path, option: str, limit: int = TEXT_LIMIT, cut_last: bool = False) -> list:
+    """The values of a JSON-lines file, one per non-blank line, each through `parse_json` (naming the file and
+    line when refused). With `cut_last`, a last line that does not parse is dropped: a file that a run appends to
+    ends in a partial line when the run died mid-write."""
+    lines = read_text(path, option, limit).splitlines()
+    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=0)
+    rows = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(parse_json(line, f"{option}: {path} line {n}"))
+        except UsageError:
+            if cut_last and n == last:
+                break
+            raise
+    return rows
 
 
 def load_tensors(path, option: str, hint: str = "delete it to start over"):

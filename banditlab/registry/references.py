@@ -12,7 +12,6 @@ two equal; `python -m banditlab.registry.references --write-docs` rewrites the e
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,7 +194,9 @@ def _settings(c: Claim) -> str:
 
 def measured() -> dict:
     """The lane's last measurements ({} when none were recorded)."""
-    return json.loads(MEASURED.read_text()) if MEASURED.exists() else {}
+    from banditlab.plumbing.safeio import read_json
+
+    return read_json(MEASURED, "parity_measured.json") if MEASURED.exists() else {}
 
 
 def _delta(m: dict, key: str, peer: str, tag: str = "") -> str:

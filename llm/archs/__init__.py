@@ -12,10 +12,11 @@ only writes prompts: benchmarks of these models train on synthetic token ids (`-
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
+
+from banditlab.plumbing.safeio import read_json
 
 from ..tiny import tiny_tokenizer
 
@@ -44,7 +45,7 @@ def config(name: str, layers: int = 0):
     """The transformers config of a named architecture (published values; `layers` > 0 overrides the depth)."""
     from transformers import AutoConfig
 
-    d = {k: v for k, v in json.loads((HERE / f"{name}.json").read_text()).items() if not k.startswith("_")}
+    d = {k: v for k, v in read_json(HERE / f"{name}.json", "--arch").items() if not k.startswith("_")}
     d.pop("architectures", None)
     if layers:
         d["num_hidden_layers"] = layers
