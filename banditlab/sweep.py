@@ -48,7 +48,7 @@ import numpy as np
 
 from banditlab.science import bandits as B
 from banditlab.science import theory
-from banditlab.cli.configfile import option
+from banditlab.plumbing.fields import option
 from banditlab.errors import UsageError
 from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_output, atomic_save, claim, is_complete,
                                       mark_complete, read_record, write_record, write_table)
@@ -196,7 +196,7 @@ def make_bandit(cfg: SweepConfig) -> B.Bandit:
 
 def validate(cfg: SweepConfig) -> None:
     """Every option's declared range, then the checks that involve several options or a word list."""
-    from banditlab.cli.configfile import check_ranges
+    from banditlab.plumbing.fields import check_ranges
 
     check_ranges(cfg)
     if not cfg.low < cfg.high:

@@ -726,6 +726,7 @@ def cases() -> list[Case]:
         chain(cfg(REPRO_TOML, "cfg/asymre-limit.toml"), copied("sweep", "r")),
         expect=lambda d, rc, o, e: ("data lost", "sweep files changed") if rc == 0 and not (d / "r" / "summary.csv").exists()
         else classify(rc, o, e, set()) if rc else ("clean", "wrote beside, nothing overwritten"))
+    C += round4()
     return C
 
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from banditlab.cli.configfile import check_algo_args, check_ranges, option
+from banditlab.plumbing.fields import check_ranges, option
+
+from banditlab.cli.configfile import check_algo_args
 from banditlab.errors import UsageError
 from banditlab.plumbing.threads import LLM_HELP as THREADS
 

@@ -273,7 +273,7 @@ def check_adapter(model, path: Path) -> None:
     import re
     from dataclasses import fields
 
-    from banditlab.cli.configfile import range_text
+    from banditlab.plumbing.fields import range_text
     from banditlab.errors import UsageError
     from banditlab.plumbing.safeio import read_json
 

@@ -12,7 +12,7 @@ import pytest
 from banditlab.cli.app import app, click_command, main
 from banditlab.cli.docs import markdown
 from banditlab.cli.options import cli_fields, shown_default
-from banditlab.cli.configfile import default_of, option_name
+from banditlab.plumbing.fields import default_of, option_name
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import typer
 
 from banditlab.cli.options import Controls, command, make, tidy_help
-from banditlab.cli.configfile import option
+from banditlab.plumbing.fields import option
 from banditlab.errors import RunFailed, UsageError
 from banditlab.sweep import SweepConfig
 from banditlab.plumbing.threads import ThreadsOption, use_threads

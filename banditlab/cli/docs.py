@@ -14,7 +14,7 @@ from dataclasses import MISSING
 import typer
 
 from banditlab.cli.options import cli_fields, shown_default
-from banditlab.cli.configfile import default_of, option_name, range_text
+from banditlab.plumbing.fields import default_of, option_name, range_text
 
 HEADER = """# Command reference
 

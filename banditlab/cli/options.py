@@ -18,7 +18,9 @@ from typing import List, Optional
 
 import typer
 
-from banditlab.cli.configfile import default_of, merged_config, option, option_name
+from banditlab.plumbing.fields import default_of, option, option_name
+
+from banditlab.cli.configfile import merged_config
 
 @dataclass
 class Controls:

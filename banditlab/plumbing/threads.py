@@ -31,7 +31,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from banditlab.cli.configfile import option
+from banditlab.plumbing.fields import option
 
 SMALL = 4_000_000  # array entries per step below which one thread is fastest on a shared machine
 HELP = "CPU threads of torch and numpy's BLAS (0: 1 below 4M array entries per step, else every core)"
