@@ -1,4 +1,4 @@
-"""The parity table (banditlab/references.py) against the peers' own code: for every claim, the peer's function
+"""The parity table (banditlab/registry/references.py) against the peers' own code: for every claim, the peer's function
 with the claim's configuration and ours with the claim's settings, on the same random batches.
 
 Run by the lane .ci/parity, which installs the releases `PEERS` pins (verl, Trinity-RFT, TRL) without their
