@@ -1,16 +1,17 @@
 """The trainer's run folder and checkpoints.
 
-Run folder lifecycle (written by the main process only):
-    check_out   before anything is loaded: --out can hold this run, and --resume is given exactly when it holds
-                one (of the same configuration, or the same but for its length: `extension`)
-    open_run    claim and lock the folder (held until the run ends); a new run records its identity in
-                config.json (the DONE marker removed) and starts metrics.jsonl empty; a resumed one reloads the
-                checkpoint, cuts metrics.jsonl back to the checkpoint's step and, when made longer, records its
-                new length
-    DONE        written by `folder.mark_complete` once the last step is saved; a complete run asked again returns
-                (`complete`: at once, before anything is loaded, for `train.train`)
-checkpoint.pt   {step, policy (the LoRA tensors), behaviour, behaviour_version, history, optimizer, rng}, beside the
-                adapter folder (`save_pretrained`).
+Run folder lifecycle: the run protocol (banditlab.plumbing.protocol.Run, kind "llm-train"), with the trainer's own
+rules on top (`rules`, `check_out`):
+    check_out   before anything is loaded (`Run.check`): --out can hold this run, and --resume is given exactly
+                when it holds one (of the same configuration, or the same but for its length: `extension`)
+    open_run    `Run.open`, by the main process only (the others check and write nothing): the folder claimed and
+                locked until the run ends; a new run records its identity in config.json (the DONE marker removed)
+                and starts metrics.jsonl empty; a resumed one reloads the checkpoint, cuts metrics.jsonl back to the
+                checkpoint's step and, when made longer, records its new length
+    DONE        `Run.done` once the last step is saved; a complete run asked again returns (`complete`: at once,
+                before anything is loaded, for `train.train`)
+checkpoint.pt   {step, policy (the LoRA tensors), behaviour, behaviour_version, history, optimizer, rng}, written
+                after the adapter folder (`save_adapter`), so a checkpoint's step never runs ahead of the adapter.
 
 A run resumes with --resume; with the constant schedule it may also be made longer (--resume with a larger
 --steps or --epochs): batches are a pure function of the step, so the longer run is the one that would have been
@@ -19,8 +20,11 @@ trained from the start (`extension`).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,11 +32,12 @@ import numpy as np
 import torch
 
 from banditlab.errors import UsageError
-from banditlab.plumbing.folder import (atomic_save, atomic_write, check_claim, check_identity, claim, is_complete,
-                                       jsonable, read_record, unmark, write_record)
+from banditlab.plumbing.folder import atomic_save, atomic_write, is_complete, is_disk_full, jsonable, read_record
+from banditlab.plumbing.protocol import Run
 
 from .metrics import read_metrics
 
+KIND = "llm-train"
 LENGTH = ("steps", "epochs")
 STATE_KEYS = {"step", "policy", "optimizer", "rng"}
 
@@ -57,9 +62,29 @@ def set_rng_state(s: dict) -> None:
 
 
 def save(out: Path, model, state: dict) -> None:
-    """checkpoint.pt (the trainer's `state` and every generator's) and the adapter folder."""
+    """The adapter folder, then checkpoint.pt (the trainer's `state` and every generator's): a write that fails
+    leaves the last checkpoint, and a resumed run writes the adapter again."""
+    save_adapter(model, out / "adapter")
     atomic_save(out / "checkpoint.pt", {**state, "rng": rng_state()})
-    model.save_pretrained(out / "adapter")
+
+
+def save_adapter(model, folder: Path) -> None:
+    """peft's `save_pretrained` into FOLDER.tmp, then each file renamed into `folder`: every file is the old one or
+    the new one, never half of one. A full disk is raised as OSError(ENOSPC) naming `folder` (safetensors reports
+    it as a SafetensorError), and the temporary folder is removed (it would hold the space a rerun needs)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp)
+        folder.mkdir(exist_ok=True)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, folder / f.name)
+        tmp.rmdir()
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(err, OSError) and (is_disk_full(err) or "os error 28" in str(err)):
+            raise OSError(errno.ENOSPC, "No space left on device", str(folder)) from None
+        raise
 
 
 def load(out: Path) -> dict:
@@ -114,20 +139,28 @@ def complete(cfg) -> bool:
     return isinstance(rec, dict) and rec.get("identity") == jsonable(cfg.identity())
 
 
-def check_out(cfg, resume: bool) -> None:
-    """--out can hold this run, and --resume is given exactly when it holds one (of the same configuration):
-    checked before anything is loaded or written."""
-    check_claim(cfg.out, "llm-train", ("llm", cfg.algo))
-    out = Path(cfg.out) if cfg.out else None
-    if out is not None and holds_run(out):
-        rec = read_record(out)
+def rules(cfg, resume: bool) -> dict:
+    """The trainer's options to `Run.check` and `Run.open`. A record of another identity is refused unless it is
+    this run but for its length and --resume asks to continue it (`extension`; without --resume: refused, naming
+    --resume); a folder without checkpoint.pt holds no run yet (one stopped before its first checkpoint), and its
+    record is replaced."""
+    def accept(rec: dict) -> bool:
         if not resume and length_only(rec, cfg):
-            raise UsageError(f"--out: {out} holds this run with another --steps/--epochs; pass --resume to continue "
-                             "it to the new length, or choose another --out")
-        if not (resume and extension(rec, cfg)):
-            check_identity(out, cfg.identity())
-        if not resume:
-            raise UsageError(f"--out: {out} already holds a run; pass --resume to continue it")
+            raise UsageError(f"--out: {Path(cfg.out)} holds this run with another --steps/--epochs; pass --resume to "
+                             "continue it to the new length, or choose another --out")
+        return resume and extension(rec, cfg)
+
+    return {"name": ("llm", cfg.algo), "accept": accept,
+            "replace": not (cfg.out and (Path(cfg.out) / "checkpoint.pt").exists())}
+
+
+def check_out(cfg, resume: bool) -> None:
+    """--out can hold this run (`Run.check` with `rules`), and --resume is given exactly when it holds one (of the
+    same configuration): checked before anything is loaded or written."""
+    Run.check(cfg.out, KIND, cfg.identity(), **rules(cfg, resume))
+    out = Path(cfg.out) if cfg.out else None
+    if out is not None and holds_run(out) and not resume:
+        raise UsageError(f"--out: {out} already holds a run; pass --resume to continue it")
     if not resume:
         return
     if not cfg.out:
@@ -159,21 +192,19 @@ def extension(rec: dict | None, cfg) -> bool:
 
 
 def open_run(tr, resume: bool) -> bool:
-    """Claim the run folder (`tr.out`, locked in `tr.lock` until the run ends) and start or resume the run in it;
-    returns whether it resumed (the trainer's state then is the checkpoint's)."""
-    c, main = tr.cfg, tr.dist.main  # only the main process writes the run folder
+    """Open the run folder (`Run.open`, kept in `tr.folder_run`, locked until the run ends) and start or resume the
+    run in it; returns whether it resumed (the trainer's state then is the checkpoint's). Only the main process
+    claims and writes; the others keep the folder they were given."""
+    c, main = tr.cfg, tr.dist.main
     check_out(c, resume)
+    tr.folder_run = run = Run.open(c.out, KIND, c.identity(), **rules(c, resume), writer=main)
     if main:
-        tr.lock = claim(c.out, "llm-train", name=("llm", c.algo))
-        tr.out = tr.lock.folder
+        tr.out = run.folder
     tr.dist.barrier()
     if not holds_run(tr.out):  # check_out: a run found there is the same run, --resume given
+        run.write_record({"config": asdict(c), "world_size": tr.dist.world,
+                          "objective": {"name": tr.objective.name, "params": tr.objective.params}})
         if main:
-            unmark(tr.out)
-            write_record(tr.out, "llm-train", {"config": asdict(c), "identity": c.identity(),
-                                                "world_size": tr.dist.world,
-                                                "objective": {"name": tr.objective.name,
-                                                              "params": tr.objective.params}})
             atomic_write(tr.out / "metrics.jsonl", "")
         return False
     tr.load()
@@ -183,9 +214,6 @@ def open_run(tr, resume: bool) -> bool:
     if main:
         metrics = tr.out / "metrics.jsonl"
         atomic_write(metrics, "".join(json.dumps(r) + "\n" for r in read_metrics(metrics) if r["step"] <= tr.step))
-        rec = read_record(tr.out)
-        if length_only(rec, c):  # a longer run (`extension`): it records its new length
-            unmark(tr.out)
-            write_record(tr.out, "llm-train", {**{k: v for k, v in rec.items() if k != "kind"},
-                                                "config": asdict(c), "identity": c.identity()})
+    if run.changed:  # a longer run (`extension`): it records its new length
+        run.write_record({"config": asdict(c)}, keep=True)
     return True

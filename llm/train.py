@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from banditlab.errors import UsageError
-from banditlab.plumbing.folder import Cadence, Interrupted, default_name, is_complete, mark_complete, stop_flag
+from banditlab.plumbing.folder import Cadence, Interrupted, default_name
 from banditlab.plumbing.threads import use_threads
 from banditlab.registry.objectives import Batch
 
@@ -116,8 +116,8 @@ class Trainer:
         finally:
             if hasattr(self.backend, "close"):
                 self.backend.close()
-            if getattr(self, "lock", None) is not None:
-                self.lock.close()
+            if getattr(self, "folder_run", None) is not None:
+                self.folder_run.close()
 
     # -------------------------------------------------------------------------------------- one step
     def train_step(self) -> dict:
@@ -276,7 +276,8 @@ def run_loop(tr: Trainer, resume: bool) -> Path:
 
     c = tr.cfg
     resumed = checkpoint.open_run(tr, resume)  # claim the folder; a new run's record, or the checkpoint
-    if resumed and is_complete(tr.out) and tr.step >= tr.total_steps:
+    run = tr.folder_run
+    if resumed and run.complete and tr.step >= tr.total_steps:
         tr.echo(f"{tr.out}: this run is already complete")
         return tr.out
     if resumed:
@@ -286,7 +287,7 @@ def run_loop(tr: Trainer, resume: bool) -> Path:
             tr.echo(f"evaluating step 0: greedy pass@1 on {len(tr.test_set)} test problems")
         MetricsLog(tr.out, tr.dist.main, False).write({"step": 0, "world_size": tr.dist.world, **tr.evaluation()})
     log, done, cadence = MetricsLog(tr.out, tr.dist.main, c.tensorboard), [], Cadence(steps=c.checkpoint_every)
-    with stop_flag() as flag, Bar("train", total=tr.total_steps, show=tr.progress, start=tr.step,
+    with run.running() as flag, Bar("train", total=tr.total_steps, show=tr.progress, start=tr.step,
                                   unit="steps") as bar:  # the flag is held until the completion marker is written
         try:
             while tr.step < tr.total_steps:
@@ -312,8 +313,7 @@ def run_loop(tr: Trainer, resume: bool) -> Path:
         finally:
             log.close()
             tr.grader.close()
-        if tr.dist.main:
-            mark_complete(tr.out)
+        run.done()
     report(done, tr.device, c.offline, tr.echo)
     return tr.out
 
