@@ -50,7 +50,7 @@ def test_a_full_disk_in_the_adapter_write_says_so_and_the_run_resumes(tmp_path, 
     lines = err.strip().splitlines()
     assert code == 1 and len(lines) == 1 and "Traceback" not in err, err
     assert lines[0] == (f"banditlab: error: the disk is full writing {out / 'adapter'}; free some space and run the "
-                        "same command again (an unfinished run folder resumes)")
+                        "same command again (an unfinished run folder resumes; `llm train` with --resume)")
     assert not is_complete(out) and not (out / "adapter.tmp").exists()
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 1  # the last good checkpoint
     assert adapter(out).keys() == adapter(straight).keys()  # step 1's adapter, whole

@@ -334,7 +334,7 @@ def _os_error(e: OSError) -> tuple[str, int]:
     where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
     if is_disk_full(e):
         return (f"banditlab: error: the disk is full{where}; free some space and run the same command again "
-                "(an unfinished run folder resumes)"), 1
+                "(an unfinished run folder resumes; `llm train` with --resume)"), 1
     return f"banditlab: error: {e.strerror or e}{' at ' + str(e.filename) if e.filename else ''}", 2
 
 
