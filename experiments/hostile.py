@@ -730,6 +730,359 @@ def cases() -> list[Case]:
     return C
 
 
+# ------------------------------------------------------------------------------------------------ round 4
+# The classes of the current reliability issue (not those of the section headers above):
+#   1 outputs never replace what they should not      5 JSON: non-finite numbers, repeated keys, deep nesting
+#   2 every file read goes through the safe reader    6 text that cannot be encoded (surrogates, non-UTF-8)
+#   3 duplicate values however written                7 one schema per concept; meaningless options; bounded work
+#   4 adapters checked against what they load         8 a full disk for every writer, and the folder resumes
+# Every round-4 case is named "r4: ...": `--only r4:` (or `--round 4`) runs them alone.
+NEW: dict = {}  # case folder -> the files a plain case's command left (for expects that need them)
+XFF = os.fsdecode(b"\xff")  # a byte that is not UTF-8, as Python holds it (a surrogate; passed back as the byte)
+THEORY = "theory --arms 5 --baseline -0.1,0.1"
+
+
+def either(files: list[str]):
+    """A legal-but-odd input: handled (exit 0 and `files` there) or refused cleanly; never a crash."""
+    def expect(d, rc, out, err):
+        if rc == 0:
+            missing = [f for f in files if not os.path.lexists(d / f)]
+            return ("silently wrong", f"exit 0 but missing {missing}") if missing else ("clean", "handled")
+        return classify(rc, out, err, NEW.get(d, set()))
+    return expect
+
+
+def kept(*checks, legal=False):
+    """An output case: every check(d) -> problem or None must pass (else data lost); then a refusal is classified
+    as usual (legal: exit 0 is right too)."""
+    def expect(d, rc, out, err):
+        for ch in checks:
+            problem = ch(d)
+            if problem:
+                return "data lost", problem + f" (rc {rc}: {(err.strip().splitlines() or [''])[-1][:100]})"
+        if legal and rc == 0:
+            return "clean", "handled, nothing replaced"
+        return classify(rc, out, err, NEW.get(d, set()))
+    return expect
+
+
+def is_fifo(rel):
+    return lambda d: None if os.path.lexists(d / rel) and __import__("stat").S_ISFIFO(os.lstat(d / rel).st_mode) \
+        else f"{rel} is no longer a FIFO"
+
+
+def is_link(rel, precious=None, text="precious\n"):
+    def check(d):
+        if not os.path.islink(d / rel):
+            return f"the symlink {rel} was replaced"
+        if precious and (d / precious).read_text() != text:
+            return f"{precious} (the link's target) was overwritten"
+    return check
+
+
+def precious(rel, text="precious\n"):
+    return write(rel, text)
+
+
+def adapter_edit(cfg_edit=None, tensors_edit=None, raw_tensors=None):
+    """A copy of the fixture run's adapter in {d}/a, its config and/or tensors edited."""
+    def setup(d):
+        from safetensors.torch import load_file, save_file
+
+        shutil.copytree(FIX["llm"] / "adapter", d / "a")
+        if cfg_edit:
+            c = json.loads((d / "a" / "adapter_config.json").read_text())
+            text = cfg_edit(c)
+            (d / "a" / "adapter_config.json").write_text(text if isinstance(text, str) else json.dumps(c))
+        if tensors_edit:
+            t = load_file(d / "a" / "adapter_model.safetensors")
+            t = tensors_edit(t) or t
+            save_file(t, d / "a" / "adapter_model.safetensors")
+        if raw_tensors is not None:
+            (d / "a" / "adapter_model.safetensors").write_bytes(raw_tensors)
+    return setup
+
+
+def set_key(k, v):
+    def edit(c):
+        c[k] = v
+    return edit
+
+
+def shards(d: Path):
+    for i in (1, 2):
+        rc, out, err = cli(d, SWEEP + f" --shard {i}/2 --out {{d}}/s{i}")
+        assert rc == 0, err
+
+
+def edit_json(rel, fn):
+    def setup(d):
+        p = d / rel
+        p.write_text(fn(p.read_text()))
+    return setup
+
+
+def mount_tmpfs(where: Path, kb: int) -> bool:
+    where.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k", "tmpfs", str(where)],
+                          capture_output=True).returncode == 0
+
+
+def fill(where: Path):
+    """Take every free byte of the file system at `where`."""
+    with open(where / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        except OSError:
+            pass
+
+
+def full_disk(cmd: str, kb: int, done: list[str], rerun: str = None, pre=None, filled=False, env=None):
+    """Run a writer with its output on a `kb` KiB tmpfs (optionally filled first): it must end with the one
+    "disk is full" line (exit 1) and no temporary file left; after the disk grows (remount, 64 MiB) the same
+    command (or `rerun`) must complete: `done` files there."""
+    def runner(d: Path):
+        mnt = d / "full"
+        if not mount_tmpfs(mnt, kb):
+            return "case error", "cannot mount a tmpfs here (root needed): skipped"
+        try:
+            if pre:
+                pre(d)
+            if filled:
+                fill(mnt)
+            rc, out, err = cli(d, cmd, env=env)
+            lines = [x for x in err.strip().splitlines() if x.strip()]
+            tmp = [str(p.relative_to(d)) for p in mnt.rglob("*.tmp*")]
+            if rc == 0:
+                return "clean", f"fit on the {kb} KiB disk (not exercised)"
+            if rc is None:
+                return "hang", "timeout on the full disk"
+            if not (rc == 1 and len(lines) == 1 and "disk is full" in err):
+                o, n = classify(rc, out, err, set())
+                return ("unclear" if o == "clean" else o), f"full disk: {n}"
+            if tmp:
+                return "unclear", f"disk-full line, but temporary files left: {tmp[:3]}"
+            (mnt / "filler").unlink(missing_ok=True)
+            subprocess.run(["mount", "-o", "remount,size=65536k", str(mnt)], check=True)
+            rc2, out2, err2 = cli(d, rerun or cmd, env=env)
+            missing = [f for f in done if not (d / f).exists()]
+            if rc2 != 0 or missing:
+                return "data lost", f"after the disk grew: rc {rc2}, missing {missing}: {err2.strip()[-140:]}"
+            return "clean", "disk-full line, then the rerun completed"
+        finally:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    return runner
+
+
+def cache_on_full_disk(d: Path):
+    mnt = d / "full"
+    if not mount_tmpfs(mnt, 64):
+        return "case error", "cannot mount a tmpfs here (root needed): skipped"
+    try:
+        (mnt / "cache").mkdir()
+        fill(mnt)
+        rc, out, err = cli(d, SWEEP + " --out {d}/r", env={"BANDITLAB_CACHE": str(mnt / "cache")})
+        if rc == 0 and (d / "r" / "DONE").exists():
+            return "clean", "the kernel memo could not be written; the sweep completed"
+        return classify(rc, out, err, set())
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def round4() -> list[Case]:
+    C = []
+
+    def add(cls, name, *a, **k):
+        C.append(Case(cls, "r4: " + name, *a, **k))
+    SW = SWEEP + " --out {d}/r"
+    NOARMS = SWEEP.replace("--arms 5 ", "")
+    BASE = lambda b: SWEEP.replace("--baseline -0.1,0.1", f"--baseline {b}") + " --out {d}/r"  # noqa: E731
+    GSM = LLM + " --dataset gsm8k --data-path {d}/d.jsonl --out {d}/r"
+    ROW = '{"question": "1+1?", "answer": "#### 2"}\n'
+    # ---------------------------------------------------------------- 1. outputs never replace what they should not
+    add(1, "sweep: summary.csv inside --out is a FIFO", SW,
+        chain(lambda d: (d / "r").mkdir(), fifo("r/summary.csv")), kept(is_fifo("r/summary.csv")))
+    add(1, "sweep: sweep.png inside --out a symlink to a file outside", SW,
+        chain(precious("keep.png"), lambda d: (d / "r").mkdir(), symlink("r/sweep.png", "{d}/keep.png")),
+        kept(is_link("r/sweep.png", "keep.png")))
+    add(1, "sweep: --out itself a symlink to /dev/null", SW, symlink("r", "/dev/null"), kept(is_link("r")))
+    add(1, "sweep: state.pt inside --out a dangling symlink", SW,
+        chain(lambda d: (d / "r").mkdir(), symlink("r/state.pt", "{d}/nowhere.pt")),
+        kept(is_link("r/state.pt"), lambda d: "the link's target was created" if (d / "nowhere.pt").exists() else None))
+    add(1, "llm train: metrics.jsonl inside --out is a FIFO", LLM + " --out {d}/r",
+        chain(lambda d: (d / "r").mkdir(), fifo("r/metrics.jsonl")), kept(is_fifo("r/metrics.jsonl")), timeout=60)
+    add(1, "llm train: OUT/adapter a symlink to a folder outside", LLM + " --out {d}/r",
+        chain(precious("mine/notes.txt"), lambda d: (d / "r").mkdir(), symlink("r/adapter", "{d}/mine")),
+        kept(is_link("r/adapter"), lambda d: "files written into the linked folder" if
+             sorted(p.name for p in (d / "mine").iterdir()) != ["notes.txt"] else None))
+    add(1, "llm bench --json a symlink to a file", BENCH + " --json {d}/b.json",
+        chain(precious("keep.json"), symlink("b.json", "{d}/keep.json")), kept(is_link("b.json", "keep.json")))
+    add(1, "plot llm --out whose .png is a FIFO", "plot {d}/r --out {d}/c",
+        chain(copied("llm", "r"), fifo("c.png")), kept(is_fifo("c.png")), timeout=60)
+    add(1, "plot sweep: RUN_DIR/sweep.png a symlink to a file outside", "plot {d}/r",
+        chain(copied("sweep", "r"), precious("keep.png"), lambda d: (d / "r" / "sweep.png").unlink(),
+              symlink("r/sweep.png", "{d}/keep.png")), kept(is_link("r/sweep.png", "keep.png")))
+    add(1, "demo --out whose .pdf is a FIFO", "demo --steps 50 --out {d}/f/demo",
+        chain(lambda d: (d / "f").mkdir(), fifo("f/demo.pdf")), kept(is_fifo("f/demo.pdf")), timeout=60)
+    add(1, "reproduce: FIGURES/ID.png a symlink to a file outside", REPRO,
+        chain(cfg(REPRO_TOML, "cfg/asymre-limit.toml"), precious("keep.png"), lambda d: (d / "fig").mkdir(),
+              symlink("fig/asymre-limit.png", "{d}/keep.png")), kept(is_link("fig/asymre-limit.png", "keep.png")),
+        timeout=120)
+    add(1, "merge --out: a new folder's parent is a symlink to /dev/null", "merge {d}/s1 {d}/s2 --out {d}/n/m",
+        chain(shards, symlink("n", "/dev/null")), kept(is_link("n")))
+    add(1, "BANDITLAB_CACHE/kernels.json a symlink to a file outside", SW,
+        chain(precious("keep.json", "{}"), lambda d: (d / "cache").mkdir(),
+              symlink("cache/kernels.json", "{d}/keep.json")),
+        kept(is_link("cache/kernels.json", "keep.json", "{}"), legal=True), env={"BANDITLAB_CACHE": "{d}/cache"})
+    # ---------------------------------------------------------------- 2. every file read through the safe reader
+    add(2, "BANDITLAB_CACHE/kernels.json nested 100,000 deep (a memo counts as none)", SW,
+        write("cache/kernels.json", "[" * 100000 + "]" * 100000), expect=ok_and(["r/DONE"]),
+        env={"BANDITLAB_CACHE": "{d}/cache"})
+    add(2, "BANDITLAB_CACHE/kernels.json not UTF-8, with a NaN", SW,
+        write("cache/kernels.json", b'{"exp-torch.float64": NaN, "\xff": 1}', True), expect=ok_and(["r/DONE"]),
+        env={"BANDITLAB_CACHE": "{d}/cache"})
+    add(2, "BANDITLAB_CACHE is a FIFO", SW, fifo("c"), env={"BANDITLAB_CACHE": "{d}/c"}, timeout=30)
+    add(2, "BANDITLAB_CACHE is a 5000-character path", SW, env={"BANDITLAB_CACHE": "/tmp/" + "c" * 5000})
+    add(2, "BANDITLAB_PROGRESS_SECONDS=nan", SWEEP.replace(" --no-progress", "") + " --progress --out {d}/r",
+        env={"BANDITLAB_PROGRESS_SECONDS": "nan"})
+    add(2, "adapter_config.json is a FIFO", EVAL + " --adapter {d}/a",
+        chain(adapter_edit(), lambda d: (d / "a" / "adapter_config.json").unlink(), fifo("a/adapter_config.json")),
+        timeout=30)
+    add(2, "adapter_model.safetensors a symlink to /dev/zero", EVAL + " --adapter {d}/a",
+        chain(adapter_edit(), lambda d: (d / "a" / "adapter_model.safetensors").unlink(),
+              symlink("a/adapter_model.safetensors", "/dev/zero")), timeout=30)
+    add(2, "llm train --data-path /proc/self/environ (size 0 on stat)", LLM.replace("--n-train 4", "--n-train 2") +
+        " --dataset gsm8k --data-path /proc/self/environ --out {d}/r", timeout=30)
+    add(2, "plot: a run's config.json is a FIFO", "plot {d}/r",
+        chain(copied("sweep", "r"), lambda d: (d / "r" / "config.json").unlink(), fifo("r/config.json")), timeout=30)
+    add(2, "llm resume: metrics.jsonl a symlink to /dev/zero", LLM + " --out {d}/r --resume",
+        chain(copied("llm", "r"), lambda d: (d / "r" / "DONE").unlink(), lambda d: (d / "r" / "metrics.jsonl").unlink(),
+              symlink("r/metrics.jsonl", "/dev/zero")), timeout=30)
+    # ---------------------------------------------------------------- 3. duplicates however written
+    add(3, "--baseline 0,-0.0 (one value written two ways)", BASE("0,-0.0"))
+    add(3, "--baseline 0,1e-17 (the same V after V^mu + offset)", BASE("0,1e-17"))
+    add(3, "--absolute --baseline 0.5,5e-1", BASE("0.5,5e-1") + " --absolute")
+    add(3, "config baseline = \"0.1,0.1\"", SWEEP.replace(" --baseline -0.1,0.1", "") + " --config {d}/c.toml --out {d}/r",
+        cfg('baseline = "0.1,0.1"\n'))
+    add(3, "theory --baseline 0.2,0.2", THEORY.replace("-0.1,0.1", "0.2,0.2"))
+    add(3, "theory --baseline 0.5:0.5:3", THEORY.replace("-0.1,0.1", "0.5:0.5:3"))
+    add(3, "reproduce config V = \"0.3,0.3\"", REPRO, cfg(REPRO_TOML.replace('"0.0:0.9:3"', '"0.3,0.3"'),
+                                                        "cfg/asymre-limit.toml"))
+    add(3, "--behavior lag:5,lag:5", SWEEP + " --behavior lag:5,lag:5 --out {d}/r")
+    add(3, "llm bench --set lora_r=4 and --set lora_r=8", BENCH + " --set lora_r=4 --set lora_r=8 --json {d}/b.json")
+    add(3, "llm bench --set group_size=4 with --group-size 2", BENCH + " --set group_size=4 --json {d}/b.json")
+    add(3, "llm --lora-targets 'q_proj, q_proj' (a space)", LLM + " --lora-targets 'q_proj, q_proj' --out {d}/r")
+    add(3, "merge the same shard by two paths (a symlink)", "merge {d}/s1 {d}/s1b {d}/s2 --out {d}/m",
+        chain(shards, symlink("s1b", "{d}/s1")))
+    # ---------------------------------------------------------------- 4. adapters checked against what they load
+    add(4, "adapter r = true (a boolean rank)", EVAL + " --adapter {d}/a", adapter_edit(set_key("r", True)))
+    add(4, "adapter r = 4 while the tensors have rank 8", EVAL + " --adapter {d}/a", adapter_edit(set_key("r", 4)))
+    add(4, "adapter peft_type lowercase lora", EVAL + " --adapter {d}/a", adapter_edit(set_key("peft_type", "lora")))
+    add(4, "adapter lora_alpha 1e300 (an absurd scale)", EVAL + " --adapter {d}/a",
+        adapter_edit(set_key("lora_alpha", 1e300)))
+    add(4, "adapter bias = all (no bias tensors)", EVAL + " --adapter {d}/a", adapter_edit(set_key("bias", "all")))
+    add(4, "adapter target_modules a regex string '.*'", GEN + " --adapter {d}/a hi",
+        adapter_edit(set_key("target_modules", ".*")))
+    add(4, "adapter weights all NaN", EVAL + " --adapter {d}/a",
+        adapter_edit(tensors_edit=lambda t: {k: v.fill_(float("nan")) for k, v in t.items()}))
+    add(4, "adapter tensors as int8", EVAL + " --adapter {d}/a",
+        adapter_edit(tensors_edit=lambda t: {k: v.to(__import__("torch").int8) for k, v in t.items()}))
+    add(4, "adapter safetensors header length 2^62", EVAL + " --adapter {d}/a",
+        adapter_edit(raw_tensors=(1 << 62).to_bytes(8, "little") + b"{}"))
+    add(4, "adapter with one lora_B dropped and an extra unrelated tensor", EVAL + " --adapter {d}/a",
+        adapter_edit(tensors_edit=lambda t: {**{k: v for i, (k, v) in enumerate(t.items()) if i != 1},
+                                             "extra.weight": __import__("torch").zeros(2)}))
+    # ---------------------------------------------------------------- 5. JSON: non-finite, repeated keys, deep
+    add(5, "plot llm: a middle metrics line with 1e999", "plot {d}/r",
+        chain(copied("llm", "r"), edit_json("r/metrics.jsonl", lambda t: t.replace('"loss": ', '"loss": 1e999, "x": ', 1))))
+    add(5, "plot sweep: config.json with a repeated key", "plot {d}/r",
+        chain(copied("sweep", "r"), edit_json("r/config.json", lambda t: t.replace('"kind": "sweep"',
+                                                                                   '"kind": "sweep", "kind": "llm-train"'))))
+    add(5, "llm resume: config.json with lr Infinity", LLM + " --out {d}/r --resume",
+        chain(copied("llm", "r"), lambda d: (d / "r" / "DONE").unlink(),
+              edit_json("r/config.json", lambda t: t.replace('"lr": 0.0001', '"lr": Infinity'))))
+    add(5, "llm resume: a middle metrics line with -Infinity", LLM + " --out {d}/r --resume",
+        chain(copied("llm", "r"), lambda d: (d / "r" / "DONE").unlink(),
+              edit_json("r/metrics.jsonl", lambda t: t.replace('"loss": ', '"loss": -Infinity, "y": ', 1))))
+    add(5, "merge: a shard's config.json with NaN", "merge {d}/s1 {d}/s2 --out {d}/m",
+        chain(shards, edit_json("s1/config.json", lambda t: t.replace('"lr": 1.0', '"lr": NaN'))))
+    add(5, "JSONL question nested 50,000 deep", GSM,
+        write("d.jsonl", '{"question": ' + "[" * 50000 + "]" * 50000 + ', "answer": "#### 2"}\n' + ROW * 3))
+    add(5, "JSONL answer an integer of 5000 digits", GSM,
+        write("d.jsonl", '{"question": "big?", "answer": 1' + "0" * 5000 + '}\n' + ROW * 3))
+    add(5, "llm eval --test-path JSONL with a UTF-8 BOM", EVAL + " --dataset gsm8k --test-path {d}/d.jsonl",
+        write("d.jsonl", b"\xef\xbb\xbf" + ROW.encode() * 2, True), expect=either([]))
+    # ---------------------------------------------------------------- 6. text that cannot be encoded
+    add(6, "llm generate: a prompt with a non-UTF-8 byte", GEN + f" 'what is 1+1{XFF}'")
+    add(6, "llm JSONL answer with a lone low surrogate \\udfff", GSM,
+        write("d.jsonl", '{"question": "1+1?", "answer": "#### 2\\udfff"}\n' * 4))
+    add(6, "sweep --out with a non-UTF-8 byte in its name", SWEEP + f" --out {{d}}/r{XFF}", expect=either([f"r{XFF}/DONE"]))
+    add(6, "sweep --bandit path with a non-UTF-8 byte", NOARMS + f" --bandit {{d}}/b{XFF}.toml --out {{d}}/r",
+        write(f"b{XFF}.toml", "means=[0,1]\n"), expect=either(["r/DONE"]))
+    add(6, "sweep --config path with a non-UTF-8 byte", SWEEP + f" --config {{d}}/c{XFF}.toml --out {{d}}/r",
+        write(f"c{XFF}.toml", "steps=10\n"), expect=either(["r/DONE"]))
+    add(6, "llm train --data-path with a non-UTF-8 byte", LLM + f" --dataset gsm8k --data-path {{d}}/d{XFF}.jsonl"
+        " --out {d}/r", write(f"d{XFF}.jsonl", ROW * 4), expect=either(["r/DONE"]))
+    add(6, "demo --html path with a non-UTF-8 byte", f"demo --steps 50 --html {{d}}/p{XFF}.html",
+        expect=either([f"p{XFF}.html"]))
+    add(6, "plot llm --out with a non-UTF-8 byte", f"plot {{d}}/r --out {{d}}/c{XFF}", copied("llm", "r"),
+        expect=either([f"c{XFF}.png"]))
+    # ---------------------------------------------------------------- 7. one schema; meaningless options; bounds
+    add(7, "config: rewards and arms together", NOARMS + " --config {d}/c.toml --out {d}/r",
+        cfg('rewards = "0,0.5,1"\narms = 3\n'))
+    add(7, "config: sigma with Bernoulli noise", SWEEP + " --config {d}/c.toml --out {d}/r", cfg("sigma = 0.5\n"))
+    add(7, "llm config: epochs without offline", LLM + " --config {d}/c.toml --out {d}/r", cfg("[train]\nepochs = 3\n"))
+    add(7, "bandit file: means 2e6 (past the ±1e6 of --rewards)", NOARMS + " --bandit {d}/b.toml --out {d}/r",
+        bandit("means=[0,2000000]\n"))
+    add(7, "bandit file: gaussian sigma 1e7 (past --sigma's 1e6)", NOARMS + " --bandit {d}/b.toml --out {d}/r",
+        bandit("means=[0,1]\nnoise='gaussian'\nsigma=10000000\n"))
+    add(7, "theory --contexts 3 with --rewards", "theory --rewards 0,0.5,1 --contexts 3 --baseline 0")
+    add(7, "sweep --mode exact --seeds 5 (seeds mean nothing)", SWEEP.replace("--seeds 2", "--seeds 5") +
+        " --mode exact --out {d}/r")
+    add(7, "sweep --noise none --low 0.2 --high 3", SWEEP + " --noise none --low 0.2 --high 3 --out {d}/r")
+    add(7, "sweep --mode exact --baseline-ref group", SWEEP + " --mode exact --baseline-ref group --out {d}/r")
+    add(7, "llm generate --greedy --temperature 0.5", GEN + " --greedy --temperature 0.5 hi")
+    add(7, "llm eval --dataset gsm8k --difficulty 5", EVAL + " --dataset gsm8k --test-path {d}/d.jsonl --difficulty 5",
+        write("d.jsonl", ROW * 2))
+    add(7, "llm bench --layers 1 without --arch", BENCH + " --layers 1 --json {d}/b.json")
+    add(7, "llm bench --prompt-tokens 8 without --synthetic-rollouts", BENCH + " --prompt-tokens 8 --json {d}/b.json")
+    add(7, "llm train --offline --sync-interval 5", LLM + " --offline --algo topr --sync-interval 5 --out {d}/r")
+    add(7, "theory --arms 100000 --baseline 0:1:100000 (10^10 work)", "theory --arms 100000 --baseline 0:1:100000",
+        timeout=30)
+    add(7, "sweep --mode exact --arms 100000 --contexts 100000", SWEEP.replace("--arms 5", "--arms 100000") +
+        " --mode exact --contexts 100000 --out {d}/r", timeout=30)
+    add(7, "llm generate 2000 prompts × --n 4096", GEN + " --n 4096 " + " ".join(["hi"] * 2000), timeout=30)
+    add(7, "llm bench --warmup 10^9", BENCH.replace("--warmup 0", "--warmup 1000000000") + " --json {d}/b.json",
+        timeout=30)
+    add(7, "llm train --eval-n 10^9 --eval-every 1", LLM.replace("--eval-n 0", "--eval-n 1000000000") +
+        " --eval-every 1 --out {d}/r", timeout=30)
+    # ---------------------------------------------------------------- 8. a full disk for every writer
+    add(8, "full disk: sweep --out, then resume", runner=full_disk(SWEEP + " --out {d}/full/r", 120, ["full/r/DONE"]))
+    add(8, "full disk: llm train --out, then --resume", runner=full_disk(
+        LLM + " --out {d}/full/r", 100, ["full/r/DONE"], rerun=LLM + " --out {d}/full/r --resume"), timeout=120)
+    add(8, "full disk: llm train --offline data file", runner=full_disk(
+        LLM + " --offline --algo topr --offline-data {d}/full/off.pt --out {d}/r", 64, ["r/DONE", "full/off.pt"],
+        filled=True), timeout=120)
+    add(8, "full disk: llm bench --json", runner=full_disk(BENCH + " --json {d}/full/b.json", 64, ["full/b.json"],
+                                                          filled=True))
+    add(8, "full disk: demo --out", runner=full_disk("demo --steps 50 --out {d}/full/demo", 64, ["full/demo.png"],
+                                                      filled=True))
+    add(8, "full disk: demo --html", runner=full_disk("demo --steps 50 --html {d}/full/p.html", 64, ["full/p.html"],
+                                                       filled=True))
+    add(8, "full disk: plot llm --out", runner=full_disk("plot {d}/r --out {d}/full/c", 64, ["full/c.png"],
+                                                         pre=copied("llm", "r"), filled=True))
+    add(8, "full disk: reproduce --figures, then rerun", runner=full_disk(
+        REPRO.replace("{d}/fig", "{d}/full/fig"), 120, ["full/fig/asymre-limit.png",
+                                                        "full/fig/data/asymre-limit/DONE"],
+        pre=cfg(REPRO_TOML, "cfg/asymre-limit.toml")), timeout=240)
+    add(8, "full disk: merge --out, then rerun", runner=full_disk("merge {d}/s1 {d}/s2 --out {d}/full/m", 120,
+                                                                  ["full/m/DONE"], pre=shards), timeout=120)
+    add(8, "full disk: BANDITLAB_CACHE on a full disk (the kernel memo)", runner=cache_on_full_disk)
+    return C
+
+
 def plot_twice(d: Path):
     copy("llm", d, "r")
     a = cli(d, "plot {d}/r --out {d}/c/curves.v1")
@@ -751,9 +1104,11 @@ def run_case(c: Case, root: Path) -> dict:
             if c.setup:
                 c.setup(d)
             before = snapshot(d)
-            rc, out, err = cli(d, c.args, c.env, c.timeout, as_nobody="read-only" in c.name or "chmod" in c.name,
+            env = {k: (v.format(d=d) if isinstance(v, str) else v) for k, v in c.env.items()}
+            rc, out, err = cli(d, c.args, env, c.timeout, as_nobody="read-only" in c.name or "chmod" in c.name,
                                raw="twice" in c.name)
             new = snapshot(d) - before
+            NEW[d] = new
             if c.expect == REFUSE:
                 outcome, note = classify(rc, out, err, new)
                 if any(d.rglob("PWNED")):
@@ -768,20 +1123,23 @@ def run_case(c: Case, root: Path) -> dict:
                 os.chmod(p, 0o755) if p.is_dir() and not p.is_symlink() else None
             except OSError:
                 pass
-    return dict(cls=c.cls, name=c.name, outcome=outcome, note=note, seconds=round(time.time() - t0, 1))
+    safe = lambda x: x.encode("utf-8", "backslashreplace").decode()  # noqa: E731  (notes may hold surrogates)
+    return dict(cls=c.cls, name=safe(c.name), outcome=outcome, note=safe(note), seconds=round(time.time() - t0, 1))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", help="run the cases whose name contains this")
     ap.add_argument("--cls", type=int, help="run one class")
+    ap.add_argument("--round", type=int, choices=[4], help="run only this round's cases (round 4: names 'r4: ...')")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", help="write every case's record here")
     ap.add_argument("--rerun", help="a previous --json: rerun its cases that were not clean, the cases it lacks, "
                                     "and every --sample-th clean one")
     ap.add_argument("--sample", type=int, default=8)
     a = ap.parse_args()
-    todo = [c for c in cases() if (not a.only or a.only in c.name) and (not a.cls or c.cls == a.cls)]
+    todo = [c for c in cases() if (not a.only or a.only in c.name) and (not a.cls or c.cls == a.cls)
+            and (not a.round or c.name.startswith(f"r{a.round}: "))]
     if a.rerun:
         prev = {r["name"]: r["outcome"] for r in json.loads(Path(a.rerun).read_text())}
         clean = [c for c in todo if prev.get(c.name) == "clean"]

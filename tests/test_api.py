@@ -114,3 +114,23 @@ def test_run_grid_returns_the_sweeps_columns_and_numbers(weighted, tmp_path):
 
     absolute, _ = run_grid(b, get_objective("asymre", baseline="absolute"), [0.3], steps=10)
     assert np.allclose(absolute.baseline, 0.3) and np.allclose(absolute.baseline_offset, 0.3 - b.v_mu_total)
+
+
+def test_the_public_api_is_the_package_top_and_imports_lazily():
+    """`from banditlab import ...` gives every name of `banditlab.__all__` (each the object its owner module
+    defines), and importing the package alone loads neither torch nor the simulator (the CLI starts light)."""
+    import subprocess
+    import sys
+
+    import banditlab
+
+    for name in banditlab.__all__:
+        assert getattr(banditlab, name) is not None
+    code = ("import sys, banditlab; assert 'torch' not in sys.modules and 'banditlab.science.simulator' not in "
+            "sys.modules; from banditlab import Simulator, run_grid; assert 'torch' in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    from banditlab.science.simulator import Simulator
+
+    assert banditlab.Simulator is Simulator
+    with pytest.raises(AttributeError):
+        banditlab.not_a_name
