@@ -911,6 +911,13 @@ def round4() -> list[Case]:
     add(1, "sweep: state.pt inside --out a dangling symlink", SW,
         chain(lambda d: (d / "r").mkdir(), symlink("r/state.pt", "{d}/nowhere.pt")),
         kept(is_link("r/state.pt"), lambda d: "the link's target was created" if (d / "nowhere.pt").exists() else None))
+    unfinished = lambda d: [copy("sweep", d, "r"), (d / "r" / "DONE").unlink()]  # noqa: E731
+    add(1, "sweep rerun of an unfinished run: summary.csv a FIFO", SW,
+        chain(unfinished, lambda d: (d / "r" / "summary.csv").unlink(), fifo("r/summary.csv")),
+        kept(is_fifo("r/summary.csv")), timeout=60)
+    add(1, "sweep rerun of an unfinished run: sweep.png a symlink to a file outside", SW,
+        chain(unfinished, precious("keep.png"), lambda d: (d / "r" / "sweep.png").unlink(),
+              symlink("r/sweep.png", "{d}/keep.png")), kept(is_link("r/sweep.png", "keep.png")))
     add(1, "llm train: metrics.jsonl inside --out is a FIFO", LLM + " --out {d}/r",
         chain(lambda d: (d / "r").mkdir(), fifo("r/metrics.jsonl")), kept(is_fifo("r/metrics.jsonl")), timeout=60)
     add(1, "llm train: OUT/adapter a symlink to a folder outside", LLM + " --out {d}/r",

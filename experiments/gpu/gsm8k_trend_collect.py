@@ -94,8 +94,8 @@ def rows(s: dict) -> str:
 
 
 def collect(files_at: Path, figures: Path, readme: Path, gpu_doc: Path, echo=print) -> list[Path]:
-    from banditlab.reproduce import reproduce
-    from banditlab.plumbing.folder import mark_complete
+    from banditlab.plumbing.protocol import Run
+    from banditlab.reproduce import KIND, load_config, reproduce
 
     files_at = Path(files_at)
     found = {f: next(iter(sorted(files_at.rglob(f))), None) for f in FILES}
@@ -109,13 +109,16 @@ def collect(files_at: Path, figures: Path, readme: Path, gpu_doc: Path, echo=pri
         raise SystemExit(f"collect: {found['summary.json']} holds no pool: the call ended before training "
                          f"({s.get('error', 'no error recorded') if isinstance(s, dict) else 'not an object'})")
     data = figures / "data" / NAME
-    if data.exists():
-        shutil.rmtree(data)
-    data.mkdir(parents=True)
-    for name, path in found.items():
-        if path is not None:
-            shutil.copyfile(path, data / name)
-    mark_complete(data)
+    # the experiment's data folder through the one run protocol: its record (the experiment's config), the call's
+    # files replacing any earlier call's (a file this call did not write is removed, not left stale), DONE last
+    with Run.open(data, KIND, load_config(NAME), option="--figures", adopt=True, replace=True) as run:
+        run.write_record({"experiment": NAME, "source": "the GPU trend call"})
+        for name, path in found.items():
+            if path is not None:
+                shutil.copyfile(path, data / name)
+            else:
+                (data / name).unlink(missing_ok=True)
+        run.done()
     made = reproduce([NAME], figures, plot_only=True, progress=False, echo=echo)
     table = (figures / f"{NAME}.md").read_text()
     readme.write_text(replace_between(readme.read_text() if readme.exists() else "", NAME, section(s, table)))
