@@ -685,3 +685,20 @@ def test_one_schema_for_options_and_files_and_bounded_work(case, tmp_path):
     code, _, err = cli(args)
     assert one_line(code, err) and words in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("where", ["sweep --out", "llm generate PROMPT", "theory --bandit"])
+def test_text_that_is_not_utf8_is_refused_at_the_boundary(where, tmp_path):
+    """A command-line argument that was not UTF-8 reaches Python as lone surrogates (os.fsdecode): a path name
+    (every option through `safeio.check_path`) or a prompt (`data.check_length`) is refused in one line naming the
+    option before anything is written; the run record could not hold it, and tokenizers refuse it mid-run."""
+    bad = os.fsdecode(b"caf\xe9")  # Latin-1 bytes, as a shell in another locale would pass them
+    if where == "sweep --out":
+        args, option = ["sweep", "--baseline", "0", "--steps", "3", "--out", str(tmp_path / bad)], "--out"
+    elif where == "llm generate PROMPT":
+        args, option = ["llm", "generate", "--model", "tiny", "--max-new-tokens", "2", f"what is {bad}?"], "QUESTION 1"
+    else:
+        args, option = ["theory", "--bandit", str(tmp_path / f"{bad}.toml")], "--bandit"
+    code, _, err = cli(args)
+    assert one_line(code, err) and option in err and "not valid UTF-8" in err, err
+    assert list(tmp_path.iterdir()) == []
