@@ -62,7 +62,10 @@ def merged_config(cls, path: str | None, options: dict, section: str | None = No
     base = read_toml(path, section) if path else {}
     unknown = sorted(set(base) - names)
     if unknown:
-        raise UsageError(f"--config: {path}: unknown key {unknown[0]!r}")
+        controls = {"config", "progress"}  # how the command runs, not what it runs: given on the command line
+        hint = "; give it on the command line (--config and --progress are not config keys)" \
+            if unknown[0] in controls else ""
+        raise UsageError(f"--config: {path}: unknown key {unknown[0]!r}{hint}")
     base.update({k: v for k, v in options.items() if v is not None and k in names})
     for f in fields(cls):  # numbers given where the dataclass wants text (baseline = 0.1)
         if f.type in ("str", str) and isinstance(base.get(f.name), (int, float)) and not isinstance(

@@ -26,7 +26,8 @@ from banditlab.cli.configfile import merged_config
 class Controls:
     """How a command runs, beside its config: where its config file is, whether a bar shows progress."""
 
-    config: str = option("", "a TOML file with any of these options (the command line wins)")
+    config: str = option("", "a TOML file with this command's run options, all but --config and --progress (the "
+                              "command line wins)")
     progress: bool = option(True, "show progress: a bar on a terminal, else a line every BANDITLAB_PROGRESS_SECONDS (30 s)", flag="--progress/--no-progress")
 
 
