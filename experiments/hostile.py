@@ -830,13 +830,14 @@ def mount_tmpfs(where: Path, kb: int) -> bool:
 
 def fill(where: Path):
     """Take every free byte of the file system at `where`."""
-    with open(where / "filler", "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-                f.flush()
-        except OSError:
+    fd = os.open(where / "filler", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        while os.write(fd, b"\0" * 4096):
             pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def full_disk(cmd: str, kb: int, done: list[str], rerun: str = None, pre=None, filled=False, env=None):
@@ -1002,7 +1003,7 @@ def round4() -> list[Case]:
         adapter_edit(tensors_edit=lambda t: {**{k: v for i, (k, v) in enumerate(t.items()) if i != 1},
                                              "extra.weight": __import__("torch").zeros(2)}))
     # ---------------------------------------------------------------- 5. JSON: non-finite, repeated keys, deep
-    add(5, "plot llm: a middle metrics line with 1e999", "plot {d}/r",
+    add(5, "plot llm: the last metrics line, complete, with 1e999", "plot {d}/r",
         chain(copied("llm", "r"), edit_json("r/metrics.jsonl", lambda t: t.replace('"loss": ', '"loss": 1e999, "x": ', 1))))
     add(5, "plot sweep: config.json with a repeated key", "plot {d}/r",
         chain(copied("sweep", "r"), edit_json("r/config.json", lambda t: t.replace('"kind": "sweep"',
@@ -1010,7 +1011,7 @@ def round4() -> list[Case]:
     add(5, "llm resume: config.json with lr Infinity", LLM + " --out {d}/r --resume",
         chain(copied("llm", "r"), lambda d: (d / "r" / "DONE").unlink(),
               edit_json("r/config.json", lambda t: t.replace('"lr": 0.0001', '"lr": Infinity'))))
-    add(5, "llm resume: a middle metrics line with -Infinity", LLM + " --out {d}/r --resume",
+    add(5, "llm resume: the last metrics line, complete, with -Infinity", LLM + " --out {d}/r --resume",
         chain(copied("llm", "r"), lambda d: (d / "r" / "DONE").unlink(),
               edit_json("r/metrics.jsonl", lambda t: t.replace('"loss": ', '"loss": -Infinity, "y": ', 1))))
     add(5, "merge: a shard's config.json with NaN", "merge {d}/s1 {d}/s2 --out {d}/m",
@@ -1067,8 +1068,8 @@ def round4() -> list[Case]:
         " --eval-every 1 --out {d}/r", timeout=30)
     # ---------------------------------------------------------------- 8. a full disk for every writer
     add(8, "full disk: sweep --out, then resume", runner=full_disk(SWEEP + " --out {d}/full/r", 120, ["full/r/DONE"]))
-    add(8, "full disk: llm train --out, then --resume", runner=full_disk(
-        LLM + " --out {d}/full/r", 100, ["full/r/DONE"], rerun=LLM + " --out {d}/full/r --resume"), timeout=120)
+    add(8, "full disk: llm train --out, then the same command", runner=full_disk(
+        LLM + " --out {d}/full/r", 100, ["full/r/DONE"]), timeout=120)  # the disk-full line: "the same command"
     add(8, "full disk: llm train --offline data file", runner=full_disk(
         LLM + " --offline --algo topr --offline-data {d}/full/off.pt --out {d}/r", 64, ["r/DONE", "full/off.pt"],
         filled=True), timeout=120)
