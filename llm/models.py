@@ -226,7 +226,8 @@ def load_model(spec: str, dtype: torch.dtype = torch.float32, device: str = "cpu
 # adapter_config.json fields that change what a LoRA adapter means; this tool writes none of them, and loading one
 # would apply weights differently from what the checks below verify
 UNSUPPORTED = ("use_dora", "rank_pattern", "alpha_pattern", "modules_to_save", "layers_to_transform",
-               "target_parameters", "trainable_token_indices", "layer_replication")
+               "target_parameters", "trainable_token_indices", "layer_replication", "lora_bias")
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")  # safetensors' names of the dtypes a LoRA weight may have
 HEADER_LIMIT = 100 * 2**20  # a safetensors header is JSON of names and shapes: far below this
 
 
@@ -255,6 +256,9 @@ def _tensor_shapes(path: Path) -> dict:
             if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                     for d in shape)):
                 raise ModelError(f"--adapter: {st}: tensor {k!r} has no valid shape")
+            if v.get("dtype") not in FLOAT_DTYPES:
+                raise ModelError(f"--adapter: {st}: tensor {k!r} is {v.get('dtype')}, not a floating-point weight "
+                                 f"({', '.join(FLOAT_DTYPES)})")
             shapes[k] = tuple(shape)
         return shapes
     if binf.exists():
@@ -291,9 +295,14 @@ def check_adapter(model, path: Path) -> None:
     r = cfg.get("r")
     if isinstance(r, bool) or not isinstance(r, int) or not lo <= r <= hi:
         raise ModelError(f"{where}: rank r = {r!r}, outside --lora-r's range {range_text(rank)}")
-    if isinstance(cfg.get("lora_alpha"), bool) or not isinstance(cfg.get("lora_alpha"), (int, float)):
-        raise ModelError(f"{where}: lora_alpha must be a number, got {cfg.get('lora_alpha')!r}")
+    scale = next(f for f in fields(TrainConfig) if f.name == "lora_alpha")
+    alpha = cfg.get("lora_alpha")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or \
+            not scale.metadata["range"][0] <= alpha <= scale.metadata["range"][1]:
+        raise ModelError(f"{where}: lora_alpha = {alpha!r}, outside --lora-alpha's range {range_text(scale)}")
     used = [k for k in UNSUPPORTED if cfg.get(k) not in (None, False, {}, [])]
+    if cfg.get("bias", "none") != "none":
+        used.insert(0, "bias")
     if used:
         raise ModelError(f"{where}: uses {used[0]!r}, which this tool does not load (it writes plain LoRA adapters)")
     targets = cfg.get("target_modules")
@@ -351,12 +360,16 @@ def load_adapter(model, folder: str):
     except UsageError as err:
         raise ModelError(str(err)) from None
     try:
-        return PeftModel.from_pretrained(model, str(path))
+        wrapped = PeftModel.from_pretrained(model, str(path))
     except Exception as err:  # damaged, foreign or crafted weights (peft's and torch's own exception types)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         if "size mismatch" in str(err):  # weights of another shape: trained on another base model
             first += " (the adapter's shapes do not fit this --model: give the model it was trained on)"
         raise ModelError(f"--adapter: cannot load {path} ({type(err).__name__}: {first[:200]})") from None
+    bad = next((n for n, p in wrapped.named_parameters() if "lora_" in n and not torch.isfinite(p).all()), None)
+    if bad is not None:
+        raise ModelError(f"--adapter: {path} holds weights that are not finite numbers (first: {bad})")
+    return wrapped
 
 
 def add_lora(model, r: int = 8, alpha: int = 16, dropout: float = 0.0, targets: str = "q_proj,k_proj,v_proj,o_proj"):

@@ -1,13 +1,15 @@
 """A loaded adapter is proved to load: `models.check_adapter` reads the adapter's config and the names and
 shapes of its tensors (the safetensors header, no tensor loaded) and refuses, in one line naming the adapter,
-before peft allocates anything: a rank outside `--lora-r`'s declared range (r = 2^22 made peft allocate
-gigabytes), a LoRA feature the tool does not write, target modules that match no layer, and weights that miss
-some LoRA module's tensors, hold tensors no module takes, or have other shapes. A good adapter still loads."""
+before peft allocates anything: a rank or scale outside `--lora-r`'s and `--lora-alpha`'s declared ranges (r = 2^22
+made peft allocate gigabytes), a LoRA feature the tool does not write (DoRA, trained biases, ...), target modules
+that match no layer, and weights that miss some LoRA module's tensors, hold tensors no module takes, have other
+shapes or are not floating point; after loading, weights that are not finite. A good adapter still loads."""
 
 import json
 import shutil
 
 import pytest
+import torch
 
 from test_safety import cli, llm_run, one_line  # noqa: F401  (llm_run: the module's fixture)
 
@@ -46,6 +48,11 @@ CASES = {
     "an extra tensor": (dict(tensors=lambda s: {**s, "base_model.model.lm_head.lora_A.weight": next(iter(s.values())).clone()}),
                         "match no LoRA module"),
     "another rank in the weights": (dict(config=lambda c: c.update(r=4)), "has shape"),
+    "alpha 1e300": (dict(config=lambda c: c.update(lora_alpha=1e300)), "outside --lora-alpha's range"),
+    "biases trained": (dict(config=lambda c: c.update(bias="all")), "'bias'"),
+    "int8 tensors": (dict(tensors=lambda s: {k: v.to(torch.int8) for k, v in s.items()}), "not a floating-point"),
+    "NaN weights": (dict(tensors=lambda s: {k: torch.full_like(v, float("nan")) for k, v in s.items()}),
+                    "not finite"),
 }
 
 

@@ -702,3 +702,21 @@ def test_text_that_is_not_utf8_is_refused_at_the_boundary(where, tmp_path):
     code, _, err = cli(args)
     assert one_line(code, err) and option in err and "not valid UTF-8" in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("last, newline, read", [('{"step": 2, "loss": 0.5}', True, 2), ('{"step": 2, "lo', False, 1),
+                                                 ('{"step": 2, "loss": -Infinity}', True, None),
+                                                 ('{"step": 2, "loss": 1e999}', True, None)])
+def test_only_a_line_cut_short_is_dropped_from_metrics(last, newline, read, tmp_path):
+    """A run that dies while appending leaves a last line without its newline: dropped. A complete last line is
+    data like any other, and a non-finite number in it is refused naming the line, never dropped as if cut."""
+    from banditlab.errors import UsageError
+    from banditlab.plumbing.folder import read_metrics
+
+    f = tmp_path / "metrics.jsonl"
+    f.write_text('{"step": 0}\n{"step": 1, "loss": 0.7}\n' + last + ("\n" if newline else ""))
+    if read is None:
+        with pytest.raises(UsageError, match="line 3"):
+            read_metrics(f, "RUN_DIR")
+    else:
+        assert [r["step"] for r in read_metrics(f, "RUN_DIR")] == list(range(read + 1))

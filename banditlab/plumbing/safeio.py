@@ -205,10 +205,12 @@ def read_json(path, option: str, limit: int = TEXT_LIMIT):
 
 def read_json_lines(path, option: str, limit: int = TEXT_LIMIT, cut_last: bool = False) -> list:
     """The values of a JSON-lines file, one per non-blank line, each through `parse_json` (naming the file and
-    line when refused). With `cut_last`, a last line that does not parse is dropped: a file that a run appends to
-    ends in a partial line when the run died mid-write."""
-    lines = read_text(path, option, limit).splitlines()
-    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=0)
+    line when refused). With `cut_last`, a last line cut short is dropped: a file that a run appends to ends in a
+    partial line, without its newline, when the run died mid-write; a complete line is read like any other."""
+    text = read_text(path, option, limit)
+    lines = text.splitlines()
+    cut = not text.endswith("\n")  # only a line without its newline can have been cut short
+    last = max((n for n, line in enumerate(lines, 1) if line.strip()), default=0) if cut else 0
     rows = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
