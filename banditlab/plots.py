@@ -48,12 +48,25 @@ def ratio_scale(ax, values) -> None:
         ax.set_yscale("log")
 
 
-def save(fig, path: Path) -> list[Path]:
-    """Write PNG (for the README and the file viewer) and PDF (for papers and slides) at `path` plus the
-    extension (`path` ending in .png or .pdf loses it first; any other dot, as in "v1.0", stays)."""
+def figure_paths(path: Path) -> list[Path]:
+    """The PNG (for the README and the file viewer) and the PDF (for papers and slides) of a figure at `path` plus
+    the extension (`path` ending in .png or .pdf loses it first; any other dot, as in "v1.0", stays)."""
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".png", ".pdf") else path
-    png, pdf = stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")
+    return [stem.with_name(stem.name + ".png"), stem.with_name(stem.name + ".pdf")]
+
+
+def check_figure(path: Path, option: str) -> None:
+    """Before the work: both files of the figure at `path` can be written (`safeio.writable_target`)."""
+    from banditlab.plumbing.safeio import writable_target
+
+    for f in figure_paths(path):
+        writable_target(f, option)
+
+
+def save(fig, path: Path) -> list[Path]:
+    """Write the figure's PNG and PDF (`figure_paths`), each through the one writer."""
+    png, pdf = figure_paths(path)
     from banditlab.plumbing.folder import atomic_output
 
     png.parent.mkdir(parents=True, exist_ok=True)

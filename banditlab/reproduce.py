@@ -166,6 +166,10 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
     if unknown:
         raise UsageError(f"ID: unknown experiment {unknown[0]!r} (choose from: {', '.join(EXPERIMENTS)}, or --all)")
     check_figures(figures)
+    from banditlab.plots import check_figure
+
+    for name in ids:  # every figure's files writable before any experiment runs
+        check_figure(figures / name, "--figures")
     rerun = {EXPERIMENTS[i].config for i in ids if force and EXPERIMENTS[i].run is not None}
     for name in ids:  # every config read, and its data folder checked against it, before anything is written
         config = EXPERIMENTS[name].config

@@ -50,8 +50,7 @@ from banditlab.science import bandits as B
 from banditlab.science import theory
 from banditlab.plumbing.fields import option
 from banditlab.errors import UsageError
-from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_output, atomic_save, claim, is_complete,
-                                      mark_complete, read_record, write_record, write_table)
+from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_output, atomic_save, is_complete, read_record, write_table)
 from banditlab.plumbing.protocol import Run
 from banditlab.plumbing.threads import HELP as THREADS_HELP
 
@@ -244,9 +243,13 @@ def check_conflicts(cfg: SweepConfig) -> None:
 
         print("banditlab: note: --low/--high set the range the drawn means are rescaled to; Gaussian noise is not "
               "bounded by them", file=sys.stderr)
-    for k, why in (("batch", "the expected update takes no pulls"), ("pulls", "the expected update draws nothing")):
+    for k, why in (("batch", "the expected update takes no pulls"), ("pulls", "the expected update draws nothing"),
+                   ("seeds", "the expected update is deterministic: one run per baseline")):
         if cfg.mode == "exact" and getattr(cfg, k) != getattr(default, k):
             raise UsageError(f"--{k}: only used in sampled mode ({why}); drop it or give --mode sampled")
+    if cfg.mode == "exact" and cfg.baseline_ref == "group":
+        raise UsageError("--baseline-ref group: the group mean is a statistic of sampled pulls, and exact mode has "
+                         "none; give --mode sampled (or offsets from vmu)")
     if cfg.absolute and cfg.baseline_ref != default.baseline_ref:
         raise UsageError("--baseline-ref: --absolute gives the baselines V themselves, not offsets from a reference; "
                          "drop one of them")
@@ -564,18 +567,25 @@ def merge(shards: list[Path], out: Path) -> Path:
 
     from banditlab.plumbing.folder import kind_of, read_record
 
-    recs = []
+    recs, seen = [], {}
     for d in shards:
         d = Path(d)
         if kind_of(d) != "sweep" or not is_complete(d):
             raise UsageError(f"SHARDS: {d} is not a finished sweep folder")
+        real = d.resolve()
+        if real in seen:
+            raise UsageError(f"SHARDS: {seen[real]} and {d} are the same folder; give each shard once")
+        seen[real] = d
         recs.append((d, read_record(d)))
     parts = {}
     for d, rec in recs:
         shard = rec["sweep"].get("shard") or ""
         if not shard:
             raise UsageError(f"SHARDS: {d} is not a shard (it was run without --shard)")
-        parts[parse_shard(shard)] = (d, rec)
+        key = parse_shard(shard)
+        if key in parts:
+            raise UsageError(f"SHARDS: {parts[key][0]} and {d} are both shard {shard}; give each shard once")
+        parts[key] = (d, rec)
     n = {key[1] for key in parts}
     if len(n) != 1 or sorted(i for i, _ in parts) != list(range(1, n.pop() + 1)):
         raise UsageError(f"SHARDS: need every shard 1..N exactly once, got {sorted(f'{i}/{k}' for i, k in parts)}")
@@ -587,18 +597,16 @@ def merge(shards: list[Path], out: Path) -> Path:
     tidy = pd.concat([_read_output(d / "steps.parquet") for d in ordered]).sort_values(
         ["step", "run"], kind="stable").reset_index(drop=True)
     summary = pd.concat([_read_output(d / "summary.csv") for d in ordered]).reset_index(drop=True)
-    lock = claim(Path(out), "sweep")
-    try:
-        if (Path(out) / "config.json").exists():
-            raise UsageError(f"--out: {out} already holds a run; choose a new folder for the merge")
-        record = dict(first, sweep={**first["sweep"], "shard": ""}, identity={**first["identity"], "shard": ""},
-                      merged_from=[str(d) for d in ordered])
-        record.pop("kind", None)
-        write_record(Path(out), "sweep", record)
+    # the merged folder is the unsharded run's: its identity, through the one run protocol (a merge stopped by a
+    # full disk is finished by the same command; one that is complete is left as it is)
+    with Run.open(Path(out), "sweep", {**first["identity"], "shard": ""}) as run:
+        if run.complete:
+            print(f"{out}: this merge is already complete")
+            return Path(out)
+        record = {k: v for k, v in first.items() if k not in ("kind", "identity")}
+        run.write_record(dict(record, sweep={**first["sweep"], "shard": ""}, merged_from=[str(d) for d in ordered]))
         write_tables(Path(out), tidy, summary)
-        mark_complete(Path(out))
-    finally:
-        lock.close()
+        run.done()
     return Path(out)
 
 

@@ -211,29 +211,49 @@ def write_json(res: dict, path: str | Path) -> Path:
     return path
 
 
-def bench_config(options: dict, config_file: str | None, arch: str | None, layers: int, sets: list[str],
-                 synthetic: bool = False):
-    """The TrainConfig of a bench: CLI options over `--set KEY=VALUE` over the TOML file over the defaults, with
-    `--arch` as the model spec and the transformers backend; synthetic rollouts read no data set (the trainer gets
-    generated arithmetic prompts, which it never uses). Returns (cfg, label, notes)."""
+# the training options that the bench sets itself (`_bench`), so a --set of them would mean nothing
+BENCH_SETS_ITSELF = {"steps": "--warmup + --steps", "eval_n": "no evaluation", "eval_train_n": "no evaluation",
+                     "eval_every": "no evaluation", "eval_max_new_tokens": "no evaluation",
+                     "checkpoint_every": "no checkpoints"}
+
+
+def parse_sets(sets: list[str], given: dict) -> dict:
+    """The `--set KEY=VALUE` options as {field: value} (each value read as TOML, else as text). Refused in one line:
+    a malformed one, an unknown key, a key given twice, a key whose own option (in `given`, the training options
+    given on the command line) is given too, and a key the bench sets itself (BENCH_SETS_ITSELF)."""
     import tomllib
 
-    from .train import config_from
+    from .config import TrainConfig, spelling
 
     extra = {}
     for s in sets or []:
         key, eq, value = s.partition("=")
+        key = key.strip().replace("-", "_")
         if not eq or not key:
             raise UsageError(f"--set: expected KEY=VALUE, got {s!r}")
+        if key not in TrainConfig.__dataclass_fields__:
+            raise UsageError(f"--set: unknown training option {key!r}")
+        if key in extra:
+            raise UsageError(f"--set: {key} is given twice")
+        if given.get(key) is not None:
+            raise UsageError(f"{spelling(TrainConfig, key)} and --set {key}: the same option given twice; give one")
+        if key in BENCH_SETS_ITSELF:
+            raise UsageError(f"--set {key}: the bench sets it ({BENCH_SETS_ITSELF[key]})")
         try:
-            extra[key.replace("-", "_")] = tomllib.loads(f"v = {value}")["v"]
+            extra[key] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
-            extra[key.replace("-", "_")] = value
-    from .config import TrainConfig
+            extra[key] = value
+    return extra
 
-    unknown = sorted(set(extra) - set(TrainConfig.__dataclass_fields__))
-    if unknown:
-        raise UsageError(f"--set: unknown training option {unknown[0]!r}")
+
+def bench_config(options: dict, config_file: str | None, arch: str | None, layers: int, sets: list[str],
+                 synthetic: bool = False):
+    """The TrainConfig of a bench: CLI options over `--set KEY=VALUE` (parse_sets) over the TOML file over the
+    defaults, with `--arch` as the model spec and the transformers backend; synthetic rollouts read no data set (the
+    trainer gets generated arithmetic prompts, which it never uses). Returns (cfg, label, notes)."""
+    from .train import config_from
+
+    extra = parse_sets(sets, options)
     cfg = config_from({**extra, **{k: v for k, v in options.items() if v is not None}}, config_file)
     notes = []
     if arch:
@@ -250,8 +270,6 @@ def bench_config(options: dict, config_file: str | None, arch: str | None, layer
         if cfg.model != "tiny":  # a config file's model
             notes.append(f"model {cfg.model!r} replaced by arch:{arch} with random weights")
         cfg.model = f"arch:{arch}" + (f":layers={layers}" if layers else "")
-    elif layers:
-        raise UsageError("--layers scales an --arch architecture; it needs --arch")
     if synthetic and (cfg.dataset, cfg.data_path) != ("arithmetic", ""):
         notes.append(f"dataset {cfg.dataset} not read (synthetic rollouts)")
         cfg.dataset, cfg.data_path, cfg.test_path, cfg.n_train = "arithmetic", "", "", 0

@@ -11,7 +11,8 @@ from banditlab.cli.options import Controls, command, make
 from banditlab.errors import UsageError
 from banditlab.plumbing.threads import LLMThreadsOption, use_threads
 
-from .config import BENCH_TRAIN_OPTIONS, BenchConfig, EvalConfig, GenerateConfig, ResumeOption, TrainConfig
+from .config import (BENCH_TRAIN_OPTIONS, EVAL_TOKENS_MAX, GENERATE_TOKENS_MAX, BenchConfig, EvalConfig,
+                     GenerateConfig, ResumeOption, TrainConfig, check_options, check_work)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="LoRA training of LLMs on generated arithmetic (the default dataset), GSM8K or MATH-500.")
@@ -84,14 +85,19 @@ def evaluate(options: dict):
 
     c = make(EvalConfig, options)
     model, adapter, dataset, n, max_new_tokens = c.model, c.adapter or None, c.dataset, c.n, c.max_new_tokens
+    if c.backend not in ("transformers", "vllm"):
+        raise UsageError(f"--backend: expected transformers or vllm, got {c.backend!r}")
+    check_options(c, options)
     if n == 0 and dataset == "arithmetic":
         raise UsageError("--n 0 means the whole split, and arithmetic problems are generated: give a count ≥ 1")
+    if dataset == "arithmetic":  # generated: counted before generating them
+        check_work([("--n", n), ("--max-new-tokens", max_new_tokens)], EVAL_TOKENS_MAX, "llm eval")
     try:
         problems = load_problems(dataset, "test", c.test_path or None, n or None, c.seed, c.difficulty)
     except DataError as err:
         raise UsageError(str(err)) from None
-    if c.backend not in ("transformers", "vllm"):
-        raise UsageError(f"--backend: expected transformers or vllm, got {c.backend!r}")
+    check_work([("--n" if n else "--n 0 (the whole split)", len(problems)), ("--max-new-tokens", max_new_tokens)],
+               EVAL_TOKENS_MAX, "llm eval")
     m, tok, dev = _load(model, adapter, c.device, c.dtype, c.threads)
     prompts = [build_prompt(tok, p.question) for p in problems]
     if c.backend == "vllm" and adapter is None:
@@ -132,11 +138,14 @@ def generate(options: dict):
     from .generation import HFBackend
 
     c = make(GenerateConfig, options)
+    check_options(c, options)
     for i, q in enumerate(c.prompt, 1):
         try:
             check_length(q)
         except DataError as err:
             raise UsageError(f"QUESTION {i}: {err}") from None
+    check_work([("QUESTION", len(c.prompt)), ("--n", c.n), ("--max-new-tokens", c.max_new_tokens)],
+               GENERATE_TOKENS_MAX, "llm generate")
     m, tok, _ = _load(c.model, c.adapter or None, c.device, c.dtype, c.threads)
     r = HFBackend(m, tok).generate([build_prompt(tok, q) for q in c.prompt], c.n, c.max_new_tokens, c.temperature,
                                    seed=c.seed, greedy=c.greedy, with_logprobs=True)
@@ -153,8 +162,7 @@ def bench(options: dict, train_options: dict, threads: dict, controls: dict):
     from .bench import bench_config, report_lines, run_bench, write_json
 
     b = make(BenchConfig, options)
-    if b.arch and not b.synthetic_rollouts:
-        raise UsageError("--arch builds random weights, whose generations are nonsense: add --synthetic-rollouts")
+    check_options(b, {**options, **train_options})
     from banditlab.plumbing.folder import default_name
     from banditlab.plumbing.safeio import writable_target
 

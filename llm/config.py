@@ -1,13 +1,15 @@
 """The LLM commands' configurations: TrainConfig, whose fields are the `banditlab llm train` options (the CLI
 builds them, defaults and help included, from the fields: banditlab.cli.options), the options of `llm eval`,
-`llm generate` and `llm bench`, and `validate`, which checks a config before anything is loaded or
-written. No torch import, so `banditlab --help` stays fast."""
+`llm generate` and `llm bench`, `validate`, which checks a train config before anything is loaded or written,
+and `check_options` and `check_work`, which check the other commands' options across each other and the work
+they ask for. No torch import, so `banditlab --help` stays fast."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Callable
 
-from banditlab.plumbing.fields import check_ranges, option
+from banditlab.plumbing.fields import check_ranges, option, option_name
 
 from banditlab.cli.configfile import check_algo_args
 from banditlab.errors import UsageError
@@ -157,6 +159,83 @@ class BenchConfig:
     sets: list = option(help="any `llm train` option as KEY=VALUE (repeatable), e.g. --set lora_r=64", factory=list,
                         name="--set", metavar="KEY=VALUE")
     json_out: str = option("", "where the JSON result goes", name="--json", shown="runs/llm-bench-TIME.json")
+
+
+@dataclass(frozen=True)
+class OnlyWhen:
+    """An option that means something only in one mode of its command (`holds`, on the command's config): given on
+    the command line outside that mode, at any value, its default included, it is refused with `reason`."""
+
+    option: str
+    holds: Callable[[object], bool]
+    reason: str
+
+
+# the options of `llm generate`, `llm eval` and `llm bench` that mean something only in one mode (check_options)
+ONLY_WHEN = {
+    GenerateConfig: (
+        OnlyWhen("temperature", lambda c: not c.greedy, "unused with --greedy (argmax decoding); give one of them"),
+        OnlyWhen("seed", lambda c: not c.greedy, "seeds the sampling, and --greedy does not sample; give one of them"),
+        OnlyWhen("n", lambda c: not c.greedy, "--greedy gives every sample of a prompt the same completion; give one "
+                                              "of them"),
+    ),
+    EvalConfig: (
+        OnlyWhen("difficulty", lambda c: c.dataset == "arithmetic", "sets the generated arithmetic problems; only "
+                                                                    "used with --dataset arithmetic"),
+        OnlyWhen("seed", lambda c: c.dataset == "arithmetic", "seeds the generated arithmetic problems; only used "
+                                                              "with --dataset arithmetic"),
+        OnlyWhen("batch_size", lambda c: c.backend == "transformers", "sizes the transformers backend's generate() "
+                                                                      "calls; only used with --backend transformers"),
+    ),
+    BenchConfig: (
+        OnlyWhen("arch", lambda c: c.synthetic_rollouts, "builds random weights, whose generations are nonsense: "
+                                                         "add --synthetic-rollouts"),
+        OnlyWhen("layers", lambda c: bool(c.arch), "scales an --arch architecture; it needs --arch"),
+        OnlyWhen("prompt_tokens", lambda c: c.synthetic_rollouts, "the prompt length of synthetic rollouts; only "
+                                                                  "used with --synthetic-rollouts"),
+        OnlyWhen("dataset", lambda c: not c.synthetic_rollouts, "unused with --synthetic-rollouts (random ids, no "
+                                                                "data set is read); give one of them"),
+        OnlyWhen("data_path", lambda c: not c.synthetic_rollouts, "unused with --synthetic-rollouts (random ids, no "
+                                                                  "data set is read); give one of them"),
+    ),
+}
+
+
+def spelling(cls, name: str) -> str:
+    """How the command line spells the field `name` of `cls` (or of TrainConfig, whose options bench takes too)."""
+    for c in (cls, TrainConfig):
+        if name in c.__dataclass_fields__:
+            return option_name(c.__dataclass_fields__[name])
+    return "--" + name.replace("_", "-")
+
+
+def check_options(cfg, given) -> None:
+    """Raise UsageError naming the first option given on the command line (`given`: field names) that means
+    nothing in the mode `cfg` (a GenerateConfig, EvalConfig or BenchConfig) is in (ONLY_WHEN)."""
+    for rule in ONLY_WHEN[type(cfg)]:
+        if rule.option in given and not rule.holds(cfg):
+            raise UsageError(f"{spelling(type(cfg), rule.option)}: {rule.reason}")
+
+
+# the most tokens one command may ask to generate (its worst case, every completion of the full budget), so that no
+# input makes a command run for days: `llm generate` answers ad-hoc questions (2^20: 1 question × --n 8192 ×
+# 128 tokens); `llm eval` also takes the evaluations of experiments/llm (the whole GSM8K test, 1,319 problems, at
+# 1,024 tokens; MATH-500 at 2,048 tokens: about 1.35 and 1.02 million) with room to spare. `llm train` and `llm
+# bench` are bounded by --steps.
+GENERATE_TOKENS_MAX = 2**20
+EVAL_TOKENS_MAX = 2**22
+
+
+def check_work(factors: list[tuple[str, int]], limit: int, command: str) -> None:
+    """Raise UsageError naming the options (`factors`: (option, value) pairs) whose product, the tokens the command
+    would generate, exceeds `limit`."""
+    total = 1
+    for _, value in factors:
+        total *= value
+    if total > limit:
+        raise UsageError(f"{' × '.join(name for name, _ in factors)}: {' × '.join(str(v) for _, v in factors)} = "
+                         f"{total:,} tokens to generate, more than the {limit:,} (2^{limit.bit_length() - 1}) one "
+                         f"`{command}` takes on; lower one of them")
 
 
 def validate(cfg: TrainConfig) -> None:

@@ -663,6 +663,9 @@ SCHEMA_CASES = {
                                        "--baseline-ref"),
     "--low with explicit rewards and Gaussian noise": ("sweep", ["--rewards", "0.1,0.9", "--noise", "gaussian",
                                                                  "--low", "-1"], "--low/--high"),
+    "--seeds in exact mode": ("sweep", ["--mode", "exact", "--seeds", "5"], "--seeds"),
+    "--baseline-ref group in exact mode": ("sweep", ["--mode", "exact", "--baseline-ref", "group"], "--baseline-ref"),
+    "demo --out beside --html": ("demo", ["--steps", "5", "--html", "PAGE", "--out", "FIG"], "--out"),
     "theory: baselines × contexts": ("theory", ["--contexts", "1000", "--arms", "1000"], "--baseline × contexts"),
     "theory: baselines × contexts × arms": ("theory", ["--arms", "1000000", "--baseline", "-0.5:0.5:10"],
                                             "--baseline × contexts × arms"),
@@ -680,6 +683,8 @@ def test_one_schema_for_options_and_files_and_bounded_work(case, tmp_path):
         args = ["theory", "--bandit", tmp_path / "b.toml"]
     elif where == "sweep":
         args = ["sweep", *what, "--steps", "3", "--out", tmp_path / "run"]
+    elif where == "demo":
+        args = ["demo", *[str(tmp_path / "run" / a) if a in ("PAGE", "FIG") else a for a in what]]
     else:
         args = ["theory", *what]
     code, _, err = cli(args)

@@ -54,6 +54,21 @@ def demo(tmp_path, kind):
     return target, ["demo", "--steps", "10", "--html", str(target)]
 
 
+def demo_pdf(tmp_path, kind):
+    """The figure's second file: both are checked before the work, so not even the PNG is written."""
+    target = tmp_path / "fig.pdf"
+    make(kind, target, tmp_path)
+    return target, ["demo", "--steps", "10", "--out", str(tmp_path / "fig")]
+
+
+def reproduce_png(tmp_path, kind):
+    """A figure inside --figures: checked before the experiment runs or its data folder is made."""
+    (tmp_path / "figs").mkdir()
+    target = tmp_path / "figs" / "topr-naive-collapse.png"
+    make(kind, target, tmp_path)
+    return target, ["reproduce", "topr-naive-collapse", "--figures", str(tmp_path / "figs"), "--threads", "1"]
+
+
 def plot(tmp_path, kind):
     run = finished_sweep(tmp_path)
     (run / "sweep.png").unlink()
@@ -85,7 +100,8 @@ def reproduce(tmp_path, kind):
     return target, ["reproduce", "topr-naive-collapse", "--figures", str(target), "--threads", "1"]
 
 
-COMMANDS = {"demo --html": (demo, "--html"), "plot RUN_DIR": (plot, "RUN_DIR"), "llm bench --json": (bench, "--json"),
+COMMANDS = {"demo --html": (demo, "--html"), "demo --out (its PDF)": (demo_pdf, "--out"),
+            "reproduce --figures (a figure)": (reproduce_png, "--figures"), "plot RUN_DIR": (plot, "RUN_DIR"), "llm bench --json": (bench, "--json"),
             "sweep --out": (sweep, "--out"), "llm train --out": (train, "--out"),
             "reproduce --figures": (reproduce, "--figures")}
 
@@ -103,6 +119,10 @@ def test_no_command_replaces_what_is_not_a_regular_file(command, kind, tmp_path)
         assert one_line(code, err) and option in err and "not a regular file" in err or \
             one_line(code, err) and option in err and "is a file, not a folder" in err, err
     assert unchanged(kind, target, tmp_path)
+    if command == "demo --out (its PDF)":
+        assert not (tmp_path / "fig.png").exists()
+    if command == "reproduce --figures (a figure)":
+        assert not (tmp_path / "figs" / "data").exists()
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -132,12 +132,18 @@ def run_demo(rewards: str, mu: str, below: float | None, above: float | None, st
     if html is not None:
         writable_target(html, "--html")
     else:  # --interactive without a display writes the figure too
-        writable_target(f"{out}.png", "--out")
+        from banditlab.plots import check_figure
+
+        check_figure(out, "--out")
     echo(explain(bandit, below, above))
     if html is not None:
         try:
             echo(f"page: {write_page(bandit, steps, lr, below, above, Path(html))}")
         except OSError as err:
+            from banditlab.plumbing.folder import is_disk_full
+
+            if is_disk_full(err):
+                raise
             raise UsageError(f"--html: cannot write {html}: {err.strerror or err}") from None
         return Path(html)
     if interactive and not has_display():

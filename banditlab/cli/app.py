@@ -206,7 +206,9 @@ def plot(options: dict, threads: dict):
         if kinds[p] == "sweep":
             writable_target(p / "sweep.png", "RUN_DIR")
     if llm and out:
-        writable_target(f"{out}.png", "--out")
+        from banditlab.plots import check_figure
+
+        check_figure(out, "--out")
     from banditlab.plots import read_metrics
 
     for p in llm:
@@ -224,6 +226,10 @@ def plot(options: dict, threads: dict):
         if llm:
             files += plot_llm_runs(llm, Path(out) if out else (llm[0] / "curves" if len(llm) == 1 else Path("curves")))
     except Exception as err:  # truncated csv, corrupt parquet, edited config.json
+        from banditlab.plumbing.folder import is_disk_full
+
+        if is_disk_full(err) or isinstance(err, UsageError):  # the disk-full line; a refusal of its own
+            raise
         raise UsageError(f"RUN_DIR: cannot redraw {p}: its files are damaged ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:120] if str(err) else ''})") from None
     for f in files:
@@ -259,6 +265,8 @@ def demo(options: dict, threads: dict):
     from banditlab.classroom.demo import run_demo
 
     c = make(DemoConfig, options)
+    if c.html and c.out != DemoConfig.out:
+        raise UsageError("--out: names the figure, and --html writes the page instead of it; give one of them")
     use_threads(make(ThreadsOption, threads).threads)
     run_demo(c.rewards, c.mu, c.below, c.above, c.steps, c.lr, c.out, c.interactive, echo=typer.echo,
              html=c.html or None)

@@ -59,7 +59,9 @@ def atomic_output(path: Path, write, option: str | None = None) -> None:
         os.replace(tmp, path)
     except BaseException as err:
         tmp.unlink(missing_ok=True)
-        if isinstance(err, RuntimeError) and _nearly_full(path.parent):  # torch.save reports ENOSPC this way
+        if isinstance(err, Exception) and not is_disk_full(err) and _nearly_full(path.parent):
+            # libraries report ENOSPC in their own way (torch.save a RuntimeError, matplotlib's PDF writer an
+            # AttributeError of its half-closed stream): a write that failed on a full disk is a full disk
             raise OSError(errno.ENOSPC, "No space left on device", str(path)) from None
         raise
 
