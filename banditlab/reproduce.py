@@ -48,6 +48,7 @@ class Experiment:
     plot: Callable
     title: str
     sims: int                       # progress-bar steps, roughly
+    check: Callable | None = None   # the module's check(cfg): its own values refused before any folder is made
 
 
 def discover(folder: Path = CONFIGS) -> dict[str, Experiment]:
@@ -60,7 +61,8 @@ def discover(folder: Path = CONFIGS) -> dict[str, Experiment]:
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         for i, (fig, (title, plot)) in enumerate(mod.FIGURES.items()):
-            found[fig] = Experiment(mod.CONFIG, mod.run if i == 0 else None, plot, title, mod.SIMS if i == 0 else 0)
+            found[fig] = Experiment(mod.CONFIG, mod.run if i == 0 else None, plot, title, mod.SIMS if i == 0 else 0,
+                                    getattr(mod, "check", None))
     return found
 
 
@@ -173,6 +175,12 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
     rerun = {EXPERIMENTS[i].config for i in ids if force and EXPERIMENTS[i].run is not None}
     for name in ids:  # every config read, and its data folder checked against it, before anything is written
         config = EXPERIMENTS[name].config
+        own = EXPERIMENTS[config].check
+        if own is not None:
+            try:
+                own(load_config(config, configs))
+            except UsageError as err:
+                raise UsageError(f"{config}.toml: {err}") from None
         check_data(figures / "data" / config, config, load_config(config, configs), config in rerun, plot_only)
     plt = style(seaborn=True)
     made, ran = [], set()

@@ -50,7 +50,8 @@ from banditlab.science import bandits as B
 from banditlab.science import theory
 from banditlab.plumbing.fields import option
 from banditlab.errors import UsageError
-from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_output, atomic_save, is_complete, read_record, write_table)
+from banditlab.plumbing.folder import (Cadence, Interrupted, atomic_output, atomic_save, is_complete, read_record,
+                                      write_table)
 from banditlab.plumbing.protocol import Run
 from banditlab.plumbing.threads import HELP as THREADS_HELP
 
@@ -77,8 +78,9 @@ class SweepConfig:
     rewards: str = option("", "explicit mean rewards, e.g. 0,0.8,1 (instead of the random draw)")
     mu: str = option("", "explicit behaviour probabilities for --rewards, e.g. 0.3,0.6,0.1", shown="uniform")
     noise: str = option("bernoulli", "reward noise: none | bernoulli | gaussian")
-    low: float = option(0.0, "Bernoulli low reward value", -1e6, 1e6)
-    high: float = option(1.0, "Bernoulli high reward value (beyond ±1e6 the updates overflow)", -1e6, 1e6)
+    low: float = option(0.0, "Bernoulli low reward value; for the drawn bandit also the low end of its means", -1e6, 1e6)
+    high: float = option(1.0, "Bernoulli high reward value; for the drawn bandit also the high end of its means (beyond "
+                              "±1e6 the updates overflow)", -1e6, 1e6)
     sigma: float = option(0.1, "Gaussian noise scale", 0.0, 1e6, lo_open=True)
     mode: str = option("sampled", "exact (expected update) | sampled (--batch pulls per step)")
     seeds: int = option(8, "replicas per baseline, sampled mode (exact mode is deterministic: one run per baseline)",
@@ -238,11 +240,11 @@ def check_conflicts(cfg: SweepConfig) -> None:
         B.check_fields(set(given), cfg.noise, drawn=drawn)
     except B.BanditError as err:
         raise option_error(err) from None
-    if drawn and cfg.noise == "gaussian" and {"low", "high"} & set(given):
+    if drawn and cfg.noise != "bernoulli" and {"low", "high"} & set(given):
         import sys
 
-        print("banditlab: note: --low/--high set the range the drawn means are rescaled to; Gaussian noise is not "
-              "bounded by them", file=sys.stderr)
+        print(f"banditlab: note: --low/--high set the range the drawn means are rescaled to; with {cfg.noise} "
+              "noise they are not reward outcomes", file=sys.stderr)
     for k, why in (("batch", "the expected update takes no pulls"), ("pulls", "the expected update draws nothing"),
                    ("seeds", "the expected update is deterministic: one run per baseline")):
         if cfg.mode == "exact" and getattr(cfg, k) != getattr(default, k):

@@ -1049,7 +1049,10 @@ def round4() -> list[Case]:
     add(7, "theory --contexts 3 with --rewards", "theory --rewards 0,0.5,1 --contexts 3 --baseline 0")
     add(7, "sweep --mode exact --seeds 5 (seeds mean nothing)", SWEEP.replace("--seeds 2", "--seeds 5") +
         " --mode exact --out {d}/r")
-    add(7, "sweep --noise none --low 0.2 --high 3", SWEEP + " --noise none --low 0.2 --high 3 --out {d}/r")
+    add(7, "sweep --noise none --low 0.2 --high 3 (the drawn means' range: a note)", SWEEP +
+        " --noise none --low 0.2 --high 3 --out {d}/r",
+        expect=lambda d, rc, out, err: ("clean", "ran, with the note") if rc == 0 and "note: --low/--high" in err
+        else ("silently wrong", f"rc {rc}, no note"))
     add(7, "sweep --mode exact --baseline-ref group", SWEEP + " --mode exact --baseline-ref group --out {d}/r")
     add(7, "llm generate --greedy --temperature 0.5", GEN + " --greedy --temperature 0.5 hi")
     add(7, "llm eval --dataset gsm8k --difficulty 5", EVAL + " --dataset gsm8k --test-path {d}/d.jsonl --difficulty 5",

@@ -15,10 +15,15 @@ from banditlab.plumbing.folder import write_csv
 from banditlab.science.simulator import run_grid
 
 
-def run_asymre_limit(cfg, data: Path, tick):
+def check(cfg):
+    """The config's V grid: distinct values (`sweep.parse_range`), checked before any folder is made."""
     from banditlab.sweep import parse_range
 
-    V = parse_range(cfg["V"], "V")
+    return parse_range(cfg["V"], "V")
+
+
+def run_asymre_limit(cfg, data: Path, tick):
+    V = check(cfg)
     b = B.paper(noise="none")
     exact, _ = run_grid(b, method(["asymre", "baseline=absolute"]), V, steps=cfg["exact_steps"], lr=cfg["lr"],
                         progress=tick)

@@ -15,12 +15,17 @@ from banditlab.plumbing.folder import write_csv
 from banditlab.science.simulator import run_grid
 
 
+def check(cfg):
+    """The config's grid of positive shares: distinct values (`sweep.parse_range`), before any folder is made."""
+    from banditlab.sweep import parse_range
+
+    return parse_range(cfg["shares"], "shares")
+
+
 def run_topr_composition(cfg, data: Path, tick):
     import pandas as pd
 
-    from banditlab.sweep import parse_range
-
-    shares = parse_range(cfg["shares"], "shares")
+    shares = check(cfg)
     frames = []
     for p in cfg["p"]:
         b = B.paper(noise="bernoulli")
