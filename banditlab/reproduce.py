@@ -49,6 +49,7 @@ class Experiment:
     title: str
     sims: int                       # progress-bar steps, roughly
     check: Callable | None = None   # the module's check(cfg): its own values refused before any folder is made
+    partial: bool = False           # PARTIAL = True: its plot draws the runs finished so far (--plot-only, unfinished)
 
 
 def discover(folder: Path = CONFIGS) -> dict[str, Experiment]:
@@ -62,7 +63,7 @@ def discover(folder: Path = CONFIGS) -> dict[str, Experiment]:
         spec.loader.exec_module(mod)
         for i, (fig, (title, plot)) in enumerate(mod.FIGURES.items()):
             found[fig] = Experiment(mod.CONFIG, mod.run if i == 0 else None, plot, title, mod.SIMS if i == 0 else 0,
-                                    getattr(mod, "check", None))
+                                    getattr(mod, "check", None), getattr(mod, "PARTIAL", False))
     return found
 
 
@@ -189,7 +190,9 @@ def reproduce(ids: list[str], figures: Path, force: bool = False, plot_only: boo
         cfg = load_config(exp.config, configs)
         data = figures / "data" / exp.config
         owner = EXPERIMENTS[exp.config]
-        if not is_complete(data) or (exp.config in rerun and exp.run is not None):
+        if plot_only and not is_complete(data) and EXPERIMENTS[exp.config].partial and data.is_dir():
+            echo(f"{name}: --plot-only: the experiment is unfinished; drawing the runs finished so far")
+        elif not is_complete(data) or (exp.config in rerun and exp.run is not None):
             if plot_only:
                 raise UsageError(f"--plot-only: no data for {name} in {data}; run without --plot-only first")
             _run(exp.config, owner, cfg, data, progress, replace=exp.config in rerun)

@@ -131,9 +131,11 @@ def holds_run(out: Path) -> bool:
 
 
 def complete(cfg) -> bool:
-    """Whether --out holds this very run (its recorded identity is `cfg`'s), marked complete: nothing to train."""
+    """Whether --out holds this very run (its recorded identity is `cfg`'s), marked complete: nothing to train.
+    The record and the marker decide, not the weights: a finished run committed without its checkpoint and adapter
+    (figures/data keeps metrics and records only) is complete."""
     out = Path(cfg.out) if cfg.out else None
-    if out is None or not (holds_run(out) and is_complete(out)):
+    if out is None or not ((out / "config.json").exists() and is_complete(out)):
         return False
     rec = read_record(out)
     return isinstance(rec, dict) and rec.get("identity") == jsonable(cfg.identity())

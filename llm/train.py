@@ -435,10 +435,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = False, echo=p
     """`Trainer(cfg).run(resume)`, but a complete run of this configuration in --out returns at once, with nothing
     loaded (`checkpoint.complete`); the run folder for experiments that train many runs and rerun them."""
     validate(cfg)
-    check_out(cfg, resume)
-    if resume and checkpoint.complete(cfg):
+    if checkpoint.complete(cfg):  # with or without --resume, and without its weights (a committed run)
         echo(f"{cfg.out}: this run is already complete")
         return Path(cfg.out)
+    check_out(cfg, resume)
     return Trainer(cfg, progress, echo).run(resume)
 
 

