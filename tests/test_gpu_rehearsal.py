@@ -294,8 +294,10 @@ def test_collection_of_what_a_call_returned(rig, trend, cut_in_training, which):
     shutil.copyfile(ROOT / "docs" / "gpu.md", doc)
     made = collect.collect(got, figs, readme, doc, echo=lambda *_: None)
     assert figs / "llm-asymre-gsm8k.png" in made and (figs / "llm-asymre-gsm8k.png").stat().st_size > 10_000
-    assert sorted(p.name for p in (figs / "data" / "llm-asymre-gsm8k").iterdir()) == sorted(
-        {"DONE", *(p.name for p in got.iterdir())})
+    data = figs / "data" / "llm-asymre-gsm8k"  # a run folder of the one protocol: its record, the files, DONE
+    assert sorted(p.name for p in data.iterdir() if p.name != ".lock") == sorted(
+        {"DONE", "config.json", *(p.name for p in got.iterdir())})
+    assert json.loads((data / "config.json").read_text())["kind"] == "reproduce"
     section = readme.read_text().split("<!-- llm-asymre-gsm8k -->")[1]
     trend_rows = doc.read_text().split("<!-- trend-call -->")[1].split("<!-- /trend-call -->")[0]
     assert "CPU rehearsal: not GPU evidence" in section and rig.commit in section

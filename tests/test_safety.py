@@ -107,23 +107,16 @@ def reference(tmp_path_factory):
 
 
 def interrupt_at(monkeypatch, target, action):
-    """Run `action` at the moment the final output `target` is about to be written."""
-    import banditlab.plots as plots
-
-    real_replace, real_plot = os.replace, plots.plot_sweep
+    """Run `action` at the moment the final output `target` is about to be written: every output, the figure
+    included, goes through the one writer's rename (`folder.atomic_output`)."""
+    real_replace = os.replace
 
     def replace(src, dst, *a, **k):
         if os.path.basename(dst) == target:
             action()
         return real_replace(src, dst, *a, **k)
 
-    def plot(out, *a, **k):
-        if target == "sweep.png":
-            action()
-        return real_plot(out, *a, **k)
-
     monkeypatch.setattr(runfolder.os, "replace", replace)
-    monkeypatch.setattr(plots, "plot_sweep", plot)
 
 
 def same_outputs(a, b):

