@@ -458,7 +458,7 @@ NOT_FROM_DATA = {
     "2 epochs = 16 steps": "the config", "5 seeds each": "the config", "on 64 held-out problems and on the 16 training "
     "problems every 4 steps": "the config", "seed 0's 128 samples": "the config (16 problems × G = 8)",
     "30 runs of 5–15 minutes each on a 2-core CPU": "wall clock on the hardware named",
-    "(seed 0: every method but TOPR)": "the finished runs' folders", "A run takes 8–15 minutes": "wall clock",
+    "(seed 0, every method)": "the finished runs' folders", "A run takes about 6 minutes on the 2-core Intel Xeon when idle (2 threads) and 8–15 while": "wall clock",
     "at steps 0 → 4 → 8 → 12 → 16, means": "the config's evaluation steps", "test pass@1 (64 problems)": "the config",
     "train pass@1, steps 0 → 16": "the column's steps", "entropy at step 16": "the column's step",
     "(one held-out problem is 0.016)": "1/64", "(δV < 0 stable, δV ≥ 0 collapsing)": "the paper",
