@@ -45,12 +45,13 @@ def test_two_processes_take_the_single_process_step(tmp_path):
 
 def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     """Two processes train until SIGTERM (all stop at one step boundary and save); the same command in one process
-    resumes from that checkpoint and finishes."""
+    resumes from that checkpoint and finishes. The run is long (100 steps of a few tens of ms) so that the signal,
+    sent after the third logged step, lands with seconds to spare however fast the machine is."""
     import signal
 
-    out = tmp_path / "run"
+    out, STEPS = tmp_path / "run", 100
     args = ["--model", "tiny", "--n-train", "16", "--eval-n", "4", "--group-size", "4", "--prompts-per-step", "2",
-            "--max-new-tokens", "8", "--steps", "40", "--checkpoint-every", "1", "--out", str(out), "--no-progress"]
+            "--max-new-tokens", "8", "--steps", str(STEPS), "--checkpoint-every", "1", "--out", str(out), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(29600 + os.getpid() % 1000), "-m", "banditlab",
            "llm", "train", *args]
@@ -62,7 +63,7 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     p.communicate(timeout=PATIENCE_S)
     rows = [json.loads(l) for l in metrics.read_text().splitlines()]
     stopped = rows[-1]["step"]
-    assert 2 <= stopped < 40 and all(r["world_size"] == 2 for r in rows)
+    assert 2 <= stopped < STEPS and all(r["world_size"] == 2 for r in rows)
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     from banditlab.cli.app import main
 
@@ -70,5 +71,5 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
         main(["llm", "train", "--resume", *args])
     assert e.value.code == 0
     rows = [json.loads(l) for l in metrics.read_text().splitlines()]
-    assert [r["step"] for r in rows] == list(range(41))
+    assert [r["step"] for r in rows] == list(range(STEPS + 1))
     assert {r["world_size"] for r in rows[stopped + 1:]} == {1}
