@@ -197,10 +197,12 @@ STALE_LAG1000 = ["CISPO", "SAPO", "AsymRE δV = −0.1", "TOPR", "GMPO", "DAPO",
 
 @cache
 def llm() -> pd.DataFrame:
-    """llm-asymre-small: every run's metrics.jsonl as one frame (method, seed, step, metrics)."""
+    """llm-asymre-small: every finished run's metrics.jsonl (its folder holds DONE) as one frame (method, seed,
+    step, metrics)."""
     runs = json.loads((DATA / "llm-asymre-small" / "runs.json").read_text())
     folder = DATA / "llm-asymre-small"
     return pd.DataFrame([{**json.loads(line), "method": r["method"], "seed": r["seed"]} for r in runs
+                         if (folder / r["folder"] / "DONE").exists()
                          for line in (folder / r["folder"] / "metrics.jsonl").read_text().splitlines()])
 
 

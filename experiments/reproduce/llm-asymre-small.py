@@ -14,26 +14,28 @@ def _slug(label: str) -> str:
     return "-".join("".join(ch if ch.isascii() and ch.isalnum() else " " for ch in text).split())
 
 
+def planned_runs(cfg) -> list[dict]:
+    """The experiment's runs, seed-major (an interrupted reproduce still has whole seeds): method, seed, folder."""
+    return [{"method": label, "seed": seed, "folder": f"{_slug(label)}-s{seed}"}
+            for seed in cfg["seeds"] for label in cfg["methods"]]
+
+
 def run_llm_asymre_small(cfg, data: Path, tick):
-    """Each (seed, method) trains into its own folder; the trainer resumes an interrupted run and returns at once
-    from a complete one."""
+    """runs.json lists every planned run first; each (seed, method) then trains into its own folder, which is
+    finished when it holds DONE. The trainer resumes an interrupted run and returns at once from a complete one."""
     import json
 
     from banditlab_llm.train import config_from, train
 
-    index = []
-    for seed in cfg["seeds"]:
-        for label, spec in cfg["methods"].items():
-            out = data / f"{_slug(label)}-s{seed}"
-            index.append({"method": label, "seed": seed, "folder": out.name})
-            opts = dict(cfg["train"], seed=seed, algo=spec[0], algo_args=list(spec[1:]), out=str(out),
-                        offline_data=str(data / f"offline-s{seed}.pt"))
-            tc = config_from(opts, None)
-            train(tc, resume=(out / "checkpoint.pt").exists(), echo=lambda *_: None)
-            if tick:
-                tick()
-            atomic_write(data / "runs.json", json.dumps(index, indent=1))
-    atomic_write(data / "runs.json", json.dumps(index, indent=1))
+    atomic_write(data / "runs.json", json.dumps(planned_runs(cfg), indent=1))
+    for run in planned_runs(cfg):
+        out = data / run["folder"]
+        spec = cfg["methods"][run["method"]]
+        opts = dict(cfg["train"], seed=run["seed"], algo=spec[0], algo_args=list(spec[1:]), out=str(out),
+                    offline_data=str(data / f"offline-s{run['seed']}.pt"))
+        train(config_from(opts, None), resume=(out / "checkpoint.pt").exists(), echo=lambda *_: None)
+        if tick:
+            tick()
 
 
 def llm_metrics(data: Path):
