@@ -1,6 +1,7 @@
 import contextlib
 import io
 import os
+import signal
 
 import pytest
 
@@ -9,6 +10,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# The signal tests interrupt their processes with SIGINT. A suite started as a script's background job (`cmd &`,
+# nohup) begins with SIGINT ignored, and its children would inherit that: give the suite Python's own handler, which
+# children start from as the default action, so the tests mean the same however the suite was launched.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_cli(args) -> tuple[int, str, str]:
