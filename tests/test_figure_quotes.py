@@ -223,6 +223,22 @@ def llm_row(m: str) -> list[float]:
             float(np.exp(np.log(smallest).mean()))]
 
 
+def llm_final(m: str, reference: str = "GRPO") -> list[float]:
+    """A row of the LLM comparison: the final (last evaluated step) test pass@1 minus π₀'s, then minus the
+    reference method's, each paired per seed, as mean and Student-t 95 % interval; then the number of seeds that
+    end below π₀ and the number of seeds."""
+    from banditlab.stats import mean_ci
+
+    d = llm()
+    g = d[d.test_accuracy.notna()]
+    per = g.pivot_table(index="seed", columns=["method", "step"], values="test_accuracy")
+    last = g.step.max()
+    final, start = per[(m, last)], per[(m, 0)]
+    vs_ref = (final - per[(reference, last)]).dropna()
+    return [*mean_ci(final - start), *(mean_ci(vs_ref) if m != reference else ()), int((final < start).sum()),
+            len(final.dropna())]
+
+
 def offline_correct(seed: int) -> float:
     import torch
 
@@ -460,11 +476,13 @@ NOT_FROM_DATA = {
     "2 epochs = 16 steps": "the config", "5 seeds each": "the config", "on 64 held-out problems and on the 16 training "
     "problems every 4 steps": "the config", "seed 0's 128 samples": "the config (16 problems × G = 8)",
     "30 runs of 5–15 minutes each on a 2-core CPU": "wall clock on the hardware named",
-    "(seed 0, every method)": "the finished runs' folders", "A run takes about 6 minutes on the 2-core Intel Xeon when idle (2 threads) and 8–15 while": "wall clock",
+    "(seeds 0–2, every method)": "the finished runs' folders",
+    "A run takes about 6 minutes on a 2-core Intel Xeon, alone with 2 threads or two at a time with 1 thread each, "
+    "and up to 11 minutes": "wall clock",
     "at steps 0 → 4 → 8 → 12 → 16, means": "the config's evaluation steps", "test pass@1 (64 problems)": "the config",
     "train pass@1, steps 0 → 16": "the column's steps", "entropy at step 16": "the column's step",
     "(one held-out problem is 0.016)": "1/64", "(δV < 0 stable, δV ≥ 0 collapsing)": "the paper",
-    "once every method has 5 seeds": "the config",
+    "once every method has 5 seeds": "the config", "With fewer than 5 seeds per method": "the config",
     "δV ∈ {−0.3, −0.1, 0, +0.1}": "the config",
     "3 seeds, every run in one process in one 8-minute device call": "the plan (docs/llm-gsm8k.md)",
     "(Llama-3.1-8B on MATH, μ refreshed every 250 of 2000 steps)": "the paper",

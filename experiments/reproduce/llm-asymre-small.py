@@ -80,7 +80,7 @@ def paired_to(scores, reference: str):
 
 def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
     """Six panels: test and train pass@1, entropy and the ratio's range against the step (mean over seeds with
-    its Student-t 95 % interval, `stats.mean_ci`), then the final test pass@1 against π₀'s and against GRPO's,
+    its Student-t 95 % interval, `stats.mean_ci`, cut to the values the quantity can take), then the final test pass@1 against π₀'s and against GRPO's,
     paired per seed, each with its t interval (over 5 seeds the percentile bootstrap is too short: see stats)."""
     import numpy as np
     from matplotlib.ticker import MaxNLocator
@@ -92,10 +92,10 @@ def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
     labels = [m for m in cfg["methods"] if m in set(df.method)]
     colors = {m: c for m, c in zip(labels, ["#08519c", "#4292c6", "#000000", "#ef3b2c", "#41ab5d", "#ff7f00"])}
     fig, axes = plt.subplots(2, 3, figsize=(18, 10), layout="constrained")
-    panels = [("test_accuracy", "test pass@1 (greedy, held-out)"), ("train_accuracy", "train pass@1 (greedy)"),
-              ("entropy", "token entropy of π (nats)"),
-              ("ratio_max", r"token ratio $\pi/\mu$: max (solid), min (dotted)")]
-    for ax, (col, title) in zip([*axes[0], axes[1, 0]], panels):
+    panels = [("test_accuracy", "test pass@1 (greedy, held-out)", (0, 1)),
+              ("train_accuracy", "train pass@1 (greedy)", (0, 1)), ("entropy", "token entropy of π (nats)", (0, None)),
+              ("ratio_max", r"token ratio $\pi/\mu$: max (solid), min (dotted)", None)]
+    for ax, (col, title, bounds) in zip([*axes[0], axes[1, 0]], panels):
         if col not in df:
             continue
         for m in labels:
@@ -109,7 +109,7 @@ def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
             if col == "ratio_max":
                 ax.plot(s[:, 0], g.groupby("step")["ratio_min"].mean(), ":", color=colors[m], lw=1.5)
             elif n > 1:
-                ax.fill_between(s[:, 0], s[:, 2], s[:, 3], color=colors[m], alpha=0.12, lw=0)
+                ax.fill_between(s[:, 0], *np.clip(s[:, 2:4].T, *bounds), color=colors[m], alpha=0.12, lw=0)
         if col == "ratio_max":
             ratio_scale(ax, [y for line in ax.get_lines() for y in line.get_ydata()])
         ax.set_title(title)
@@ -140,7 +140,7 @@ def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
     t = cfg["train"]
     fig.suptitle(f"AsymRE on SmolLM2-135M-Instruct + LoRA, offline data from π₀ ({t['n_train']} addition problems "
                  f"× G = {t['group_size']}, {t['epochs']} epochs, ±1 rewards; {t['eval_n']} held-out problems)\n"
-                 "mean over seeds, band = Student-t 95 % interval of the mean", fontsize=14)
+                 "mean over seeds, band = Student-t 95 % interval of the mean (cut to [0, 1] for pass@1, ≥ 0 for entropy)", fontsize=14)
     return fig
 
 CONFIG, SIMS, run = "llm-asymre-small", 30, run_llm_asymre_small
