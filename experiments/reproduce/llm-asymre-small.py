@@ -1,4 +1,4 @@
-"""AsymRE's δV sweep on SmolLM2-135M-Instruct (LoRA, CPU; 30 runs of 5–15 minutes): the LLM experiment.
+"""AsymRE's δV sweep on SmolLM2-135M-Instruct (LoRA, CPU; 30 runs of 4–15 minutes): the LLM experiment.
 
 Run + plot of `banditlab reproduce llm-asymre-small`, with its config beside it (llm-asymre-small.toml); discovered by
 banditlab.reproduce. `run` writes tidy files to figures/data/llm-asymre-small/; the plots read only those files.
