@@ -1,5 +1,5 @@
 """The intervals the sweep reports, checked for what they claim: the Student-t interval of a mean over seeds
-covers 95 % at the seed counts sweeps use, the Wilson interval of a share and the paired differences match hand
+covers 95 % at the seed counts the sweeps and the LLM experiment use, the Wilson interval of a share and the paired differences match hand
 computations, and the sweep's references are what their labels say."""
 
 import importlib.util
@@ -22,8 +22,8 @@ def coverage(interval, n: int, seed: int) -> float:
     return float(np.mean([lo <= 0.0 <= hi for _, lo, hi in map(interval, x)]))
 
 
-@pytest.mark.parametrize("n", [4, 8, 32])
-def test_the_mean_interval_covers_95_percent_at_the_seed_counts_sweeps_use(n):
+@pytest.mark.parametrize("n", [4, 5, 8, 32])  # 5: the LLM experiment's seeds
+def test_the_mean_interval_covers_95_percent_at_the_seed_counts_used(n):
     assert abs(coverage(mean_ci, n, seed=n) - 0.95) <= TOL
 
 
