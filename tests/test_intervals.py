@@ -1,6 +1,6 @@
 """The intervals the sweep reports, checked for what they claim: the Student-t interval of a mean over seeds
-covers 95 % at the seed counts the sweeps and the LLM experiment use, the Wilson interval of a share and the paired differences match hand
-computations, and the sweep's references are what their labels say."""
+covers 95 % at the seed counts the sweeps and the LLM experiment use, the Wilson interval of a share and the paired
+differences match hand computations, and the sweep's references are what their labels say."""
 
 import importlib.util
 from pathlib import Path
