@@ -51,7 +51,8 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
 
     out, STEPS = tmp_path / "run", 100
     args = ["--model", "tiny", "--n-train", "16", "--eval-n", "4", "--group-size", "4", "--prompts-per-step", "2",
-            "--max-new-tokens", "8", "--steps", str(STEPS), "--checkpoint-every", "1", "--out", str(out), "--no-progress"]
+            "--max-new-tokens", "8", "--steps", str(STEPS), "--checkpoint-every", "1", "--out", str(out),
+            "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     cmd = [torchrun, "--nproc_per_node", "2", "--master_port", str(29600 + os.getpid() % 1000), "-m", "banditlab",
            "llm", "train", *args]

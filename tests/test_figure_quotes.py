@@ -6,7 +6,6 @@ the README or in the data fails the test. NOT_FROM_DATA lists the phrases whose 
 papers, the configs, the hardware, definitions), each with its reason; every other number in the README must sit
 inside a checked quote, so a new number without a source fails too."""
 
-import json
 import re
 import tomllib
 from functools import cache
@@ -196,14 +195,21 @@ STALE_LAG1000 = ["CISPO", "SAPO", "AsymRE δV = −0.1", "TOPR", "GMPO", "DAPO",
 
 
 @cache
+def llm_experiment():
+    """experiments/reproduce/llm-asymre-small.py, whose reader and paired differences draw the figure."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("llm_asymre_small", CONFIGS / "llm-asymre-small.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@cache
 def llm() -> pd.DataFrame:
-    """llm-asymre-small: every finished run's metrics.jsonl (its folder holds DONE) as one frame (method, seed,
-    step, metrics)."""
-    runs = json.loads((DATA / "llm-asymre-small" / "runs.json").read_text())
-    folder = DATA / "llm-asymre-small"
-    return pd.DataFrame([{**json.loads(line), "method": r["method"], "seed": r["seed"]} for r in runs
-                         if (folder / r["folder"] / "DONE").exists()
-                         for line in (folder / r["folder"] / "metrics.jsonl").read_text().splitlines()])
+    """llm-asymre-small: every finished run's metrics (its folder holds DONE) as one frame (method, seed, step,
+    metrics), read by the experiment's own reader."""
+    return llm_experiment().llm_metrics(DATA / "llm-asymre-small")
 
 
 def llm_at(m: str, step: int, col: str, agg: str = "mean") -> float:
@@ -225,18 +231,14 @@ def llm_row(m: str) -> list[float]:
 
 def llm_final(m: str, reference: str = "GRPO") -> list[float]:
     """A row of the LLM comparison: the final (last evaluated step) test pass@1 minus π₀'s, then minus the
-    reference method's, each paired per seed, as mean and Student-t 95 % interval; then the number of seeds that
-    end below π₀ and the number of seeds."""
+    reference method's, each paired per seed (the figure's `paired_to`), as mean and Student-t 95 % interval; then
+    the number of seeds that end below π₀ and the number of seeds."""
     from banditlab.stats import mean_ci
 
-    d = llm()
-    g = d[d.test_accuracy.notna()]
-    per = g.pivot_table(index="seed", columns=["method", "step"], values="test_accuracy")
-    last = g.step.max()
-    final, start = per[(m, last)], per[(m, 0)]
-    vs_ref = (final - per[(reference, last)]).dropna()
-    return [*mean_ci(final - start), *(mean_ci(vs_ref) if m != reference else ()), int((final < start).sum()),
-            len(final.dropna())]
+    exp = llm_experiment()
+    d = exp.paired_to(exp.final_scores(llm()), reference)[m]
+    return [*mean_ci(d["vs_start"]), *(mean_ci(d["vs_ref"]) if m != reference else ()),
+            int((d["vs_start"] < 0).sum()), len(d["vs_start"])]
 
 
 def offline_correct(seed: int) -> float:
@@ -247,16 +249,17 @@ def offline_correct(seed: int) -> float:
 
 def llm_methods() -> list[str]:
     """The methods with at least one finished run, in the config's order."""
-    cfg = tomllib.loads((CONFIGS / "llm-asymre-small.toml").read_text())
+    cfg = config("llm-asymre-small")
     return [m for m in cfg["methods"] if m in set(llm().method)]
 
 
 def llm_finished() -> list[float]:
     """The config's seeds × methods as [runs, seeds, methods] when every run is finished (a DONE marker in its
     folder), NaNs while some are not."""
-    cfg = tomllib.loads((CONFIGS / "llm-asymre-small.toml").read_text())
-    runs = json.loads((DATA / "llm-asymre-small" / "runs.json").read_text())
-    done = sum((DATA / "llm-asymre-small" / r["folder"] / "DONE").exists() for r in runs)
+    from banditlab.plumbing.folder import is_complete
+
+    cfg = config("llm-asymre-small")
+    done = sum(is_complete(DATA / "llm-asymre-small" / r["folder"]) for r in llm_experiment().planned_runs(cfg))
     planned = [len(cfg["seeds"]) * len(cfg["methods"]), len(cfg["seeds"]), len(cfg["methods"])]
     return planned if done == planned[0] else [np.nan] * 3
 
@@ -564,7 +567,8 @@ NOT_FROM_DATA = {
     "A run takes 4–11 minutes on a 2-core Intel Xeon, two at a time with 1 thread each, and up to 15 while":
         "wall clock of the runs, measured",
     "final test pass@1 (step 16)": "the config's last step", "the mean over the 5 seeds with its Student-t 95 %":
-        "the config; the interval's level", "δV ≥ 0": "the config's δV above V^μ", "δV < 0": "the config's δV below V^μ",
+        "the config; the interval's level", "δV ≥ 0": "the config's δV above V^μ",
+    "δV < 0": "the config's δV below V^μ",
     "(lr 3e-3 on LoRA, 2 epochs": "the config", "and 5 seeds do not separate them": "the config",
     "at steps 0 → 4 → 8 → 12 → 16, means": "the config's evaluation steps", "test pass@1 (64 problems)": "the config",
     "train pass@1, steps 0 → 16": "the column's steps", "entropy at step 16": "the column's step",

@@ -27,8 +27,9 @@ def run_llm_asymre_small(cfg, data: Path, tick):
 
     from banditlab_llm.train import config_from, train
 
-    atomic_write(data / "runs.json", json.dumps(planned_runs(cfg), indent=1))
-    for run in planned_runs(cfg):
+    runs = planned_runs(cfg)
+    atomic_write(data / "runs.json", json.dumps(runs, indent=1))
+    for run in runs:
         out = data / run["folder"]
         spec = cfg["methods"][run["method"]]
         opts = dict(cfg["train"], seed=run["seed"], algo=spec[0], algo_args=list(spec[1:]), out=str(out),
@@ -80,8 +81,9 @@ def paired_to(scores, reference: str):
 
 def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
     """Six panels: test and train pass@1, entropy and the ratio's range against the step (mean over seeds with
-    its Student-t 95 % interval, `stats.mean_ci`, cut to the values the quantity can take), then the final test pass@1 against π₀'s and against GRPO's,
-    paired per seed, each with its t interval (over 5 seeds the percentile bootstrap is too short: see stats)."""
+    its Student-t 95 % interval, `stats.mean_ci`, cut to the values the quantity can take), then the final test
+    pass@1 against π₀'s and against GRPO's, paired per seed, each with its t interval (over 5 seeds the percentile
+    bootstrap is too short: see stats)."""
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
@@ -140,7 +142,8 @@ def plot_llm_asymre_small(cfg, data: Path, out: Path, plt):
     t = cfg["train"]
     fig.suptitle(f"AsymRE on SmolLM2-135M-Instruct + LoRA, offline data from π₀ ({t['n_train']} addition problems "
                  f"× G = {t['group_size']}, {t['epochs']} epochs, ±1 rewards; {t['eval_n']} held-out problems)\n"
-                 "mean over seeds, band = Student-t 95 % interval of the mean (cut to [0, 1] for pass@1, ≥ 0 for entropy)", fontsize=14)
+                 "mean over seeds, band = Student-t 95 % interval of the mean (cut to [0, 1] for pass@1, ≥ 0 for "
+                 "entropy)", fontsize=14)
     return fig
 
 CONFIG, SIMS, run = "llm-asymre-small", 30, run_llm_asymre_small
